@@ -1,0 +1,330 @@
+"""One metadata filter language shared by every store.
+
+A filter is written as a small Python-like expression::
+
+    source == "guide.md" and page >= 2
+    lang in ["en", "de"] and not draft
+    1990 <= year < 2000 or author != "anon"
+
+or as a JSON-style dict (handy in Python and over HTTP)::
+
+    {"$and": [{"lang": {"$in": ["en", "de"]}}, {"page": {"$gte": 2}}]}
+    {"source": "guide.md"}            # equality shorthand
+
+Both parse into the same tree (:class:`Comparison`, :class:`And`, :class:`Or`,
+:class:`Not`), which each store translates: :func:`to_sql` for SQLite, a
+connector's own translator for Milvus, :meth:`Filter.matches` for plain
+Python. A comparison on a field a chunk lacks is false, everywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from ragkit.errors import FilterError
+
+Scalar = Union[str, int, float, bool]
+Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+
+_AST_OPS: dict[type, Operator] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+_MIRRORED: dict[Operator, Operator] = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_DICT_OPS: dict[str, Operator] = {
+    "$eq": "==",
+    "$ne": "!=",
+    "$lt": "<",
+    "$lte": "<=",
+    "$gt": ">",
+    "$gte": ">=",
+    "$in": "in",
+    "$nin": "not in",
+}
+_NAMED_CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``field op value``; for ``in`` / ``not in`` the value is a tuple."""
+
+    field: str
+    op: Operator
+    value: Scalar | tuple[Scalar, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether ``metadata`` satisfies this comparison (missing field: false)."""
+        if self.field not in metadata:
+            return False
+        actual = metadata[self.field]
+        try:
+            if self.op == "in":
+                return actual in self.value  # type: ignore[operator]
+            if self.op == "not in":
+                return actual not in self.value  # type: ignore[operator]
+            return bool(_PY_COMPARE[self.op](actual, self.value))
+        except TypeError:
+            return False
+
+    def fields(self) -> set[str]:
+        """The field names this filter reads."""
+        return {self.field}
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """All of ``items`` hold."""
+
+    items: tuple[Filter, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether every item matches."""
+        return all(item.matches(metadata) for item in self.items)
+
+    def fields(self) -> set[str]:
+        """The field names this filter reads."""
+        return set().union(*(item.fields() for item in self.items))
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """At least one of ``items`` holds."""
+
+    items: tuple[Filter, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether any item matches."""
+        return any(item.matches(metadata) for item in self.items)
+
+    def fields(self) -> set[str]:
+        """The field names this filter reads."""
+        return set().union(*(item.fields() for item in self.items))
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """``item`` does not hold."""
+
+    item: Filter
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether the inner filter does not match."""
+        return not self.item.matches(metadata)
+
+    def fields(self) -> set[str]:
+        """The field names this filter reads."""
+        return self.item.fields()
+
+
+Filter = Union[Comparison, And, Or, Not]
+FilterLike = Union[Filter, str, Mapping[str, Any], None]
+
+_PY_COMPARE: dict[str, Any] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def parse_filter(spec: FilterLike) -> Filter | None:
+    """Parse a filter given as an expression string, a dict or a ready tree.
+
+    Raises :class:`FilterError` that quotes the part it could not read.
+    """
+    if spec is None or isinstance(spec, (Comparison, And, Or, Not)):
+        return spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not text:
+            return None
+        if text.startswith("{"):
+            try:
+                return _from_dict(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise FilterError(f"filter is not valid JSON: {exc}") from None
+        return _from_expression(text)
+    if isinstance(spec, Mapping):
+        return _from_dict(spec)
+    raise FilterError(f"filter must be a string or a dict, not {type(spec).__name__}")
+
+
+def check_fields(flt: Filter | None, known: set[str], where: str) -> None:
+    """Refuse a filter that names a field no stored chunk has."""
+    if flt is None:
+        return
+    missing = sorted(flt.fields() - known)
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        listing = ", ".join(sorted(known)) or "(none: the collection is empty)"
+        raise FilterError(f"filter field {names} does not exist in {where}; known fields: {listing}")
+
+
+# -- expression form ---------------------------------------------------------
+
+
+def _from_expression(text: str) -> Filter:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise FilterError(f"cannot parse filter {text!r}: {exc.msg} at column {exc.offset}") from None
+    return _convert(tree.body, text)
+
+
+def _convert(node: ast.expr, text: str) -> Filter:
+    if isinstance(node, ast.BoolOp):
+        items = tuple(_convert(value, text) for value in node.values)
+        return And(items) if isinstance(node.op, ast.And) else Or(items)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return Not(_convert(node.operand, text))
+    if isinstance(node, ast.Compare):
+        return _convert_compare(node, text)
+    if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
+        # a bare field name means "field is true", as in `not draft`
+        return Comparison(node.id, "==", True)
+    raise FilterError(f"unsupported filter syntax {_snippet(node, text)!r} in {text!r}")
+
+
+def _convert_compare(node: ast.Compare, text: str) -> Filter:
+    operands = [node.left, *node.comparators]
+    parts: list[Filter] = []
+    for left, op_node, right in zip(operands, node.ops, operands[1:], strict=False):
+        op = _AST_OPS.get(type(op_node))
+        if op is None:
+            raise FilterError(f"unsupported operator in {_snippet(node, text)!r}")
+        parts.append(_comparison(left, op, right, text))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _comparison(left: ast.expr, op: Operator, right: ast.expr, text: str) -> Comparison:
+    left_field = _field_name(left)
+    right_field = _field_name(right)
+    if left_field is not None and right_field is None:
+        value = _literal(right, text)
+        field_name = left_field
+    elif right_field is not None and left_field is None and op not in ("in", "not in"):
+        value = _literal(left, text)
+        field_name, op = right_field, _MIRRORED[op]
+    else:
+        raise FilterError(
+            f"each comparison needs one field and one literal value: {_snippet(left, text)} {op} "
+            f"{_snippet(right, text)}"
+        )
+    return _checked(field_name, op, value)
+
+
+def _field_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _field_name(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _literal(node: ast.expr, text: str) -> Any:
+    if isinstance(node, ast.Name) and node.id in _NAMED_CONSTANTS:
+        return _NAMED_CONSTANTS[node.id]
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return tuple(_literal(element, text) for element in node.elts)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise FilterError(f"expected a literal value, got {_snippet(node, text)!r}") from None
+
+
+def _snippet(node: ast.AST, text: str) -> str:
+    return ast.get_source_segment(text, node) or ast.dump(node)
+
+
+# -- dict form ---------------------------------------------------------------
+
+
+def _from_dict(spec: Any) -> Filter:
+    if not isinstance(spec, Mapping) or not spec:
+        raise FilterError(f"filter dict must be a non-empty object, got {spec!r}")
+    parts: list[Filter] = []
+    for key, value in spec.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise FilterError(f"{key} takes a non-empty list of filters, got {value!r}")
+            items = tuple(_from_dict(item) for item in value)
+            parts.append(And(items) if key == "$and" else Or(items))
+        elif key == "$not":
+            parts.append(Not(_from_dict(value)))
+        elif key.startswith("$"):
+            raise FilterError(f"unknown filter operator {key!r}; use $and, $or, $not at the top level")
+        elif isinstance(value, Mapping):
+            for op_name, operand in value.items():
+                op = _DICT_OPS.get(op_name)
+                if op is None:
+                    raise FilterError(f"unknown operator {op_name!r} on field {key!r}; known: {', '.join(_DICT_OPS)}")
+                parts.append(_checked(key, op, tuple(operand) if isinstance(operand, list) else operand))
+        else:
+            parts.append(_checked(key, "==", value))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _checked(field_name: str, op: Operator, value: Any) -> Comparison:
+    if op in ("in", "not in"):
+        if not isinstance(value, tuple) or not all(_is_scalar(v) for v in value):
+            raise FilterError(f"'{field_name} {op}' needs a list of plain values, got {value!r}")
+    elif not _is_scalar(value):
+        raise FilterError(f"'{field_name} {op}' needs a string, number or boolean, got {value!r}")
+    return Comparison(field_name, op, value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+# -- SQL translation ---------------------------------------------------------
+
+
+def to_sql(flt: Filter, column: str = "metadata") -> tuple[str, list[Any]]:
+    """Translate to a SQLite ``WHERE`` fragment over a JSON ``column``.
+
+    Each comparison is wrapped in ``IFNULL(..., 0)`` so that a missing field
+    is false (and ``NOT`` of it true), exactly as :meth:`Filter.matches`.
+    """
+    params: list[Any] = []
+    sql = _sql(flt, column, params)
+    return sql, params
+
+
+def _sql(flt: Filter, column: str, params: list[Any]) -> str:
+    if isinstance(flt, And):
+        return "(" + " AND ".join(_sql(item, column, params) for item in flt.items) + ")"
+    if isinstance(flt, Or):
+        return "(" + " OR ".join(_sql(item, column, params) for item in flt.items) + ")"
+    if isinstance(flt, Not):
+        return f"(NOT {_sql(flt.item, column, params)})"
+    path = '$."' + flt.field.replace('"', '""') + '"'
+    params.append(path)
+    accessor = f"json_extract({column}, ?)"
+    if flt.op in ("in", "not in"):
+        values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
+        params.extend(_sql_value(v) for v in values)
+        placeholders = ", ".join("?" for _ in values)
+        keyword = "IN" if flt.op == "in" else "NOT IN"
+        return f"IFNULL({accessor} {keyword} ({placeholders}), 0)"
+    params.append(_sql_value(flt.value))  # type: ignore[arg-type]
+    op = "=" if flt.op == "==" else flt.op
+    return f"IFNULL({accessor} {op} ?, 0)"
+
+
+def _sql_value(value: Scalar) -> Any:
+    # json_extract yields 1/0 for JSON true/false
+    return int(value) if isinstance(value, bool) else value

@@ -1,0 +1,196 @@
+"""The component roles as small typed protocols.
+
+Each role has a batch-first method and, where it does I/O, an async twin.
+Implementations usually subclass :class:`~ragkit.component.Component` for
+``to_config`` / ``from_config``; the protocols only say what a pipeline
+calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ragkit.filters import Filter
+from ragkit.schema import Chunk, Document, Hit, SourceRecord
+
+Vectors = npt.NDArray[np.float32]
+"""A 2-D float32 array, one row per text."""
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """Turns a file into documents."""
+
+    extensions: tuple[str, ...]
+    """Lower-case file suffixes it reads, with the dot (``.md``)."""
+
+    def load(self, path: Path, source: str) -> Iterable[Document]:
+        """Parse ``path``; ``source`` is the name documents will carry.
+
+        May yield lazily (a huge text file comes out in parts, so memory
+        stays bounded). Raises :class:`~ragkit.errors.LoaderError` naming the
+        file and the reason.
+        """
+        ...
+
+    async def aload(self, path: Path, source: str) -> list[Document]:
+        """Async twin of :meth:`load` (runs in a worker thread)."""
+        ...
+
+
+@runtime_checkable
+class Splitter(Protocol):
+    """Cuts documents into chunks that keep their character offsets."""
+
+    def split(self, documents: Sequence[Document]) -> list[Chunk]:
+        """Chunks of all ``documents``, in order; ``doc.text[c.start:c.end] == c.text``."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to normalised float32 vectors."""
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the model and options that shape the vectors (cache key, mismatch check)."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for passages to be stored."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for search queries (may add a query instruction prefix)."""
+        ...
+
+    async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Async twin of :meth:`embed_documents`."""
+        ...
+
+    async def aembed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Async twin of :meth:`embed_queries`."""
+        ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An embedder that can count tokens with its own tokenizer."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input, in tokens, the model reads without truncating."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text, special tokens included."""
+        ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Stores chunks with their vectors and searches them by vector and metadata.
+
+    Implementations are built as ``cls(path=..., dimension=..., name=..., **options)``:
+    ``path`` is a folder the store may use (the collection's), ``dimension``
+    the embedder's vector length and ``name`` the collection's name. Only
+    ``options`` are saved in the collection's config.
+    """
+
+    @property
+    def dimension(self) -> int:
+        """Vector length the store holds."""
+        ...
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: Vectors) -> None:
+        """Insert or replace ``chunks`` (by id) with one vector each."""
+        ...
+
+    def commit_sources(self, records: Sequence[SourceRecord]) -> None:
+        """Mark sources as fully ingested.
+
+        For each record, chunks of that source whose ids are not in
+        ``record.chunk_ids`` are deleted, and the record (with its content
+        hash) is saved. Until this call, a source's old chunks stay readable.
+        """
+        ...
+
+    def sources(self) -> dict[str, SourceRecord]:
+        """Every committed source record, by source."""
+        ...
+
+    def delete_sources(self, sources: Sequence[str]) -> int:
+        """Delete the sources' chunks and records; returns the number of chunks deleted."""
+        ...
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        """Delete the documents' chunks; returns the number of chunks deleted."""
+        ...
+
+    def search(self, vectors: Vectors, top_k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """The ``top_k`` nearest chunks (cosine) for each query vector, best first."""
+        ...
+
+    def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the given order (unknown ids are left out)."""
+        ...
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[list[Chunk]]:
+        """Every stored chunk, in batches."""
+        ...
+
+    def count(self) -> int:
+        """Number of stored chunks."""
+        ...
+
+    def metadata_fields(self) -> set[str]:
+        """Names of the metadata fields found on stored chunks (for filter checks)."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release files and connections."""
+        ...
+
+    def to_config(self) -> dict[str, Any]:
+        """The config that reopens this store."""
+        ...
+
+
+@runtime_checkable
+class LexicalIndex(Protocol):
+    """A keyword (BM25) index over the same chunks as the vector store."""
+
+    def rebuild(self, chunks: Iterator[list[Chunk]]) -> int:
+        """Index these chunks from scratch; returns how many were indexed."""
+        ...
+
+    def search(self, queries: Sequence[str], top_k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """The ``top_k`` best BM25 matches for each query."""
+        ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the chunks that answer a query."""
+
+    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Hit]:
+        """Best ``top_k`` hits for ``query``, optionally restricted by a metadata filter."""
+        ...
+
+    async def aretrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Hit]:
+        """Async twin of :meth:`retrieve`."""
+        ...
