@@ -293,27 +293,33 @@ def _is_scalar(value: Any) -> bool:
 # -- SQL translation ---------------------------------------------------------
 
 
-def to_sql(flt: Filter, column: str = "metadata") -> tuple[str, list[Any]]:
+def to_sql(
+    flt: Filter, column: str = "metadata", columns: Mapping[str, str] | None = None
+) -> tuple[str, list[Any]]:
     """Translate to a SQLite ``WHERE`` fragment over a JSON ``column``.
 
-    Each comparison is wrapped in ``IFNULL(..., 0)`` so that a missing field
-    is false (and ``NOT`` of it true), exactly as :meth:`Filter.matches`.
+    ``columns`` maps field names that live in their own SQL columns (such as
+    ``source``) to those columns. Each comparison is wrapped in
+    ``IFNULL(..., 0)`` so that a missing field is false (and ``NOT`` of it
+    true), exactly as :meth:`Filter.matches`.
     """
     params: list[Any] = []
-    sql = _sql(flt, column, params)
+    sql = _sql(flt, column, columns or {}, params)
     return sql, params
 
 
-def _sql(flt: Filter, column: str, params: list[Any]) -> str:
+def _sql(flt: Filter, column: str, columns: Mapping[str, str], params: list[Any]) -> str:
     if isinstance(flt, And):
-        return "(" + " AND ".join(_sql(item, column, params) for item in flt.items) + ")"
+        return "(" + " AND ".join(_sql(item, column, columns, params) for item in flt.items) + ")"
     if isinstance(flt, Or):
-        return "(" + " OR ".join(_sql(item, column, params) for item in flt.items) + ")"
+        return "(" + " OR ".join(_sql(item, column, columns, params) for item in flt.items) + ")"
     if isinstance(flt, Not):
-        return f"(NOT {_sql(flt.item, column, params)})"
-    path = '$."' + flt.field.replace('"', '""') + '"'
-    params.append(path)
-    accessor = f"json_extract({column}, ?)"
+        return f"(NOT {_sql(flt.item, column, columns, params)})"
+    if flt.field in columns:
+        accessor = columns[flt.field]
+    else:
+        params.append('$."' + flt.field.replace('"', '""') + '"')
+        accessor = f"json_extract({column}, ?)"
     if flt.op in ("in", "not in"):
         values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
         params.extend(_sql_value(v) for v in values)

@@ -1,0 +1,278 @@
+"""The ``ragkit`` command line.
+
+Only typer is imported at start-up; everything heavy (numpy, FAISS, the
+embedding model) is imported inside the command that needs it, so
+``ragkit --help`` answers at once. ragkit errors are printed as one line
+without a traceback, with a non-zero exit code per error class.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from ragkit.collection import Collection
+    from ragkit.config import CollectionConfig
+    from ragkit.schema import Hit
+
+app = typer.Typer(
+    name="ragkit",
+    help="Retrieval-augmented generation: ingest documents into collections and search them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+collections_app = typer.Typer(help="List, show and delete collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+T = TypeVar("T")
+
+StoreDir = Annotated[
+    Path | None,
+    typer.Option("--store-dir", envvar="RAGKIT_HOME", help="Where collections live (default ~/.ragkit)."),
+]
+CollectionName = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run ``action``, turning ragkit errors into one line on stderr and an exit code."""
+    from ragkit.errors import RagkitError
+
+    try:
+        return action()
+    except RagkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; what was committed so far is kept, re-run to finish", 130)
+    raise AssertionError("unreachable")
+
+
+def _load_config(config: str | None) -> CollectionConfig | None:
+    if config is None:
+        return None
+    from ragkit.recipes import load_collection_config
+
+    return load_collection_config(config)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    collection: CollectionName,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Collection config: a YAML file or a recipe name (e.g. 'default', 'milvus')."),
+    ] = None,
+    sync: Annotated[bool, typer.Option("--sync", help="Delete sources under PATHS that no longer exist.")] = False,
+    store_dir: StoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest files into a collection (created on first use); unchanged files are skipped."""
+
+    def action() -> None:
+        from ragkit.collection import Collection
+
+        wanted = _load_config(config)
+        with Collection.open_or_create(collection, wanted, store_dir) as col, _progress(not as_json) as progress:
+            report = col.ingest(paths, sync=sync, progress=progress)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+            return
+        typer.echo(f"{collection}: {report.summary()}")
+        for issue in report.failed:
+            typer.echo(f"  failed  {issue.source}: {issue.reason}", err=True)
+        for issue in report.skipped:
+            typer.echo(f"  skipped {issue.source}: {issue.reason}", err=True)
+
+    _run(action)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    labels = {"scan": "checking files", "files": "ingesting files", "chunks": "chunks embedded"}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        yield update
+
+
+@app.command()
+def search(
+    collection: CollectionName,
+    query: Annotated[str | None, typer.Argument(help="The query (omit with --queries-file).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many hits.")] = 5,
+    filter: Annotated[
+        str | None, typer.Option("--filter", "-f", help='Metadata filter, e.g. \'page >= 2 and lang == "en"\'.')
+    ] = None,
+    mode: Annotated[str, typer.Option("--mode", help="dense (vectors) or lexical (BM25).")] = "dense",
+    queries_file: Annotated[
+        Path | None,
+        typer.Option("--queries-file", help="One query per line ('-' for stdin); writes JSON lines."),
+    ] = None,
+    store_dir: StoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search a collection and print the best chunks with their sources."""
+
+    def action() -> None:
+        from ragkit.collection import Collection
+        from ragkit.errors import InputError
+
+        if (query is None) == (queries_file is None):
+            raise InputError("give either a QUERY or --queries-file")
+        if mode not in ("dense", "lexical"):
+            raise InputError(f"--mode must be 'dense' or 'lexical', got {mode!r}")
+        with Collection.open(collection, store_dir) as col:
+            if queries_file is not None:
+                _search_batch(col, queries_file, top_k, filter, mode)
+                return
+            assert query is not None
+            hits = col.search(query, top_k=top_k, filter=filter, mode=mode)  # type: ignore[arg-type]
+        if as_json:
+            typer.echo(json.dumps({"query": query, "hits": [_hit_json(h, i) for i, h in enumerate(hits, 1)]}, indent=2))
+        else:
+            _print_hits(hits)
+
+    _run(action)
+
+
+def _search_batch(col: Collection, queries_file: Path, top_k: int, flt: str | None, mode: str) -> None:
+    from ragkit.errors import InputError
+
+    try:
+        lines = sys.stdin.read().splitlines() if str(queries_file) == "-" else queries_file.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read --queries-file {queries_file}: {exc.strerror}") from None
+    queries = [line.strip() for line in lines if line.strip()]
+    for start in range(0, len(queries), 64):
+        part = queries[start : start + 64]
+        results = col.search_many(part, top_k=top_k, filter=flt, mode=mode)  # type: ignore[arg-type]
+        for q, hits in zip(part, results, strict=True):
+            typer.echo(json.dumps({"query": q, "hits": [_hit_json(h, i) for i, h in enumerate(hits, 1)]}))
+
+
+def _hit_json(hit: Hit, rank: int) -> dict[str, Any]:
+    chunk = hit.chunk
+    return {
+        "rank": rank,
+        "score": round(hit.score, 6),
+        "origin": hit.origin,
+        "chunk_id": chunk.id,
+        "document_id": chunk.document_id,
+        "source": chunk.source,
+        "start": chunk.start,
+        "end": chunk.end,
+        "metadata": chunk.metadata,
+        "text": chunk.text,
+    }
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    if not hits:
+        typer.echo("no results")
+    for rank, hit in enumerate(hits, 1):
+        chunk = hit.chunk
+        where = chunk.source
+        if "page" in chunk.metadata:
+            where += f" p.{chunk.metadata['page']}"
+        if chunk.metadata.get("section"):
+            where += f" § {chunk.metadata['section']}"
+        snippet = " ".join(chunk.text.split())
+        if len(snippet) > 300:
+            snippet = snippet[:297] + "..."
+        typer.echo(f"[{rank}] {hit.score:.3f} {where} [{chunk.start}:{chunk.end}]")
+        typer.echo(f"    {snippet}")
+
+
+@collections_app.command("list")
+def collections_list(store_dir: StoreDir = None, as_json: JsonFlag = False) -> None:
+    """List the collections in the store folder."""
+
+    def action() -> None:
+        from ragkit.collection import Collection
+
+        names = Collection.list(store_dir)
+        if as_json:
+            typer.echo(json.dumps(names))
+        elif not names:
+            typer.echo("no collections")
+        else:
+            typer.echo("\n".join(names))
+
+    _run(action)
+
+
+@collections_app.command("show")
+def collections_show(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    store_dir: StoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a collection's configuration and counts."""
+
+    def action() -> None:
+        import yaml
+
+        from ragkit.collection import Collection
+
+        with Collection.open(name, store_dir) as col:
+            info = col.info()
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+        else:
+            typer.echo(yaml.safe_dump(info, sort_keys=False).rstrip())
+
+    _run(action)
+
+
+@collections_app.command("delete")
+def collections_delete(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    store_dir: StoreDir = None,
+) -> None:
+    """Delete a collection and all its data."""
+
+    def action() -> None:
+        from ragkit.collection import Collection
+
+        if not yes and not typer.confirm(f"Delete collection {name!r} and all its data?"):
+            raise typer.Exit(1)
+        Collection.delete(name, store_dir)
+        typer.echo(f"deleted {name}")
+
+    _run(action)
+
+
+def main() -> None:
+    """Entry point of the ``ragkit`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

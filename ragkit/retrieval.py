@@ -1,0 +1,77 @@
+"""Retrievers over a collection's stores: dense (vectors) and lexical (BM25).
+
+Both implement :class:`ragkit.protocols.Retriever`. Filters are parsed and
+checked against the fields the collection actually has before any search,
+so a typo in a field name is an error, not an empty result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from ragkit.filters import Filter, FilterLike, check_fields, parse_filter
+from ragkit.lexical import BM25Index
+from ragkit.protocols import Embedder, VectorStore
+from ragkit.schema import Hit
+
+
+def prepare_filter(spec: FilterLike, store: VectorStore, where: str) -> Filter | None:
+    """Parse a filter and refuse it if it names a field no stored chunk has."""
+    flt = parse_filter(spec)
+    check_fields(flt, store.metadata_fields(), where)
+    return flt
+
+
+class DenseRetriever:
+    """Embeds the query and searches the vector store."""
+
+    def __init__(self, embedder: Embedder, store: VectorStore, name: str = "collection") -> None:
+        self.embedder = embedder
+        self.store = store
+        self.name = name
+
+    def retrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
+        """Best ``top_k`` chunks by cosine similarity to ``query``."""
+        return self.retrieve_many([query], top_k, filters)[0]
+
+    def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
+        """Batch form of :meth:`retrieve`: one embedding call for all queries."""
+        flt = prepare_filter(filters, self.store, f"collection {self.name!r}")
+        if not queries:
+            return []
+        vectors = self.embedder.embed_queries(list(queries))
+        return self.store.search(vectors, top_k, flt)
+
+    async def aretrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
+        """Async twin of :meth:`retrieve` (runs in a worker thread)."""
+        return await asyncio.to_thread(self.retrieve, query, top_k, filters)
+
+
+class LexicalRetriever:
+    """BM25 keyword search; chunks are fetched from the vector store by id."""
+
+    def __init__(self, index: BM25Index, store: VectorStore, name: str = "collection") -> None:
+        self.index = index
+        self.store = store
+        self.name = name
+
+    def retrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
+        """Best ``top_k`` chunks by BM25 score for ``query``."""
+        return self.retrieve_many([query], top_k, filters)[0]
+
+    def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
+        """Batch form of :meth:`retrieve`."""
+        flt = prepare_filter(filters, self.store, f"collection {self.name!r}")
+        ranked = self.index.search(list(queries), top_k, flt)
+        wanted = list(dict.fromkeys(chunk_id for hits in ranked for chunk_id, _ in hits))
+        chunks = {chunk.id: chunk for chunk in self.store.get(wanted)}
+        return [
+            [Hit(chunks[chunk_id], score, "lexical") for chunk_id, score in hits if chunk_id in chunks]
+            for hits in ranked
+        ]
+
+    async def aretrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Hit]:
+        """Async twin of :meth:`retrieve` (runs in a worker thread)."""
+        return await asyncio.to_thread(self.retrieve, query, top_k, filters)

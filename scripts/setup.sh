@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up ragkit in ./.venv on a fresh machine: torch (the CPU build on disk)
+# first, then the core, every connector and the dev tools, all pinned.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip, quietly; its output is shown (less index-location noise) and its exit status kept
+pip_install() {
+  local log status=0
+  log=$(mktemp)
+  .venv/bin/python -m pip install -q "$@" >"$log" 2>&1 || status=$?
+  grep -v "^WARNING: Location" "$log" >&2 || true
+  rm -f "$log"
+  return "$status"
+}
+# torch must come before anything that depends on it, or pip pulls CUDA wheels
+pip_install torch==2.13.0
+pip_install -c constraints.txt \
+  -e ".[dev,bench]" \
+  -e connectors/sentence_transformers \
+  -e connectors/openai \
+  -e connectors/milvus \
+  -e connectors/unstructured
+.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_openai, ragkit_milvus, ragkit_unstructured" \
+  || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
+echo "ragkit is set up in .venv" >&2
