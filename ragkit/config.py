@@ -58,9 +58,11 @@ class CollectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     loader: LoaderOptions = Field(default_factory=LoaderOptions)
-    splitter: ComponentConfig = Field(default_factory=lambda: {"type": "recursive"})
+    splitter: ComponentConfig = Field(
+        default_factory=lambda: {"type": "markdown", "chunk_size": 1000, "chunk_overlap": 100}
+    )
     embedder: ComponentConfig = Field(default_factory=lambda: {"type": "sentence-transformers"})
-    store: ComponentConfig = Field(default_factory=lambda: {"type": "faiss"})
+    store: ComponentConfig = Field(default_factory=lambda: {"type": "faiss", "index": "auto"})
     lexical: ComponentConfig | None = Field(default_factory=lambda: {"type": "bm25"})
     """The keyword index kept beside the vectors, or ``None`` for none."""
     embed_batch_size: int = Field(default=256, ge=1)

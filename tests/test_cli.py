@@ -1,0 +1,123 @@
+"""The ragkit command line: ingest, search (single and batch), collections, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkit.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "evaluation" / "datasets" / "sample-docs"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store folder with the sample documents ingested as 'demo' through the CLI."""
+    home = tmp_path_factory.mktemp("cli-home")
+    corpus = tmp_path_factory.mktemp("cli-corpus") / "docs"
+    shutil.copytree(SAMPLE, corpus)
+    result = CliRunner().invoke(app, ["ingest", str(corpus), "-c", "demo", "--store-dir", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "demo: added 5, updated 0, unchanged 0, deleted 0, failed 0" in result.output
+    return home, corpus
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def test_reingest_reports_unchanged(store):
+    home, corpus = store
+    result = run("ingest", str(corpus), "-c", "demo", "--store-dir", str(home), "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["unchanged"] == 5 and report["chunks_written"] == 0
+
+
+def test_search_prints_ranked_sources(store):
+    home, _ = store
+    result = run("search", "Where was Super Bowl 50 played?", "-c", "demo", "-k", "2", "--store-dir", str(home))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("[1] ")
+    assert "super-bowl-50.pdf p.1" in result.output
+
+
+def test_search_json_with_filter_and_lexical_mode(store):
+    home, _ = store
+    result = run(
+        "search", "plague", "-c", "demo", "--mode", "lexical", "--filter", 'file_type == "txt"',
+        "--json", "--store-dir", str(home),
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)["hits"]
+    assert hits and all(h["metadata"]["file_type"] == "txt" and h["origin"] == "lexical" for h in hits)
+    assert {"rank", "score", "chunk_id", "source", "start", "end", "text"} <= set(hits[0])
+
+
+def test_batch_search_from_stdin_writes_json_lines(store):
+    home, _ = store
+    result = run("search", "-c", "demo", "--queries-file", "-", "-k", "1", "--store-dir", str(home),
+                 input="Black Death\n\npacket switching\n")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["query"] for line in lines] == ["Black Death", "packet switching"]
+    assert lines[1]["hits"][0]["source"].endswith("packet-switching.md")
+
+
+def test_collections_list_show_delete(store, tmp_path):
+    home, corpus = store
+    assert run("collections", "list", "--store-dir", str(home)).output.split() == ["demo"]
+    shown = json.loads(run("collections", "show", "demo", "--json", "--store-dir", str(home)).output)
+    assert shown["embedding"]["dimension"] == 384 and shown["stats"]["sources"] == 5
+    other = tmp_path / "other"
+    assert run("ingest", str(corpus / "black-death.txt"), "-c", "tmp", "--store-dir", str(other)).exit_code == 0
+    assert run("collections", "delete", "tmp", "--yes", "--store-dir", str(other)).exit_code == 0
+    assert run("collections", "list", "--store-dir", str(other)).output.strip() == "no collections"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["search", "x", "-c", "nope"], 3, "error: collection 'nope' does not exist"),
+        (["search", "x", "-c", "demo", "--filter", "pagee > 1"], 2, "error: filter field 'pagee' does not exist"),
+        (["search", "x", "-c", "demo", "--filter", "page >"], 2, "error: cannot parse filter"),
+        (["search", "x", "-c", "demo", "--mode", "fuzzy"], 2, "error: --mode must be 'dense' or 'lexical'"),
+        (["search", "-c", "demo"], 2, "error: give either a QUERY or --queries-file"),
+        (["collections", "show", "nope"], 3, "error: collection 'nope' does not exist"),
+        (["ingest", "/nonexistent/path", "-c", "demo"], 2, "/nonexistent/path"),
+        (["ingest", ".", "-c", "demo", "--config", "nope"], 3, "error: no recipe named 'nope'"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(store, args, code, message):
+    home, _ = store
+    result = run(*args, "--store-dir", str(home))
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_is_fast_because_nothing_heavy_is_imported():
+    probe = (
+        "import sys\n"
+        "from ragkit.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['search', '--help']).exit_code == 0\n"
+        "heavy = [m for m in ('numpy', 'faiss', 'torch', 'sentence_transformers', 'bm25s') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_installed_script_runs():
+    script = Path(sys.executable).parent / "ragkit"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "ingest" in done.stdout and "search" in done.stdout
