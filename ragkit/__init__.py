@@ -46,7 +46,26 @@ _EXPORTS = {
     "UnavailableError": "ragkit.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Chunk",
+    "Collection",
+    "CollectionConfig",
+    "ConfigError",
+    "ConflictError",
+    "Document",
+    "FilterError",
+    "Hit",
+    "IngestReport",
+    "InputError",
+    "LoaderError",
+    "LoaderOptions",
+    "NotFoundError",
+    "RagkitError",
+    "Settings",
+    "SourceRecord",
+    "StorageError",
+    "UnavailableError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -216,7 +216,7 @@ def collections_list(store_dir: StoreDir = None, as_json: JsonFlag = False) -> N
     def action() -> None:
         from ragkit.collection import Collection
 
-        names = Collection.list(store_dir)
+        names = Collection.names(store_dir)
         if as_json:
             typer.echo(json.dumps(names))
         elif not names:

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -34,6 +34,9 @@ from ragkit.filters import FilterLike
 from ragkit.ingest import IngestPipeline, IngestReport, ProgressCallback
 from ragkit.protocols import Embedder, VectorStore
 from ragkit.schema import Hit
+
+if TYPE_CHECKING:
+    from ragkit.retrieval import DenseRetriever, LexicalRetriever
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class Collection:
         folder = _collections_dir(store_dir) / _check_name(name)
         config_file = folder / _CONFIG_FILE
         if not config_file.exists():
-            existing = ", ".join(cls.list(store_dir)) or "none"
+            existing = ", ".join(cls.names(store_dir)) or "none"
             raise NotFoundError(f"collection {name!r} does not exist in {folder.parent} (existing: {existing})")
         try:
             data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
@@ -134,29 +137,36 @@ class Collection:
         return collection
 
     @staticmethod
-    def list(store_dir: str | Path | None = None) -> list[str]:
+    def names(store_dir: str | Path | None = None) -> list[str]:
         """Names of the collections in the store folder."""
         root = _collections_dir(store_dir)
         if not root.is_dir():
             return []
         return sorted(p.name for p in root.iterdir() if (p / _CONFIG_FILE).is_file())
 
-    @staticmethod
-    def delete(name: str, store_dir: str | Path | None = None) -> None:
-        """Delete a collection and all its data."""
-        folder = _collections_dir(store_dir) / _check_name(name)
-        if not (folder / _CONFIG_FILE).exists():
-            raise NotFoundError(f"collection {name!r} does not exist in {folder.parent}")
+    @classmethod
+    def delete(cls, name: str, store_dir: str | Path | None = None) -> None:
+        """Delete a collection and all its data (in an outside store such as Milvus too)."""
+        collection = cls.open(name, store_dir)
+        folder = collection.folder
+        drop = getattr(collection.store, "drop", None)
+        if drop is not None:  # a store whose data lives outside the folder
+            drop()
+        collection.close()
         try:
             shutil.rmtree(folder)
         except OSError as exc:
             raise StorageError(f"cannot delete {folder}: {exc.strerror}") from None
 
     def close(self) -> None:
-        """Flush and release the store."""
+        """Flush and release the store and the embedding cache."""
         if self._store is not None:
             self._store.close()
             self._store = None
+        cache = getattr(self._embedder, "cache", None)
+        if cache is not None:
+            cache.close()
+            self._embedder = None
 
     def __enter__(self) -> Collection:
         return self
@@ -363,26 +373,26 @@ class Collection:
             return self.lexical_retriever().retrieve_many(queries, top_k, filter)
         raise InputError(f"search mode must be 'dense' or 'lexical', got {mode!r}")
 
-    def dense_retriever(self) -> Any:
+    def dense_retriever(self) -> DenseRetriever:
         """A :class:`~ragkit.retrieval.DenseRetriever` over this collection."""
         from ragkit.retrieval import DenseRetriever
 
         return DenseRetriever(self.embedder, self.store, self.name)
 
-    def lexical_retriever(self) -> Any:
+    def lexical_retriever(self) -> LexicalRetriever:
         """A :class:`~ragkit.retrieval.LexicalRetriever` over this collection."""
         from ragkit.retrieval import LexicalRetriever
 
         if self.lexical is None:
             raise ConfigError(f"collection {self.name!r} has no lexical index (its config sets lexical: null)")
-        if (self.folder / _LEXICAL_STALE).exists() or not self.lexical.exists:
-            if self.store.count():
-                try:
-                    with self._writer_lock():
-                        self._rebuild_lexical()
-                        (self.folder / _LEXICAL_STALE).unlink(missing_ok=True)
-                except (StorageError, ConflictError) as exc:
-                    log.warning("keyword index of %r may be out of date: %s", self.name, exc)
+        stale = (self.folder / _LEXICAL_STALE).exists() or not self.lexical.exists
+        if stale and self.store.count():
+            try:
+                with self._writer_lock():
+                    self._rebuild_lexical()
+                    (self.folder / _LEXICAL_STALE).unlink(missing_ok=True)
+            except (StorageError, ConflictError) as exc:
+                log.warning("keyword index of %r may be out of date: %s", self.name, exc)
         return LexicalRetriever(self.lexical, self.store, self.name)
 
     # -- information -----------------------------------------------------------------------

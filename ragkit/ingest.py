@@ -61,6 +61,8 @@ class IngestReport:
     failed: list[FileIssue] = field(default_factory=list)
     skipped: list[FileIssue] = field(default_factory=list)
     chunks_written: int = 0
+    chunks_embedded: int = 0
+    """Chunks whose text went to the model (the rest came from the embedding cache)."""
     chunks_deleted: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -80,6 +82,7 @@ class IngestReport:
             "failed": [f.to_dict() for f in self.failed],
             "skipped": [s.to_dict() for s in self.skipped],
             "chunks_written": self.chunks_written,
+            "chunks_embedded": self.chunks_embedded,
             "chunks_deleted": self.chunks_deleted,
             "seconds": round(self.seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -90,7 +93,7 @@ class IngestReport:
         return (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"deleted {self.deleted}, failed {len(self.failed)}, skipped {len(self.skipped)} "
-            f"({self.chunks_written} chunks written in {self.seconds:.1f}s)"
+            f"({self.chunks_written} chunks written, {self.chunks_embedded} embedded, in {self.seconds:.1f}s)"
         )
 
 
@@ -134,6 +137,7 @@ class IngestPipeline:
         self.store = store
         self.batch_size = batch_size
         self.progress = progress or (lambda stage, done, total: None)
+        self._written_sources: set[str] = set()
 
     def run(self, paths: Sequence[str | Path], sync: bool = False) -> IngestReport:
         """Ingest ``paths`` (files or folders); with ``sync``, delete sources gone from them."""
@@ -257,8 +261,8 @@ class IngestPipeline:
                 self.progress("files", files_done, len(pending))
                 record = records.pop(source)
                 if kind == "failed":
-                    report.failed.append(FileIssue(source, payload))
                     batch.chunks = [c for c in batch.chunks if c.source != source]
+                    report.failed.append(FileIssue(source, payload + self._discard_partial(item)))
                 elif record.chunk_count == 0:
                     report.failed.append(FileIssue(source, "no text to index"))
                 else:
@@ -276,14 +280,31 @@ class IngestPipeline:
         report.stage_seconds["store"] = store_seconds + s
         producer.join()
 
+    def _discard_partial(self, item: _PendingFile) -> str:
+        """Undo what a file that failed half-way already wrote; returns a note for the report."""
+        if item.file.source not in self._written_sources:
+            return ""
+        if item.is_new:
+            self.store.delete_sources([item.file.source])
+            return ""
+        # its previous version is kept (same ids, same text); new chunks stay until the next good ingest
+        return " (its previous version is kept; chunks written before the failure stay until it ingests cleanly)"
+
     def _write(self, batch: _Batch, report: IngestReport) -> tuple[float, float]:
         embed_seconds = store_seconds = 0.0
         for start in range(0, len(batch.chunks), self.batch_size):
             part = batch.chunks[start : start + self.batch_size]
             t0 = time.perf_counter()
+            misses_before = getattr(self.embedder, "misses", None)
             vectors = self.embedder.embed_documents([c.text for c in part])
             t1 = time.perf_counter()
+            misses_after = getattr(self.embedder, "misses", None)
+            if isinstance(misses_before, int) and isinstance(misses_after, int):
+                report.chunks_embedded += misses_after - misses_before
+            else:
+                report.chunks_embedded += len(part)
             self.store.upsert(part, vectors)
+            self._written_sources.update(c.source for c in part)
             store_seconds += time.perf_counter() - t1
             embed_seconds += t1 - t0
             report.chunks_written += len(part)

@@ -93,5 +93,5 @@ def build(role: str, config: Mapping[str, Any] | str) -> Any:
         config = {"type": config}
     if not isinstance(config, Mapping) or "type" not in config:
         raise ConfigError(f"{role} config needs a 'type' key, got {config!r}")
-    cls = get(role, str(config["type"]))
+    cls: Any = get(role, str(config["type"]))
     return cls.from_config(config)

@@ -25,7 +25,7 @@ pip_install -c constraints.txt \
   -e connectors/sentence_transformers \
   -e connectors/openai \
   -e connectors/milvus \
-  -e connectors/unstructured
+  -e "connectors/unstructured[test]"
 .venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_openai, ragkit_milvus, ragkit_unstructured" \
   || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
 echo "ragkit is set up in .venv" >&2

@@ -31,4 +31,5 @@ def read_only_folder(folder: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        # lazily, in case a test left a file open below the folder
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)

@@ -52,7 +52,8 @@ def test_ivf_index_above_threshold_finds_nearly_what_exact_search_finds(tmp_path
     queries = unit_vectors(50, seed=1)
     found = approx.search(queries, 10)
     truth = exact.search(queries, 10)
-    recall = np.mean([len({h.chunk.id for h in f} & {h.chunk.id for h in t}) / 10 for f, t in zip(found, truth)])
+    overlaps = [len({h.chunk.id for h in f} & {h.chunk.id for h in t}) for f, t in zip(found, truth, strict=True)]
+    recall = np.mean(overlaps) / 10
     assert recall >= 0.8
     # deletions reach the IVF index, and a filtered search is exact over the matches
     approx.delete_documents(["s.md-doc"])

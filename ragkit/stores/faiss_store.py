@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _CHUNK_COLUMNS = 'rowid, id, document_id, source, text, start, "end", content_hash, metadata'
 _FILTER_COLUMNS = {"source": "source", "document_id": "document_id"}
+_MIN_POINTS_PER_LIST = 39
+"""FAISS's own minimum of training points per inverted list."""
+_RETRAIN_GROWTH = 4
+"""An IVF index is retrained once the collection grows this many times past its training size."""
 _EXACT_FILTER_LIMIT = 50_000
 """Below this many matching vectors a filtered search is computed exactly."""
 
@@ -110,6 +114,7 @@ class FaissStore(Component):
         self._index: Any = None
         self._active_kind = "flat"
         self._tombstones: set[int] = set()
+        self._trained_count = 0
         self._dirty = False
         self.read_only = read_only or not _writable(self.path)
         self._db_path = self.path / "store.sqlite"
@@ -202,6 +207,7 @@ class FaissStore(Component):
                 self._index = faiss.read_index(str(index_file))
                 self._active_kind = meta["kind"]
                 self._tombstones = set(meta.get("tombstones", []))
+                self._trained_count = int(meta.get("trained_count", 0))
                 if self._index.ntotal - len(self._tombstones) == count:
                     self._configure_search()
                     return
@@ -213,9 +219,15 @@ class FaissStore(Component):
         self._rebuild_index()
 
     def _wanted_kind(self, count: int) -> str:
-        if self.index_kind != "auto":
-            return self.index_kind
-        return "ivf" if count >= self.approximate_threshold else "flat"
+        kind = self.index_kind
+        if kind == "auto":
+            kind = "ivf" if count >= self.approximate_threshold else "flat"
+        if kind == "ivf" and count < _MIN_POINTS_PER_LIST * self._nlist_for(count):
+            return "flat"  # too few vectors to train the inverted lists yet: stay exact
+        return kind
+
+    def _nlist_for(self, count: int) -> int:
+        return self.nlist or max(1, int(math.sqrt(count)))
 
     def _rebuild_index(self) -> None:
         """Build the index from the vectors in SQLite (the source of truth)."""
@@ -251,15 +263,14 @@ class FaissStore(Component):
             return faiss.IndexIDMap2(faiss.IndexFlatIP(d))
         if kind == "hnsw":
             return faiss.IndexIDMap2(faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT))
-        nlist = self.nlist or max(1, min(int(4 * math.sqrt(max(len(sample), 1))), max(len(sample) // 39, 1)))
+        nlist = self._nlist_for(len(sample))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        if len(sample) < nlist:
-            raise ConfigError(f"store 'faiss': an IVF index with nlist={nlist} needs at least {nlist} vectors")
+        self._trained_count = len(sample)
         rng = np.random.default_rng(0)
         train = sample if len(sample) <= nlist * 64 else sample[rng.choice(len(sample), nlist * 64, replace=False)]
         index.train(np.ascontiguousarray(train))
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # allows remove_ids and reconstruct
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # allows remove_ids and reconstruct
         return index
 
     def _configure_search(self) -> None:
@@ -272,8 +283,10 @@ class FaissStore(Component):
             self._index.nprobe = self.nprobe
 
     def _index_add(self, rowids: np.ndarray, vectors: np.ndarray) -> None:
-        if self._active_kind == "flat" and self._wanted_kind(self.count()) != "flat":
-            self._rebuild_index()  # grew past the threshold: switch to the approximate index
+        count = self.count()
+        outgrown = self._active_kind == "ivf" and count > _RETRAIN_GROWTH * max(self._trained_count, 1)
+        if outgrown or (self._active_kind == "flat" and self._wanted_kind(count) != "flat"):
+            self._rebuild_index()  # switch to (or retrain) the approximate index from the stored vectors
             return
         self._index.add_with_ids(vectors, rowids)
         self._dirty = True
@@ -286,7 +299,10 @@ class FaissStore(Component):
         if self._active_kind == "hnsw":  # HNSW cannot remove: hide the ids until the next rebuild
             self._tombstones.update(int(r) for r in rowids)
         else:
-            self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(rowids, dtype=np.int64)))
+            ids = np.ascontiguousarray(rowids, dtype=np.int64)
+            # an IVF index with a hashtable direct map only removes by IDSelectorArray
+            selector = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))
+            self._index.remove_ids(selector)
         self._dirty = True
 
     # -- writing -------------------------------------------------------------------
@@ -307,17 +323,23 @@ class FaissStore(Component):
             replaced = _rowids_for(conn, "id", [c.id for c in chunks])
             if replaced:
                 conn.executemany("DELETE FROM chunks WHERE rowid = ?", [(r,) for r in replaced])
+            # rowids above any ever used (never reuse one: HNSW may still hide it as deleted)
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+            first = (int(row[0]) if row else 0) + 1
+            new_rowids = np.arange(first, first + len(chunks), dtype=np.int64)
             fields: set[str] = set()
-            new_rowids = np.empty(len(chunks), dtype=np.int64)
-            for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+            for chunk in chunks:
                 fields.update(chunk.metadata)
-                cursor = conn.execute(
-                    'INSERT INTO chunks (id, document_id, source, text, start, "end", content_hash, metadata, vector)'
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (chunk.id, chunk.document_id, chunk.source, chunk.text, chunk.start, chunk.end,
-                     chunk.content_hash, json.dumps(chunk.metadata, default=str), vector.tobytes()),
-                )
-                new_rowids[i] = cursor.lastrowid
+            conn.executemany(
+                "INSERT INTO chunks"
+                ' (rowid, id, document_id, source, text, start, "end", content_hash, metadata, vector)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(rowid), c.id, c.document_id, c.source, c.text, c.start, c.end, c.content_hash,
+                     json.dumps(c.metadata, default=str), vector.tobytes())
+                    for rowid, c, vector in zip(new_rowids, chunks, vectors, strict=True)
+                ],
+            )
             conn.executemany("INSERT OR IGNORE INTO fields VALUES (?)", [(f,) for f in fields])
         self._index_remove(replaced)
         self._index_add(new_rowids, vectors)
@@ -332,7 +354,9 @@ class FaissStore(Component):
                 keep = set(record.chunk_ids)
                 stale = [
                     rowid
-                    for rowid, chunk_id in conn.execute("SELECT rowid, id FROM chunks WHERE source = ?", (record.source,))
+                    for rowid, chunk_id in conn.execute(
+                        "SELECT rowid, id FROM chunks WHERE source = ?", (record.source,)
+                    )
                     if chunk_id not in keep
                 ]
                 conn.executemany("DELETE FROM chunks WHERE rowid = ?", [(r,) for r in stale])
@@ -385,6 +409,7 @@ class FaissStore(Component):
                 "count": self.count(),
                 "kind": self._active_kind,
                 "tombstones": sorted(self._tombstones),
+                "trained_count": self._trained_count,
             }
             try:
                 tmp_index = index_file.with_suffix(".faiss.tmp")
@@ -434,16 +459,19 @@ class FaissStore(Component):
     def _search_index(self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None) -> tuple[Any, Any]:
         import faiss
 
-        selector = None
+        selector: Any = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(allowed)
         elif self._tombstones:
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64)))
         with self._lock:
             if selector is None:
-                return self._index.search(queries, top_k)
-            params = faiss.SearchParameters(sel=selector)
-            return self._index.search(queries, top_k, params=params)
+                found: tuple[Any, Any] = self._index.search(queries, top_k)
+                return found
+            params = faiss.SearchParameters()
+            params.sel = selector
+            found = self._index.search(queries, top_k, params=params)
+            return found
 
     def _search_exact(self, queries: np.ndarray, top_k: int, allowed: np.ndarray) -> tuple[Any, Any]:
         """Exact search over just the allowed vectors (a selective filter)."""

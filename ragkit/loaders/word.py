@@ -1,0 +1,98 @@
+"""Word documents (.docx)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ragkit.errors import LoaderError
+from ragkit.loaders.base import BaseLoader
+from ragkit.registry import register
+from ragkit.schema import Document
+
+_HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
+_LIST_STYLE = re.compile(r"^list\b", re.IGNORECASE)
+
+
+def _paragraph_block(paragraph: Any) -> str | None:
+    text: str = paragraph.text.strip()
+    if not text:
+        return None
+    style: str = paragraph.style.name if paragraph.style is not None else ""
+    heading = _HEADING_STYLE.match(style or "")
+    if heading:
+        return "#" * min(int(heading.group(1)), 6) + " " + " ".join(text.split())
+    if (style or "").lower() == "title":
+        return "# " + " ".join(text.split())
+    if _LIST_STYLE.match(style or ""):
+        return "- " + text
+    return text
+
+
+def _table_block(table: Any) -> str | None:
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        previous = None
+        for cell in row.cells:
+            # a merged cell is returned once per grid column it spans
+            if previous is not None and cell._tc is previous:
+                continue
+            previous = cell._tc
+            cells.append(" ".join(cell.text.split()))
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows) or None
+
+
+def docx_to_text(document: Any) -> str:
+    """The body of a python-docx document: paragraphs, ``#`` headings and tables, in order."""
+    from docx.table import Table
+
+    blocks = []
+    for item in document.iter_inner_content():
+        block = _table_block(item) if isinstance(item, Table) else _paragraph_block(item)
+        if block:
+            blocks.append(block)
+    return "\n\n".join(blocks)
+
+
+@register("loader", "docx")
+class DocxLoader(BaseLoader):
+    """Word .docx files: paragraphs, headings ("Heading N" styles) as ``#`` lines, tables one row a line.
+
+    ``title`` comes from the document's core properties when set.
+    """
+
+    extensions = (".docx",)
+
+    def load(self, path: Path, source: str) -> Iterator[Document]:
+        """One document for the file."""
+        import docx
+        from docx.opc.exceptions import PackageNotFoundError
+
+        try:
+            document = docx.Document(str(path))
+        except (PackageNotFoundError, zipfile.BadZipFile, KeyError) as exc:
+            raise LoaderError(
+                str(path), f"not a valid .docx file (corrupt, or another format renamed?): {exc}"
+            ) from None
+        except OSError as exc:
+            raise LoaderError(str(path), f"cannot read file: {exc.strerror or exc}") from None
+        except Exception as exc:
+            raise LoaderError(str(path), f"cannot parse .docx: {type(exc).__name__}: {exc}") from exc
+        try:
+            text = docx_to_text(document)
+        except Exception as exc:
+            raise LoaderError(str(path), f"cannot read the .docx body: {type(exc).__name__}: {exc}") from exc
+        metadata = self.base_metadata(path, source)
+        title = (document.core_properties.title or "").strip()
+        if title:
+            metadata["title"] = title
+        author = (document.core_properties.author or "").strip()
+        if author:
+            metadata["author"] = author
+        yield self.make_document(source, text, metadata)
