@@ -244,3 +244,22 @@ def test_an_ingest_killed_halfway_leaves_a_readable_collection_and_a_rerun_compl
     fresh = Collection.create("fresh", store_dir=home)
     fresh.ingest(folder)
     assert rerun.store.count() == fresh.store.count()
+
+
+def test_the_milvus_recipe_gives_the_same_results_as_faiss(corpus, home):
+    from ragkit.recipes import load_collection_config
+
+    on_faiss = Collection.create("local", config=load_collection_config("default"), store_dir=home)
+    on_milvus = Collection.create("lite", config=load_collection_config("milvus"), store_dir=home)
+    for col in (on_faiss, on_milvus):
+        report = col.ingest(corpus)
+        assert report.added == 5 and not report.failed
+    assert on_faiss.store.count() == on_milvus.store.count()
+    queries = ["Where was Super Bowl 50 played?", "What causes the plague?", "What is packet switching?"]
+    for flt in (None, 'file_type in ["md", "txt"] and not (page > 1)'):
+        local = [[h.chunk.id for h in hits] for hits in on_faiss.search_many(queries, top_k=4, filter=flt)]
+        lite = [[h.chunk.id for h in hits] for hits in on_milvus.search_many(queries, top_k=4, filter=flt)]
+        assert local == lite
+    on_milvus.close()
+    Collection.delete("lite", store_dir=home)
+    assert Collection.names(home) == ["local"]
