@@ -1,0 +1,413 @@
+"""Embeddings from any OpenAI-compatible server: OpenAI, vLLM, TEI, llama.cpp, Ollama ...
+
+Uses the official ``openai`` client (imported on first use). Requests are
+batched, retried with exponential backoff on 408/409/429/5xx answers,
+connection errors and timeouts (the client's own retry loop, which also
+honours ``Retry-After``), and bounded by a per-request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ragkit.component import Component
+from ragkit.embedders.prefixes import default_prefixes
+from ragkit.errors import ConfigError, InputError, MissingDependencyError, RagkitError, UnavailableError
+from ragkit.protocols import Vectors
+
+logger = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+_PROBE_TEXT = "dimension probe"
+_NO_KEY = "unused"  # servers without authentication (TEI, vLLM) ignore the key, the client needs one
+
+
+def _openai() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise MissingDependencyError("the OpenAI-compatible embedder", "openai") from None
+    return openai
+
+
+class OpenAIEmbedder(Component):
+    """Embeds texts through an OpenAI-compatible ``/v1/embeddings`` endpoint.
+
+    Args:
+        model: The model name sent with each request (the id the server knows it by).
+        base_url: The server's API root, e.g. ``http://localhost:8080/v1``
+            (TEI, vLLM). ``None``: OpenAI (or ``OPENAI_BASE_URL``).
+        api_key: The key, if it is to be written into the config. Prefer
+            ``api_key_env``: a key read from the environment is never saved.
+        api_key_env: The environment variable holding the key. A server
+            without authentication needs none (a placeholder is sent).
+        dimension: The vector length. ``None``: learned from the first
+            response. Sent as ``dimensions=`` only with ``request_dimensions``.
+        request_dimensions: Ask the server for ``dimension``-long vectors
+            (OpenAI text-embedding-3 and other Matryoshka models).
+        batch_size: Texts per request; longer inputs are split, order kept.
+        max_retries: Retries of a failed request (408, 409, 429, 5xx,
+            connection errors, timeouts), with exponential backoff.
+        timeout: Seconds one request may take.
+        query_prefix: Prepended to queries. ``None``: picked from the model
+            name (e5, bge ... as for local models); ``""`` means none.
+        document_prefix: Prepended to documents; same rules.
+        max_tokens: The model's input limit, for splitters (8191 for OpenAI's models).
+        http_client: An ``httpx.Client`` (or ``httpx2.Client``) for the sync
+            client, e.g. with a custom transport; not part of the saved config.
+        async_http_client: The same for the async client.
+
+    The fingerprint names the model and options, not the server, so moving a
+    server keeps its cache and collections. Give the real model id as
+    ``model`` even where the server ignores it (TEI serves one model
+    whatever the name).
+
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        dimension: int | None = None,
+        request_dimensions: bool = False,
+        batch_size: int = 128,
+        max_retries: int = 3,
+        timeout: float = 30.0,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        max_tokens: int = 8191,
+        *,
+        http_client: Any = None,
+        async_http_client: Any = None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"embedder option 'model': expected the model's name, got {model!r}")
+        if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
+            raise ConfigError(f"embedder option 'base_url': expected a URL like http://host:8080/v1, got {base_url!r}")
+        for name, value in (("api_key", api_key), ("query_prefix", query_prefix), ("document_prefix", document_prefix)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"embedder option {name!r}: expected a string, got {type(value).__name__}")
+        if not isinstance(api_key_env, str):
+            raise ConfigError(f"embedder option 'api_key_env': expected a variable name, got {api_key_env!r}")
+        _check_int("dimension", dimension, minimum=1, optional=True)
+        _check_int("batch_size", batch_size, minimum=1)
+        _check_int("max_retries", max_retries, minimum=0)
+        _check_int("max_tokens", max_tokens, minimum=1)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigError(f"embedder option 'timeout': expected a positive number of seconds, got {timeout!r}")
+        if not isinstance(request_dimensions, bool):
+            raise ConfigError(
+                f"embedder option 'request_dimensions': expected true or false, got {request_dimensions!r}"
+            )
+        if request_dimensions and dimension is None:
+            raise ConfigError("embedder option 'request_dimensions' needs 'dimension' to be set")
+        self.model = model
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self._api_key = api_key
+        self.api_key_env = api_key_env
+        if self.base_url is None and not os.environ.get("OPENAI_BASE_URL") and not self._resolve_key():
+            raise ConfigError(
+                f"embedder 'openai': no API key for {OPENAI_BASE_URL}: set the {api_key_env} environment variable "
+                "(or the 'api_key' option), or give 'base_url' for a server that needs none"
+            )
+        self._dimension = dimension
+        self.request_dimensions = request_dimensions
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.timeout = float(timeout)
+        auto_query, auto_document = default_prefixes(model)
+        self.query_prefix: str = auto_query if query_prefix is None else query_prefix
+        self.document_prefix: str = auto_document if document_prefix is None else document_prefix
+        self._max_tokens = max_tokens
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._tokenizer: Any = None
+        self._tokenizer_tried = False
+
+    # -- config and identity ------------------------------------------------------------
+
+    def to_config(self) -> dict[str, Any]:
+        """The constructor's arguments, without the injected HTTP clients (and never an environment key)."""
+        config = super().to_config()
+        config.pop("http_client", None)
+        config.pop("async_http_client", None)
+        return config
+
+    @property
+    def where(self) -> str:
+        """The server's API root, for messages."""
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+
+    @property
+    def fingerprint(self) -> str:
+        """``openai:<model>:<digest of prefixes and requested dimensions>`` (the server's address is left out)."""
+        options = {
+            "query_prefix": self.query_prefix,
+            "document_prefix": self.document_prefix,
+            "dimensions": self._dimension if self.request_dimensions else None,
+        }
+        digest = hashlib.blake2b(json.dumps(options, sort_keys=True).encode(), digest_size=6).hexdigest()
+        return f"openai:{self.model}:{digest}"
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder(model={self.model!r}, base_url={self.where!r})"
+
+    @property
+    def dimension(self) -> int:
+        """The vector length: as configured, else learned from a response (one small request if none yet)."""
+        if self._dimension is None:
+            self._request_sync([self.document_prefix + _PROBE_TEXT])
+        assert self._dimension is not None
+        return self._dimension
+
+    # -- clients --------------------------------------------------------------------------
+
+    def _resolve_key(self) -> str | None:
+        if self._api_key:
+            return self._api_key
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self._resolve_key() or _NO_KEY,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
+
+    def _sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _openai().OpenAI(**self._client_options(), http_client=self._http_client)
+            return self._client
+
+    def _async_client(self) -> Any:
+        # one client per event loop: an async HTTP pool must not outlive its loop
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                client = _openai().AsyncOpenAI(**self._client_options(), http_client=self._async_http_client)
+                self._async_clients[loop] = client
+            return client
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients close with their loops)."""
+        with self._lock:
+            if self._client is not None and self._http_client is None:
+                self._client.close()
+            self._client = None
+
+    # -- embedding --------------------------------------------------------------------------
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for passages (with the document prefix), float32, L2-normalised."""
+        return self._embed_sync(_check_texts(texts), self.document_prefix)
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for search queries (with the query prefix)."""
+        return self._embed_sync(_check_texts(texts), self.query_prefix)
+
+    async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
+        """Async twin of :meth:`embed_documents` (the async client; batches one after another)."""
+        return await self._embed_async(_check_texts(texts), self.document_prefix)
+
+    async def aembed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Async twin of :meth:`embed_queries`."""
+        return await self._embed_async(_check_texts(texts), self.query_prefix)
+
+    def _batches(self, texts: list[str], prefix: str) -> list[list[str]]:
+        inputs = [prefix + text for text in texts] if prefix else texts
+        return [inputs[i : i + self.batch_size] for i in range(0, len(inputs), self.batch_size)]
+
+    def _embed_sync(self, texts: list[str], prefix: str) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.concatenate([self._request_sync(batch) for batch in self._batches(texts, prefix)])
+
+    async def _embed_async(self, texts: list[str], prefix: str) -> Vectors:
+        if not texts:
+            if self._dimension is None:
+                await self._request_async([self.document_prefix + _PROBE_TEXT])
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        parts = [await self._request_async(batch) for batch in self._batches(texts, prefix)]
+        return np.concatenate(parts)
+
+    def _request_kwargs(self, batch: list[str]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, "input": batch, "encoding_format": "float"}
+        if self.request_dimensions:
+            kwargs["dimensions"] = self._dimension
+        return kwargs
+
+    def _request_sync(self, batch: list[str]) -> Vectors:
+        client = self._sync_client()
+        try:
+            response = client.embeddings.create(**self._request_kwargs(batch))
+        except Exception as exc:
+            raise self._wrap(exc) from None
+        return self._vectors(response, len(batch))
+
+    async def _request_async(self, batch: list[str]) -> Vectors:
+        client = self._async_client()
+        try:
+            response = await client.embeddings.create(**self._request_kwargs(batch))
+        except Exception as exc:
+            raise self._wrap(exc) from None
+        return self._vectors(response, len(batch))
+
+    def _vectors(self, response: Any, expected: int) -> Vectors:
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or len(data) != expected:
+            got = len(data) if isinstance(data, list) else "no"
+            raise UnavailableError(f"embedding server {self.where} sent {got} vectors for {expected} texts")
+        rows = sorted(data, key=lambda item: getattr(item, "index", 0) or 0)
+        try:
+            vectors = [_decode(item.embedding) for item in rows]
+            lengths = {len(v) for v in vectors}
+            if len(lengths) != 1 or 0 in lengths:
+                raise ValueError(f"vector lengths {sorted(lengths)}")
+            matrix = np.stack(vectors).astype(np.float32, copy=False)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise UnavailableError(f"embedding server {self.where} sent malformed vectors: {exc}") from None
+        if not np.all(np.isfinite(matrix)):
+            raise UnavailableError(f"embedding server {self.where} sent vectors with NaN or infinite values")
+        self._learn_dimension(matrix.shape[1])
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        np.maximum(norms, np.float32(1e-12), out=norms)
+        return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+    def _learn_dimension(self, dim: int) -> None:
+        with self._lock:
+            if self._dimension is None:
+                self._dimension = dim
+                return
+        if dim != self._dimension:
+            raise ConfigError(
+                f"embedder option 'dimension' is {self._dimension} but {self.where} returned "
+                f"{dim}-long vectors for model {self.model!r}"
+            )
+
+    def _wrap(self, exc: Exception) -> RagkitError:
+        """The ragkit error for an exception raised by the openai client."""
+        if isinstance(exc, RagkitError):
+            return exc
+        openai = _openai()
+        retried = f" (after {self.max_retries} retries)" if self.max_retries else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return UnavailableError(f"embedding server {self.where} did not answer within {self.timeout:g} s{retried}")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return UnavailableError(f"cannot reach embedding server {self.where}{retried}: {cause}")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = _server_message(exc)
+            if status in (401, 403):
+                source = "the 'api_key' option" if self._api_key else f"the {self.api_key_env} environment variable"
+                return ConfigError(
+                    f"embedding server {self.where} refused the API key ({status}): check {source}: {message}"
+                )
+            if status in (408, 409, 429) or status >= 500:
+                return UnavailableError(f"embedding server {self.where} answered {status}{retried}: {message}")
+            return InputError(f"embedding server {self.where} rejected the request ({status}): {message}")
+        if isinstance(exc, openai.OpenAIError):
+            return UnavailableError(f"embedding server {self.where}: {exc}")
+        return UnavailableError(f"embedding request to {self.where} failed: {type(exc).__name__}: {exc}")
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's input limit in tokens (the ``max_tokens`` option)."""
+        return self._max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes as a document (document prefix included).
+
+        Exact for OpenAI's own models when ``tiktoken`` is installed (and its
+        encoding file can be loaded); otherwise a rough estimate of
+        ``len(text) // 4 + 1`` — other servers' tokenizers are not reachable
+        through the OpenAI API.
+        """
+        items = _check_texts(texts)
+        inputs = [self.document_prefix + text for text in items] if self.document_prefix else items
+        encoding = self._tiktoken()
+        if encoding is None:
+            return [len(text) // 4 + 1 for text in inputs]
+        return [len(ids) for ids in encoding.encode_ordinary_batch(inputs)]
+
+    def _tiktoken(self) -> Any:
+        if not self._tokenizer_tried:
+            self._tokenizer_tried = True
+            try:
+                import tiktoken
+            except ImportError:
+                return None
+            try:
+                # only models tiktoken knows: a served e5 or bge does not use OpenAI's tokenizer
+                self._tokenizer = tiktoken.encoding_for_model(self.model)
+            except KeyError:
+                self._tokenizer = None
+            except Exception as exc:  # the encoding file could not be fetched (offline)
+                logger.warning(
+                    "tiktoken could not load the encoding of %s (%s); estimating token counts", self.model, exc
+                )
+                self._tokenizer = None
+        return self._tokenizer
+
+
+def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"embedder option {name!r}: expected an integer of at least {minimum}, got {value!r}")
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("embed: expected a list of texts, got a single string")
+    items = list(texts)
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise InputError(f"embed: text {index} is {type(text).__name__}, not str")
+    return items
+
+
+def _decode(embedding: Any) -> np.ndarray:
+    if isinstance(embedding, str):  # a server that answers base64 whatever was asked
+        return np.frombuffer(base64.b64decode(embedding), dtype=np.float32)
+    return np.asarray(embedding, dtype=np.float32).reshape(-1)
+
+
+def _server_message(exc: Any) -> str:
+    """The server's own error message, from OpenAI, TEI or vLLM style bodies."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            text = error.get("message") or error.get("detail")
+            if text:
+                return str(text)
+        elif isinstance(error, str) and error:
+            return error
+        for key in ("message", "detail"):
+            if body.get(key):
+                return str(body[key])
+    if isinstance(body, str) and body:
+        return body
+    return str(getattr(exc, "message", exc))
