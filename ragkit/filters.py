@@ -12,9 +12,10 @@ or as a JSON-style dict (handy in Python and over HTTP)::
     {"source": "guide.md"}            # equality shorthand
 
 Both parse into the same tree (:class:`Comparison`, :class:`And`, :class:`Or`,
-:class:`Not`), which each store translates: :func:`to_sql` for SQLite, a
-connector's own translator for Milvus, :meth:`Filter.matches` for plain
-Python. A comparison on a field a chunk lacks is false, everywhere.
+:class:`Not`), which each store evaluates its own way: the FAISS store and
+the BM25 index with :meth:`Comparison.matches` (over in-memory columns),
+the Milvus connector by translating to Milvus expressions. A comparison on a
+field a chunk lacks is false, everywhere.
 """
 
 from __future__ import annotations
@@ -288,49 +289,3 @@ def _checked(field_name: str, op: Operator, value: Any) -> Comparison:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool))
-
-
-# -- SQL translation ---------------------------------------------------------
-
-
-def to_sql(
-    flt: Filter, column: str = "metadata", columns: Mapping[str, str] | None = None
-) -> tuple[str, list[Any]]:
-    """Translate to a SQLite ``WHERE`` fragment over a JSON ``column``.
-
-    ``columns`` maps field names that live in their own SQL columns (such as
-    ``source``) to those columns. Each comparison is wrapped in
-    ``IFNULL(..., 0)`` so that a missing field is false (and ``NOT`` of it
-    true), exactly as :meth:`Filter.matches`.
-    """
-    params: list[Any] = []
-    sql = _sql(flt, column, columns or {}, params)
-    return sql, params
-
-
-def _sql(flt: Filter, column: str, columns: Mapping[str, str], params: list[Any]) -> str:
-    if isinstance(flt, And):
-        return "(" + " AND ".join(_sql(item, column, columns, params) for item in flt.items) + ")"
-    if isinstance(flt, Or):
-        return "(" + " OR ".join(_sql(item, column, columns, params) for item in flt.items) + ")"
-    if isinstance(flt, Not):
-        return f"(NOT {_sql(flt.item, column, columns, params)})"
-    if flt.field in columns:
-        accessor = columns[flt.field]
-    else:
-        params.append('$."' + flt.field.replace('"', '""') + '"')
-        accessor = f"json_extract({column}, ?)"
-    if flt.op in ("in", "not in"):
-        values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
-        params.extend(_sql_value(v) for v in values)
-        placeholders = ", ".join("?" for _ in values)
-        keyword = "IN" if flt.op == "in" else "NOT IN"
-        return f"IFNULL({accessor} {keyword} ({placeholders}), 0)"
-    params.append(_sql_value(flt.value))  # type: ignore[arg-type]
-    op = "=" if flt.op == "==" else flt.op
-    return f"IFNULL({accessor} {op} ?, 0)"
-
-
-def _sql_value(value: Scalar) -> Any:
-    # json_extract yields 1/0 for JSON true/false
-    return int(value) if isinstance(value, bool) else value

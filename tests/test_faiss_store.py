@@ -135,3 +135,23 @@ def test_config_validation_and_round_trip(tmp_path):
     assert "path" not in config and "dimension" not in config
     again = FaissStore.from_config({**config, "path": tmp_path / "x", "dimension": 4})
     assert again.to_config() == config
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_broad_filters_go_through_the_index_with_a_selector(tmp_path, kind):
+    vectors = unit_vectors(2000)
+    # exact_filter_limit=10 sends every filter with more matches through the index's own selector
+    store = FaissStore(path=tmp_path / kind, dimension=16, index=kind, nlist=16, nprobe=16, exact_filter_limit=10)
+    store.upsert(make_chunks(2000), vectors)
+    store.delete_documents([])  # no-op keeps the index as built
+    queries = unit_vectors(20, seed=3)
+    hits = store.search(queries, 5, parse_filter("even and i >= 100"))
+    allowed = np.array([i for i in range(2000) if i % 2 == 0 and i >= 100])
+    for query, row in zip(queries, hits, strict=True):
+        assert row and all(h.chunk.metadata["even"] and h.chunk.metadata["i"] >= 100 for h in row)
+        truth = allowed[np.argsort(-(vectors[allowed] @ query))[:5]]
+        if kind == "flat":
+            assert [h.chunk.metadata["i"] for h in row] == truth.tolist()
+    # rows deleted after the columns were built are not returned
+    store.delete_sources(["s.md"])
+    assert store.search(queries[:1], 5, parse_filter("even")) == [[]]

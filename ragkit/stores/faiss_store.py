@@ -29,10 +29,11 @@ import numpy as np
 
 from ragkit.component import Component
 from ragkit.errors import ConfigError, ConflictError, StorageError
-from ragkit.filters import Filter, to_sql
+from ragkit.filters import Filter
 from ragkit.protocols import Vectors
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.stores.columns import MetadataColumns
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,11 @@ CREATE TABLE IF NOT EXISTS fields (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _CHUNK_COLUMNS = 'rowid, id, document_id, source, text, start, "end", content_hash, metadata'
-_FILTER_COLUMNS = {"source": "source", "document_id": "document_id"}
+_BUILTIN_FIELDS = {"source", "document_id"}
 _MIN_POINTS_PER_LIST = 39
 """FAISS's own minimum of training points per inverted list."""
 _RETRAIN_GROWTH = 4
 """An IVF index is retrained once the collection grows this many times past its training size."""
-_EXACT_FILTER_LIMIT = 50_000
-"""Below this many matching vectors a filtered search is computed exactly."""
 
 
 @register("store", "faiss")
@@ -88,6 +87,7 @@ class FaissStore(Component):
         nprobe: int = 48,
         hnsw_m: int = 32,
         ef_search: int = 96,
+        exact_filter_limit: int = 50_000,
         read_only: bool = False,
     ) -> None:
         if index not in INDEX_KINDS:
@@ -95,7 +95,8 @@ class FaissStore(Component):
         if dimension < 1:
             raise ConfigError(f"store 'faiss': dimension must be positive, got {dimension}")
         for option, value in (("approximate_threshold", approximate_threshold), ("nprobe", nprobe),
-                              ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
+                              ("hnsw_m", hnsw_m), ("ef_search", ef_search),
+                              ("exact_filter_limit", exact_filter_limit)):
             if value < 1:
                 raise ConfigError(f"store 'faiss': {option} must be positive, got {value}")
         if nlist is not None and nlist < 1:
@@ -109,12 +110,15 @@ class FaissStore(Component):
         self.nprobe = nprobe
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.exact_filter_limit = exact_filter_limit
         self._lock = threading.RLock()
         self._local = threading.local()
         self._index: Any = None
         self._active_kind = "flat"
         self._tombstones: set[int] = set()
         self._trained_count = 0
+        self._count: int | None = None  # cached COUNT(*): a full scan at a million rows
+        self._columns: MetadataColumns | None = None  # built on the first filtered search
         self._dirty = False
         self.read_only = read_only or not _writable(self.path)
         self._db_path = self.path / "store.sqlite"
@@ -296,6 +300,8 @@ class FaissStore(Component):
             return
         import faiss
 
+        if self._columns is not None:
+            self._columns.remove(rowids)
         if self._active_kind == "hnsw":  # HNSW cannot remove: hide the ids until the next rebuild
             self._tombstones.update(int(r) for r in rowids)
         else:
@@ -343,6 +349,8 @@ class FaissStore(Component):
             conn.executemany("INSERT OR IGNORE INTO fields VALUES (?)", [(f,) for f in fields])
         self._index_remove(replaced)
         self._index_add(new_rowids, vectors)
+        if self._columns is not None:
+            self._columns.append(new_rowids.tolist(), (_filter_fields(c) for c in chunks))
 
     def commit_sources(self, records: Sequence[SourceRecord]) -> None:
         """Save source records, deleting each source's chunks that the latest ingest did not produce."""
@@ -450,7 +458,7 @@ class FaissStore(Component):
             allowed = self._filtered_rowids(filter)
             if len(allowed) == 0:
                 return [[] for _ in queries]
-            if len(allowed) <= _EXACT_FILTER_LIMIT:
+            if len(allowed) <= self.exact_filter_limit:
                 scores, ids = self._search_exact(queries, top_k, allowed)
             else:
                 scores, ids = self._search_index(queries, top_k, allowed)
@@ -460,17 +468,26 @@ class FaissStore(Component):
         import faiss
 
         selector: Any = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(allowed)
+        bitmap = None
+        if allowed is not None:  # a bitmap over row ids: cheap to build and to test, even for many ids
+            bits = np.zeros(int(allowed.max()) + 1, dtype=bool)
+            bits[allowed] = True
+            bitmap = np.packbits(bits, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap))
         elif self._tombstones:
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64)))
         with self._lock:
             if selector is None:
                 found: tuple[Any, Any] = self._index.search(queries, top_k)
                 return found
-            params = faiss.SearchParameters()
+            if self._active_kind == "ivf":
+                params: Any = faiss.SearchParametersIVF()
+                params.nprobe = self.nprobe
+            else:
+                params = faiss.SearchParameters()
             params.sel = selector
             found = self._index.search(queries, top_k, params=params)
+            del bitmap  # the selector points into it until here
             return found
 
     def _search_exact(self, queries: np.ndarray, top_k: int, allowed: np.ndarray) -> tuple[Any, Any]:
@@ -485,9 +502,22 @@ class FaissStore(Component):
         return np.take_along_axis(top_scores, order, axis=1), allowed[np.take_along_axis(top, order, axis=1)]
 
     def _filtered_rowids(self, flt: Filter) -> np.ndarray:
-        where, params = to_sql(flt, "metadata", _FILTER_COLUMNS)
-        rows = self._connection().execute(f"SELECT rowid FROM chunks WHERE {where}", params).fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._lock:
+            if self._columns is None:
+                self._columns = self._load_columns()
+            return self._columns.matching_rowids(flt)
+
+    def _load_columns(self) -> MetadataColumns:
+        columns = MetadataColumns()
+        cursor = self._connection().execute(
+            "SELECT rowid, source, document_id, metadata FROM chunks ORDER BY rowid"
+        )
+        while rows := cursor.fetchmany(10_000):
+            columns.append(
+                (row[0] for row in rows),
+                ({**json.loads(row[3]), "source": row[1], "document_id": row[2]} for row in rows),
+            )
+        return columns
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
         wanted = {int(i) for i in np.asarray(ids).ravel() if i >= 0}
@@ -522,13 +552,15 @@ class FaissStore(Component):
 
     def count(self) -> int:
         """Number of stored chunks."""
-        row = self._connection().execute("SELECT COUNT(*) FROM chunks").fetchone()
-        return int(row[0])
+        if self._count is None:
+            row = self._connection().execute("SELECT COUNT(*) FROM chunks").fetchone()
+            self._count = int(row[0])
+        return self._count
 
     def metadata_fields(self) -> set[str]:
         """Metadata field names seen on stored chunks, plus ``source`` and ``document_id``."""
         names = {row[0] for row in self._connection().execute("SELECT name FROM fields")}
-        return names | set(_FILTER_COLUMNS)
+        return names | _BUILTIN_FIELDS
 
     def stats(self) -> dict[str, Any]:
         """Counts and index details, for ``collections show``."""
@@ -566,9 +598,14 @@ class _WriteTransaction:
                 "UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
             )
             self.conn.execute("COMMIT")
+            self.store._count = None
         except sqlite3.Error as exc:
             self.conn.execute("ROLLBACK")
             raise StorageError(f"write to {self.store._db_path} failed: {exc}") from exc
+
+
+def _filter_fields(chunk: Chunk) -> dict[str, Any]:
+    return {**chunk.metadata, "source": chunk.source, "document_id": chunk.document_id}
 
 
 def _row_to_chunk(row: Sequence[Any]) -> Chunk:
