@@ -24,6 +24,7 @@ from ragkit.component import Component
 from ragkit.errors import ConfigError, InputError, MissingDependencyError, UnavailableError
 from ragkit.protocols import Vectors
 from ragkit_sentence_transformers.selection import (
+    choose_batch_size,
     choose_device,
     choose_precision,
     cpu_supports_bf16,
@@ -286,7 +287,7 @@ class SentenceTransformerEmbedder(Component):
         precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16,
             else fp32), ``fp32``, ``fp16`` or ``bf16``. Does not change the
             fingerprint: vectors agree to a cosine of about 0.99995.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; ``None`` picks 32 on a CPU and 128 on a CUDA GPU.
         normalize: Scale vectors to unit length (cosine = dot product).
         query_prefix: Prepended to queries. ``None`` picks it from the model
             name (e5: ``"query: "``, bge: its retrieval instruction); ``""`` means none.
@@ -304,7 +305,7 @@ class SentenceTransformerEmbedder(Component):
         model: str | None = None,
         device: str = "auto",
         precision: str = "auto",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         normalize: bool = True,
         query_prefix: str | None = None,
         document_prefix: str | None = None,
@@ -315,7 +316,8 @@ class SentenceTransformerEmbedder(Component):
         self._precision = validate_precision(precision)
         if device == "cpu" and precision == "fp16":
             raise ConfigError("embedder option 'precision': fp16 is not supported on the CPU; use bf16 or fp32")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        bad_batch = isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        if batch_size is not None and bad_batch:
             raise ConfigError(f"embedder option 'batch_size': expected a positive integer, got {batch_size!r}")
         if not isinstance(normalize, bool):
             raise ConfigError(f"embedder option 'normalize': expected true or false, got {normalize!r}")
@@ -422,7 +424,7 @@ class SentenceTransformerEmbedder(Component):
             try:
                 tensor = loaded.model.encode(
                     inputs,
-                    batch_size=self.batch_size,
+                    batch_size=choose_batch_size(self.batch_size, loaded.device),
                     convert_to_tensor=True,
                     normalize_embeddings=False,
                     show_progress_bar=False,

@@ -11,6 +11,7 @@ import itertools
 import pytest
 from ragkit_sentence_transformers.selection import (
     PRECISIONS,
+    choose_batch_size,
     choose_device,
     choose_precision,
     cpu_supports_bf16,
@@ -152,3 +153,11 @@ def test_hub_name_shape(name, expected):
 )
 def test_default_prefixes(model, query, document):
     assert default_prefixes(model) == (query, document)
+
+
+def test_batch_size_defaults_to_the_device_and_respects_a_choice():
+    assert choose_batch_size(None, "cpu") == 32
+    assert choose_batch_size(None, "mps") == 32
+    assert choose_batch_size(None, "cuda") == 128
+    assert choose_batch_size(None, "cuda:1") == 128
+    assert choose_batch_size(8, "cuda") == 8
