@@ -56,6 +56,10 @@ def _collections_dir(store_dir: str | Path | None) -> Path:
     return _home(store_dir) / "collections"
 
 
+def _folder(name: str, store_dir: str | Path | None) -> Path:
+    return _collections_dir(store_dir) / _check_name(name)
+
+
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
         raise InputError(
@@ -89,7 +93,7 @@ class Collection:
         store_dir: str | Path | None = None,
     ) -> Collection:
         """Create a new collection; :class:`ConflictError` if one of that name exists."""
-        folder = _collections_dir(store_dir) / _check_name(name)
+        folder = _folder(name, store_dir)
         if (folder / _CONFIG_FILE).exists():
             raise ConflictError(f"collection {name!r} already exists in {folder.parent}")
         parsed = config if isinstance(config, CollectionConfig) else CollectionConfig.parse(config or {})
@@ -107,7 +111,7 @@ class Collection:
     @classmethod
     def open(cls, name: str, store_dir: str | Path | None = None) -> Collection:
         """Open an existing collection; :class:`NotFoundError` lists the ones that exist."""
-        folder = _collections_dir(store_dir) / _check_name(name)
+        folder = _folder(name, store_dir)
         config_file = folder / _CONFIG_FILE
         if not config_file.exists():
             existing = ", ".join(cls.names(store_dir)) or "none"
@@ -127,7 +131,7 @@ class Collection:
         store_dir: str | Path | None = None,
     ) -> Collection:
         """Open ``name`` if it exists (checking ``config``, if given, matches), else create it."""
-        folder = _collections_dir(store_dir) / _check_name(name)
+        folder = _folder(name, store_dir)
         if not (folder / _CONFIG_FILE).exists():
             return cls.create(name, config, store_dir)
         collection = cls.open(name, store_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from ragkit.filters import Filter, FilterLike, check_fields, parse_filter
 from ragkit.lexical import BM25Index
@@ -24,17 +23,29 @@ def prepare_filter(spec: FilterLike, store: VectorStore, where: str) -> Filter |
     return flt
 
 
-class DenseRetriever:
+class _BatchRetriever:
+    """A retriever whose single-query methods are its batch method with one query."""
+
+    def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
+        """Best ``top_k`` hits for each of ``queries``."""
+        raise NotImplementedError
+
+    def retrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
+        """Best ``top_k`` hits for ``query``, optionally restricted by a metadata filter."""
+        return self.retrieve_many([query], top_k, filters)[0]
+
+    async def aretrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
+        """Async twin of :meth:`retrieve` (runs in a worker thread)."""
+        return await asyncio.to_thread(self.retrieve, query, top_k, filters)
+
+
+class DenseRetriever(_BatchRetriever):
     """Embeds the query and searches the vector store."""
 
     def __init__(self, embedder: Embedder, store: VectorStore, name: str = "collection") -> None:
         self.embedder = embedder
         self.store = store
         self.name = name
-
-    def retrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
-        """Best ``top_k`` chunks by cosine similarity to ``query``."""
-        return self.retrieve_many([query], top_k, filters)[0]
 
     def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
         """Batch form of :meth:`retrieve`: one embedding call for all queries."""
@@ -44,22 +55,14 @@ class DenseRetriever:
         vectors = self.embedder.embed_queries(list(queries))
         return self.store.search(vectors, top_k, flt)
 
-    async def aretrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
-        """Async twin of :meth:`retrieve` (runs in a worker thread)."""
-        return await asyncio.to_thread(self.retrieve, query, top_k, filters)
 
-
-class LexicalRetriever:
+class LexicalRetriever(_BatchRetriever):
     """BM25 keyword search; chunks are fetched from the vector store by id."""
 
     def __init__(self, index: BM25Index, store: VectorStore, name: str = "collection") -> None:
         self.index = index
         self.store = store
         self.name = name
-
-    def retrieve(self, query: str, top_k: int = 5, filters: FilterLike = None) -> list[Hit]:
-        """Best ``top_k`` chunks by BM25 score for ``query``."""
-        return self.retrieve_many([query], top_k, filters)[0]
 
     def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
         """Batch form of :meth:`retrieve`."""
@@ -71,7 +74,3 @@ class LexicalRetriever:
             [Hit(chunks[chunk_id], score, "lexical") for chunk_id, score in hits if chunk_id in chunks]
             for hits in ranked
         ]
-
-    async def aretrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Hit]:
-        """Async twin of :meth:`retrieve` (runs in a worker thread)."""
-        return await asyncio.to_thread(self.retrieve, query, top_k, filters)

@@ -13,6 +13,7 @@ same model and options) is read back instead of embedded again.
 from __future__ import annotations
 
 from ragkit.embedders.cache import CachedEmbedder, EmbeddingCache
+from ragkit.embedders.inputs import check_texts
 from ragkit.embedders.prefixes import default_prefixes
 
-__all__ = ["CachedEmbedder", "EmbeddingCache", "default_prefixes"]
+__all__ = ["CachedEmbedder", "EmbeddingCache", "check_texts", "default_prefixes"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.component import Component
+from ragkit.embedders.inputs import check_texts
 from ragkit.embedders.prefixes import default_prefixes
 from ragkit.errors import ConfigError, InputError, MissingDependencyError, RagkitError, UnavailableError
 from ragkit.protocols import Vectors
@@ -218,19 +219,19 @@ class OpenAIEmbedder(Component):
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         """Vectors for passages (with the document prefix), float32, L2-normalised."""
-        return self._embed_sync(_check_texts(texts), self.document_prefix)
+        return self._embed_sync(check_texts(texts), self.document_prefix)
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         """Vectors for search queries (with the query prefix)."""
-        return self._embed_sync(_check_texts(texts), self.query_prefix)
+        return self._embed_sync(check_texts(texts), self.query_prefix)
 
     async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
         """Async twin of :meth:`embed_documents` (the async client; batches one after another)."""
-        return await self._embed_async(_check_texts(texts), self.document_prefix)
+        return await self._embed_async(check_texts(texts), self.document_prefix)
 
     async def aembed_queries(self, texts: Sequence[str]) -> Vectors:
         """Async twin of :meth:`embed_queries`."""
-        return await self._embed_async(_check_texts(texts), self.query_prefix)
+        return await self._embed_async(check_texts(texts), self.query_prefix)
 
     def _batches(self, texts: list[str], prefix: str) -> list[list[str]]:
         inputs = [prefix + text for text in texts] if prefix else texts
@@ -344,7 +345,7 @@ class OpenAIEmbedder(Component):
         ``len(text) // 4 + 1`` — other servers' tokenizers are not reachable
         through the OpenAI API.
         """
-        items = _check_texts(texts)
+        items = check_texts(texts)
         inputs = [self.document_prefix + text for text in items] if self.document_prefix else items
         encoding = self._tiktoken()
         if encoding is None:
@@ -376,16 +377,6 @@ def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> N
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"embedder option {name!r}: expected an integer of at least {minimum}, got {value!r}")
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise InputError("embed: expected a list of texts, got a single string")
-    items = list(texts)
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InputError(f"embed: text {index} is {type(text).__name__}, not str")
-    return items
 
 
 def _decode(embedding: Any) -> np.ndarray:

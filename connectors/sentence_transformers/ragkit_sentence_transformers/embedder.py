@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ragkit.component import Component
-from ragkit.errors import ConfigError, InputError, MissingDependencyError, UnavailableError
+from ragkit.embedders.inputs import check_texts
+from ragkit.errors import ConfigError, MissingDependencyError, UnavailableError
 from ragkit.protocols import Vectors
 from ragkit_sentence_transformers.selection import (
     choose_batch_size,
@@ -258,16 +259,6 @@ class _quiet_progress_bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise InputError("embed: expected a list of texts, got a single string")
-    items = list(texts)
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InputError(f"embed: text {index} is {type(text).__name__}, not str")
-    return items
-
-
 def l2_normalize(vectors: np.ndarray) -> Vectors:
     """Rows scaled to unit length in float32 (zero rows stay zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -399,11 +390,11 @@ class SentenceTransformerEmbedder(Component):
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         """Vectors for passages, with the document prefix, as float32 ``(len(texts), dimension)``."""
-        return self._encode(_check_texts(texts), self.document_prefix)
+        return self._encode(check_texts(texts), self.document_prefix)
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         """Vectors for search queries, with the query prefix."""
-        return self._encode(_check_texts(texts), self.query_prefix)
+        return self._encode(check_texts(texts), self.query_prefix)
 
     async def aembed_documents(self, texts: Sequence[str]) -> Vectors:
         """:meth:`embed_documents` in a worker thread."""
@@ -459,7 +450,7 @@ class SentenceTransformerEmbedder(Component):
 
         A text fits without truncation when its count is at most :attr:`max_tokens`.
         """
-        items = _check_texts(texts)
+        items = check_texts(texts)
         if not items:
             return []
         loaded = self._model()
