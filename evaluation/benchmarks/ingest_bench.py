@@ -417,11 +417,14 @@ def run_encode(args: argparse.Namespace) -> dict[str, Any]:
     if args.precision == "bf16":
         model = model.to(torch.bfloat16)
     model.encode([WARMUP_TEXT])
-    log(f"encode: {len(texts)} chunk texts, {args.precision}, batch_size {args.batch_size}")
-    t0 = time.perf_counter()
-    vectors = model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
-    seconds = time.perf_counter() - t0
-    log(f"encode: {len(texts) / seconds:.2f} chunks/s")
+    log(f"encode: {len(texts)} chunk texts, {args.precision}, batch_size {args.batch_size}, best of {args.repeat}")
+    passes = []
+    for _ in range(args.repeat):  # the ceiling is what the model can do: the best pass counts
+        t0 = time.perf_counter()
+        vectors = model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
+        passes.append(time.perf_counter() - t0)
+        log(f"encode: {len(texts) / passes[-1]:.2f} chunks/s")
+    seconds = min(passes)
     return {
         "pipeline": f"encode-{args.precision}",
         "precision": args.precision,
@@ -431,6 +434,7 @@ def run_encode(args: argparse.Namespace) -> dict[str, Any]:
         "dimension": int(vectors.shape[1]),
         "seconds": round(seconds, 3),
         "chunks_per_s": round(len(texts) / seconds, 3),
+        "passes_chunks_per_s": [round(len(texts) / s, 3) for s in passes],
         "peak_rss_bytes": common.peak_rss_bytes(),
         "torch_threads": common.torch_threads(),
     }
@@ -451,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", help="encode: JSON list of chunk texts")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="encode: model dtype")
     parser.add_argument("--batch-size", type=int, default=32, help="encode: batch size (sentence-transformers default)")
+    parser.add_argument("--repeat", type=int, default=2, help="encode: timed passes (the best one counts)")
     args = parser.parse_args(argv)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     runner = {

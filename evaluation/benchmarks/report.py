@@ -319,7 +319,15 @@ def _ingest_section(results: dict[str, Any], r: dict[str, float | None]) -> str:
         "starts after imports and model loading (each model is warmed with one short text), and stops when the "
         "vectors are searchable (ragkit: also committed to disk, with the BM25 index built). Peak RSS is the "
         "process's `ru_maxrss`: imports and model included. The raw-encode rows are "
-        "`SentenceTransformer.encode(texts, batch_size=32)` over ragkit's own chunk texts, nothing else.\n"
+        "`SentenceTransformer.encode(texts, batch_size=32)` over ragkit's own chunk texts, nothing else, the best "
+        "of its timed passes"
+        + "".join(
+            f"; {name.split('_')[1]} passes: " + ", ".join(f"{v:.1f}" for v in ingest[name]["passes_chunks_per_s"])
+            + " chunks/s"
+            for name in ("encode_fp32", "encode_bf16")
+            if _get(ingest, name, "passes_chunks_per_s")
+        )
+        + ".\n"
     )
     rows = []
     for label, name in _INGEST_ROWS:
