@@ -108,6 +108,19 @@ def _inner_embedder(embedder: Any) -> Any:
     return embedder
 
 
+def _effective_batch_size(embedder: Any) -> Any:
+    """The encode batch size the embedder uses (``batch_size=None`` lets the connector choose by device)."""
+    size = getattr(embedder, "batch_size", None)
+    if size is None:
+        try:
+            from ragkit_sentence_transformers.selection import choose_batch_size
+
+            return choose_batch_size(None, embedder.device)
+        except (ImportError, AttributeError, TypeError):
+            return None
+    return size
+
+
 # -- ragkit --------------------------------------------------------------------------------
 
 
@@ -165,7 +178,7 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
             "wrapper": type(embedder).__name__ if embedder is not inner else None,
             "precision": getattr(inner, "precision", None),
             "device": getattr(inner, "device", None),
-            "batch_size": getattr(inner, "batch_size", None),
+            "batch_size": _effective_batch_size(inner),
         },
         "store_index": store_index,
         "torch_threads": common.torch_threads(),

@@ -259,7 +259,9 @@ def markdown(results: dict[str, Any], notes: str = DEFAULT_NOTES) -> str:
     parts.append(
         "The dataset is found at `../shared/datasets/squad-dev` beside the repository; `--dataset` or "
         "`RAGKIT_BENCH_DATASET` points elsewhere. `--skip milvus`, `--store-n N` and `--milvus-n N` shorten the "
-        "store part. Each step runs in its own process; the exact commands are listed at the end.\n"
+        "store part. Each step runs in its own process; the exact commands are listed at the end. Before each step "
+        "the runner waits (up to `--max-wait` seconds) until other processes leave the CPU idle, and it records the "
+        "CPU they used during the step.\n"
     )
     parts.append("## Notes\n")
     parts.append(f"{NOTES_START}\n{notes.strip()}\n{NOTES_END}\n")

@@ -1,6 +1,6 @@
 """Run every benchmark, one process per step, then print the tables and write the results.
 
-    python evaluation/benchmarks/run_all.py            # the full run (about 40 minutes on 2 cores)
+    python evaluation/benchmarks/run_all.py            # the full run (about 26 minutes on 2 cores)
     python evaluation/benchmarks/run_all.py --quick    # tiny sizes, a minute or two: a smoke test
 
 The full run writes ``bench-out/results.json`` and renders
@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave a part out (repeatable)")
     parser.add_argument("--store-n", type=int, help="vectors for the store-scale run")
     parser.add_argument("--milvus-n", type=int, help="vectors for Milvus Lite (default: --store-n)")
+    parser.add_argument("--keep-stores", action="store_true",
+                        help="keep the million-vector stores under <out-dir>/work (several GB) after the run")
     parser.add_argument("--max-wait", type=float, help="seconds to wait for a quiet CPU before each step "
                         "(default 600, 0 with --quick)")
     args = parser.parse_args(argv)
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         run_ingest(runner, results["ingest"], sizes, dataset, work)
     if "store" not in args.skip:
         run_store(runner, results["store"], sizes, work, with_milvus="milvus" not in args.skip)
+        if not args.keep_stores:
+            for folder in ("faiss-store", "milvus-store"):
+                shutil.rmtree(work / folder, ignore_errors=True)
 
     results["meta"]["steps"] = runner.steps
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)

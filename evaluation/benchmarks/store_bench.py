@@ -22,7 +22,6 @@ same data from the seed, block by block, so nothing large is passed around.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import sys
 import time
@@ -165,7 +164,7 @@ def truth_file(work: Path, n: int) -> Path:
 # -- step 2: insert ---------------------------------------------------------------------------------
 
 
-def open_store(kind: str, work: Path, n: int) -> Any:
+def open_store(kind: str, work: Path) -> Any:
     folder = work / f"{kind}-store"
     if kind == "faiss":
         from ragkit.stores.faiss_store import FaissStore
@@ -189,7 +188,7 @@ def run_insert(args: argparse.Namespace) -> dict[str, Any]:
     if folder.exists():
         shutil.rmtree(folder)
     rss0 = common.rss_bytes()
-    store = open_store(args.store, work, args.n)
+    store = open_store(args.store, work)
     generate_s = upsert_s = 0.0
     slow_batches = []
     t_start = time.perf_counter()
@@ -277,18 +276,6 @@ def _store_info(store: Any) -> dict[str, Any]:
 # -- step 3: search ----------------------------------------------------------------------------------
 
 
-def _process_rss() -> int:
-    """RSS of this process and any child processes (a store may run a server beside us)."""
-    import psutil
-
-    me = psutil.Process()
-    total = me.memory_info().rss
-    for child in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += child.memory_info().rss
-    return int(total)
-
-
 def run_search(args: argparse.Namespace) -> dict[str, Any]:
     import gc
 
@@ -301,12 +288,12 @@ def run_search(args: argparse.Namespace) -> dict[str, Any]:
     else:
         import pymilvus  # noqa: F401
     gc.collect()
-    rss_before = _process_rss()
+    rss_before = common.rss_bytes(children=True)
     t0 = time.perf_counter()
-    store = open_store(args.store, work, args.n)
+    store = open_store(args.store, work)
     open_s = time.perf_counter() - t0
     n = store.count()
-    rss_open = _process_rss()
+    rss_open = common.rss_bytes(children=True)
     truth = np.load(truth_file(work, n))
     log(f"search {args.store}: opened {n:,} vectors in {open_s:.1f}s; RSS +{(rss_open - rss_before) / 2**20:.0f} MiB")
 
@@ -351,7 +338,7 @@ def run_search(args: argparse.Namespace) -> dict[str, Any]:
             f"p99 {entry['latency']['p99_ms']:.2f} ms, recall@10 {entry['recall@10']:.4f} ({len(timings)} queries)"
         )
         if name == "none":
-            rss_loaded = _process_rss()
+            rss_loaded = common.rss_bytes(children=True)
             if args.store == "faiss":
                 raw = store._index
                 raw_t = []
@@ -361,7 +348,7 @@ def run_search(args: argparse.Namespace) -> dict[str, Any]:
                     raw.search(query, TOP_K)
                     raw_t.append(time.perf_counter() - t1)
                 entry["raw_index_latency"] = common.percentiles(raw_t)
-    rss_after = _process_rss()
+    rss_after = common.rss_bytes(children=True)
     delta = rss_loaded - rss_before
     result["memory"] = {
         "rss_before_open_bytes": rss_before,
