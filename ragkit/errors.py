@@ -67,6 +67,20 @@ class UnavailableError(RagkitError):
     exit_code = 6
 
 
+class UpstreamError(RagkitError):
+    """An outside system (generator, model server) answered with an error or nonsense."""
+
+    http_status = 502
+    exit_code = 7
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """An outside system did not answer in time."""
+
+    http_status = 504
+    exit_code = 8
+
+
 class MissingDependencyError(UnavailableError):
     """An optional package needed for this feature is not installed."""
 
