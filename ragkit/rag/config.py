@@ -1,0 +1,120 @@
+"""The configuration of a RAG pipeline, as saved in ``pipelines/<name>.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragkit.config import ComponentConfig, format_validation_error
+from ragkit.errors import ConfigError
+from ragkit.rag.prompt import DEFAULT_NO_ANSWER, PromptTemplate
+
+
+class RetrievalSettings(BaseModel):
+    """How context is retrieved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["dense", "lexical"] = "dense"
+    top_k: int = Field(default=5, ge=1, le=100)
+    min_score: float | None = 0.2
+    """Hits scoring below this are not used (cosine for ``dense``, BM25 for ``lexical``).
+
+    When none is left the answer says the documents do not answer the
+    question, and no model runs. ``None``: use every hit.
+    """
+
+
+class ContextSettings(BaseModel):
+    """How the retrieved blocks are fitted into the prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=1500, ge=32)
+    """Token budget for the blocks, counted with the generator's tokenizer.
+
+    The budget also shrinks to what the generator's context window leaves
+    after the prompt template, the question and the answer.
+    """
+
+
+class AnswerSettings(BaseModel):
+    """How the answer is generated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    no_answer: str = DEFAULT_NO_ANSWER
+    """The answer given when nothing relevant was retrieved."""
+    max_question_chars: int = Field(default=4000, ge=1)
+    """Longer questions are refused with an :class:`~ragkit.errors.InputError`."""
+
+
+class CitationSettings(BaseModel):
+    """How the answer's citations are found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    infer_when_missing: bool = True
+    """When the model cites nothing, attribute its sentences to blocks by word overlap (marked ``inferred``)."""
+    min_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Share of a sentence's content words a block must contain to be inferred as its source."""
+
+
+class PipelineConfig(BaseModel):
+    """Everything that shapes a basic RAG pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["basic"] = "basic"
+    description: str = ""
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    generator: ComponentConfig = Field(default_factory=lambda: {"type": "transformers"})
+    prompt: PromptTemplate = Field(default_factory=PromptTemplate)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    citations: CitationSettings = Field(default_factory=CitationSettings)
+
+    @field_validator("generator")
+    @classmethod
+    def _has_type(cls, value: ComponentConfig) -> ComponentConfig:
+        if "type" not in value:
+            raise ValueError("needs a 'type' key")
+        return value
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "pipeline config") -> PipelineConfig:
+        """Validate a dict (a recipe's ``pipeline:`` section, or the section itself)."""
+        if isinstance(data, dict) and isinstance(data.get("pipeline"), dict):
+            description = data.get("description")
+            data = dict(data["pipeline"])
+            if description and "description" not in data:
+                data["description"] = description
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> PipelineConfig:
+        """Read a recipe file, with errors that name the file and field."""
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read pipeline {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or "pipeline" not in data:
+            raise ConfigError(f"{path} has no 'pipeline:' section (is it a collection recipe?)")
+        return cls.parse(data, where=str(path))
+
+
+def load_pipeline_config(name_or_path: str) -> PipelineConfig:
+    """The pipeline config of a recipe name (``basic``) or YAML file."""
+    from ragkit.recipes import find_recipe
+
+    return PipelineConfig.from_yaml(find_recipe(name_or_path))

@@ -1,0 +1,356 @@
+"""The basic RAG pipeline: retrieve → assemble context under a token budget → generate → cite.
+
+::
+
+    from ragkit import Collection
+    from ragkit.rag import RagPipeline
+
+    docs = Collection.open("docs")
+    pipeline = RagPipeline.load("basic")          # pipelines/basic.yaml
+    answer = pipeline.ask("How do I reset my password?", docs)
+    print(answer.text)
+    for citation in answer.citations:
+        print(citation.number, citation.location)
+
+Every stage is visible in the result: the hits used as context (block
+``[n]`` is ``answer.hits[n-1]``), the citations with their spans, citation
+numbers the model invented (``dropped_citations``), token usage and seconds
+per stage. :meth:`RagPipeline.stream` yields the same as events, ending with
+the whole :class:`Answer`, so a streaming client keeps its citations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragkit import registry
+from ragkit.collection import Collection
+from ragkit.errors import InputError
+from ragkit.filters import FilterLike
+from ragkit.generation.base import FinishReason, GenerationDelta, GenerationOptions, Generator, Message, Usage
+from ragkit.rag.answer import Answer, AskEvent
+from ragkit.rag.citations import CitationTracker, infer_citations, resolve_citations
+from ragkit.rag.config import PipelineConfig, load_pipeline_config
+from ragkit.rag.prompt import format_block
+from ragkit.schema import Hit
+
+_BLOCK_SEPARATOR = "\n\n"
+_generators: dict[str, Generator] = {}
+_generators_lock = threading.Lock()
+
+
+def shared_generator(config: dict[str, Any]) -> Generator:
+    """The generator built from ``config``, one per distinct config per process."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    with _generators_lock:
+        generator = _generators.get(key)
+        if generator is None:
+            generator = _generators[key] = registry.build("generator", config)
+        return generator
+
+
+@dataclass(slots=True)
+class PreparedPrompt:
+    """The messages to send and the hits whose blocks they contain."""
+
+    messages: list[Message]
+    hits: list[Hit]
+    skipped: int
+    prompt_tokens: int
+
+
+@dataclass(slots=True)
+class _Run:
+    """State of one ask while it runs."""
+
+    question: str
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = now - since
+        return now
+
+
+class RagPipeline:
+    """Retrieve, assemble, generate and cite: the basic RAG pipeline.
+
+    Args:
+        config: The pipeline's settings (default: the built-in defaults,
+            which match ``pipelines/basic.yaml``).
+        generator: A generator object to use instead of building the one
+            named in ``config.generator``.
+        name: The name reported in answers and metrics.
+
+    """
+
+    def __init__(
+        self, config: PipelineConfig | None = None, generator: Generator | None = None, name: str = "basic"
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.name = name
+        self._generator = generator
+
+    @classmethod
+    def load(cls, name_or_path: str = "basic", generator: Generator | None = None) -> RagPipeline:
+        """The pipeline saved as ``pipelines/<name>.yaml`` (or at a YAML path)."""
+        name = name_or_path.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+        return cls(load_pipeline_config(name_or_path), generator=generator, name=name)
+
+    @property
+    def generator(self) -> Generator:
+        """The generator (built from the config on first use, shared per process)."""
+        if self._generator is None:
+            self._generator = shared_generator(self.config.generator)
+        return self._generator
+
+    # -- stages --------------------------------------------------------------------------
+
+    def check_question(self, question: str) -> str:
+        """``question`` stripped, or an :class:`InputError` when it is empty or too long."""
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty")
+        limit = self.config.answer.max_question_chars
+        if len(question) > limit:
+            raise InputError(
+                f"the question is {len(question):,} characters long; the limit is {limit:,} "
+                "(pipeline setting answer.max_question_chars)"
+            )
+        return question.strip()
+
+    def retrieve(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+    ) -> list[Hit]:
+        """The hits that clear the relevance threshold, best first."""
+        settings = self.config.retrieval
+        chosen = mode or settings.mode
+        if chosen not in ("dense", "lexical"):
+            raise InputError(f"search mode must be 'dense' or 'lexical', got {chosen!r}")
+        hits = collection.search(question, top_k or settings.top_k, filters, chosen)  # type: ignore[arg-type]
+        # the threshold is on the configured mode's score scale (cosine or BM25)
+        if settings.min_score is not None and chosen == settings.mode:
+            hits = [hit for hit in hits if hit.score >= settings.min_score]
+        return hits
+
+    def prepare(self, question: str, hits: list[Hit]) -> PreparedPrompt:
+        """Number the hits as blocks, keep those that fit the token budget, and build the messages.
+
+        Blocks are taken best first; one that does not fit is skipped (a
+        smaller one after it may still fit). If even the best block does not
+        fit, it is shortened to the budget rather than dropped.
+        """
+        generator = self.generator
+        template = self.config.prompt
+        answer_tokens = self.config.answer.max_tokens
+        bare = generator.count_message_tokens(template.messages(question, ""))
+        room = generator.context_window - answer_tokens - bare
+        if room < 16:
+            raise InputError(
+                f"the question takes {bare:,} tokens of the prompt; with {answer_tokens} tokens kept for the "
+                f"answer, the generator's {generator.context_window:,}-token context window leaves no room "
+                "for sources"
+            )
+        budget = min(self.config.context.max_tokens, room)
+        separator = generator.count_tokens(_BLOCK_SEPARATOR)
+        blocks: list[str] = []
+        used: list[Hit] = []
+        spent = 0
+        for hit in hits:
+            block = format_block(len(used) + 1, hit)
+            cost = generator.count_tokens(block) + separator
+            if spent + cost > budget:
+                if used:
+                    continue
+                block = self._shorten(len(used) + 1, hit, budget - separator)
+                cost = generator.count_tokens(block) + separator
+            blocks.append(block)
+            used.append(hit)
+            spent += cost
+        messages = template.messages(question, _BLOCK_SEPARATOR.join(blocks))
+        return PreparedPrompt(messages, used, len(hits) - len(used), generator.count_message_tokens(messages))
+
+    def _shorten(self, number: int, hit: Hit, budget: int) -> str:
+        text = hit.chunk.text
+        low, high = 0, len(text)
+        while low < high:  # the longest prefix whose block fits
+            middle = (low + high + 1) // 2
+            if self.generator.count_tokens(format_block(number, hit, text[:middle])) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        return format_block(number, hit, text[:low])
+
+    def _options(self, options: GenerationOptions | None) -> GenerationOptions:
+        settings = self.config.answer
+        defaults = GenerationOptions(max_tokens=settings.max_tokens, temperature=settings.temperature)
+        return (options or GenerationOptions()).merged(defaults)
+
+    def _answer(
+        self,
+        run: _Run,
+        text: str,
+        prepared: PreparedPrompt | None,
+        usage: Usage | None,
+        finish: FinishReason,
+    ) -> Answer:
+        hits = prepared.hits if prepared else []
+        citations, dropped = resolve_citations(text, hits)
+        settings = self.config.citations
+        if not citations and hits and settings.infer_when_missing:
+            citations = infer_citations(text, hits, settings.min_overlap)
+        if prepared is not None and (usage is None or usage.prompt_tokens == 0):
+            completion = usage.completion_tokens if usage else 0
+            usage = Usage(prepared.prompt_tokens, completion or self.generator.count_tokens(text))
+        run.timings["total"] = time.perf_counter() - run.started
+        return Answer(
+            question=run.question,
+            text=text,
+            citations=citations,
+            hits=hits,
+            dropped_citations=dropped,
+            grounded=prepared is not None,
+            usage=usage or Usage(),
+            timings=dict(run.timings),
+            model=self.generator.model_name if prepared is not None else "",
+            pipeline=self.name,
+            finish_reason=finish,
+            skipped_hits=prepared.skipped if prepared else 0,
+        )
+
+    # -- the whole pipeline ------------------------------------------------------------------
+
+    def ask(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Answer:
+        """Answer ``question`` from ``collection``, with citations."""
+        for event in self.stream(question, collection, top_k, filters, mode, options):
+            if event.answer is not None:
+                return event.answer
+        raise AssertionError("the stream ended without an answer")  # pragma: no cover
+
+    def stream(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Iterator[AskEvent]:
+        """The answer as events: ``retrieval``, ``token``/``citation``…, then ``answer``.
+
+        Closing the iterator early stops the generator.
+        """
+        run = _Run(self.check_question(question))
+        hits = self.retrieve(run.question, collection, top_k, filters, mode)
+        since = run.mark("retrieve", run.started)
+        prepared = self.prepare(run.question, hits) if hits else None
+        since = run.mark("assemble", since)
+        yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
+        if prepared is None:
+            text = self.config.answer.no_answer
+            yield AskEvent("token", text=text)
+            yield AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))
+            return
+        tracker = CitationTracker(prepared.hits)
+        final = GenerationDelta()
+        deltas = self.generator.stream(prepared.messages, self._options(options))
+        try:
+            for delta in deltas:
+                yield from self._on_delta(run, since, tracker, delta, final)
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()
+        run.mark("generate", since)
+        yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
+
+    def _on_delta(
+        self, run: _Run, since: float, tracker: CitationTracker, delta: GenerationDelta, final: GenerationDelta
+    ) -> list[AskEvent]:
+        events = []
+        if delta.text:
+            if "first_token" not in run.timings:
+                run.mark("first_token", since)
+            events.append(AskEvent("token", text=delta.text))
+            events.extend(AskEvent("citation", citation=c) for c in tracker.feed(delta.text))
+        if delta.finish_reason is not None:
+            final.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            final.usage = delta.usage
+        return events
+
+    async def aask(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Answer:
+        """Async twin of :meth:`ask`."""
+        async for event in self.astream(question, collection, top_k, filters, mode, options):
+            if event.answer is not None:
+                return event.answer
+        raise AssertionError("the stream ended without an answer")  # pragma: no cover
+
+    async def astream(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+    ) -> AsyncIterator[AskEvent]:
+        """Async twin of :meth:`stream`: retrieval runs in a worker thread, generation streams.
+
+        Cancelling the consumer (a client that disconnects) stops the generator.
+        """
+        run = _Run(self.check_question(question))
+        hits = await asyncio.to_thread(self.retrieve, run.question, collection, top_k, filters, mode)
+        since = run.mark("retrieve", run.started)
+        prepared = await asyncio.to_thread(self.prepare, run.question, hits) if hits else None
+        since = run.mark("assemble", since)
+        yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
+        if prepared is None:
+            text = self.config.answer.no_answer
+            yield AskEvent("token", text=text)
+            yield AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))
+            return
+        tracker = CitationTracker(prepared.hits)
+        final = GenerationDelta()
+        deltas = self.generator.astream(prepared.messages, self._options(options))
+        try:
+            async for delta in deltas:
+                for event in self._on_delta(run, since, tracker, delta, final):
+                    yield event
+        finally:
+            aclose = getattr(deltas, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        run.mark("generate", since)
+        yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
+
+
+def _finish(final: GenerationDelta) -> FinishReason:
+    return final.finish_reason or "stop"
