@@ -245,8 +245,31 @@ def join_stream(deltas: Iterator[GenerationDelta], model: str = "") -> Generatio
         if delta.usage is not None:
             usage = delta.usage
         if delta.tool_calls:
-            tool_calls.extend(delta.tool_calls)
+            merge_tool_call_fragments(tool_calls, delta.tool_calls)
     return Generation("".join(parts), finish, usage, model, tool_calls or None)
+
+
+def merge_tool_call_fragments(calls: list[dict[str, Any]], fragments: list[dict[str, Any]]) -> None:
+    """Fold streamed tool-call fragments into whole calls, OpenAI style.
+
+    A stream sends each call in pieces that share an ``index``: the first
+    carries ``id``, ``type`` and ``function.name``, later ones append to
+    ``function.arguments``. Fragments without an index are whole calls.
+    """
+    for fragment in fragments:
+        index = fragment.get("index")
+        target = next((c for c in calls if index is not None and c.get("index") == index), None)
+        if target is None:
+            calls.append({**fragment, "function": dict(fragment.get("function") or {})})
+            continue
+        for key in ("id", "type"):
+            if fragment.get(key):
+                target[key] = fragment[key]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            target["function"]["name"] = function["name"]
+        if function.get("arguments"):
+            target["function"]["arguments"] = target["function"].get("arguments", "") + function["arguments"]
 
 
 async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIterator[Any]:

@@ -1,0 +1,868 @@
+"""The TGI generator: ``huggingface_hub.InferenceClient`` against a fake TGI on loopback.
+
+``FakeTGIServer`` is a **fake**, a wire-protocol double of
+text-generation-inference with no model behind it: a small ``http.server``
+that answers ``POST /generate`` (``{"generated_text", "details"}``),
+``POST /generate_stream`` (SSE ``data:{"token": ..., "generated_text": null,
+"details": null}`` events in chunked encoding, the last one with
+``generated_text`` and ``details``), ``POST /tokenize`` and ``GET /info``,
+and errors in TGI's shape (``{"error": ..., "error_type": ...}``). It
+"generates" a scripted answer word by word, honours ``max_new_tokens`` and
+``stop`` the way TGI does (the stop sequence stays in the text), ends with a
+special end-of-sequence token, records every request, and notices when a
+client hangs up mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ragkit_tgi import CHATML_TEMPLATE, TGIGenerator
+
+from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamError, UpstreamTimeoutError
+from ragkit.generation.base import GenerationOptions, Generator, Message
+from ragkit.registry import build
+
+QUESTION = [Message("system", "You answer briefly."), Message("user", "What flows through the city?")]
+ANSWER = "The river flows through the city."
+CHATML_PROMPT = (
+    "<|im_start|>system\nYou answer briefly.<|im_end|>\n"
+    "<|im_start|>user\nWhat flows through the city?<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+ERROR_TYPES = {422: "validation", 424: "generation", 429: "overloaded", 500: "incomplete_generation", 503: "overloaded"}
+
+
+# -- the fake server ---------------------------------------------------------------------------
+
+
+@dataclass
+class FakeTGIState:
+    """What the fake TGI does next, and what it has seen."""
+
+    reply: str = ANSWER
+    fail_next: list[int] = field(default_factory=list)
+    fail_always: int | None = None
+    error_message: str = "simulated failure"
+    retry_after: str | None = None
+    api_key: str | None = None
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    drop_after: int | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 3.0
+    error_event_after: int | None = None
+    """Streamed tokens after which TGI's in-stream error event is sent."""
+    no_details: bool = False
+    """End the stream without the final event."""
+    tokenize_route: bool = True
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    events_sent: int = 0
+    events_planned: int = 0
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [r["body"]["inputs"] for r in self.requests if r["path"] in ("/generate", "/generate_stream")]
+
+
+def fake_tokens(text: str) -> list[str]:
+    """The fake's tokenizer: words and punctuation, each with its leading space."""
+    return re.findall(r"\s*\w+|\s*[^\w\s]", text)
+
+
+def _tgi_handler(state: FakeTGIState) -> type[BaseHTTPRequestHandler]:
+    class FakeTGIHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str) -> None:
+            headers = {"Retry-After": state.retry_after} if state.retry_after is not None else None
+            payload = {"error": message, "error_type": ERROR_TYPES.get(status, "unknown")}
+            self._send_json(status, payload, headers)
+
+        def do_GET(self) -> None:
+            with state.lock:
+                state.requests.append({"path": self.path, "body": None, "headers": dict(self.headers)})
+            if self.path == "/info":
+                return self._send_json(
+                    200,
+                    {
+                        "model_id": "fake/tgi-model",
+                        "model_dtype": "torch.float16",
+                        "max_input_tokens": 3072,
+                        "max_total_tokens": 4096,
+                        "version": "3.0.0-fake",
+                    },
+                )
+            if self.path == "/health":
+                return self._send_json(200, {})
+            return self._send_json(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                body = {}
+            with state.lock:
+                state.requests.append(
+                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
+                )
+            if self.path == "/tokenize":
+                if not state.tokenize_route:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                return self._tokenize(body)
+            if self.path not in ("/generate", "/generate_stream"):
+                return self._send_json(404, {"error": f"no route {self.path}"})
+            with state.lock:
+                status = state.fail_next.pop(0) if state.fail_next else state.fail_always
+            if state.delay:
+                time.sleep(state.delay)
+            if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            if status is not None:
+                return self._error(status, state.error_message)
+            inputs, params = body.get("inputs"), body.get("parameters") or {}
+            if not isinstance(inputs, str) or not inputs:
+                return self._error(422, "`inputs` cannot be empty")
+            if params.get("temperature") is not None and params["temperature"] <= 0:
+                return self._error(422, "`temperature` must be strictly positive")
+            if params.get("top_p") is not None and not 0 < params["top_p"] < 1:
+                return self._error(422, "`top_p` must be > 0.0 and < 1.0")
+            tokens, finish = self._generate(params)
+            if self.path == "/generate":
+                return self._generate_answer(tokens, finish, params)
+            return self._stream(tokens, finish, len(fake_tokens(inputs)) + 1, params)
+
+        def _tokenize(self, body: dict[str, Any]) -> None:
+            text = body.get("inputs") or ""
+            tokens = [{"id": 1, "text": "<s>", "start": 0, "stop": 0}]
+            position = 0
+            for i, piece in enumerate(fake_tokens(text)):
+                tokens.append({"id": 100 + i, "text": piece, "start": position, "stop": position + len(piece)})
+                position += len(piece)
+            self._send_json(200, tokens)
+
+        def _generate(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+            pieces = fake_tokens(state.reply)
+            limit = params.get("max_new_tokens") or 20
+            stops = params.get("stop") or []
+            tokens: list[dict[str, Any]] = []
+            text = ""
+            for i, piece in enumerate(pieces):
+                if len(tokens) >= limit:
+                    return tokens, "length"
+                tokens.append({"id": 1000 + i, "text": piece, "logprob": -0.5, "special": False})
+                text += piece
+                if any(stop and text.endswith(stop) for stop in stops):
+                    return tokens, "stop_sequence"
+            if len(tokens) >= limit:
+                return tokens, "length"
+            tokens.append({"id": 2, "text": "</s>", "logprob": -0.01, "special": True})
+            return tokens, "eos_token"
+
+        def _generate_answer(self, tokens: list[dict[str, Any]], finish: str, params: dict[str, Any]) -> None:
+            text = "".join(t["text"] for t in tokens if not t["special"])
+            details = {
+                "finish_reason": finish,
+                "generated_tokens": len(tokens),
+                "seed": params.get("seed"),
+                "prefill": [],
+                "tokens": tokens,
+            }
+            self._send_json(200, {"generated_text": text, "details": details})
+
+        def _write_chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _stream(self, tokens: list[dict[str, Any]], finish: str, input_length: int, params: dict[str, Any]) -> None:
+            events = []
+            text = ""
+            for i, token in enumerate(tokens):
+                if not token["special"]:
+                    text += token["text"]
+                last = i == len(tokens) - 1 and not state.no_details
+                details = {
+                    "finish_reason": finish,
+                    "generated_tokens": len(tokens),
+                    "seed": params.get("seed"),
+                    "input_length": input_length,
+                }
+                event = {
+                    "index": i + 1,
+                    "token": token,
+                    "top_tokens": None,
+                    "generated_text": text if last else None,
+                    "details": details if last else None,
+                }
+                events.append(b"data:" + json.dumps(event).encode() + b"\n\n")
+            if state.error_event_after is not None:
+                error = {"error": "Request failed during generation: CUDA OOM", "error_type": "generation"}
+                events.insert(state.error_event_after, b"data:" + json.dumps(error).encode() + b"\n\n")
+                del events[state.error_event_after + 1 :]
+            state.events_planned = len(events)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            try:
+                for i, event in enumerate(events):
+                    if state.drop_after is not None and i == state.drop_after:
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if state.stall_after is not None and i == state.stall_after:
+                        time.sleep(state.stall_seconds)
+                    self._write_chunk(event)
+                    state.events_sent += 1
+                    if state.chunk_delay:
+                        time.sleep(state.chunk_delay)
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                state.finished.set()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                state.disconnected.set()
+
+    return FakeTGIHandler
+
+
+class FakeTGIServer(ThreadingHTTPServer):
+    """A fake text-generation-inference server on 127.0.0.1 (a wire-protocol test double; no model)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.state = FakeTGIState()
+        super().__init__(("127.0.0.1", 0), _tgi_handler(self.state))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def reset(self) -> FakeTGIState:
+        self.state.__init__()  # type: ignore[misc]
+        return self.state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that time out or hang up: broken pipes are expected here
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeTGIServer]:
+    server = FakeTGIServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def srv(fake_server: FakeTGIServer) -> tuple[str, FakeTGIState]:
+    """The fake server with its knobs reset."""
+    return fake_server.url, fake_server.reset()
+
+
+def make(url: str, **options: Any) -> TGIGenerator:
+    options.setdefault("max_retries", 0)
+    options.setdefault("backoff", 0.01)
+    return TGIGenerator(base_url=url, **options)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def test_is_a_generator():
+    generator = make("http://127.0.0.1:9", model_name="qwen", context_window=2048)
+    assert isinstance(generator, Generator)
+    assert generator.model_name == "qwen"
+    assert generator.context_window == 2048
+    assert generator.chat_template == CHATML_TEMPLATE
+
+
+def test_generate_posts_the_rendered_prompt_to_generate(srv):
+    url, state = srv
+    generation = make(url).generate(QUESTION)
+    assert generation.text == ANSWER
+    assert generation.finish_reason == "stop"  # eos_token
+    assert generation.model == "tgi"
+    assert generation.usage.completion_tokens == len(fake_tokens(ANSWER)) + 1  # the end token counts
+    # prompt tokens: the server's /tokenize count (the fake adds a <s>)
+    assert generation.usage.prompt_tokens == len(fake_tokens(CHATML_PROMPT)) + 1
+    request = state.on("/generate")[0]
+    assert request["body"]["inputs"] == CHATML_PROMPT
+    params = request["body"]["parameters"]
+    assert params["details"] is True
+    assert params["max_new_tokens"] == 512
+    assert params["do_sample"] is False
+    assert "temperature" not in params  # TGI refuses 0: greedy instead
+    assert "authorization" not in request["headers"]
+
+
+def test_stream_yields_tokens_then_finish_and_usage(srv):
+    url, state = srv
+    deltas = list(make(url).stream(QUESTION))
+    texts = [d.text for d in deltas if d.text]
+    assert texts == fake_tokens(ANSWER)  # the special end token is skipped
+    assert all(d.finish_reason is None for d in deltas[:-1])
+    last = deltas[-1]
+    assert last.finish_reason == "stop"
+    assert last.usage is not None
+    assert last.usage.completion_tokens == len(fake_tokens(ANSWER)) + 1
+    assert last.usage.prompt_tokens == len(fake_tokens(CHATML_PROMPT)) + 1  # details.input_length
+    assert state.on("/tokenize") == []  # the stream's details carried the prompt length
+    assert state.on("/generate_stream")[0]["body"]["inputs"] == CHATML_PROMPT
+    assert state.finished.wait(2)
+
+
+def test_stream_text_equals_generate_text(srv):
+    url, _ = srv
+    generator = make(url)
+    for options in (None, GenerationOptions(max_tokens=3), GenerationOptions(stop=[" the"])):
+        streamed = "".join(d.text for d in generator.stream(QUESTION, options))
+        assert streamed == generator.generate(QUESTION, options).text
+
+
+def test_length_finish_reason(srv):
+    url, state = srv
+    generator = make(url, max_new_tokens=3)
+    generation = generator.generate(QUESTION)
+    assert (generation.text, generation.finish_reason) == ("The river flows", "length")
+    deltas = list(generator.stream(QUESTION))
+    assert deltas[-1].finish_reason == "length"
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 3
+    assert state.on("/generate")[0]["body"]["parameters"]["max_new_tokens"] == 3
+
+
+def test_stop_sequences_are_sent_and_cut_from_the_answer(srv):
+    url, state = srv
+    generator = make(url)
+    options = GenerationOptions(stop=[" through", "zzz"])
+    generation = generator.generate(QUESTION, options)
+    assert generation.text == "The river flows"  # TGI keeps the stop sequence; ragkit cuts it
+    assert generation.finish_reason == "stop"
+    assert state.on("/generate")[0]["body"]["parameters"]["stop"] == [" through", "zzz"]
+    deltas = list(generator.stream(QUESTION, options))
+    assert "".join(d.text for d in deltas) == "The river flows"
+    assert " through" not in [d.text for d in deltas]
+    assert deltas[-1].finish_reason == "stop"
+    assert state.on("/generate_stream")[0]["body"]["parameters"]["stop"] == [" through", "zzz"]
+
+
+def test_a_held_back_stop_prefix_is_released_when_it_does_not_complete(srv):
+    url, state = srv
+    state.reply = "one two three"
+    deltas = list(make(url).stream(QUESTION, GenerationOptions(stop=[" twofold"])))
+    assert "".join(d.text for d in deltas) == "one two three"
+
+
+def test_sampling_options_are_passed(srv):
+    url, state = srv
+    options = GenerationOptions(max_tokens=9, temperature=0.7, top_p=0.9, seed=42)
+    make(url).generate(QUESTION, options)
+    params = state.on("/generate")[0]["body"]["parameters"]
+    assert params["max_new_tokens"] == 9
+    assert params["do_sample"] is True
+    assert params["temperature"] == 0.7
+    assert params["top_p"] == 0.9
+    assert params["seed"] == 42
+    make(url, temperature=0.5).generate(QUESTION, GenerationOptions(top_p=1.0))
+    params = state.on("/generate")[1]["body"]["parameters"]
+    assert params["temperature"] == 0.5
+    assert "top_p" not in params  # TGI refuses 1.0
+
+
+def test_tools_are_refused():
+    tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
+    with pytest.raises(InputError, match="no tool calling"):
+        make("http://127.0.0.1:9").generate(QUESTION, GenerationOptions(tools=[tool]))
+
+
+def test_no_messages_is_an_input_error(srv):
+    url, state = srv
+    with pytest.raises(InputError, match="no messages"):
+        make(url).generate([])
+    assert state.requests == []
+
+
+# -- chat templates -----------------------------------------------------------------------------
+
+
+def test_a_custom_chat_template(srv):
+    url, state = srv
+    template = (
+        "{% for m in messages %}[{{ m.role | upper }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[ASSISTANT]{% endif %}"
+    )
+    generator = make(url, chat_template=template)
+    generator.generate(QUESTION)
+    assert state.prompts[0] == "[SYSTEM] You answer briefly.\n[USER] What flows through the city?\n[ASSISTANT]"
+
+
+def test_a_template_can_refuse_messages():
+    template = "{% if messages[0].role != 'user' %}{{ raise_exception('user first') }}{% endif %}x"
+    with pytest.raises(InputError, match="user first"):
+        make("http://127.0.0.1:9", chat_template=template).render_prompt(QUESTION)
+
+
+def test_a_broken_template_fails_when_built():
+    with pytest.raises(ConfigError, match="chat_template"):
+        make("http://127.0.0.1:9", chat_template="{% for m in messages %}")
+
+
+def test_the_tokenizer_folder_gives_template_and_exact_counts(srv, tmp_path: Path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "<s>": 1, "</s>": 2}
+    words = "[INST] [/INST] You answer briefly . What flows through the city ?"
+    for word in words.split(" "):
+        vocab.setdefault(word, len(vocab))
+    tokenizer = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    template = (
+        "{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content }} [/INST]"
+        "{% elif m.role == 'assistant' %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
+    )
+    config = {"chat_template": template, "eos_token": {"content": "</s>"}, "bos_token": "<s>"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    url, state = srv
+    generator = make(url, tokenizer=str(tmp_path))
+    messages = [Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "What flows?")]
+    assert generator.render_prompt(messages) == "[INST] Hi [/INST]Hello</s>[INST] What flows? [/INST]"
+    assert generator.count_tokens("What flows through the city ?") == 6
+    assert generator.count_message_tokens([Message("user", "What flows ?")]) == 5
+    generator.generate([Message("user", "What flows ?")])
+    assert state.prompts == ["[INST] What flows ? [/INST]"]
+    assert state.on("/tokenize") == []  # counted locally
+
+
+def test_a_missing_tokenizer_fails_when_built(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no tokenizer.json"):
+        make("http://127.0.0.1:9", tokenizer=str(tmp_path))
+
+
+# -- token counts ----------------------------------------------------------------------------
+
+
+def test_counts_come_from_the_tokenize_route_and_are_cached(srv):
+    url, state = srv
+    generator = make(url)
+    assert generator.count_tokens("The river flows.") == 5  # 4 pieces and the server's <s>
+    assert generator.count_tokens("The river flows.") == 5
+    assert len(state.on("/tokenize")) == 1
+    assert generator.count_message_tokens(QUESTION) == len(fake_tokens(CHATML_PROMPT)) + 1
+
+
+def test_counts_are_estimates_without_a_tokenize_route(srv):
+    url, state = srv
+    state.tokenize_route = False
+    generator = make(url)
+    assert generator.count_tokens("x" * 40) == 11
+    assert generator.count_tokens("y" * 40) == 11
+    assert len(state.on("/tokenize")) == 1  # asked once, then never again
+    generation = generator.generate(QUESTION)
+    assert generation.usage.prompt_tokens == len(CHATML_PROMPT) // 4 + 1
+
+
+def test_counts_are_estimates_when_the_server_is_down():
+    assert make(closed_port_url()).count_tokens("x" * 40) == 11
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+def test_closing_the_stream_closes_the_connection(srv):
+    url, state = srv
+    state.reply = " ".join(f"w{i}" for i in range(300))
+    state.chunk_delay = 0.01
+    iterator = make(url).stream(QUESTION)
+    assert next(iterator).text == "w0"
+    assert next(iterator).text == " w1"
+    iterator.close()
+    assert state.disconnected.wait(5), "the server never saw the client hang up"
+    assert state.events_sent < state.events_planned
+    assert not state.finished.is_set()
+
+
+def test_cancelling_astream_closes_the_connection(srv):
+    url, state = srv
+    state.reply = " ".join(f"w{i}" for i in range(300))
+    state.chunk_delay = 0.01
+
+    async def main() -> list[str]:
+        seen: list[str] = []
+        two = asyncio.Event()
+
+        async def consume() -> None:
+            async for delta in make(url).astream(QUESTION):
+                seen.append(delta.text)
+                if len(seen) == 2:
+                    two.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(two.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[:2] == ["w0", " w1"]
+    assert state.disconnected.wait(5)
+
+
+def test_agenerate_and_astream(srv):
+    url, _ = srv
+
+    async def main() -> tuple[Any, list[Any]]:
+        generator = make(url)
+        return await generator.agenerate(QUESTION), [d async for d in generator.astream(QUESTION)]
+
+    generation, deltas = asyncio.run(main())
+    assert generation.text == ANSWER
+    assert "".join(d.text for d in deltas) == ANSWER
+    assert deltas[-1].finish_reason == "stop"
+
+
+# -- errors and retries ---------------------------------------------------------------------
+
+
+def test_429_503_and_500_are_retried(srv):
+    url, state = srv
+    state.fail_next = [429, 503, 500]
+    state.retry_after = "0"
+    generation = make(url, max_retries=3).generate(QUESTION)
+    assert generation.text == ANSWER
+    assert len(state.on("/generate")) == 4
+
+
+def test_a_stream_is_retried_before_its_first_token(srv):
+    url, state = srv
+    state.fail_next = [503, 429]
+    deltas = list(make(url, max_retries=2).stream(QUESTION))
+    assert "".join(d.text for d in deltas) == ANSWER
+    assert len(state.on("/generate_stream")) == 3
+
+
+def test_backoff_grows_and_retry_after_is_honoured(srv):
+    url, state = srv
+    state.fail_next = [503, 503]
+    started = time.perf_counter()
+    make(url, max_retries=2, backoff=0.1).generate(QUESTION)
+    assert time.perf_counter() - started >= (0.1 + 0.2) * 0.75
+    state.fail_next = [429]
+    state.retry_after = "1"
+    started = time.perf_counter()
+    make(url, max_retries=1, backoff=0.0).generate(QUESTION)
+    assert time.perf_counter() - started >= 1.0
+
+
+def test_a_persistent_500_gives_upstream_error_with_status_and_message(srv):
+    url, state = srv
+    state.fail_always = 500
+    state.error_message = "Request failed during generation: CUDA OOM"
+    expected = r"answered 500 \(after 2 retries\): Request failed during generation"
+    with pytest.raises(UpstreamError, match=expected) as info:
+        make(url, max_retries=2).generate(QUESTION)
+    assert not isinstance(info.value, UpstreamTimeoutError)
+    assert info.value.http_status == 502
+    assert url in str(info.value)
+    assert len(state.on("/generate")) == 3
+
+
+def test_a_persistent_overload_gives_unavailable(srv):
+    url, state = srv
+    state.fail_always = 429
+    state.error_message = "Model is overloaded"
+    with pytest.raises(UnavailableError, match=r"overloaded \(429\) \(after 1 retries\): Model is overloaded"):
+        make(url, max_retries=1).generate(QUESTION)
+    with pytest.raises(UnavailableError, match="429"):
+        list(make(url).stream(QUESTION))
+
+
+def test_a_generation_failure_424_is_upstream_and_not_retried(srv):
+    url, state = srv
+    state.fail_next = [424]
+    state.error_message = "Request failed during generation"
+    with pytest.raises(UpstreamError, match="answered 424"):
+        make(url, max_retries=3).generate(QUESTION)
+    assert len(state.on("/generate")) == 1
+
+
+def test_a_validation_error_is_an_input_error(srv):
+    url, state = srv
+    state.fail_next = [422, 422]
+    state.error_message = "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens"
+    with pytest.raises(InputError, match=r"rejected the request \(422\): `inputs` tokens \+ `max_new_tokens`") as info:
+        make(url, max_retries=3).generate(QUESTION)
+    assert info.value.http_status == 400
+    with pytest.raises(InputError, match="422"):
+        list(make(url, max_retries=3).stream(QUESTION))
+    assert len(state.requests) == 2  # not retried
+
+
+def test_a_refused_key_is_a_config_error(srv, monkeypatch):
+    url, state = srv
+    state.api_key = "right-key"
+    monkeypatch.setenv("TGI_KEY", "wrong-key")
+    with pytest.raises(ConfigError, match=r"refused the API key \(401\): check the TGI_KEY environment variable"):
+        make(url, api_key_env="TGI_KEY", max_retries=2).generate(QUESTION)
+    assert len(state.on("/generate")) == 1
+    monkeypatch.setenv("TGI_KEY", "right-key")
+    assert make(url, api_key_env="TGI_KEY").generate(QUESTION).text == ANSWER
+    assert state.on("/generate")[-1]["headers"]["authorization"] == "Bearer right-key"
+
+
+def test_the_hugging_face_token_is_not_sent_to_the_server(srv, monkeypatch):
+    url, state = srv
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    make(url).generate(QUESTION)
+    list(make(url).stream(QUESTION))
+    assert all("authorization" not in r["headers"] for r in state.requests if r["path"] != "/tokenize")
+
+
+def test_a_wrong_base_url_is_a_config_error(srv):
+    url, _ = srv
+    with pytest.raises(ConfigError, match="404"):
+        make(url + "/not-tgi").generate(QUESTION)
+
+
+def test_a_timeout_gives_upstream_timeout_naming_url_and_seconds(srv):
+    url, state = srv
+    state.delay = 2.0
+    started = time.perf_counter()
+    with pytest.raises(UpstreamTimeoutError, match=r"did not answer within 0.3 s") as info:
+        make(url, timeout=0.3, max_retries=2).generate(QUESTION)
+    assert time.perf_counter() - started < 1.5  # timeouts are not retried
+    assert url in str(info.value)
+    assert info.value.http_status == 504
+    with pytest.raises(UpstreamTimeoutError):
+        list(make(url, timeout=0.3).stream(QUESTION))
+
+
+def test_a_stalled_stream_gives_upstream_timeout(srv):
+    url, state = srv
+    state.stall_after = 3
+    state.stall_seconds = 1.5
+    with pytest.raises(UpstreamTimeoutError, match="stopped sending within 0.3 s"):
+        list(make(url, timeout=0.3).stream(QUESTION))
+
+
+def test_connection_refused_gives_unavailable_after_retries():
+    url = closed_port_url()
+    started = time.perf_counter()
+    with pytest.raises(UnavailableError, match=r"cannot reach TGI server .* \(after 2 retries\)") as info:
+        make(url, max_retries=2, backoff=0.05).generate(QUESTION)
+    assert time.perf_counter() - started >= (0.05 + 0.1) * 0.75
+    assert info.value.http_status == 503
+    with pytest.raises(UnavailableError):
+        list(make(url).stream(QUESTION))
+
+
+def test_a_dropped_stream_gives_upstream_error(srv):
+    url, state = srv
+    state.drop_after = 3
+    received: list[str] = []
+    with pytest.raises(UpstreamError, match="broke off the stream") as info:
+        for delta in make(url, max_retries=2).stream(QUESTION):
+            received.append(delta.text)
+    assert not isinstance(info.value, UpstreamTimeoutError)
+    assert "".join(received) == "The river flows"
+    assert len(state.on("/generate_stream")) == 1  # tokens were delivered: not retried
+
+
+def test_an_error_event_in_the_stream_gives_upstream_error(srv):
+    url, state = srv
+    state.error_event_after = 2
+    with pytest.raises(UpstreamError, match="CUDA OOM"):
+        list(make(url).stream(QUESTION))
+
+
+def test_a_stream_without_its_final_message_gives_upstream_error(srv):
+    url, state = srv
+    state.no_details = True
+    with pytest.raises(UpstreamError, match="without its final message"):
+        list(make(url).stream(QUESTION))
+
+
+def test_server_info(srv):
+    url, _ = srv
+    info = make(url).server_info()
+    assert info["model_id"] == "fake/tgi-model"
+    assert info["max_total_tokens"] == 4096
+    with pytest.raises(ConfigError, match="404"):
+        make(url + "/not-tgi").server_info()
+    with pytest.raises(UnavailableError):
+        make(closed_port_url()).server_info()
+
+
+def test_concurrent_streams_share_one_client(srv):
+    url, state = srv
+    state.chunk_delay = 0.002
+    generator = make(url)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            options = GenerationOptions(max_tokens=3 + i % 3)
+            results.append("".join(d.text for d in generator.stream(QUESTION, options)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(results) == sorted(["The river flows", "The river flows through", "The river flows through the"] * 2)
+    client = generator._client
+    generator.generate(QUESTION)
+    assert generator._client is client
+    generator.close()
+    assert generator._client is None
+    assert generator.generate(QUESTION).text == ANSWER  # reopens
+
+
+# -- offline mode -------------------------------------------------------------------------------
+
+
+def test_works_in_hub_offline_mode(srv, monkeypatch):
+    """``HF_HUB_OFFLINE`` is read at import; the flag the library checks is patched to what the variable gives."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    url, _ = srv
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    # the premise: the library's own client refuses even a local server
+    with pytest.raises(OfflineModeIsEnabled):
+        InferenceClient(base_url=url).text_generation("hi", model=url + "/generate")
+    generator = make(url)
+    assert generator.generate(QUESTION).text == ANSWER
+    assert "".join(d.text for d in generator.stream(QUESTION)) == ANSWER
+    assert generator.count_tokens("The river flows.") == 5
+
+
+def test_works_in_a_process_started_with_hf_hub_offline(srv):
+    url, _ = srv
+    script = (
+        "import sys\n"
+        "from ragkit.registry import build\n"
+        "from ragkit.generation.base import Message\n"
+        "g = build('generator', {'type': 'tgi', 'base_url': sys.argv[1], 'max_retries': 0})\n"
+        "print(g.generate([Message('user', 'hi')]).text)\n"
+        "print(''.join(d.text for d in g.stream([Message('user', 'hi')])))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, url], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [ANSWER, ANSWER]
+
+
+# -- config -----------------------------------------------------------------------------------------
+
+
+def test_config_round_trip_through_the_registry(srv):
+    url, _ = srv
+    config = {
+        "type": "tgi",
+        "base_url": url,
+        "chat_template": CHATML_TEMPLATE,
+        "timeout": 12.5,
+        "max_new_tokens": 64,
+        "temperature": 0.0,
+        "context_window": 8192,
+        "model_name": "qwen2.5",
+        "api_key_env": "TGI_KEY",
+        "max_retries": 1,
+        "backoff": 0.2,
+    }
+    generator = build("generator", config)
+    assert isinstance(generator, TGIGenerator)
+    saved = generator.to_config()
+    assert {key: saved[key] for key in config} == config
+    again = build("generator", saved)
+    assert again.to_config() == saved
+    assert (again.model_name, again.context_window) == ("qwen2.5", 8192)
+    assert again.generate(QUESTION).text == ANSWER
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"base_url": "localhost:8080"},
+        {"chat_template": ""},
+        {"timeout": 0},
+        {"max_new_tokens": 0},
+        {"temperature": -1},
+        {"context_window": 1.5},
+        {"model_name": ""},
+        {"api_key_env": 3},
+        {"max_retries": -1},
+        {"backoff": "slow"},
+        {"tokenizer": "/no/such/folder"},
+        {"nonsense": True},
+    ],
+)
+def test_bad_config_fails_when_built(bad):
+    config = {"type": "tgi", "base_url": "http://127.0.0.1:9", **bad}
+    with pytest.raises(ConfigError):
+        build("generator", config)
