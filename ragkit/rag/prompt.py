@@ -30,7 +30,10 @@ DEFAULT_SYSTEM = (
     "If the sources do not contain the answer, say that the documents do not answer the question. "
     "Be brief."
 )
-DEFAULT_USER = "Sources:\n\n{context}\n\nQuestion: {question}\nAnswer with citations:"
+DEFAULT_USER = (
+    "Sources:\n\n{context}\n\nQuestion: {question}\n"
+    "Answer in one or two sentences, each ending with its source number like [1]:"
+)
 DEFAULT_NO_ANSWER = "The documents do not answer this question: nothing relevant was found."
 
 _TAG = re.compile(r"</?\s*source\b", re.IGNORECASE)
