@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="ragkit",
-    help="Retrieval-augmented generation: ingest documents into collections and search them.",
+    help="Retrieval-augmented generation: ingest documents, search them, ask questions, serve them over HTTP.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -127,7 +127,7 @@ def search(
     query: Annotated[str | None, typer.Argument(help="The query (omit with --queries-file).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many hits.")] = 5,
     filter: Annotated[
-        str | None, typer.Option("--filter", "-f", help='Metadata filter, e.g. \'page >= 2 and lang == "en"\'.')
+        str | None, typer.Option("--filter", "-f", help="Metadata filter, e.g. 'page >= 2 and lang == \"en\"'.")
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="dense (vectors) or lexical (BM25).")] = "dense",
     queries_file: Annotated[
@@ -207,6 +207,82 @@ def _print_hits(hits: list[Hit]) -> None:
             snippet = snippet[:297] + "..."
         typer.echo(f"[{rank}] {hit.score:.3f} {where} [{chunk.start}:{chunk.end}]")
         typer.echo(f"    {snippet}")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionName,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", "-p", help="Pipeline recipe name or YAML file (e.g. 'basic').")
+    ] = "basic",
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Sources to retrieve.")] = None,
+    filter: Annotated[str | None, typer.Option("--filter", "-f", help="Metadata filter on the sources.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="dense or lexical retrieval.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")] = None,
+    store_dir: StoreDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON (no streaming).")] = False,
+) -> None:
+    """Answer a question from a collection, streaming the answer, then list its cited sources."""
+
+    def action() -> None:
+        from ragkit.collection import Collection
+        from ragkit.generation import GenerationOptions
+        from ragkit.rag import RagPipeline
+
+        rag = RagPipeline.load(pipeline)
+        options = GenerationOptions(max_tokens=max_tokens)
+        with Collection.open(collection, store_dir) as col:
+            if as_json:
+                answer = rag.ask(question, col, top_k=top_k, filters=filter, mode=mode, options=options)
+                typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+                return
+            for event in rag.stream(question, col, top_k=top_k, filters=filter, mode=mode, options=options):
+                if event.type == "token":
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                elif event.answer is not None:
+                    _print_answer_sources(event.answer)
+
+    _run(action)
+
+
+def _print_answer_sources(answer: Any) -> None:
+    typer.echo("")
+    if answer.citations:
+        label = (
+            "Sources (inferred by word overlap: the model wrote no markers)"
+            if all(c.inferred for c in answer.citations)
+            else "Sources"
+        )
+        typer.echo(f"\n{label}:")
+        for citation in answer.citations:
+            typer.echo(f"  [{citation.number}] {citation.location}")
+    elif answer.grounded:
+        typer.echo("\n(no sources cited)")
+    if answer.dropped_citations:
+        numbers = ", ".join(f"[{n}]" for n in answer.dropped_citations)
+        typer.echo(f"  dropped citations to missing sources: {numbers}", err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
+    store_dir: StoreDir = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Service settings YAML (keys, CORS, limits, pipelines).")
+    ] = None,
+) -> None:
+    """Run the REST service (OpenAI-compatible chat completions included)."""
+
+    def action() -> None:
+        from ragkit.service import ServiceSettings, serve
+
+        settings = ServiceSettings.load(config, host=host, port=port, store_dir=store_dir)
+        serve(settings)
+
+    _run(action)
 
 
 @collections_app.command("list")

@@ -57,10 +57,11 @@ def _collections_dir(store_dir: str | Path | None) -> Path:
 
 
 def _folder(name: str, store_dir: str | Path | None) -> Path:
-    return _collections_dir(store_dir) / _check_name(name)
+    return _collections_dir(store_dir) / check_collection_name(name)
 
 
-def _check_name(name: str) -> str:
+def check_collection_name(name: str) -> str:
+    """``name`` if it is a valid collection name, else an :class:`InputError` saying what is allowed."""
     if not _NAME.match(name):
         raise InputError(
             f"collection name {name!r} is not valid: use 1-64 letters, digits, '_', '-' or '.', "

@@ -105,6 +105,11 @@ class RagPipeline:
         return cls(load_pipeline_config(name_or_path), generator=generator, name=name)
 
     @property
+    def has_generator(self) -> bool:
+        """Whether the generator is built (or was given) already."""
+        return self._generator is not None
+
+    @property
     def generator(self) -> Generator:
         """The generator (built from the config on first use, shared per process)."""
         if self._generator is None:

@@ -1,0 +1,270 @@
+"""Request and response models of the ragkit routes (the OpenAI-compatible ones are in ``openai_models``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["dense", "lexical"]
+FilterSpec = str | dict[str, Any]
+_FILTER_DOC = (
+    "A metadata filter: an expression such as 'file_type == \"pdf\" and page >= 2', "
+    'or a dict such as {"file_type": {"$in": ["pdf", "md"]}}'
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- collections ---------------------------------------------------------------------------
+
+
+class CreateCollection(_Strict):
+    """A new collection: its name and, optionally, a recipe name or a collection config."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["handbook"])
+    recipe: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="A collection recipe name (a file in the recipe folders, e.g. 'default'); never a path",
+    )
+    config: dict[str, Any] | None = Field(
+        default=None, description="A collection config (loader, splitter, embedder, store, lexical ...)"
+    )
+
+
+class CollectionCounts(BaseModel):
+    """How much a collection holds."""
+
+    chunks: int
+    sources: int
+
+
+class CollectionInfo(BaseModel):
+    """A collection: name, configuration, embedding and counts."""
+
+    name: str
+    config: dict[str, Any]
+    embedding: dict[str, Any]
+    counts: CollectionCounts
+    stats: dict[str, Any]
+
+
+class CollectionList(BaseModel):
+    """The collections the caller may see."""
+
+    collections: list[str]
+
+
+# -- documents and jobs --------------------------------------------------------------------
+
+
+class DocumentInfo(BaseModel):
+    """One ingested source."""
+
+    id: str = Field(description="Stable id of the source (use it to delete the document)")
+    name: str = Field(description="The uploaded file name, or the source path for documents ingested by path")
+    source: str
+    uploaded: bool
+    chunks: int
+    size: int
+    content_hash: str
+    modified: float = Field(description="The file's modification time (seconds since the epoch)")
+
+
+class DocumentList(BaseModel):
+    """The sources of a collection."""
+
+    collection: str
+    documents: list[DocumentInfo]
+
+
+class IngestPath(_Strict):
+    """A server-side file or folder to ingest (it must lie inside one of the service's ingest roots)."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    sync: bool = Field(default=False, description="Also delete sources under the path that no longer exist")
+
+
+class FileIssueModel(BaseModel):
+    """A file that was not ingested, and why."""
+
+    source: str
+    reason: str
+
+
+class JobCounts(BaseModel):
+    """What the ingest did, file by file and chunk by chunk."""
+
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+    skipped: int
+    chunks_written: int
+    chunks_embedded: int
+    chunks_deleted: int
+
+
+class JobError(BaseModel):
+    """Why a job failed as a whole."""
+
+    type: str
+    message: str
+
+
+class JobInfo(BaseModel):
+    """An ingest job."""
+
+    id: str
+    collection: str
+    kind: Literal["upload", "path"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    sources: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: JobCounts | None
+    errors: list[FileIssueModel] = Field(description="Files that failed (corrupt, unreadable ...)")
+    skipped: list[FileIssueModel] = Field(description="Files skipped (unsupported type ...)")
+    report: dict[str, Any] | None = Field(description="The whole ingest report")
+    error: JobError | None
+
+
+# -- search and ask ------------------------------------------------------------------------
+
+
+class SearchRequest(_Strict):
+    """A search over one collection."""
+
+    query: str = Field(min_length=1, max_length=10_000)
+    top_k: int = Field(default=5, ge=1, le=100)
+    filters: FilterSpec | None = Field(default=None, description=_FILTER_DOC)
+    mode: Mode = "dense"
+
+
+class Span(BaseModel):
+    """Character offsets of a chunk in its document's text."""
+
+    start: int
+    end: int
+
+
+class SearchHit(BaseModel):
+    """One retrieved chunk, with its score and where the score came from."""
+
+    score: float
+    origin: str
+    chunk_id: str
+    document_id: str
+    source: str
+    span: Span
+    metadata: dict[str, Any]
+    text: str
+
+
+class SearchResponse(BaseModel):
+    """The best chunks, best first."""
+
+    query: str
+    mode: Mode
+    hits: list[SearchHit]
+
+
+class AskRequest(_Strict):
+    """A question to answer from one collection."""
+
+    question: str = Field(min_length=1, description="The question (the pipeline limits its length)")
+    pipeline: str | None = Field(default=None, description="A configured pipeline name (default: the service's)")
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    filters: FilterSpec | None = Field(default=None, description=_FILTER_DOC)
+    mode: Mode | None = None
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=8192, description="Answer length limit; at most the pipeline's answer.max_tokens"
+    )
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+class ChunkModel(BaseModel):
+    """A chunk as answers carry it."""
+
+    id: str
+    document_id: str
+    source: str
+    text: str
+    start: int
+    end: int
+    metadata: dict[str, Any]
+    content_hash: str
+
+
+class HitModel(BaseModel):
+    """A context block of an answer: the chunk, its score and origin."""
+
+    chunk: ChunkModel
+    score: float
+    origin: str
+
+
+class CitationModel(BaseModel):
+    """A numbered source the answer cites."""
+
+    number: int
+    chunk_id: str
+    document_id: str
+    source: str
+    start: int
+    end: int
+    score: float
+    page: int | None
+    section: str | None
+    title: str | None
+    quote: str
+    positions: list[int]
+    inferred: bool
+
+
+class UsageModel(BaseModel):
+    """Tokens of the answer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerModel(BaseModel):
+    """A generated answer with its citations, the hits it was built from, usage and timings."""
+
+    question: str
+    text: str
+    citations: list[CitationModel]
+    hits: list[HitModel]
+    dropped_citations: list[int]
+    grounded: bool
+    usage: UsageModel
+    timings: dict[str, float]
+    model: str
+    pipeline: str
+    finish_reason: str
+    skipped_hits: int
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Readiness: each check and whether it passed."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]

@@ -1,0 +1,176 @@
+"""Search and ask: the query side of one collection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.sse import format_sse_event
+
+from ragkit.rag import AskEvent
+from ragkit.schema import Hit
+from ragkit.service.auth import Principal, require_collection
+from ragkit.service.errors import error_responses, request_id_of
+from ragkit.service.models import AnswerModel, AskRequest, SearchHit, SearchRequest, SearchResponse, Span
+from ragkit.service.state import ServiceState, get_state
+from ragkit.service.streaming import AnswerRun, ClientGone, EventStreamResponse, guarded, unless_disconnected
+
+router = APIRouter(prefix="/v1", tags=["query"])
+
+_QUERY_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 502, 503, 504)
+_ASK_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 502, 503, 504)
+
+
+def _event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one Server-Sent Event whose data is JSON."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+        },
+    }
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+ASK_EVENT_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        _event(
+            "retrieval",
+            {
+                "type": "object",
+                "required": ["hits"],
+                "properties": {"hits": {"type": "array", "items": _ref("HitModel")}},
+            },
+        ),
+        _event("token", {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
+        _event("citation", _ref("CitationModel")),
+        _event("answer", _ref("AnswerModel")),
+        _event(
+            "error",
+            {
+                "type": "object",
+                "required": ["type", "message", "status"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                    "status": {"type": "integer"},
+                },
+            },
+        ),
+    ]
+}
+_ASK_200: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer (JSON), or with `stream: true` Server-Sent Events: `retrieval` "
+        "(data: {hits}), `token` (data: {text}) ..., `citation` (data: a citation), then `answer` "
+        "(data: the whole answer) or, if the generator fails mid-stream, `error` (data: {type, message, status}).",
+        "content": {"text/event-stream": {"schema": ASK_EVENT_SCHEMA}},
+    }
+}
+CLIENT_CLOSED = 499
+"""Status logged for a request whose client went away before the answer (nginx's convention)."""
+
+
+def search_hit(hit: Hit) -> SearchHit:
+    """The API form of a hit."""
+    chunk = hit.chunk
+    return SearchHit(
+        score=hit.score,
+        origin=hit.origin,
+        chunk_id=chunk.id,
+        document_id=chunk.document_id,
+        source=chunk.source,
+        span=Span(start=chunk.start, end=chunk.end),
+        metadata=chunk.metadata,
+        text=chunk.text,
+    )
+
+
+@router.post(
+    "/collections/{name}/search",
+    response_model=SearchResponse,
+    responses=_QUERY_ERRORS,
+    summary="Search a collection",
+)
+async def search(
+    name: str,
+    body: SearchRequest,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("read")),
+) -> SearchResponse:
+    """The ``top_k`` chunks best matching ``query``, optionally filtered by metadata."""
+
+    def run() -> list[Hit]:
+        return state.collections.get(name).search(body.query, body.top_k, body.filters, body.mode)
+
+    hits = await state.run(run)
+    return SearchResponse(query=body.query, mode=body.mode, hits=[search_hit(h) for h in hits])
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return format_sse_event(data_str=json.dumps(data, ensure_ascii=False), event=event)
+
+
+def encode_ask_event(event: AskEvent) -> bytes:
+    """One pipeline event as a Server-Sent Event."""
+    if event.type == "retrieval":
+        return _sse("retrieval", {"hits": [h.to_dict() for h in event.hits or []]})
+    if event.type == "token":
+        return _sse("token", {"text": event.text})
+    if event.type == "citation":
+        assert event.citation is not None
+        return _sse("citation", event.citation.to_dict())
+    assert event.answer is not None
+    return _sse("answer", event.answer.to_dict())
+
+
+def encode_ask_error(error_type: str, message: str, status: int) -> bytes:
+    """A failure mid-stream as a Server-Sent Event."""
+    return _sse("error", {"type": error_type, "message": message, "status": status})
+
+
+@router.post(
+    "/collections/{name}/ask",
+    response_model=AnswerModel,
+    responses={**_ASK_200, **_ASK_ERRORS},
+    summary="Ask a question",
+)
+async def ask(
+    name: str,
+    body: AskRequest,
+    request: Request,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("read")),
+) -> Any:
+    """Answer ``question`` from the collection, with citations; ``stream: true`` for Server-Sent Events."""
+    pipeline = state.pipeline(body.pipeline)
+    collection = await state.run(state.collections.get, name)
+    options = state.options(pipeline, body.max_tokens, temperature=body.temperature)
+    slots = state.ask_slots()
+    if not body.stream:
+
+        async def answer() -> dict[str, Any]:
+            async with slots:
+                result = await pipeline.aask(body.question, collection, body.top_k, body.filters, body.mode, options)
+            state.metrics.observe_answer(result)
+            return result.to_dict()
+
+        try:
+            return await unless_disconnected(request, answer())
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+    opening = AnswerRun.open(slots, pipeline, body.question, collection, body.top_k, body.filters, body.mode, options)
+    try:
+        run = await unless_disconnected(request, opening)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    content = guarded(
+        run.events(), encode_ask_event, encode_ask_error, state.metrics.observe_answer, request_id_of(request)
+    )
+    return EventStreamResponse(content, run)

@@ -1,0 +1,360 @@
+"""Collections, their documents, uploads, ingest by path, and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from ragkit.collection import Collection
+from ragkit.errors import InputError, NotFoundError
+from ragkit.ingest import IngestReport
+from ragkit.recipes import load_collection_config
+from ragkit.service.auth import Principal, require, require_collection
+from ragkit.service.errors import ServiceHTTPError, error_responses
+from ragkit.service.jobs import Job
+from ragkit.service.models import (
+    CollectionCounts,
+    CollectionInfo,
+    CollectionList,
+    CreateCollection,
+    DocumentInfo,
+    DocumentList,
+    IngestPath,
+    JobInfo,
+)
+from ragkit.service.state import ServiceState, get_state
+from ragkit.service.uploads import FILE_FIELD, UploadReceiver
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+
+_AUTH = (401, 403)
+
+
+def _collection_info(collection: Collection) -> CollectionInfo:
+    info = collection.info()
+    stats = dict(info.get("stats", {}))
+    counts = CollectionCounts(chunks=int(stats.get("chunks", 0)), sources=int(stats.get("sources", 0)))
+    if "sources" not in stats:
+        counts.sources = len(collection.store.sources())
+    return CollectionInfo(
+        name=collection.name, config=info["config"], embedding=info["embedding"], counts=counts, stats=stats
+    )
+
+
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=CollectionInfo,
+    responses=error_responses(400, *_AUTH, 404, 409, 413, 422, 503),
+    summary="Create a collection",
+)
+async def create_collection(
+    body: CreateCollection,
+    state: ServiceState = Depends(get_state),
+    principal: Principal = Depends(require("admin")),
+) -> CollectionInfo:
+    """Create a collection from a recipe name, a config dict, or the defaults."""
+    principal.check_collection(body.name)
+    if body.recipe is not None and body.config is not None:
+        raise InputError("give either 'recipe' or 'config', not both")
+
+    def create() -> CollectionInfo:
+        config: Any = body.config
+        if body.recipe is not None:
+            try:
+                config = load_collection_config(body.recipe)
+            except NotFoundError as exc:
+                raise InputError(str(exc)) from None
+        return _collection_info(state.collections.create(body.name, config))
+
+    return await state.run(create)
+
+
+@router.get(
+    "/collections",
+    response_model=CollectionList,
+    responses=error_responses(*_AUTH),
+    summary="List collections",
+)
+async def list_collections(
+    state: ServiceState = Depends(get_state), principal: Principal = Depends(require("read"))
+) -> CollectionList:
+    """The collections the caller's key may see."""
+    names = await state.run(state.collections.names)
+    return CollectionList(collections=principal.visible(names))
+
+
+@router.get(
+    "/collections/{name}",
+    response_model=CollectionInfo,
+    responses=error_responses(400, *_AUTH, 404, 422),
+    summary="Show a collection",
+)
+async def get_collection(
+    name: str,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("read")),
+) -> CollectionInfo:
+    """A collection's configuration and counts (chunks, sources)."""
+    return await state.run(lambda: _collection_info(state.collections.get(name)))
+
+
+@router.delete(
+    "/collections/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, *_AUTH, 404, 422),
+    summary="Delete a collection",
+)
+async def delete_collection(
+    name: str,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("admin")),
+) -> Response:
+    """Delete a collection, its data and its uploaded files; queued ingest jobs into it fail."""
+    await state.run(state.collections.get, name)  # 404 before anything is cancelled
+    await state.run(state.jobs.cancel_queued, name, f"collection {name!r} was deleted")
+    future = state.jobs.run_exclusive(name, lambda: state.collections.delete(name))
+    await _wait(future)
+    return Response(status_code=204)
+
+
+async def _wait(future: Future[Any]) -> Any:
+    return await asyncio.wrap_future(future)
+
+
+# -- documents -------------------------------------------------------------------------------
+
+
+def _document_id(source: str) -> str:
+    return hashlib.blake2b(source.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _documents(state: ServiceState, name: str) -> list[DocumentInfo]:
+    collection = state.collections.get(name)
+    uploads = state.collections.documents_dir(name).resolve()
+    documents = []
+    for source, record in sorted(collection.store.sources().items()):
+        path = Path(source)
+        uploaded = path.parent == uploads
+        documents.append(
+            DocumentInfo(
+                id=_document_id(source),
+                name=path.name if uploaded else source,
+                source=source,
+                uploaded=uploaded,
+                chunks=record.chunk_count,
+                size=record.size,
+                content_hash=record.content_hash,
+                modified=record.mtime,
+            )
+        )
+    return documents
+
+
+@router.get(
+    "/collections/{name}/documents",
+    response_model=DocumentList,
+    responses=error_responses(400, *_AUTH, 404, 422),
+    summary="List a collection's documents",
+    tags=["documents"],
+)
+async def list_documents(
+    name: str,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("read")),
+) -> DocumentList:
+    """The ingested sources: name, chunk count, size and content hash."""
+    return DocumentList(collection=name, documents=await state.run(_documents, state, name))
+
+
+@router.delete(
+    "/collections/{name}/documents/{document}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, *_AUTH, 404, 422),
+    summary="Delete a document",
+    tags=["documents"],
+)
+async def delete_document(
+    name: str,
+    document: str,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("write")),
+) -> Response:
+    """Delete one source's chunks (and its uploaded file), by id, uploaded file name or source."""
+    documents = await state.run(_documents, state, name)
+    match = next((d for d in documents if document in (d.id, d.source)), None)
+    if match is None:
+        match = next((d for d in documents if d.uploaded and d.name == document), None)
+    if match is None:
+        raise NotFoundError(f"collection {name!r} has no document {document!r} (by id, uploaded name or source)")
+    target = match
+
+    def delete() -> None:
+        state.collections.get(name).delete_sources([target.source])
+        if target.uploaded:
+            Path(target.source).unlink(missing_ok=True)
+
+    await _wait(state.jobs.run_exclusive(name, delete))
+    return Response(status_code=204)
+
+
+# -- ingestion -------------------------------------------------------------------------------
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILE_FIELD],
+                    "properties": {
+                        FILE_FIELD: {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "The files; the loader is chosen by each file's suffix",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _accepted(job: Job) -> JSONResponse:
+    body = JobInfo.model_validate(job.to_dict()).model_dump(mode="json")
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.post(
+    "/collections/{name}/documents",
+    status_code=202,
+    response_model=JobInfo,
+    responses=error_responses(400, *_AUTH, 404, 413, 415, 422),
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload documents",
+    tags=["documents"],
+)
+async def upload_documents(
+    name: str,
+    request: Request,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("write")),
+) -> JSONResponse:
+    """Upload files (multipart ``files`` parts); they are ingested by a background job.
+
+    Each file is streamed to a staging folder (413 as soon as one passes
+    ``max_upload_bytes``: nothing reaches the collection), then, when the job
+    runs, moved into ``{store_dir}/documents/{name}/`` and ingested. Uploading
+    a file name again replaces that document (incrementally).
+    """
+    await state.run(state.collections.get, name)  # 404 before reading the body
+    settings = state.settings
+    receiver = UploadReceiver(
+        request.headers.get("content-type", ""),
+        state.collections.staging_dir,
+        settings.max_upload_bytes,
+        settings.max_upload_files,
+        state.run,
+    )
+    staged = await receiver.receive(request.stream())
+    documents = state.collections.documents_dir(name)
+
+    def work(job: Job) -> IngestReport:
+        collection = state.collections.get(name)
+        documents.mkdir(parents=True, exist_ok=True)
+        targets = []
+        for file in staged:
+            target = documents / file.name
+            os.replace(file.path, target)  # atomic: same file system
+            targets.append(target)
+        return collection.ingest(targets)
+
+    def cleanup() -> None:
+        shutil.rmtree(receiver.folder, ignore_errors=True)
+
+    job = state.jobs.submit(name, "upload", [f.name for f in staged], work, cleanup=cleanup)
+    state.metrics.jobs_submitted.inc()
+    return _accepted(job)
+
+
+def _resolve_ingest_path(roots: list[Path], given: str) -> Path:
+    """``given`` resolved inside one of ``roots``: 403 outside them, 404 if missing."""
+    if not roots:
+        raise ServiceHTTPError(
+            403, "ingest by path is disabled: the service has no ingest_roots configured", "Forbidden"
+        )
+    if "\x00" in given:
+        raise InputError("the path contains a NUL character")
+    raw = Path(given).expanduser()
+    candidates = [raw.resolve()] if raw.is_absolute() else [(root / raw).resolve() for root in roots]
+    inside = [c for c in candidates if any(c == root or c.is_relative_to(root) for root in roots)]
+    if not inside:
+        listing = ", ".join(str(r) for r in roots)
+        raise ServiceHTTPError(403, f"path {given!r} is outside the ingest roots ({listing})", "Forbidden")
+    for candidate in inside:
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError as exc:
+            raise InputError(f"path {given[:200]!r} cannot be read: {exc.strerror}") from None
+    raise NotFoundError(f"path {given!r} does not exist")
+
+
+@router.post(
+    "/collections/{name}/ingest",
+    status_code=202,
+    response_model=JobInfo,
+    responses=error_responses(400, *_AUTH, 404, 413, 422),
+    summary="Ingest a server-side path",
+    tags=["documents"],
+)
+async def ingest_path(
+    name: str,
+    body: IngestPath,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("write")),
+) -> JSONResponse:
+    """Ingest a file or folder on the server; it must lie inside one of the ``ingest_roots`` (else 403).
+
+    A relative path is looked up under each ingest root in turn.
+    """
+    await state.run(state.collections.get, name)
+    target = await state.run(_resolve_ingest_path, state.settings.ingest_roots, body.path)
+
+    def work(job: Job) -> IngestReport:
+        return state.collections.get(name).ingest([target], sync=body.sync)
+
+    job = state.jobs.submit(name, "path", [str(target)], work)
+    state.metrics.jobs_submitted.inc()
+    return _accepted(job)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobInfo,
+    responses=error_responses(*_AUTH, 404, 422),
+    summary="Show an ingest job",
+    tags=["jobs"],
+)
+async def get_job(
+    job_id: str,
+    state: ServiceState = Depends(get_state),
+    principal: Principal = Depends(require("read")),
+) -> JobInfo:
+    """Status (queued, running, succeeded, failed), counts, per-file errors and timestamps."""
+    job = state.jobs.get(job_id)
+    if not principal.may_access(job.collection):
+        raise NotFoundError(f"no job {job_id!r}")
+    return JobInfo.model_validate(job.to_dict())

@@ -1,0 +1,333 @@
+"""OpenAI-compatible routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+
+Every collection × pipeline is a model: ``"{collection}"`` for the default
+pipeline, ``"{collection}:{pipeline}"`` for the others. The last user message
+is the question (earlier messages are not used); the answer comes back as a
+``chat.completion`` or as ``chat.completion.chunk`` Server-Sent Events ending
+with ``data: [DONE]``. Citations travel as an extra top-level ``citations``
+field on the whole response and on the final chunk (the one with
+``finish_reason``). Errors use OpenAI's shape so its clients parse them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragkit.errors import InputError
+from ragkit.rag import AskEvent, RagPipeline
+from ragkit.rag.answer import Answer
+from ragkit.service.auth import Principal, require
+from ragkit.service.errors import ModelNotFound, error_body, error_responses, request_id_of
+from ragkit.service.models import CitationModel, FilterSpec, Mode, UsageModel
+from ragkit.service.routes.ask import CLIENT_CLOSED
+from ragkit.service.state import ServiceState, get_state
+from ragkit.service.streaming import AnswerRun, ClientGone, EventStreamResponse, guarded, unless_disconnected
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+class ModelCard(BaseModel):
+    """One model: a collection answered by one pipeline."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragkit"
+
+
+class ModelList(BaseModel):
+    """The models the caller may use."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ContentPart(BaseModel):
+    """A part of a message's content; only text parts are read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """A chat message."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        """The message's text."""
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    """Streaming options."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The standard chat-completions request (unknown fields are ignored), plus ragkit's retrieval options."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="'{collection}' or '{collection}:{pipeline}'")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=8192, description="At most the pipeline's answer.max_tokens")
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=8192, description="Same as max_tokens")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
+    top_k: int | None = Field(default=None, ge=1, le=100, description="ragkit: chunks to retrieve")
+    filters: FilterSpec | None = Field(default=None, description="ragkit: a metadata filter")
+    mode: Mode | None = Field(default=None, description="ragkit: dense or lexical retrieval")
+
+    def question(self) -> str:
+        """The last user message's text."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        raise InputError("messages: there is no user message to answer")
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling options asked for (besides the token limit)."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return {"temperature": self.temperature, "top_p": self.top_p, "stop": stop or None, "seed": self.seed}
+
+
+class AssistantMessage(BaseModel):
+    """The answer as an assistant message."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: str | None = None
+
+
+class Choice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class ChatCompletion(BaseModel):
+    """A ``chat.completion`` with ragkit's ``citations``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: UsageModel
+    system_fingerprint: str | None = None
+    citations: list[CitationModel] = Field(description="ragkit: the sources the answer cites")
+
+
+_OPENAI_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 502, 503, 504, openai=True)
+_CHAT_200: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A chat.completion, or with `stream: true` chat.completion.chunk events "
+        "(`data: {...}`) ending with `data: [DONE]`; the chunk with finish_reason carries `citations`.",
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {"type": "string", "description": "A chat.completion.chunk as JSON, or [DONE]"}
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def model_id(collection: str, pipeline: str, default: str) -> str:
+    """The model id of ``collection`` answered by ``pipeline``."""
+    return collection if pipeline == default else f"{collection}:{pipeline}"
+
+
+def _created(state: ServiceState, name: str) -> int:
+    try:
+        return int((Path(state.collections.store_dir) / "collections" / name / "collection.yaml").stat().st_mtime)
+    except OSError:
+        return 0
+
+
+def _cards(state: ServiceState, principal: Principal) -> list[ModelCard]:
+    default = state.settings.default_pipeline
+    cards = []
+    for name in principal.visible(state.collections.names()):
+        created = _created(state, name)
+        for pipeline in sorted(state.pipelines, key=lambda p: (p != default, p)):
+            cards.append(ModelCard(id=model_id(name, pipeline, default), created=created))
+    return cards
+
+
+@router.get("/models", response_model=ModelList, responses=error_responses(401, 403, openai=True))
+async def list_models(
+    state: ServiceState = Depends(get_state), principal: Principal = Depends(require("read"))
+) -> ModelList:
+    """One model per collection and pipeline the caller may use."""
+    return ModelList(data=await state.run(_cards, state, principal))
+
+
+def resolve_model(state: ServiceState, principal: Principal, model: str) -> tuple[str, RagPipeline]:
+    """The collection and pipeline a model id names (404 in OpenAI's shape if none)."""
+    collection, _, pipeline_name = model.partition(":")
+    pipeline = state.pipelines.get(pipeline_name or state.settings.default_pipeline)
+    if pipeline is None or not collection or collection not in state.collections.names():
+        raise ModelNotFound(f"The model {model!r} does not exist; GET /v1/models lists the models")
+    principal.check_collection(collection)
+    return collection, pipeline
+
+
+@router.get("/models/{model}", response_model=ModelCard, responses=error_responses(401, 403, 404, 422, openai=True))
+async def get_model(
+    model: str, state: ServiceState = Depends(get_state), principal: Principal = Depends(require("read"))
+) -> ModelCard:
+    """One model."""
+    collection, _ = await state.run(resolve_model, state, principal, model)
+    return ModelCard(id=model, created=await state.run(_created, state, collection))
+
+
+# -- chat completions ------------------------------------------------------------------------
+
+
+def _finish_reason(answer: Answer) -> Literal["stop", "length", "tool_calls"]:
+    reason = answer.finish_reason
+    return reason if reason in ("length", "tool_calls") else "stop"  # type: ignore[return-value]
+
+
+def _completion(completion_id: str, model: str, answer: Answer) -> ChatCompletion:
+    return ChatCompletion(
+        id=completion_id,
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=_finish_reason(answer))],
+        usage=UsageModel(**answer.usage.to_dict()),
+        citations=[CitationModel(**c.to_dict()) for c in answer.citations],
+    )
+
+
+class _ChunkEncoder:
+    """Pipeline events → ``chat.completion.chunk`` Server-Sent Events."""
+
+    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
+        self.completion_id = completion_id
+        self.model = model
+        self.include_usage = include_usage
+        self.created = int(time.time())
+        self.started = False
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        chunk.update(extra)
+        return chunk
+
+    @staticmethod
+    def _data(payload: Any) -> bytes:
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        return f"data: {text}\n\n".encode()
+
+    def _delta(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._data(self._chunk([choice], **extra))
+
+    def encode(self, event: AskEvent) -> bytes:
+        out = b""
+        if not self.started:
+            self.started = True
+            out += self._delta({"role": "assistant", "content": ""})
+        if event.type == "token" and event.text:
+            out += self._delta({"content": event.text})
+        elif event.type == "answer":
+            assert event.answer is not None
+            answer = event.answer
+            citations = [c.to_dict() for c in answer.citations]
+            out += self._delta({}, _finish_reason(answer), citations=citations)
+            if self.include_usage:
+                out += self._data(self._chunk([], usage=answer.usage.to_dict()))
+            out += self._data("[DONE]")
+        return out
+
+    def encode_error(self, error_type: str, message: str, status: int) -> bytes:
+        body = error_body("/v1/chat/completions", status, error_type, message, self.completion_id)
+        return self._data(body) + self._data("[DONE]")
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={**_CHAT_200, **_OPENAI_ERRORS},
+    summary="Chat completions (OpenAI-compatible)",
+)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    state: ServiceState = Depends(get_state),
+    principal: Principal = Depends(require("read")),
+) -> Any:
+    """Answer the last user message from the model's collection, in OpenAI's format, with ``citations``."""
+    name, pipeline = await state.run(resolve_model, state, principal, body.model)
+    question = body.question()
+    collection = await state.run(state.collections.get, name)
+    options = state.options(pipeline, body.max_completion_tokens or body.max_tokens, **body.sampling())
+    completion_id = f"chatcmpl-{request_id_of(request)}"
+    slots = state.ask_slots()
+    if not body.stream:
+
+        async def answer() -> ChatCompletion:
+            async with slots:
+                result = await pipeline.aask(question, collection, body.top_k, body.filters, body.mode, options)
+            state.metrics.observe_answer(result)
+            return _completion(completion_id, body.model, result)
+
+        try:
+            return await unless_disconnected(request, answer())
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    encoder = _ChunkEncoder(completion_id, body.model, include_usage)
+    opening = AnswerRun.open(slots, pipeline, question, collection, body.top_k, body.filters, body.mode, options)
+    try:
+        run = await unless_disconnected(request, opening)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    content = guarded(
+        run.events(), encoder.encode, encoder.encode_error, state.metrics.observe_answer, request_id_of(request)
+    )
+    return EventStreamResponse(content, run)

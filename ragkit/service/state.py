@@ -1,0 +1,105 @@
+"""What the routes share: settings, the collection cache, pipelines, jobs, metrics, auth.
+
+One :class:`ServiceState` lives on ``app.state.ragkit``; every route receives it
+through ``Depends(get_state)``, so a test can hand the routes another state with
+``app.dependency_overrides[get_state]`` (or build the app with its own
+``pipelines=``, or replace parts of ``app.state.ragkit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from ragkit.errors import NotFoundError
+from ragkit.generation.base import GenerationOptions
+from ragkit.rag import RagPipeline
+from ragkit.service.auth import Authenticator
+from ragkit.service.jobs import JobManager
+from ragkit.service.metrics import Metrics
+from ragkit.service.settings import ServiceSettings
+from ragkit.service.stores import CollectionCache
+
+T = TypeVar("T")
+
+
+class ServiceState:
+    """The service's shared objects; see the module docstring."""
+
+    def __init__(self, settings: ServiceSettings, pipelines: dict[str, RagPipeline]) -> None:
+        self.settings = settings
+        self.pipelines = pipelines
+        self.collections = CollectionCache(settings.store_dir)
+        self.metrics = Metrics()
+        self.authenticator = Authenticator(settings.api_keys)
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: JobManager | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The worker threads for blocking work (created on first use)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.settings.blocking_threads, thread_name_prefix="ragkit-io")
+            return self._executor
+
+    @property
+    def jobs(self) -> JobManager:
+        """The ingest job queues (created on first use)."""
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = JobManager(self.settings.max_jobs_kept, on_finish=self.metrics.observe_job)
+            return self._jobs
+
+    def ask_slots(self) -> asyncio.Semaphore:
+        """The semaphore that bounds answers generated at once (one per event loop)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._slots is None or self._slots[0] is not loop:
+                self._slots = (loop, asyncio.Semaphore(self.settings.max_concurrent_asks))
+            return self._slots[1]
+
+    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking ``function`` in a worker thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(function, *args, **kwargs))
+
+    def pipeline(self, name: str | None) -> RagPipeline:
+        """The configured pipeline ``name`` (default: the service's default), or 404."""
+        chosen = name or self.settings.default_pipeline
+        pipeline = self.pipelines.get(chosen)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise NotFoundError(f"no pipeline named {chosen!r} (configured: {known})")
+        return pipeline
+
+    @staticmethod
+    def options(pipeline: RagPipeline, max_tokens: int | None, **sampling: Any) -> GenerationOptions:
+        """A request's generation options; its ``max_tokens`` may lower the pipeline's limit, never raise it."""
+        ceiling = pipeline.config.answer.max_tokens
+        return GenerationOptions(max_tokens=min(max_tokens or ceiling, ceiling), **sampling)
+
+    def close(self) -> None:
+        """Stop the job workers (running jobs finish), close collections, stop the threads."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, None
+            executor, self._executor = self._executor, None
+        if jobs is not None:
+            jobs.close()
+        self.collections.close()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def get_state(request: Request) -> ServiceState:
+    """Dependency: the app's shared state."""
+    state: ServiceState = request.app.state.ragkit
+    return state

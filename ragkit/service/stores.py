@@ -1,0 +1,104 @@
+"""The open-collection cache the routes share.
+
+Opening a collection builds its embedder and loads its index, so the service
+keeps each open :class:`~ragkit.collection.Collection` and hands the same object to
+every request. The cache is thread-safe (all its methods block: call them from a
+worker thread), closes a collection when it is deleted, and closes them all at
+shutdown. Uploaded files live beside the collections, in
+``{store_dir}/documents/{collection}/``; uploads are staged in
+``{store_dir}/staging/`` (same file system, so moving a file in is atomic).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from ragkit.collection import Collection, check_collection_name
+from ragkit.config import CollectionConfig
+from ragkit.errors import StorageError
+
+log = logging.getLogger("ragkit.service")
+
+
+class CollectionCache:
+    """Open collections by name, shared by every request."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = Path(store_dir)
+        self._open: dict[str, Collection] = {}
+        self._lock = threading.RLock()
+
+    # -- folders ---------------------------------------------------------------------
+
+    def documents_dir(self, name: str) -> Path:
+        """Where the uploaded files of collection ``name`` are kept."""
+        return self.store_dir / "documents" / check_collection_name(name)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where uploads are written while they arrive."""
+        return self.store_dir / "staging"
+
+    # -- collections -----------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Names of the collections in the store."""
+        return Collection.names(self.store_dir)
+
+    def get(self, name: str) -> Collection:
+        """The open collection ``name`` (:class:`NotFoundError` if it does not exist)."""
+        with self._lock:
+            collection = self._open.get(name)
+            if collection is not None and (collection.folder / "collection.yaml").exists():
+                return collection
+            if collection is not None:  # deleted behind our back (CLI, another process)
+                self._forget(name)
+            collection = Collection.open(name, self.store_dir)
+            self._warm(collection)
+            self._open[name] = collection
+            return collection
+
+    def create(self, name: str, config: CollectionConfig | dict[str, Any] | None) -> Collection:
+        """Create collection ``name`` (:class:`ConflictError` if it exists)."""
+        with self._lock:
+            collection = Collection.create(name, config, self.store_dir)
+            self._warm(collection)
+            self._open[name] = collection
+            return collection
+
+    def delete(self, name: str) -> None:
+        """Close and delete collection ``name`` with its data and uploaded files."""
+        with self._lock:
+            collection = self.get(name)
+            collection.close()
+            self._open.pop(name, None)
+            Collection.delete(name, self.store_dir)
+            documents = self.documents_dir(name)
+            if documents.exists():
+                try:
+                    shutil.rmtree(documents)
+                except OSError as exc:
+                    raise StorageError(f"cannot delete uploaded documents {documents}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Close every open collection."""
+        with self._lock:
+            for name in list(self._open):
+                self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        collection = self._open.pop(name, None)
+        if collection is not None:
+            try:
+                collection.close()
+            except Exception:  # closing must not stop the others from closing
+                log.exception("closing collection %r failed", name)
+
+    @staticmethod
+    def _warm(collection: Collection) -> None:
+        """Build the lazily created parts now, under the lock, so threads never race to build them."""
+        _ = collection.embedder, collection.store, collection.splitter, collection.lexical

@@ -1,0 +1,54 @@
+"""``serve()``: the real entry point in its own process, with JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.service.conftest import free_port
+
+SCRIPT = """
+import sys
+from ragkit.service import ServiceSettings, serve
+serve(ServiceSettings(port=int(sys.argv[1]), store_dir=sys.argv[2], log_level="INFO"))
+"""
+
+
+def test_serve_runs_uvicorn_and_logs_json_lines(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(port), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "serve-1"})
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.2)
+        assert response.json() == {"status": "ok"}
+        listing = httpx.get(f"http://127.0.0.1:{port}/v1/collections", headers={"X-Request-ID": "serve-2"})
+        assert listing.json() == {"collections": []}
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    health, listing_line = ([line for line in lines if line.get("request_id") == rid] for rid in ("serve-1", "serve-2"))
+    assert len(health) == 1 and health[0]["logger"] == "ragkit.service.access"
+    assert health[0]["route"] == "/healthz" and health[0]["status"] == 200 and health[0]["key"] is None
+    assert listing_line[0]["key"] == "anonymous", "no keys configured (loopback): the caller is anonymous"
+    assert any("Uvicorn running" in line["message"] for line in lines), "uvicorn's own logs are JSON too"
+    assert all(line.startswith("{") for line in stderr.splitlines() if line.strip()), stderr
