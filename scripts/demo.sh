@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults, offline: set up, ingest the sample
-# folder into the collection "demo", and search it. Run it twice: the second
-# ingest skips every unchanged file.
+# folder into the collection "demo", and answer a question with citations
+# (the packaged SmolLM2 model on the CPU). Run it twice: the second ingest
+# skips every unchanged file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,5 +10,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUESTION=${1:-"Where was Super Bowl 50 played?"}
 .venv/bin/ragkit ingest evaluation/datasets/sample-docs --collection demo
 echo
-echo "search: $QUESTION"
-.venv/bin/ragkit search "$QUESTION" --collection demo --top-k 3
+echo "question: $QUESTION"
+.venv/bin/ragkit ask "$QUESTION" --collection demo
