@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
@@ -341,6 +342,100 @@ def collections_delete(
             raise typer.Exit(1)
         Collection.delete(name, store_dir)
         typer.echo(f"deleted {name}")
+
+    _run(action)
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+class _EvalGroup(TyperGroup):
+    """Reads ``ragkit eval SUITE ...`` as ``ragkit eval run SUITE ...``."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-") and "run" in self.commands:
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_EvalGroup,
+    help="Evaluate pipelines on a suite of questions and compare reports ('ragkit eval SUITE' runs it).",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
+def eval_run(
+    suite: Annotated[Path, typer.Argument(help="The suite YAML file (e.g. evaluation/suites/smoke.yaml).")],
+    sample: Annotated[
+        int | None, typer.Option("--sample", min=1, help="Evaluate this many questions (drawn with the suite's seed).")
+    ] = None,
+    pipelines: Annotated[
+        str | None, typer.Option("--pipelines", help="Only these pipelines of the suite, comma-separated.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default eval-out/<suite>-<timestamp>).")
+    ] = None,
+    eval_store: Annotated[
+        Path | None,
+        typer.Option("--store-dir", help="Where the documents are ingested (default <out>/../.eval-store, reused)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates and report paths as JSON.")] = False,
+) -> None:
+    """Run a suite: ingest its documents, run each pipeline, score, write report.json/.md/.html."""
+
+    def action() -> None:
+        from ragkit.evaluation import evaluate
+        from ragkit.evaluation.progress import progress_bar
+        from ragkit.evaluation.report import k_tables, summary_table
+
+        names = [p.strip() for p in pipelines.split(",") if p.strip()] if pipelines else None
+        with progress_bar(not as_json) as progress:
+            result, paths = evaluate(suite, out, eval_store, sample, names, progress)
+        data = result.to_dict()
+        if as_json:
+            summary = {
+                "suite": result.suite.name,
+                "out_dir": str(paths["json"].parent),
+                "reports": {kind: str(path) for kind, path in paths.items()},
+                "questions": data["questions"],
+                "pipelines": [{"name": p["name"], "kind": p["kind"], **p["aggregates"]} for p in data["pipelines"]],
+            }
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        typer.echo(summary_table(data))
+        tables = k_tables(data)
+        if tables:
+            typer.echo("\n" + tables)
+        typer.echo("")
+        for path in paths.values():
+            typer.echo(f"wrote {path}")
+
+    _run(action)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    before: Annotated[Path, typer.Argument(help="The earlier report.json.")],
+    after: Annotated[Path, typer.Argument(help="The later report.json.")],
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0.0, max=1.0, help="A question passes a metric at this value or more.")
+    ] = 0.5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what changed between two reports: metric deltas per pipeline and the questions that flipped."""
+
+    def action() -> None:
+        from ragkit.evaluation.compare import compare_reports, format_comparison
+        from ragkit.evaluation.report import load_report
+
+        comparison = compare_reports(load_report(before), load_report(after), threshold)
+        if as_json:
+            typer.echo(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            typer.echo(format_comparison(comparison), nl=False)
 
     _run(action)
 

@@ -32,6 +32,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "store": ("ragkit.stores.faiss_store",),
     "lexical": ("ragkit.lexical",),
     "embedder": ("ragkit.embedders",),
+    "metric": ("ragkit.evaluation.metrics",),
 }
 
 

@@ -1,0 +1,289 @@
+"""Running a suite: ingest once, answer (or just retrieve) every question per pipeline, score, aggregate.
+
+::
+
+    from ragkit.evaluation import run_suite
+
+    result = run_suite("evaluation/suites/smoke.yaml", store_dir="eval-out/.eval-store")
+    for pipeline in result.pipelines:
+        print(pipeline.run.name, pipeline.aggregates()["metrics"])
+
+The documents go into a collection in ``store_dir``, named after the suite
+and a hash of the folder and collection config, so a later run with the same
+documents reuses it (ragkit's ingest is incremental: unchanged files cost
+nothing). Retrieval-only pipelines search in batches (``search_many``);
+RAG pipelines ask one question at a time, or ``concurrency`` at once.
+
+Nothing a single question or metric does can stop the run or poison a mean:
+a pipeline failure is recorded on its sample, a metric that raises or
+returns NaN for a sample records ``value: null`` and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragkit.errors import ConfigError, MissingDependencyError
+from ragkit.evaluation.metrics.base import Metric, checked, describe_error
+from ragkit.evaluation.questions import draw_sample
+from ragkit.evaluation.results import EvalResult, PipelineResult, gc_paused
+from ragkit.evaluation.sample import EvalQuestion, EvalSample, MetricResult
+from ragkit.evaluation.suite import PipelineRun, Suite, load_suite
+
+if TYPE_CHECKING:
+    from ragkit.collection import Collection
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int, int], None]
+"""``progress(stage, done, total, errors)``; stages: ``ingest: files``, ``<pipeline>``, ``<pipeline>: <metric>``."""
+
+SEARCH_BATCH = 256
+"""Questions per ``search_many`` call in retrieval-only runs."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _ingest(suite: Suite, store_dir: Path, progress: ProgressCallback | None) -> tuple[Collection, dict[str, Any]]:
+    from ragkit.collection import Collection
+
+    name = suite.collection_name()
+    collection = Collection.open_or_create(name, suite.collection_config(), store_dir)
+    started = time.perf_counter()
+
+    def on_ingest(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"ingest: {stage}", done, total, 0)
+
+    try:
+        report = collection.ingest([suite.documents_dir], sync=True, progress=on_ingest)
+        chunks = collection.store.count()
+    except BaseException:
+        collection.close()
+        raise
+    if chunks == 0:
+        collection.close()
+        failed = "; ".join(f"{i.source}: {i.reason}" for i in report.failed[:3])
+        raise ConfigError(
+            f"{suite.source}: documents.path: nothing could be ingested from {suite.documents_dir}"
+            + (f" ({failed})" if failed else "")
+        )
+    info = {
+        "name": name,
+        "folder": str(collection.folder),
+        "chunks": chunks,
+        "ingest": {**report.to_dict(), "seconds": round(time.perf_counter() - started, 3)},
+    }
+    return collection, info
+
+
+def _retrieve(
+    run: PipelineRun, collection: Collection, questions: Sequence[EvalQuestion], progress: ProgressCallback | None
+) -> list[EvalSample]:
+    samples: list[EvalSample] = []
+    errors = 0
+    for start in range(0, len(questions), SEARCH_BATCH):
+        part = questions[start : start + SEARCH_BATCH]
+        began = time.perf_counter()
+        try:
+            found = collection.search_many([q.question for q in part], run.top_k, mode=run.mode)
+        except (ConfigError, MissingDependencyError):
+            raise
+        except Exception as exc:
+            reason = describe_error(exc)
+            samples.extend(EvalSample(q, run.name, error=reason) for q in part)
+            errors += len(part)
+        else:
+            share = (time.perf_counter() - began) / len(part)
+            samples.extend(
+                EvalSample(q, run.name, hits=hits, latency=share, timings={"retrieve": share})
+                for q, hits in zip(part, found, strict=True)
+            )
+        if progress is not None:
+            progress(run.name, len(samples), len(questions), errors)
+    return samples
+
+
+def _ask_one(pipeline: Any, collection: Collection, run: PipelineRun, question: EvalQuestion) -> EvalSample:
+    began = time.perf_counter()
+    try:
+        answer = pipeline.ask(question.question, collection)
+    except (ConfigError, MissingDependencyError):
+        raise  # not about this question: every other one would fail the same way
+    except Exception as exc:
+        return EvalSample(question, run.name, error=describe_error(exc), latency=time.perf_counter() - began)
+    return EvalSample(
+        question,
+        run.name,
+        hits=list(answer.hits),
+        answer=answer.text,
+        citations=[c.to_dict() for c in answer.citations],
+        usage=answer.usage.to_dict(),
+        timings=dict(answer.timings),
+        latency=time.perf_counter() - began,
+    )
+
+
+def _ask(
+    run: PipelineRun,
+    collection: Collection,
+    questions: Sequence[EvalQuestion],
+    concurrency: int,
+    progress: ProgressCallback | None,
+) -> list[EvalSample]:
+    from ragkit.rag import RagPipeline
+
+    pipeline = RagPipeline(run.config, name=run.name)
+    done = errors = 0
+
+    def finished(sample: EvalSample) -> EvalSample:
+        nonlocal done, errors
+        done += 1
+        errors += sample.error is not None
+        if progress is not None:
+            progress(run.name, done, len(questions), errors)
+        return sample
+
+    if concurrency <= 1:
+        return [finished(_ask_one(pipeline, collection, run, q)) for q in questions]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ragkit-eval") as pool:
+        futures = [pool.submit(_ask_one, pipeline, collection, run, q) for q in questions]
+        return [finished(f.result()) for f in futures]
+
+
+def _warm_up(run: PipelineRun, collection: Collection) -> None:
+    """Load the models before the clock starts, so the first question's latency is not the load time."""
+    collection.search("warm up", top_k=1, mode=run.mode)
+    if not run.retrieval_only:
+        from ragkit.rag import RagPipeline
+
+        load = getattr(RagPipeline(run.config, name=run.name).generator, "load", None)
+        if callable(load):
+            load()
+
+
+def score_samples(
+    metrics: Sequence[Metric],
+    samples: Sequence[EvalSample],
+    retrieval_only: bool,
+    stage: str = "",
+    progress: ProgressCallback | None = None,
+) -> list[str]:
+    """Score ``samples`` with every metric that applies; returns the names of the metrics that applied.
+
+    Answer metrics do not apply to retrieval-only pipelines. A sample whose
+    pipeline failed gets a failed result for every metric; a metric that
+    raises fails the samples it was given, with the reason.
+    """
+    applied: list[str] = []
+    usable = [s for s in samples if s.error is None]
+    for metric in metrics:
+        needs = set(metric.needs)
+        if retrieval_only and "answer" in needs:
+            continue
+        name = metric.name
+        applied.append(name)
+        for sample in samples:
+            if sample.error is not None:
+                sample.metrics[name] = MetricResult.failed(f"the pipeline failed on this question: {sample.error}")
+        results = _score_many(
+            metric, usable, f"{stage}: {name}" if stage else name, progress if "judge" in needs else None
+        )
+        for sample, result in zip(usable, results, strict=True):
+            sample.metrics[name] = result
+    return applied
+
+
+def _score_many(
+    metric: Metric, samples: Sequence[EvalSample], stage: str, progress: ProgressCallback | None
+) -> list[MetricResult]:
+    if not samples:
+        return []
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(stage, done, len(samples), 0)
+
+    try:
+        results = list(metric.score_many(samples, advance))
+    except Exception as exc:
+        log.warning("metric %s failed on the whole batch: %s", metric.name, describe_error(exc))
+        return [MetricResult.failed(describe_error(exc)) for _ in samples]
+    if len(results) != len(samples):
+        reason = f"the metric returned {len(results)} results for {len(samples)} samples"
+        return [MetricResult.failed(reason) for _ in samples]
+    return [checked(result) for result in results]
+
+
+def run_suite(
+    suite: Suite | str | Path,
+    store_dir: str | Path | None = None,
+    sample: int | None = None,
+    pipelines: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> EvalResult:
+    """Run ``suite`` (a :class:`Suite` or a suite file) and return the samples and aggregates.
+
+    Args:
+        suite: The suite, or the path of its YAML file.
+        store_dir: Where the eval collection lives (default: ``$RAGKIT_HOME/eval-store``).
+        sample: Evaluate this many questions instead of the suite's ``sample``.
+        pipelines: Run only these pipelines of the suite (by name).
+        progress: ``progress(stage, done, total, errors)`` as work advances.
+
+    """
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    suite = suite.with_overrides(sample=sample, pipelines=pipelines)
+    metrics = suite.build_metrics()
+    runs = suite.pipeline_runs()
+    if store_dir is None:
+        from ragkit.config import Settings
+
+        store_dir = Settings.load().home / "eval-store"
+    everything = suite.load_questions()
+    questions = draw_sample(everything, suite.sample, suite.seed)
+    started_at, began = _now(), time.perf_counter()
+    collection, info = _ingest(suite, Path(store_dir).expanduser(), progress)
+    results: list[PipelineResult] = []
+    metric_names: list[str] = []
+    with collection:
+        for run in runs:
+            seconds: dict[str, float] = {}
+            clock = time.perf_counter()
+            _warm_up(run, collection)
+            seconds["warmup"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            if run.retrieval_only:
+                samples = _retrieve(run, collection, questions, progress)
+            else:
+                samples = _ask(run, collection, questions, suite.concurrency, progress)
+            seconds["answer"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            with gc_paused():
+                applied = score_samples(metrics, samples, run.retrieval_only, run.name, progress)
+            seconds["score"] = time.perf_counter() - clock
+            metric_names += [name for name in applied if name not in metric_names]
+            results.append(PipelineResult(run, samples, applied, seconds))
+    return EvalResult(
+        suite=suite,
+        questions=questions,
+        questions_total=len(everything),
+        pipelines=results,
+        metric_names=metric_names,
+        collection=info,
+        started_at=started_at,
+        finished_at=_now(),
+        duration_s=time.perf_counter() - began,
+    )
