@@ -440,6 +440,45 @@ def eval_compare(
     _run(action)
 
 
+@eval_app.command("testset")
+def eval_testset(
+    documents: Annotated[Path, typer.Argument(help="A folder (or file) of documents to write questions about.")],
+    out: Annotated[Path, typer.Option("--out", help="The question set to write (JSONL, the suite format).")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many questions.")] = 20,
+    generator: Annotated[
+        str, typer.Option("--generator", help="The question writer, a generator config as JSON or a type name.")
+    ] = "transformers",
+    seed: Annotated[int, typer.Option("--seed", help="Picks the passages; same seed, same questions.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate a question set from documents; every question's source span is checked against the documents."""
+
+    def action() -> None:
+        from ragkit.errors import InputError, MissingDependencyError
+
+        try:
+            from ragkit_ragas.testset import generate_testset
+        except ImportError:
+            raise MissingDependencyError("test-set generation", "ragkit-ragas") from None
+        text = generator.strip()
+        try:
+            config = json.loads(text) if text.startswith("{") else {"type": text}
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--generator is not valid JSON: {exc}") from None
+        report = generate_testset(documents, config, count, seed, out)
+        if as_json:
+            typer.echo(json.dumps(report.__dict__, indent=2, default=str))
+            return
+        typer.echo(
+            f"wrote {report.written} of {report.requested} questions to {report.out} "
+            f"({report.attempted} passages tried, {report.dropped} answers dropped as unverifiable or malformed)"
+        )
+        for reason, times in sorted(report.drop_reasons.items()):
+            typer.echo(f"  dropped {times}: {reason}", err=True)
+
+    _run(action)
+
+
 def main() -> None:
     """Entry point of the ``ragkit`` script."""
     app()

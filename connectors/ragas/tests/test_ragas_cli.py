@@ -1,0 +1,33 @@
+"""``ragkit eval testset``: the CLI over test-set generation, with the real local model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ragkit_ragas.testset import verify_testset
+from typer.testing import CliRunner
+
+from ragkit.cli import app
+
+DOCS = Path(__file__).resolve().parents[3] / "evaluation" / "datasets" / "sample-docs" / "black-death.txt"
+
+
+def test_testset_command_writes_only_verified_questions(tmp_path):
+    out = tmp_path / "questions.jsonl"
+    result = CliRunner().invoke(app, ["eval", "testset", str(DOCS), "--out", str(out), "-n", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["attempted"] >= 1
+    lines = [line for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert report["written"] == len(lines) <= 2
+    good, problems = verify_testset(out, DOCS)
+    assert problems == [] and good == len(lines)
+
+
+def test_testset_command_rejects_a_malformed_generator_config(tmp_path):
+    result = CliRunner().invoke(
+        app, ["eval", "testset", str(DOCS), "--out", str(tmp_path / "q.jsonl"), "--generator", "{not json"]
+    )
+    assert result.exit_code == 2
+    assert "--generator is not valid JSON" in result.output
