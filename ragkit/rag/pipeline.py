@@ -265,15 +265,10 @@ class RagPipeline:
         Closing the iterator early stops the generator.
         """
         run = _Run(self.check_question(question))
-        hits = self.retrieve(run.question, collection, top_k, filters, mode)
-        since = run.mark("retrieve", run.started)
-        prepared = self.prepare(run.question, hits) if hits else None
-        since = run.mark("assemble", since)
+        prepared, since = self._retrieve_and_prepare(run, collection, top_k, filters, mode)
         yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
         if prepared is None:
-            text = self.config.answer.no_answer
-            yield AskEvent("token", text=text)
-            yield AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))
+            yield from self._no_answer(run)
             return
         tracker = CitationTracker(prepared.hits)
         final = GenerationDelta()
@@ -287,6 +282,20 @@ class RagPipeline:
                 close()
         run.mark("generate", since)
         yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
+
+    def _retrieve_and_prepare(
+        self, run: _Run, collection: Collection, top_k: int | None, filters: FilterLike, mode: str | None
+    ) -> tuple[PreparedPrompt | None, float]:
+        """The prompt (``None`` when nothing relevant was found) and when assembly ended; both stages timed."""
+        hits = self.retrieve(run.question, collection, top_k, filters, mode)
+        since = run.mark("retrieve", run.started)
+        prepared = self.prepare(run.question, hits) if hits else None
+        return prepared, run.mark("assemble", since)
+
+    def _no_answer(self, run: _Run) -> list[AskEvent]:
+        """The events of an answer that says the documents do not answer the question."""
+        text = self.config.answer.no_answer
+        return [AskEvent("token", text=text), AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))]
 
     def _on_delta(
         self, run: _Run, since: float, tracker: CitationTracker, delta: GenerationDelta, final: GenerationDelta
@@ -332,15 +341,11 @@ class RagPipeline:
         Cancelling the consumer (a client that disconnects) stops the generator.
         """
         run = _Run(self.check_question(question))
-        hits = await asyncio.to_thread(self.retrieve, run.question, collection, top_k, filters, mode)
-        since = run.mark("retrieve", run.started)
-        prepared = await asyncio.to_thread(self.prepare, run.question, hits) if hits else None
-        since = run.mark("assemble", since)
+        prepared, since = await asyncio.to_thread(self._retrieve_and_prepare, run, collection, top_k, filters, mode)
         yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
         if prepared is None:
-            text = self.config.answer.no_answer
-            yield AskEvent("token", text=text)
-            yield AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))
+            for event in self._no_answer(run):
+                yield event
             return
         tracker = CitationTracker(prepared.hits)
         final = GenerationDelta()
