@@ -360,9 +360,7 @@ class Collection:
 
     # -- search ---------------------------------------------------------------------------
 
-    def search(
-        self, query: str, top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense"
-    ) -> list[Hit]:
+    def search(self, query: str, top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense") -> list[Hit]:
         """The ``top_k`` best chunks for ``query``; ``filter`` restricts by metadata."""
         return self.search_many([query], top_k, filter, mode)[0]
 

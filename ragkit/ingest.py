@@ -245,9 +245,7 @@ class IngestPipeline:
                 break
             source = item.file.source
             if kind == "file":
-                records[source] = SourceRecord(
-                    source, item.content_hash, item.file.size, item.file.mtime, [], 0, []
-                )
+                records[source] = SourceRecord(source, item.content_hash, item.file.size, item.file.mtime, [], 0, [])
             elif kind == "chunks":
                 record = records[source]
                 for chunk in payload:

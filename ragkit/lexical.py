@@ -145,9 +145,7 @@ class BM25Index(Component):
 
     # -- searching --------------------------------------------------------------
 
-    def search(
-        self, queries: Sequence[str], top_k: int, filter: Filter | None = None
-    ) -> list[list[tuple[str, float]]]:
+    def search(self, queries: Sequence[str], top_k: int, filter: Filter | None = None) -> list[list[tuple[str, float]]]:
         """``(chunk id, BM25 score)`` of the ``top_k`` best matches per query; zero scores are left out."""
         if top_k < 1 or not self._ensure_loaded():
             return [[] for _ in queries]
@@ -171,7 +169,5 @@ class BM25Index(Component):
                 docs, scores = self._model.retrieve(
                     [query_tokens], k=k, show_progress=False, weight_mask=mask, n_threads=1
                 )
-            results.append(
-                [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
-            )
+            results.append([(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0])
         return results

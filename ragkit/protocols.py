@@ -178,9 +178,7 @@ class LexicalIndex(Protocol):
         """Index these chunks from scratch; returns how many were indexed."""
         ...
 
-    def search(
-        self, queries: Sequence[str], top_k: int, filter: Filter | None = None
-    ) -> list[list[tuple[str, float]]]:
+    def search(self, queries: Sequence[str], top_k: int, filter: Filter | None = None) -> list[list[tuple[str, float]]]:
         """``(chunk id, score)`` of the ``top_k`` best matches for each query, best first.
 
         Returns ids rather than chunks: the vector store holds the chunks,

@@ -94,9 +94,13 @@ class FaissStore(Component):
             raise ConfigError(f"store 'faiss': index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
         if dimension < 1:
             raise ConfigError(f"store 'faiss': dimension must be positive, got {dimension}")
-        for option, value in (("approximate_threshold", approximate_threshold), ("nprobe", nprobe),
-                              ("hnsw_m", hnsw_m), ("ef_search", ef_search),
-                              ("exact_filter_limit", exact_filter_limit)):
+        for option, value in (
+            ("approximate_threshold", approximate_threshold),
+            ("nprobe", nprobe),
+            ("hnsw_m", hnsw_m),
+            ("ef_search", ef_search),
+            ("exact_filter_limit", exact_filter_limit),
+        ):
             if value < 1:
                 raise ConfigError(f"store 'faiss': {option} must be positive, got {value}")
         if nlist is not None and nlist < 1:
@@ -341,8 +345,18 @@ class FaissStore(Component):
                 ' (rowid, id, document_id, source, text, start, "end", content_hash, metadata, vector)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (int(rowid), c.id, c.document_id, c.source, c.text, c.start, c.end, c.content_hash,
-                     json.dumps(c.metadata, default=str), vector.tobytes())
+                    (
+                        int(rowid),
+                        c.id,
+                        c.document_id,
+                        c.source,
+                        c.text,
+                        c.start,
+                        c.end,
+                        c.content_hash,
+                        json.dumps(c.metadata, default=str),
+                        vector.tobytes(),
+                    )
                     for rowid, c, vector in zip(new_rowids, chunks, vectors, strict=True)
                 ],
             )
@@ -371,8 +385,14 @@ class FaissStore(Component):
                 removed.extend(stale)
                 conn.execute(
                     "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                    (record.source, record.content_hash, record.size, record.mtime,
-                     json.dumps(record.document_ids), record.chunk_count),
+                    (
+                        record.source,
+                        record.content_hash,
+                        record.size,
+                        record.mtime,
+                        json.dumps(record.document_ids),
+                        record.chunk_count,
+                    ),
                 )
         self._index_remove(removed)
 
@@ -381,9 +401,7 @@ class FaissStore(Component):
         rows = self._connection().execute(
             "SELECT source, content_hash, size, mtime, document_ids, chunk_count FROM sources"
         )
-        return {
-            row[0]: SourceRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]) for row in rows
-        }
+        return {row[0]: SourceRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]) for row in rows}
 
     def delete_sources(self, sources: Sequence[str]) -> int:
         """Delete the sources' chunks and records; returns the number of chunks deleted."""
@@ -509,9 +527,7 @@ class FaissStore(Component):
 
     def _load_columns(self) -> MetadataColumns:
         columns = MetadataColumns()
-        cursor = self._connection().execute(
-            "SELECT rowid, source, document_id, metadata FROM chunks ORDER BY rowid"
-        )
+        cursor = self._connection().execute("SELECT rowid, source, document_id, metadata FROM chunks ORDER BY rowid")
         while rows := cursor.fetchmany(10_000):
             columns.append(
                 (row[0] for row in rows),
@@ -594,9 +610,7 @@ class _WriteTransaction:
                 raise StorageError(f"write to {self.store._db_path} failed: {exc}") from exc
             return
         try:
-            self.conn.execute(
-                "UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-            )
+            self.conn.execute("UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.conn.execute("COMMIT")
             self.store._count = None
         except sqlite3.Error as exc:

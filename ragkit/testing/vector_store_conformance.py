@@ -230,8 +230,12 @@ class VectorStoreConformance:
     def corpus(self, count: int, seed: int = 1, source: str = "docs/a.md") -> tuple[list[Chunk], np.ndarray]:
         """``count`` chunks of one source, each with a little metadata, and their vectors."""
         chunks = [
-            make_chunk(f"{source}-{i:03d}", source=source, metadata={"n": i, "parity": "even" if i % 2 == 0 else "odd"},
-                       start=i * 100)
+            make_chunk(
+                f"{source}-{i:03d}",
+                source=source,
+                metadata={"n": i, "parity": "even" if i % 2 == 0 else "odd"},
+                start=i * 100,
+            )
             for i in range(count)
         ]
         return chunks, unit_vectors(count, self.dimension, seed)
@@ -410,10 +414,12 @@ class VectorStoreConformance:
         a_chunks, a_vectors = self.corpus(6, seed=1, source="a.md")
         b_chunks, b_vectors = self.corpus(4, seed=2, source="b.md")
         store.upsert(a_chunks + b_chunks, np.vstack([a_vectors, b_vectors]))
-        store.commit_sources([
-            SourceRecord("a.md", "hash-a1", chunk_ids=[c.id for c in a_chunks], chunk_count=6),
-            SourceRecord("b.md", "hash-b1", chunk_ids=[c.id for c in b_chunks], chunk_count=4),
-        ])
+        store.commit_sources(
+            [
+                SourceRecord("a.md", "hash-a1", chunk_ids=[c.id for c in a_chunks], chunk_count=6),
+                SourceRecord("b.md", "hash-b1", chunk_ids=[c.id for c in b_chunks], chunk_count=4),
+            ]
+        )
         assert store.count() == 10
 
         # a.md changes: chunks 0-1 stay, one new chunk, chunks 2-5 are stale
@@ -448,8 +454,12 @@ class VectorStoreConformance:
         records = [
             SourceRecord("notes/a.md", "hash-a", size=120, mtime=1_700_000_000.25, document_ids=["d1"], chunk_count=2),
             SourceRecord(
-                "https://example.org/b?x=1&y='2'", "hash-b", size=99_999_999_999, mtime=0.5,
-                document_ids=[f"d-{i}" for i in range(3)], chunk_count=0,
+                "https://example.org/b?x=1&y='2'",
+                "hash-b",
+                size=99_999_999_999,
+                mtime=0.5,
+                document_ids=[f"d-{i}" for i in range(3)],
+                chunk_count=0,
             ),
         ]
         store.commit_sources(records)
@@ -460,8 +470,12 @@ class VectorStoreConformance:
         # committing again replaces the record
         store.commit_sources([SourceRecord("notes/a.md", "hash-a2", size=1, mtime=2.0, document_ids=[], chunk_count=0)])
         assert store.sources()["notes/a.md"].to_dict() == {
-            "source": "notes/a.md", "content_hash": "hash-a2", "size": 1, "mtime": 2.0,
-            "document_ids": [], "chunk_count": 0,
+            "source": "notes/a.md",
+            "content_hash": "hash-a2",
+            "size": 1,
+            "mtime": 2.0,
+            "document_ids": [],
+            "chunk_count": 0,
         }
 
     def test_a_source_with_many_documents(self, store: VectorStore) -> None:
@@ -475,8 +489,15 @@ class VectorStoreConformance:
         store = stores.open()
         chunks, vectors = self.corpus(4, source="kept.md")
         store.upsert(chunks, vectors)
-        record = SourceRecord("kept.md", "hash-k", size=42, mtime=12.5, document_ids=["doc-kept.md"], chunk_count=4,
-                              chunk_ids=[c.id for c in chunks])
+        record = SourceRecord(
+            "kept.md",
+            "hash-k",
+            size=42,
+            mtime=12.5,
+            document_ids=["doc-kept.md"],
+            chunk_count=4,
+            chunk_ids=[c.id for c in chunks],
+        )
         store.commit_sources([record])
         store = stores.reopen(store)
         assert {s: r.to_dict() for s, r in store.sources().items()} == {"kept.md": record.to_dict()}
@@ -521,10 +542,12 @@ class VectorStoreConformance:
         groups = {name: self.corpus(n, seed=i, source=name) for i, (name, n) in enumerate(sizes)}
         for chunks, vectors in groups.values():
             store.upsert(chunks, vectors)
-        store.commit_sources([
-            SourceRecord(name, f"h-{name}", chunk_ids=[c.id for c in chunks], chunk_count=len(chunks))
-            for name, (chunks, _) in groups.items()
-        ])
+        store.commit_sources(
+            [
+                SourceRecord(name, f"h-{name}", chunk_ids=[c.id for c in chunks], chunk_count=len(chunks))
+                for name, (chunks, _) in groups.items()
+            ]
+        )
         assert store.count() == 12
         assert store.delete_sources(["a", "c", "never-ingested"]) == 9
         assert store.count() == 3
@@ -628,13 +651,24 @@ class VectorStoreConformance:
             return {hit.chunk.id for hit in self.all_matching(store, flt)}
 
         # a comparison on a missing field is false, whatever the operator ...
-        for flt in ("page == 3", "page != 3", "page < 100", "page >= 0", "page in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]",
-                    "page not in [42]"):
+        for flt in (
+            "page == 3",
+            "page != 3",
+            "page < 100",
+            "page >= 0",
+            "page in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]",
+            "page not in [42]",
+        ):
             assert not ids(flt) & without_page, flt
         assert ids("page >= 0") == {c.id for c in chunks} - without_page
         # ... so its negation is true
-        for flt in ("not (page == 3)", "not (page != 3)", "not (page >= 0)", "not (page in [1, 2])",
-                    "not (page not in [42])"):
+        for flt in (
+            "not (page == 3)",
+            "not (page != 3)",
+            "not (page >= 0)",
+            "not (page in [1, 2])",
+            "not (page not in [42])",
+        ):
             assert without_page <= ids(flt), flt
         assert ids("not (page >= 0)") == without_page
         assert ids("nonexistent == 1") == set()
