@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ragkit.evaluation.metrics import BaseMetric, Metric, build_metrics, known_metrics
     from ragkit.evaluation.report import load_report, render_markdown, write_reports
     from ragkit.evaluation.results import EvalResult, PipelineResult
-    from ragkit.evaluation.runner import ProgressCallback, run_suite
+    from ragkit.evaluation.runner import EvaluationCancelled, ProgressCallback, run_suite
     from ragkit.evaluation.sample import EvalQuestion, EvalSample, GoldSpan, MetricResult
     from ragkit.evaluation.suite import Suite, load_suite
 
@@ -42,6 +42,7 @@ _EXPORTS = {
     "write_reports": "ragkit.evaluation.report",
     "EvalResult": "ragkit.evaluation.results",
     "PipelineResult": "ragkit.evaluation.results",
+    "EvaluationCancelled": "ragkit.evaluation.runner",
     "ProgressCallback": "ragkit.evaluation.runner",
     "run_suite": "ragkit.evaluation.runner",
     "EvalQuestion": "ragkit.evaluation.sample",
@@ -58,6 +59,7 @@ __all__ = [
     "EvalQuestion",
     "EvalResult",
     "EvalSample",
+    "EvaluationCancelled",
     "GoldSpan",
     "Metric",
     "MetricResult",

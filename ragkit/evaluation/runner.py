@@ -48,6 +48,15 @@ SEARCH_BATCH = 256
 """Questions per ``search_many`` call in retrieval-only runs."""
 
 
+class EvaluationCancelled(BaseException):
+    """Raised by a progress callback to stop a run at the next step (the service's cancel).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that the per-question and
+    per-metric failure handling (which records an ``Exception`` on the sample and
+    goes on) lets it through and the run stops instead.
+    """
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -154,9 +163,15 @@ def _ask(
 
     if concurrency <= 1:
         return [finished(_ask_one(pipeline, collection, run, q)) for q in questions]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ragkit-eval") as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ragkit-eval")
+    try:
         futures = [pool.submit(_ask_one, pipeline, collection, run, q) for q in questions]
         return [finished(f.result()) for f in futures]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # stop at the questions already being asked
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _warm_up(run: PipelineRun, collection: Collection) -> None:
@@ -240,7 +255,8 @@ def run_suite(
         store_dir: Where the eval collection lives (default: ``$RAGKIT_HOME/eval-store``).
         sample: Evaluate this many questions instead of the suite's ``sample``.
         pipelines: Run only these pipelines of the suite (by name).
-        progress: ``progress(stage, done, total, errors)`` as work advances.
+        progress: ``progress(stage, done, total, errors)`` as work advances; it may
+            raise :class:`EvaluationCancelled` to stop the run.
 
     """
     if not isinstance(suite, Suite):
@@ -261,6 +277,8 @@ def run_suite(
     with collection:
         for run in runs:
             seconds: dict[str, float] = {}
+            if progress is not None:
+                progress(run.name, 0, len(questions), 0)
             clock = time.perf_counter()
             _warm_up(run, collection)
             seconds["warmup"] = time.perf_counter() - clock

@@ -247,6 +247,17 @@ class Suite(BaseModel):
         """The absolute questions file."""
         return self.resolve(self.questions.path)
 
+    def paths_read(self) -> list[tuple[str, Path]]:
+        """``(field, absolute path)`` of every file or folder the suite reads (the service checks them)."""
+        paths = [("documents.path", self.documents_dir), ("questions.path", self.questions_file)]
+        collection = self.documents.collection
+        if isinstance(collection, str) and _is_path(collection):
+            paths.append(("documents.collection", self.resolve(Path(collection))))
+        for index, spec in enumerate(self.pipelines):
+            if spec.recipe is not None and _is_path(spec.recipe):
+                paths.append((f"pipelines[{index}].recipe", self.resolve(Path(spec.recipe))))
+        return paths
+
     def _fail(self, field: str, message: str) -> ConfigError:
         return ConfigError(f"{self._source}: {field}: {message}")
 
@@ -279,11 +290,7 @@ class Suite(BaseModel):
             if isinstance(spec, str):
                 from ragkit.recipes import find_recipe
 
-                recipe = (
-                    spec
-                    if ("/" not in spec and not spec.endswith((".yaml", ".yml")))
-                    else str(self.resolve(Path(spec)))
-                )
+                recipe = str(self.resolve(Path(spec))) if _is_path(spec) else spec
                 config = CollectionConfig.from_yaml(find_recipe(recipe))
             else:
                 config = CollectionConfig.parse(spec or {}, where="documents.collection")
@@ -327,7 +334,7 @@ class Suite(BaseModel):
         from ragkit.rag.config import PipelineConfig
         from ragkit.recipes import available_recipes, find_recipe
 
-        is_path = "/" in recipe or recipe.endswith((".yaml", ".yml"))
+        is_path = _is_path(recipe)
         try:
             path = find_recipe(str(self.resolve(Path(recipe))) if is_path else recipe)
         except NotFoundError:
@@ -389,6 +396,11 @@ class Suite(BaseModel):
         return data
 
 
+def _is_path(recipe: str) -> bool:
+    """Whether a recipe reference is a file path rather than a recipe name."""
+    return "/" in recipe or recipe.endswith((".yaml", ".yml"))
+
+
 def _pipeline_recipes(names: Sequence[str]) -> list[str]:
     """The recipe names that hold a ``pipeline:`` section (not collection recipes)."""
     from ragkit.recipes import find_recipe
@@ -415,8 +427,13 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read, validate and check a suite file; any mistake is a :class:`ConfigError` naming file and field."""
+def load_suite(path: str | Path, check: bool = True) -> Suite:
+    """Read, validate and check a suite file; any mistake is a :class:`ConfigError` naming file and field.
+
+    With ``check=False`` the files the suite names are not opened yet (the
+    service first checks that they lie where it may read), call
+    :meth:`Suite.check` then.
+    """
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"suite file {file} does not exist")
@@ -425,5 +442,13 @@ def load_suite(path: str | Path) -> Suite:
     except OSError as exc:
         raise ConfigError(f"cannot read suite {file}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
-    return Suite.parse(data, base_dir=file.resolve().parent, where=str(file)).check()
+        raise ConfigError(f"{file} is not valid YAML: {_yaml_problem(exc)}") from None
+    suite = Suite.parse(data, base_dir=file.resolve().parent, where=str(file))
+    return suite.check() if check else suite
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, on one line, without quoting the file (it may not be a suite at all)."""
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
