@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ragkit.rag.answer import Answer
+from ragkit.service.evaluations import Evaluation
 from ragkit.service.jobs import Job
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -54,6 +55,13 @@ class Metrics:
         self.ingest_chunks = Counter(
             "ragkit_ingest_chunks_written", "Chunks written by ingest jobs", registry=self.registry
         )
+        self.evaluations = Counter(
+            "ragkit_evaluations", "Finished evaluation runs by status", ["status"], registry=self.registry
+        )
+
+    def observe_evaluation(self, run: Evaluation) -> None:
+        """Count a finished evaluation run."""
+        self.evaluations.labels(run.status).inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request."""

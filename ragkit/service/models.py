@@ -135,6 +135,62 @@ class JobInfo(BaseModel):
     error: JobError | None
 
 
+# -- evaluations ---------------------------------------------------------------------------
+
+
+class EvaluationRequest(_Strict):
+    """An evaluation to run: a suite file on the server or an inline suite, optionally narrowed."""
+
+    suite: str | dict[str, Any] = Field(
+        description=(
+            "A suite file on the server, inside the ingest roots (a relative path is looked up under each "
+            "root), e.g. 'suites/smoke.yaml'; or an inline suite (the YAML suite format as JSON, which needs "
+            "the admin scope), whose relative paths resolve against the first ingest root"
+        ),
+        examples=["suites/smoke.yaml"],
+    )
+    sample: int | None = Field(default=None, ge=1, description="Evaluate this many questions instead of the suite's")
+    pipelines: list[str] | None = Field(
+        default=None, min_length=1, description="Run only these pipelines of the suite (by name)"
+    )
+
+
+class EvaluationProgress(BaseModel):
+    """How far a run is: the stage (ingest, a pipeline, a pipeline's metric) and its counts."""
+
+    stage: str
+    done: int
+    total: int
+    errors: int
+
+
+class EvaluationInfo(BaseModel):
+    """An evaluation run: its request, status, progress and, once it succeeded, the summary and report links."""
+
+    id: str
+    suite: str = Field(description="The suite file on the server, or 'suite' for an inline suite")
+    suite_name: str
+    sample: int | None
+    pipelines: list[str] | None
+    requested_by: str | None = Field(description="The API key name that started the run")
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: EvaluationProgress
+    summary: dict[str, Any] | None = Field(
+        description="The JSON report without its samples: suite, versions, questions, per-pipeline aggregates"
+    )
+    error: JobError | None
+    reports: dict[str, str] = Field(description="Report format (json, markdown, html) → URL, once succeeded")
+
+
+class EvaluationList(BaseModel):
+    """Evaluation runs, newest first."""
+
+    evaluations: list[EvaluationInfo]
+
+
 # -- search and ask ------------------------------------------------------------------------
 
 

@@ -180,7 +180,9 @@ class ServiceSettings(BaseSettings):
     max_json_bytes: int = Field(default=1 * MiB, ge=1)
     """Largest body of the JSON routes (search, ask, chat ...)."""
     ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    """Server-side folders that ``POST /v1/collections/{name}/ingest`` may read; anything else is 403."""
+    """Server-side folders that ``POST /v1/collections/{name}/ingest`` and ``POST /v1/evaluations`` may read.
+
+    Anything else is 403: a suite file, and every file or folder it names, must lie inside them."""
     pipelines: dict[str, str | dict[str, Any]] = Field(default_factory=_default_pipelines)
     """Pipeline name → recipe name, YAML path, or an inline pipeline config dict."""
     default_pipeline: str = "basic"
@@ -190,6 +192,8 @@ class ServiceSettings(BaseSettings):
     """Worker threads for blocking work (search, opening collections, staging files)."""
     max_jobs_kept: int = Field(default=1000, ge=1)
     """Finished ingest jobs remembered for ``GET /v1/jobs/{id}`` (jobs live in memory)."""
+    max_evaluations_kept: int = Field(default=100, ge=1)
+    """Finished evaluation runs kept in memory (all stay on disk under ``{store_dir}/evaluations/``)."""
     preload: bool = False
     """Load the pipelines' generators at start-up (the port opens once they are loaded)."""
     log_json: bool = True

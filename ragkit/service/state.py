@@ -21,6 +21,7 @@ from ragkit.errors import NotFoundError
 from ragkit.generation.base import GenerationOptions
 from ragkit.rag import RagPipeline
 from ragkit.service.auth import Authenticator
+from ragkit.service.evaluations import EvaluationManager
 from ragkit.service.jobs import JobManager
 from ragkit.service.metrics import Metrics
 from ragkit.service.settings import ServiceSettings
@@ -41,6 +42,7 @@ class ServiceState:
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._jobs: JobManager | None = None
+        self._evaluations: EvaluationManager | None = None
         self._lock = threading.Lock()
 
     @property
@@ -58,6 +60,18 @@ class ServiceState:
             if self._jobs is None:
                 self._jobs = JobManager(self.settings.max_jobs_kept, on_finish=self.metrics.observe_job)
             return self._jobs
+
+    @property
+    def evaluations(self) -> EvaluationManager:
+        """The evaluation queue, its runs kept under ``{store_dir}/evaluations/`` (created on first use)."""
+        with self._lock:
+            if self._evaluations is None:
+                self._evaluations = EvaluationManager(
+                    self.settings.store_dir / "evaluations",
+                    self.settings.max_evaluations_kept,
+                    on_finish=self.metrics.observe_evaluation,
+                )
+            return self._evaluations
 
     def ask_slots(self) -> asyncio.Semaphore:
         """The semaphore that bounds answers generated at once (one per event loop)."""
@@ -88,10 +102,13 @@ class ServiceState:
         return GenerationOptions(max_tokens=min(max_tokens or ceiling, ceiling), **sampling)
 
     def close(self) -> None:
-        """Stop the job workers (running jobs finish), close collections, stop the threads."""
+        """Cancel evaluations, stop the job workers (running jobs finish), close collections, stop the threads."""
         with self._lock:
             jobs, self._jobs = self._jobs, None
+            evaluations, self._evaluations = self._evaluations, None
             executor, self._executor = self._executor, None
+        if evaluations is not None:
+            evaluations.close()
         if jobs is not None:
             jobs.close()
         self.collections.close()

@@ -18,7 +18,7 @@ from ragkit.errors import InputError, NotFoundError
 from ragkit.ingest import IngestReport
 from ragkit.recipes import load_collection_config
 from ragkit.service.auth import Principal, require, require_collection
-from ragkit.service.errors import ServiceHTTPError, error_responses
+from ragkit.service.errors import error_responses
 from ragkit.service.jobs import Job
 from ragkit.service.models import (
     CollectionCounts,
@@ -30,6 +30,7 @@ from ragkit.service.models import (
     IngestPath,
     JobInfo,
 )
+from ragkit.service.paths import resolve_server_path
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.uploads import FILE_FIELD, UploadReceiver
 
@@ -289,29 +290,6 @@ async def upload_documents(
     return _accepted(job)
 
 
-def _resolve_ingest_path(roots: list[Path], given: str) -> Path:
-    """``given`` resolved inside one of ``roots``: 403 outside them, 404 if missing."""
-    if not roots:
-        raise ServiceHTTPError(
-            403, "ingest by path is disabled: the service has no ingest_roots configured", "Forbidden"
-        )
-    if "\x00" in given:
-        raise InputError("the path contains a NUL character")
-    raw = Path(given).expanduser()
-    candidates = [raw.resolve()] if raw.is_absolute() else [(root / raw).resolve() for root in roots]
-    inside = [c for c in candidates if any(c == root or c.is_relative_to(root) for root in roots)]
-    if not inside:
-        listing = ", ".join(str(r) for r in roots)
-        raise ServiceHTTPError(403, f"path {given!r} is outside the ingest roots ({listing})", "Forbidden")
-    for candidate in inside:
-        try:
-            if candidate.exists():
-                return candidate
-        except OSError as exc:
-            raise InputError(f"path {given[:200]!r} cannot be read: {exc.strerror}") from None
-    raise NotFoundError(f"path {given!r} does not exist")
-
-
 @router.post(
     "/collections/{name}/ingest",
     status_code=202,
@@ -331,7 +309,7 @@ async def ingest_path(
     A relative path is looked up under each ingest root in turn.
     """
     await state.run(state.collections.get, name)
-    target = await state.run(_resolve_ingest_path, state.settings.ingest_roots, body.path)
+    target = await state.run(resolve_server_path, state.settings.ingest_roots, body.path)
 
     def work(job: Job) -> IngestReport:
         return state.collections.get(name).ingest([target], sync=body.sync)
