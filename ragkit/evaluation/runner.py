@@ -222,13 +222,17 @@ def _score_many(
 ) -> list[MetricResult]:
     if not samples:
         return []
-    done = 0
+    done = errors = 0
 
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
+    def advance(finished: int, total: int | None = None, failed: int | None = None) -> None:
+        """``advance(n)``: n more samples done; ``advance(done, total, errors)``: the running totals."""
+        nonlocal done, errors
+        if total is None:
+            done += finished
+        else:
+            done, errors = finished, failed or 0
         if progress is not None:
-            progress(stage, done, len(samples), 0)
+            progress(stage, done, len(samples), errors)
 
     try:
         results = list(metric.score_many(samples, advance))

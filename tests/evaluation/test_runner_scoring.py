@@ -99,3 +99,51 @@ def test_aggregates_by_k_latency_and_tokens():
     assert agg["latency_s"]["p50"] == 0.2 and agg["latency_s"]["p95"] == 0.38
     assert agg["tokens"] == {"prompt_tokens": 200.0, "completion_tokens": 10.0, "total_tokens": 210.0}
     assert percentile([], 0.5) is None and percentile([3.0], 0.95) == 3.0
+
+
+class JudgedCounting(BaseMetric):
+    """A judged metric that reports running totals, failing on q2 (as the ragas metrics report)."""
+
+    component_type = "judged_counting"
+    needs = frozenset({"retrieval", "judge"})
+
+    def score_many(self, samples, progress=None):
+        results, errors = [], 0
+        for done, s in enumerate(samples, 1):
+            failed = s.question.id == "q2"
+            errors += failed
+            results.append(MetricResult.failed("unparsable: no JSON") if failed else MetricResult(1.0))
+            progress(done, len(samples), errors)
+        return results
+
+
+class JudgedStepping(JudgedCounting):
+    """The same, reporting one finished sample at a time (the core convention)."""
+
+    component_type = "judged_stepping"
+
+    def score_many(self, samples, progress=None):
+        results = []
+        for _sample in samples:
+            results.append(MetricResult(1.0))
+            progress(1)
+        return results
+
+
+def test_judged_metrics_feed_the_progress_bar_with_their_errors():
+    seen = []
+    score_samples(
+        [JudgedCounting(), JudgedStepping()],
+        samples()[:3],
+        retrieval_only=True,
+        stage="dense",
+        progress=lambda *update: seen.append(update),
+    )
+    counting = [u for u in seen if u[0] == "dense: judged_counting"]
+    assert counting == [
+        ("dense: judged_counting", 1, 3, 0),
+        ("dense: judged_counting", 2, 3, 1),
+        ("dense: judged_counting", 3, 3, 1),
+    ]
+    stepping = [u for u in seen if u[0] == "dense: judged_stepping"]
+    assert [u[1:] for u in stepping] == [(1, 3, 0), (2, 3, 0), (3, 3, 0)]

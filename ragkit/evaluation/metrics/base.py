@@ -26,8 +26,10 @@ from typing import ClassVar, Protocol, runtime_checkable
 from ragkit.component import Component
 from ragkit.evaluation.sample import EvalSample, MetricResult
 
-MetricProgress = Callable[[int], None]
-"""Called with the number of samples just finished (usually 1)."""
+MetricProgress = Callable[..., None]
+"""``progress(finished)`` with the number of samples just finished (usually 1), or
+``progress(done, total, errors)`` with running totals (a metric that knows which
+samples failed reports them this way, and the progress bar shows the errors)."""
 
 NEEDS = frozenset({"retrieval", "answer", "judge"})
 """What a metric can need: retrieved hits, a generated answer, an LLM judge."""
