@@ -266,12 +266,12 @@ def run_suite(
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     suite = suite.with_overrides(sample=sample, pipelines=pipelines)
-    metrics = suite.build_metrics()
-    runs = suite.pipeline_runs()
     if store_dir is None:
         from ragkit.config import Settings
 
         store_dir = Settings.load().home / "eval-store"
+    metrics = suite.build_metrics(Path(store_dir).expanduser())
+    runs = suite.pipeline_runs()
     everything = suite.load_questions()
     questions = draw_sample(everything, suite.sample, suite.seed)
     started_at, began = _now(), time.perf_counter()

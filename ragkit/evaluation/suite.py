@@ -181,6 +181,9 @@ class Suite(BaseModel):
     """The generator config of the LLM judge, for LLM-judged metrics."""
     embedder: ComponentConfig | None = None
     """An embedder config for metrics that compare embeddings (default: the collection's)."""
+    judge_cache: bool = True
+    """Cache the judge's calls on disk, in ``judge-cache/`` of the eval store (shared by runs): a re-run
+    with the same judge, prompts and options makes no judge calls. A metric's own ``cache_dir`` wins."""
     concurrency: int = Field(default=1, ge=1, le=256)
     """Questions asked at once (for server generators; the local model runs one at a time anyway)."""
 
@@ -356,12 +359,13 @@ class Suite(BaseModel):
         """``(name, options)`` of each metrics entry."""
         return [(m.name, dict(m.options)) for m in self.metrics]
 
-    def build_metrics(self) -> list[Any]:
-        """The metric instances (one per ``k`` for per-cut-off metrics)."""
+    def build_metrics(self, store_dir: Path | None = None) -> list[Any]:
+        """The metric instances (one per ``k`` for per-cut-off metrics); judged ones cache in ``store_dir``."""
         from ragkit.evaluation.metrics import build_metrics
 
         try:
-            return build_metrics(self.metric_entries(), self.k, self.judge, self.embedder)
+            cache = str(store_dir / "judge-cache") if store_dir is not None and self.judge_cache else None
+            return build_metrics(self.metric_entries(), self.k, self.judge, self.embedder, cache)
         except ConfigError as exc:
             raise ConfigError(f"{self._source}: {exc}") from None
 

@@ -63,6 +63,14 @@ def _required_argument(cls: Any, name: str) -> bool:
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
+def _takes_argument(cls: Any, name: str) -> bool:
+    """Whether ``cls(...)`` has a parameter ``name``."""
+    try:
+        return name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def build_metric(
     name: str,
     options: Mapping[str, Any] | None = None,
@@ -70,11 +78,13 @@ def build_metric(
     judge: Mapping[str, Any] | None = None,
     embedder: Mapping[str, Any] | None = None,
     where: str = "metrics",
+    judge_cache_dir: str | None = None,
 ) -> list[Metric]:
     """The metric instances a suite entry stands for: one, or one per ``k`` for a per-cut-off metric.
 
     A metric whose class ``needs`` a judge gets the suite's ``judge`` (when the
-    suite has none, the metric's own default judge, if it has one). Raises
+    suite has none, the metric's own default judge, if it has one), and
+    ``judge_cache_dir`` as its ``cache_dir`` unless the entry sets one. Raises
     :class:`ConfigError` naming ``where`` for an unknown name (listing the
     known ones), a judged metric that requires a ``judge`` the suite lacks,
     or bad options.
@@ -94,6 +104,8 @@ def build_metric(
                 f"{where}: metric {name!r} is judged by an LLM: set 'judge' in the suite "
                 "(a generator config such as {type: openai, model: ..., base_url: ...})"
             )
+        if judge_cache_dir is not None and "cache_dir" not in params and _takes_argument(cls, "cache_dir"):
+            params["cache_dir"] = judge_cache_dir
     if getattr(cls, "uses_embedder", False):
         params["embedder"] = dict(embedder) if embedder is not None else None
     configs = (
@@ -121,12 +133,14 @@ def build_metrics(
     ks: Sequence[int],
     judge: Mapping[str, Any] | None = None,
     embedder: Mapping[str, Any] | None = None,
+    judge_cache_dir: str | None = None,
 ) -> list[Metric]:
     """Every metric instance of a suite's ``metrics`` list (``(name, options)`` pairs), names unique."""
     metrics: list[Metric] = []
     seen: set[str] = set()
     for index, (name, options) in enumerate(entries):
-        for metric in build_metric(name, options, ks, judge, embedder, where=f"metrics[{index}]"):
+        where = f"metrics[{index}]"
+        for metric in build_metric(name, options, ks, judge, embedder, where, judge_cache_dir):
             if metric.name in seen:
                 raise ConfigError(f"metrics[{index}]: metric {metric.name!r} is listed twice")
             seen.add(metric.name)
