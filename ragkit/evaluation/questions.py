@@ -39,6 +39,8 @@ class _SpanRow(BaseModel):
     source: str = Field(min_length=1)
     start: int = Field(ge=0)
     end: int = Field(ge=0)
+    page: int | None = Field(default=None, ge=1)
+    """The page the span is on, for paged documents (PDF offsets are relative to the page)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> _SpanRow:
@@ -104,7 +106,7 @@ def _ragkit_question(path: Path, number: int, row: dict[str, Any], sources: _Sou
                 f"{path} line {number}: gold_spans.{i}.source: no file {span.source!r} "
                 f"in the documents folder {sources.documents_dir}"
             )
-        spans.append(GoldSpan(source, span.start, span.end))
+        spans.append(GoldSpan(source, span.start, span.end, span.page))
     documents = []
     for i, name in enumerate(parsed.gold_documents):
         source = sources.resolve(name)

@@ -10,7 +10,7 @@ Gold sources are resolved to the same form as :attr:`ragkit.schema.Chunk.source`
 (the absolute, symlink-free path of the file), so relevance is a plain
 comparison: a chunk is relevant when it lies in a gold document, or when its
 character span ``[start, end)`` overlaps a gold span ``[start, end)`` of the
-same file.
+same file (and, when the gold span names a ``page``, the same page).
 """
 
 from __future__ import annotations
@@ -23,19 +23,30 @@ from ragkit.schema import Hit
 
 @dataclass(frozen=True, slots=True)
 class GoldSpan:
-    """A character span ``[start, end)`` of a source file that answers the question."""
+    """A character span ``[start, end)`` of a source file that answers the question.
+
+    For a paged document (a PDF is loaded one page per document, offsets
+    relative to the page) ``page`` says which page the span is on, and only
+    chunks of that page can overlap it.
+    """
 
     source: str
     start: int
     end: int
+    page: int | None = None
 
-    def overlaps(self, source: str, start: int, end: int) -> bool:
-        """Whether ``[start, end)`` of ``source`` shares at least one character with this span."""
-        return source == self.source and start < self.end and self.start < end
+    def overlaps(self, source: str, start: int, end: int, page: Any = None) -> bool:
+        """Whether ``[start, end)`` of ``source`` (on ``page``) shares at least one character with this span."""
+        return (
+            source == self.source and start < self.end and self.start < end and (self.page is None or page == self.page)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"source": self.source, "start": self.start, "end": self.end}
+        data: dict[str, Any] = {"source": self.source, "start": self.start, "end": self.end}
+        if self.page is not None:
+            data["page"] = self.page
+        return data
 
 
 @dataclass(slots=True)
@@ -140,8 +151,9 @@ def relevance(question: EvalQuestion, hits: list[Hit]) -> Relevance:
         found = False
         if source in sources:  # else: a chunk of another file, the common case
             start, end = chunk_span(hit)
+            page = chunk.metadata.get("page")
             for i, span in enumerate(spans):
-                if span.source == source and start < span.end and span.start < end:
+                if span.overlaps(source, start, end, page):
                     found = True
                     if new is None and i not in covered:
                         new = i

@@ -19,7 +19,7 @@ from ragkit.evaluation.metrics.ranking import (
     reciprocal_rank,
 )
 from ragkit.evaluation.metrics.text import exact_match, max_over_references, normalize_answer, token_f1
-from ragkit.evaluation.sample import MetricResult, Relevance
+from ragkit.evaluation.sample import EvalQuestion, EvalSample, GoldSpan, MetricResult, Relevance
 from ragkit.evaluation.suite import MetricSpec
 
 from .helpers import hit, sample
@@ -99,6 +99,19 @@ def test_relevance_of_the_hand_example():
     assert rel.relevant == [False, True, False, True, True]
     assert rel.first_cover == [None, 0, None, None, 1]
     assert rel.gold_count == 2
+
+
+def test_a_gold_span_with_a_page_only_matches_chunks_of_that_page():
+    # a PDF is loaded one page per document: offsets restart on every page
+    on_page = [hit("doc.pdf", 0, 100), hit("doc.pdf", 0, 100)]
+    on_page[0].chunk.metadata["page"] = 2
+    on_page[1].chunk.metadata["page"] = 3
+    paged = EvalSample(
+        EvalQuestion("q", "?", gold_spans=[GoldSpan("doc.pdf", 10, 20, page=3)]), "p", hits=on_page
+    ).relevance()
+    assert paged.relevant == [False, True] and paged.first_cover == [None, 0]
+    unpaged = sample(on_page, spans=[("doc.pdf", 10, 20)]).relevance()
+    assert unpaged.relevant == [True, True]  # without a page, any page's offsets match
 
 
 def test_ranking_metrics_by_hand():
