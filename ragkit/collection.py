@@ -233,6 +233,15 @@ class Collection:
         return self._embedder
 
     def _check_embedder(self, embedder: Embedder) -> None:
+        """The configured embedder must be the one that made the stored vectors.
+
+        The fingerprint (model and options) is compared at once; it costs
+        nothing. The vector length is only compared here when there is no
+        fingerprint to trust, because asking for it loads the model: an
+        ingest with nothing new to embed, or a keyword search, should not
+        pay seconds for that. The stores refuse vectors or queries of the
+        wrong length with a :class:`ConflictError` of their own.
+        """
         stored_dim = self.embedding.get("dimension")
         stored_fp = self.embedding.get("fingerprint")
         if stored_fp and embedder.fingerprint != stored_fp:
@@ -240,7 +249,7 @@ class Collection:
                 f"collection {self.name!r} was embedded with {stored_fp} ({stored_dim}-d); the configured "
                 f"embedder is {embedder.fingerprint}: re-ingest into a new collection to change models"
             )
-        if stored_dim and embedder.dimension != stored_dim:
+        if not stored_fp and stored_dim and embedder.dimension != stored_dim:
             raise ConflictError(
                 f"collection {self.name!r} holds {stored_dim}-dimensional vectors but the embedder "
                 f"{embedder.fingerprint} makes {embedder.dimension}-dimensional ones"

@@ -97,6 +97,18 @@ class TokenCounter(Protocol):
         ...
 
 
+def counts_tokens(obj: object) -> bool:
+    """Whether ``obj`` is a :class:`TokenCounter`, judged without reading ``max_tokens``.
+
+    ``isinstance(obj, TokenCounter)`` reads every protocol member, and an
+    embedder's ``max_tokens`` property loads its model (seconds, and torch):
+    this looks at the class instead (or at an instance attribute).
+    """
+    kind = type(obj)
+    has_limit = hasattr(kind, "max_tokens") or "max_tokens" in getattr(obj, "__dict__", {})
+    return has_limit and callable(getattr(obj, "count_tokens", None))
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """Stores chunks with their vectors and searches them by vector and metadata.

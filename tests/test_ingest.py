@@ -79,6 +79,30 @@ def test_reingest_of_unchanged_folder_embeds_nothing(corpus, home):
     assert first.chunks_written == len(ids_before)
 
 
+def test_a_fresh_process_reingests_an_unchanged_folder_without_loading_the_model(corpus, home):
+    with Collection.create("docs", store_dir=home) as col:
+        col.ingest(corpus)
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from ragkit import Collection
+        with Collection.open("docs", store_dir={str(home)!r}) as col:
+            report = col.ingest({str(corpus)!r})
+            hits = col.search("Black Death", top_k=1, mode="lexical")
+            print(json.dumps({{
+                "unchanged": report.unchanged,
+                "lexical_hit": hits[0].chunk.source.rsplit("/", 1)[-1],
+                "loaded": sorted(m for m in ("torch", "sentence_transformers") if m in sys.modules),
+            }}))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    result = yaml.safe_load(done.stdout.strip().splitlines()[-1])
+    # nothing to embed and a keyword search: the embedding model (and torch) stay unloaded
+    assert result == {"unchanged": 5, "lexical_hit": "black-death.txt", "loaded": []}
+
+
 def test_changed_file_replaces_only_its_chunks_and_sync_deletes_removed_files(corpus, home):
     col = Collection.create("docs", store_dir=home)
     col.ingest(corpus)
@@ -156,7 +180,8 @@ def test_collection_config_is_stored_and_mismatches_are_refused(corpus, home):
     data["embedding"]["dimension"] = 768
     config_file.write_text(yaml.safe_dump(data))
     tampered = Collection.open("docs", store_dir=home)
-    with pytest.raises(ConflictError, match="holds 768-dimensional vectors but the embedder .* makes 384-dimensional"):
+    # the fingerprint matches, so the model is not loaded to compare lengths: the store refuses instead
+    with pytest.raises(ConflictError, match="holds 384-dimensional vectors, but the embedder makes 768-dimensional"):
         tampered.search("anything")
     data["embedding"]["dimension"] = 384
     data["config"]["embedder"]["normalize"] = False

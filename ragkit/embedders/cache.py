@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.hashing import content_hash
-from ragkit.protocols import Embedder, Vectors
+from ragkit.protocols import Embedder, Vectors, counts_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class CachedEmbedder:
 
     def __new__(cls, embedder: Embedder, cache: EmbeddingCache, cache_queries: bool = False) -> CachedEmbedder:
         """A plain or a token-counting cached embedder, after what ``embedder`` can do."""
-        if cls is CachedEmbedder and _counts_tokens(embedder):
+        if cls is CachedEmbedder and counts_tokens(embedder):
             cls = _CachedTokenCountingEmbedder
         return super().__new__(cls)
 
@@ -432,12 +432,6 @@ class _Plan:
         self.missing_hashes = list(self.first_text)
         self.fresh_dim = None
         return self
-
-
-def _counts_tokens(embedder: object) -> bool:
-    # look at the class, not the instance: a property would load the model
-    kind = type(embedder)
-    return hasattr(kind, "max_tokens") and callable(getattr(kind, "count_tokens", None))
 
 
 class _CachedTokenCountingEmbedder(CachedEmbedder):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ragkit.component import Component
 from ragkit.errors import ConfigError, InputError
-from ragkit.protocols import TokenCounter
+from ragkit.protocols import TokenCounter, counts_tokens
 from ragkit.schema import Chunk, Document, Metadata
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class BaseSplitter(Component):
         only to warn when chunks would be truncated by the model, and accept
         (and ignore) an embedder that cannot count tokens.
         """
-        if isinstance(counter, TokenCounter):
+        if counts_tokens(counter):
             self._counter = counter
         elif self.measures_tokens:
             raise ConfigError(
