@@ -12,6 +12,7 @@ scored 0.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from html import escape
 from pathlib import PurePosixPath
 from typing import Any
@@ -79,10 +80,16 @@ def _e(value: Any) -> str:
 
 
 def _short(text: str | None, limit: int) -> str:
-    text = " ".join((text or "").split())
+    text = text or ""
+    if len(text) > 2 * limit:  # collapse a prefix only: it collapses to a prefix of the whole text's collapse
+        head = " ".join(text[: 2 * limit].split())
+        if len(head) > limit:
+            return head[: limit - 1] + "…"
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@lru_cache(maxsize=4096)
 def _name(source: str) -> str:
     return PurePosixPath(source).name or source
 
@@ -150,17 +157,43 @@ def _value_cell(value: float | None, error: str | None, present: bool) -> str:
 
 
 class _Snippets:
-    """Escaped, shortened chunk texts, made once per chunk (the same chunks come back for many questions)."""
+    """Escaped chunk snippets and hit headers, made once per chunk, and other escaped strings that repeat.
+
+    The same chunks come back for many questions, and every row repeats the metric names and hit origins.
+    """
 
     def __init__(self, chunks: Mapping[str, Any]) -> None:
         self.chunks = chunks
         self._made: dict[tuple[str, int], str] = {}
+        self.hits: dict[str, tuple[Mapping[str, Any], str, str]] = {}
+        self._escaped: dict[Any, str] = {}
 
     def get(self, chunk_id: str, limit: int) -> str:
         key = (chunk_id, limit)
         if key not in self._made:
             self._made[key] = _e(_short(self.chunks.get(chunk_id, {}).get("text", ""), limit))
         return self._made[key]
+
+    def hit(self, chunk_id: str) -> tuple[Mapping[str, Any], str, str]:
+        """The chunk, its header up to the score (``name chars start–end · score ``) and its ``<pre>`` block."""
+        made = self.hits.get(chunk_id)
+        if made is None:
+            chunk = self.chunks.get(chunk_id, {})
+            where = _e(_name(chunk.get("source", "")))
+            made = (
+                chunk,
+                f"{where} chars {chunk.get('start')}–{chunk.get('end')} · score ",
+                f"<pre>{self.get(chunk_id, SNIPPET)}</pre></div>",
+            )
+            self.hits[chunk_id] = made
+        return made
+
+    def escaped(self, value: Any) -> str:
+        """``_e(value)``, remembered (for the few strings every row repeats)."""
+        made = self._escaped.get(value)
+        if made is None:
+            made = self._escaped[value] = _e(value)
+        return made
 
 
 def _detail(sample: Mapping[str, Any], chunks: Mapping[str, Any], snippets: _Snippets, columns: int) -> str:
@@ -172,9 +205,9 @@ def _detail(sample: Mapping[str, Any], chunks: Mapping[str, Any], snippets: _Sni
         parts.append("<p><b>metrics that could not score:</b></p><ul>")
         parts += [f'<li><code>{_e(n)}</code>: <span class="error">{_e(r)}</span></li>' for n, r in failures.items()]
         parts.append("</ul>")
-    scored = [(n, v) for n, v in sample.get("metrics", {}).items() if v is not None]
-    if scored:
-        values = " · ".join(f"{_e(n)} {format_value(v)}" for n, v in scored)
+    escaped = snippets.escaped
+    values = " · ".join(f"{escaped(n)} {v:.3f}" for n, v in sample.get("metrics", {}).items() if v is not None)
+    if values:
         parts.append(f'<p class="values"><b>metrics:</b> {values}</p>')
     if sample.get("references"):
         parts.append("<p><b>references:</b> " + " · ".join(_e(r) for r in sample["references"]) + "</p>")
@@ -182,16 +215,22 @@ def _detail(sample: Mapping[str, Any], chunks: Mapping[str, Any], snippets: _Sni
         parts.append(f"<p><b>answer:</b> {_e(sample['answer'])}</p>")
     hits = sample.get("hits", [])
     parts.append(f"<p><b>retrieved ({len(hits)}):</b></p>")
+    spans = sample.get("gold_spans", [])
+    documents = sample.get("gold_documents", [])
+    gold_sources = {g["source"] for g in spans}.union(documents)  # a hit from another file is never gold
+    made = snippets.hits
     for rank, hit in enumerate(hits, 1):
-        chunk = chunks.get(hit["chunk_id"], {})
-        gold = _is_gold(sample, chunk)
-        tag = ' <span class="tag">gold</span>' if gold else ""
-        where = _e(_name(chunk.get("source", "")))
-        parts.append(
-            f'<div class="hit{" gold" if gold else ""}"><div class="where">[{rank}] {where} '
-            f"chars {chunk.get('start')}–{chunk.get('end')} · score {hit['score']} · {_e(hit.get('origin'))}{tag}</div>"
-            f"<pre>{snippets.get(hit['chunk_id'], SNIPPET)}</pre></div>"
-        )
+        chunk_id = hit["chunk_id"]
+        chunk, header, pre = made.get(chunk_id) or snippets.hit(chunk_id)
+        gold = chunk.get("source") in gold_sources and _is_gold(sample, chunk)
+        origin = escaped(hit.get("origin"))
+        if gold:
+            parts.append(
+                f'<div class="hit gold"><div class="where">[{rank}] {header}{hit["score"]} · {origin}'
+                f' <span class="tag">gold</span></div>{pre}'
+            )
+        else:
+            parts.append(f'<div class="hit"><div class="where">[{rank}] {header}{hit["score"]} · {origin}</div>{pre}')
     parts.append("</td></tr>")
     return "".join(parts)
 
@@ -239,7 +278,7 @@ def sample_rows(data: Mapping[str, Any], names: Sequence[str], samples: Sequence
         cells = "".join(_value_cell(metrics.get(n), errors.get(n), n in metrics) for n in names)
         rows.append(
             f'<tr class="sample" data-failed="{1 if is_failure(sample, names) else 0}">'
-            f"<td>{_e(sample['id'])}</td><td>{_e(sample['question'])}</td><td>{_e(sample['pipeline'])}</td>"
+            f"<td>{_e(sample['id'])}</td><td>{_e(sample['question'])}</td><td>{snippets.escaped(sample['pipeline'])}</td>"
             f"<td>{answer_cell}</td><td>{top}</td>{cells}</tr>"
         )
         rows.append(_detail(sample, chunks, snippets, columns))
