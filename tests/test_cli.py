@@ -52,8 +52,17 @@ def test_search_prints_ranked_sources(store):
 def test_search_json_with_filter_and_lexical_mode(store):
     home, _ = store
     result = run(
-        "search", "plague", "-c", "demo", "--mode", "lexical", "--filter", 'file_type == "txt"',
-        "--json", "--store-dir", str(home),
+        "search",
+        "plague",
+        "-c",
+        "demo",
+        "--mode",
+        "lexical",
+        "--filter",
+        'file_type == "txt"',
+        "--json",
+        "--store-dir",
+        str(home),
     )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)["hits"]
@@ -63,8 +72,18 @@ def test_search_json_with_filter_and_lexical_mode(store):
 
 def test_batch_search_from_stdin_writes_json_lines(store):
     home, _ = store
-    result = run("search", "-c", "demo", "--queries-file", "-", "-k", "1", "--store-dir", str(home),
-                 input="Black Death\n\npacket switching\n")
+    result = run(
+        "search",
+        "-c",
+        "demo",
+        "--queries-file",
+        "-",
+        "-k",
+        "1",
+        "--store-dir",
+        str(home),
+        input="Black Death\n\npacket switching\n",
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert [line["query"] for line in lines] == ["Black Death", "packet switching"]

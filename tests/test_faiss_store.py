@@ -35,8 +35,15 @@ def unit_vectors(n, d=16, seed=0):
 
 def make_chunks(n, source="s.md", start=0):
     return [
-        Chunk(id=f"{source}-{i}", document_id=f"{source}-doc", source=source, text=f"chunk {i}",
-              start=i, end=i + 1, metadata={"i": i, "even": i % 2 == 0})
+        Chunk(
+            id=f"{source}-{i}",
+            document_id=f"{source}-doc",
+            source=source,
+            text=f"chunk {i}",
+            start=i,
+            end=i + 1,
+            metadata={"i": i, "even": i % 2 == 0},
+        )
         for i in range(start, start + n)
     ]
 

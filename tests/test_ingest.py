@@ -247,9 +247,7 @@ def test_an_ingest_killed_halfway_leaves_a_readable_collection_and_a_rerun_compl
     total = len(list(folder.iterdir()))
     script = tmp_path / "ingest.py"
     script.write_text(INTERRUPTED)
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(home), str(folder)], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, str(script), str(home), str(folder)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     for line in child.stdout:
         if line.startswith("files") and int(line.split()[1]) >= total // 3:

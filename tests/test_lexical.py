@@ -21,8 +21,15 @@ TEXTS = [
 
 def chunks():
     return [
-        Chunk(id=f"c{i}", document_id=f"d{i % 2}", source=f"s{i}.md", text=t, start=0, end=len(t),
-              metadata={"n": i, "lang": "en" if i != 3 else "de"})
+        Chunk(
+            id=f"c{i}",
+            document_id=f"d{i % 2}",
+            source=f"s{i}.md",
+            text=t,
+            start=0,
+            end=len(t),
+            metadata={"n": i, "lang": "en" if i != 3 else "de"},
+        )
         for i, t in enumerate(TEXTS)
     ]
 
@@ -35,7 +42,7 @@ def index(tmp_path):
 
 
 def test_ranks_by_keywords_with_stemming(index):
-    (best, *_), = index.search(["who won the super bowl"], 3)
+    ((best, *_),) = index.search(["who won the super bowl"], 3)
     assert best[0] == "c2"
     cats = dict(index.search(["cat"], 5)[0])
     assert set(cats) == {"c0", "c1"}  # "cats" matches "cat" through the English stemmer

@@ -258,8 +258,18 @@ def run_reingest(args: argparse.Namespace) -> dict[str, Any]:
         }
     }
     log(f"ragkit: re-ingest (fresh process): {report.summary()} in {t_ingested - t_opened:.3f}s")
-    command = [sys.executable, "-m", "ragkit.cli", "ingest", str(documents), "-c", "bench",
-               "--store-dir", str(store_dir), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "ragkit.cli",
+        "ingest",
+        str(documents),
+        "-c",
+        "bench",
+        "--store-dir",
+        str(store_dir),
+        "--json",
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     cli_s = time.perf_counter() - t0

@@ -114,32 +114,71 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         return None if value is None else value <= bound
 
     key, _ = ceiling(results)
-    add("ingest vs raw encode", ">= 0.90 of the raw model's encode rate on the same chunks",
-        r["ragkit_vs_ceiling"], fx(r["ragkit_vs_ceiling"]) + f" (ceiling: {key})",
-        at_least(r["ragkit_vs_ceiling"], 0.9))
-    add("ingest vs LangChain", ">= 1.3x documents/s", r["ragkit_vs_langchain"], fx(r["ragkit_vs_langchain"]),
-        at_least(r["ragkit_vs_langchain"], 1.3))
-    add("ingest vs LlamaIndex", ">= 1.3x documents/s", r["ragkit_vs_llamaindex"], fx(r["ragkit_vs_llamaindex"]),
-        at_least(r["ragkit_vs_llamaindex"], 1.3))
-    add("re-ingest unchanged folder", ">= 20x faster than the first ingest", r["reingest_speedup"],
-        fx(r["reingest_speedup"]) + " (same process)", at_least(r["reingest_speedup"], 20))
+    add(
+        "ingest vs raw encode",
+        ">= 0.90 of the raw model's encode rate on the same chunks",
+        r["ragkit_vs_ceiling"],
+        fx(r["ragkit_vs_ceiling"]) + f" (ceiling: {key})",
+        at_least(r["ragkit_vs_ceiling"], 0.9),
+    )
+    add(
+        "ingest vs LangChain",
+        ">= 1.3x documents/s",
+        r["ragkit_vs_langchain"],
+        fx(r["ragkit_vs_langchain"]),
+        at_least(r["ragkit_vs_langchain"], 1.3),
+    )
+    add(
+        "ingest vs LlamaIndex",
+        ">= 1.3x documents/s",
+        r["ragkit_vs_llamaindex"],
+        fx(r["ragkit_vs_llamaindex"]),
+        at_least(r["ragkit_vs_llamaindex"], 1.3),
+    )
+    add(
+        "re-ingest unchanged folder",
+        ">= 20x faster than the first ingest",
+        r["reingest_speedup"],
+        fx(r["reingest_speedup"]) + " (same process)",
+        at_least(r["reingest_speedup"], 20),
+    )
     overhead = _get(ingest, "ragkit", "retrieval", "search_overhead_p50_ms")
-    add("search overhead over raw FAISS", "< 1 ms at p50", overhead, ms(overhead),
-        None if overhead is None else overhead < 1)
+    add(
+        "search overhead over raw FAISS",
+        "< 1 ms at p50",
+        overhead,
+        ms(overhead),
+        None if overhead is None else overhead < 1,
+    )
     ours = _get(ingest, "ragkit", "retrieval", "dense", "hit@5")
     theirs = _get(ingest, "langchain", "retrieval", "dense", "hit@5")
-    add("answer-hit@5, ragkit dense vs LangChain", ">= LangChain's", _ratio(ours, theirs),
-        f"{pct(ours)} vs {pct(theirs)}", None if ours is None or theirs is None else ours >= theirs)
+    add(
+        "answer-hit@5, ragkit dense vs LangChain",
+        ">= LangChain's",
+        _ratio(ours, theirs),
+        f"{pct(ours)} vs {pct(theirs)}",
+        None if ours is None or theirs is None else ours >= theirs,
+    )
     peak = _get(ingest, "ragkit", "ingest", "peak_rss_bytes")
     lc_peak = _get(ingest, "langchain", "ingest", "peak_rss_bytes")
-    add("peak memory while ingesting", "<= LangChain's", _ratio(peak, lc_peak), f"{mib(peak)} vs {mib(lc_peak)}",
-        None if peak is None or lc_peak is None else peak <= lc_peak)
+    add(
+        "peak memory while ingesting",
+        "<= LangChain's",
+        _ratio(peak, lc_peak),
+        f"{mib(peak)} vs {mib(lc_peak)}",
+        None if peak is None or lc_peak is None else peak <= lc_peak,
+    )
     faiss = _get(results, "store", "faiss", "search") or {}
     n = faiss.get("n")
     scale = f" at {n:,} vectors" if n else ""
     extra = _get(faiss, "memory", "resident_overhead_bytes_per_vector")
-    add("FAISS store memory" + scale, "<= 2 KiB resident per vector beyond the vector", extra,
-        "–" if extra is None else f"{extra:,.0f} B", at_most(extra, 2048))
+    add(
+        "FAISS store memory" + scale,
+        "<= 2 KiB resident per vector beyond the vector",
+        extra,
+        "–" if extra is None else f"{extra:,.0f} B",
+        at_most(extra, 2048),
+    )
     p50 = _get(faiss, "search", "none", "latency", "p50_ms")
     add("FAISS approximate search p50" + scale, "< 10 ms", p50, ms(p50), None if p50 is None else p50 < 10)
     recall = _get(faiss, "search", "none", "recall@10")
@@ -156,32 +195,52 @@ def eval_targets(evaluation: dict[str, Any]) -> list[tuple[str, str, Any, str, b
     rows: list[tuple[str, str, Any, str, bool | None]] = []
     sizes = _get(evaluation, "overhead", "sizes") or []
     worst = max((s["overhead_pct"] for s in sizes), default=None)
-    rows.append(("retrieval-only suite costs < 10 % more than its retrievals",
-                 "`evaluate()` (ingest check, retrieval, scoring, three reports) vs the bare `search_many` calls it "
-                 "makes, same questions, alternating, median", worst,
-                 ", ".join(f"{s['overhead_pct']:+.1f} % at {s['questions']:,} questions" for s in sizes) or "–",
-                 None if worst is None else worst < 10))
+    rows.append(
+        (
+            "retrieval-only suite costs < 10 % more than its retrievals",
+            "`evaluate()` (ingest check, retrieval, scoring, three reports) vs the bare `search_many` calls it "
+            "makes, same questions, alternating, median",
+            worst,
+            ", ".join(f"{s['overhead_pct']:+.1f} % at {s['questions']:,} questions" for s in sizes) or "–",
+            None if worst is None else worst < 10,
+        )
+    )
     comparison = _get(evaluation, "judge", "comparison") or {}
     ratio = comparison.get("evaluate_ratio")
     identical = comparison.get("identical")
     again = _get(evaluation, "judge", "warm_again") or {}
     cold_s = _get(evaluation, "judge", "cold", "evaluate_s")
     again_ratio = _ratio(cold_s, again.get("evaluate_s")) if again else None
-    rows.append(("warm judge cache: re-run >= 20x faster, identical scores",
-                 "LLM-judged suite run again in a fresh process with the judge cache of the first run: whole "
-                 "`evaluate()` time, and every sample's metric values and failure reasons", ratio,
-                 "–" if ratio is None else f"{fx(ratio)} whole run in a fresh process, "
-                 + (f"{fx(again_ratio)} again in the same process; " if again_ratio is not None else "")
-                 + f"scoring {fx(comparison.get('scoring_ratio'))}; "
-                 f"{'identical' if identical else 'NOT identical'} ({comparison.get('differing')} of "
-                 f"{comparison.get('compared')} values differ)",
-                 None if ratio is None else bool(ratio >= 20 and identical)))
+    rows.append(
+        (
+            "warm judge cache: re-run >= 20x faster, identical scores",
+            "LLM-judged suite run again in a fresh process with the judge cache of the first run: whole "
+            "`evaluate()` time, and every sample's metric values and failure reasons",
+            ratio,
+            "–"
+            if ratio is None
+            else f"{fx(ratio)} whole run in a fresh process, "
+            + (f"{fx(again_ratio)} again in the same process; " if again_ratio is not None else "")
+            + f"scoring {fx(comparison.get('scoring_ratio'))}; "
+            f"{'identical' if identical else 'NOT identical'} ({comparison.get('differing')} of "
+            f"{comparison.get('compared')} values differ)",
+            None if ratio is None else bool(ratio >= 20 and identical),
+        )
+    )
     checked = eval_sanity(evaluation)
     bad = None if not checked["values"] else checked["nan"] + checked["null_without_reason"]
-    rows.append(("no sample ends as NaN", "every sample's metric is a number, or null with the reason it failed",
-                 bad, "–" if bad is None else f"{checked['nan']} NaN, {checked['null_without_reason']} null without a "
-                 f"reason, over {checked['values']:,} values ({checked['failed']:,} failed with a reason)",
-                 None if bad is None else bad == 0))
+    rows.append(
+        (
+            "no sample ends as NaN",
+            "every sample's metric is a number, or null with the reason it failed",
+            bad,
+            "–"
+            if bad is None
+            else f"{checked['nan']} NaN, {checked['null_without_reason']} null without a "
+            f"reason, over {checked['values']:,} values ({checked['failed']:,} failed with a reason)",
+            None if bad is None else bad == 0,
+        )
+    )
     return rows
 
 
@@ -210,35 +269,74 @@ def service_targets(service: dict[str, Any]) -> list[tuple[str, str, Any, str, b
     rows: list[tuple[str, str, Any, str, bool | None]] = []
     c32 = service_level(service, "search", 32) or {}
     errors = c32.get("errors")
-    rows.append(("search at c=32: zero errors", "no request fails (exception or status other than 200)", errors,
-                 "–" if errors is None else f"{errors} of {c32['requests']:,} failed",
-                 None if errors is None else errors == 0))
+    rows.append(
+        (
+            "search at c=32: zero errors",
+            "no request fails (exception or status other than 200)",
+            errors,
+            "–" if errors is None else f"{errors} of {c32['requests']:,} failed",
+            None if errors is None else errors == 0,
+        )
+    )
     added = _get(service, "overhead", "search", "overhead_p50_ms")
-    http, local = _get(service, "overhead", "search", "http_p50_ms"), _get(service, "overhead", "search",
-                                                                              "in_process_p50_ms")
-    rows.append(("HTTP layer adds < 2 ms at p50 over in-process",
-                 "search, one request at a time: HTTP p50 minus `col.search` p50, same questions, alternating",
-                 added, "–" if added is None else f"{added:+.2f} ms ({ms(http)} vs {ms(local)})",
-                 None if added is None else added < 2))
+    http, local = (
+        _get(service, "overhead", "search", "http_p50_ms"),
+        _get(service, "overhead", "search", "in_process_p50_ms"),
+    )
+    rows.append(
+        (
+            "HTTP layer adds < 2 ms at p50 over in-process",
+            "search, one request at a time: HTTP p50 minus `col.search` p50, same questions, alternating",
+            added,
+            "–" if added is None else f"{added:+.2f} ms ({ms(http)} vs {ms(local)})",
+            None if added is None else added < 2,
+        )
+    )
     p50, p99 = _get(c32, "latency", "p50_ms"), _get(c32, "latency", "p99_ms")
     spread = _ratio(p99, p50)
-    rows.append(("p99 < 5x p50 at c=32", "search latency at concurrency 32", spread,
-                 "–" if spread is None else f"{fx(spread)} ({ms(p99)} / {ms(p50)})",
-                 None if spread is None else spread < 5))
+    rows.append(
+        (
+            "p99 < 5x p50 at c=32",
+            "search latency at concurrency 32",
+            spread,
+            "–" if spread is None else f"{fx(spread)} ({ms(p99)} / {ms(p50)})",
+            None if spread is None else spread < 5,
+        )
+    )
     delay, worst = _get(service, "stream", "delay_p50_ms"), _get(service, "stream", "delay_max_ms")
-    rows.append(("first SSE token leaves within 50 ms of the generator",
-                 "streamed ask: client's first `token` event minus the server's retrieve + assemble + first_token, "
-                 "median < 50 ms", delay, "–" if delay is None else f"{ms(delay)} (max {ms(worst)})",
-                 None if delay is None else delay < 50))
+    rows.append(
+        (
+            "first SSE token leaves within 50 ms of the generator",
+            "streamed ask: client's first `token` event minus the server's retrieve + assemble + first_token, "
+            "median < 50 ms",
+            delay,
+            "–" if delay is None else f"{ms(delay)} (max {ms(worst)})",
+            None if delay is None else delay < 50,
+        )
+    )
     rss = _get(service, "memory", "rss_after_warmup_bytes")
-    rows.append(("serve RSS with models loaded < 2 GiB", "server RSS after warm-up (embedder and generator loaded)",
-                 rss, mib(rss), None if rss is None else rss < 2 * 2**30))
+    rows.append(
+        (
+            "serve RSS with models loaded < 2 GiB",
+            "server RSS after warm-up (embedder and generator loaded)",
+            rss,
+            mib(rss),
+            None if rss is None else rss < 2 * 2**30,
+        )
+    )
     soak = _get(service, "memory", "soak") or {}
     growth, n = soak.get("growth_pct"), soak.get("requests")
-    rows.append((f"RSS flat within 10% across {n or 10_000:,} searches",
-                 "server RSS after the searches (concurrency 8) within 10 % of before", growth,
-                 "–" if growth is None else f"{growth:+.1f} % ({mib(soak.get('rss_before_bytes'))} → "
-                 f"{mib(soak.get('rss_after_bytes'))})", None if growth is None else abs(growth) <= 10))
+    rows.append(
+        (
+            f"RSS flat within 10% across {n or 10_000:,} searches",
+            "server RSS after the searches (concurrency 8) within 10 % of before",
+            growth,
+            "–"
+            if growth is None
+            else f"{growth:+.1f} % ({mib(soak.get('rss_before_bytes'))} → {mib(soak.get('rss_after_bytes'))})",
+            None if growth is None else abs(growth) <= 10,
+        )
+    )
     return rows
 
 
@@ -317,24 +415,33 @@ def text_tables(results: dict[str, Any]) -> str:
 
 
 def _service_text(service: dict[str, Any]) -> list[str]:
-    lines = ["", f"REST service ({_get(service, 'collection', 'files')} documents, "
-                 f"{_get(service, 'collection', 'chunks')} chunks; the client on the same cores)"]
+    lines = [
+        "",
+        f"REST service ({_get(service, 'collection', 'files')} documents, "
+        f"{_get(service, 'collection', 'chunks')} chunks; the client on the same cores)",
+    ]
     lines.append(f"{'route':<12}{'c':>4}{'requests':>10}{'req/s':>10}{'p50':>13}{'p99':>13}{'errors':>8}")
     for route in ("search", "ask"):
         for level in service.get(route) or []:
             latency = level.get("latency", {})
-            lines.append(f"{route:<12}{level['concurrency']:>4}{level['requests']:>10}"
-                         f"{num(level.get('requests_per_s')):>10}{ms(latency.get('p50_ms')):>13}"
-                         f"{ms(latency.get('p99_ms')):>13}{level['errors']:>8}")
+            lines.append(
+                f"{route:<12}{level['concurrency']:>4}{level['requests']:>10}"
+                f"{num(level.get('requests_per_s')):>10}{ms(latency.get('p50_ms')):>13}"
+                f"{ms(latency.get('p99_ms')):>13}{level['errors']:>8}"
+            )
     over = service.get("overhead", {})
     search, ask = over.get("search", {}), over.get("ask", {})
-    lines.append(f"HTTP layer at c=1: search {ms(search.get('http_p50_ms'))} vs {ms(search.get('in_process_p50_ms'))} "
-                 f"in process (alternating); ask {ms(ask.get('http_p50_ms'))} vs {ms(ask.get('in_process_p50_ms'))}, "
-                 f"client minus server total {ms(ask.get('client_minus_server_p50_ms'))}")
+    lines.append(
+        f"HTTP layer at c=1: search {ms(search.get('http_p50_ms'))} vs {ms(search.get('in_process_p50_ms'))} "
+        f"in process (alternating); ask {ms(ask.get('http_p50_ms'))} vs {ms(ask.get('in_process_p50_ms'))}, "
+        f"client minus server total {ms(ask.get('client_minus_server_p50_ms'))}"
+    )
     stream = service.get("stream", {})
-    lines.append(f"SSE: first token at the client {ms(stream.get('client_ttft_p50_ms'))}, "
-                 f"{ms(stream.get('delay_p50_ms'))} after the generator (max {ms(stream.get('delay_max_ms'))}), "
-                 f"{num(stream.get('client_tokens_per_s_p50'), 1)} tokens/s")
+    lines.append(
+        f"SSE: first token at the client {ms(stream.get('client_ttft_p50_ms'))}, "
+        f"{ms(stream.get('delay_p50_ms'))} after the generator (max {ms(stream.get('delay_max_ms'))}), "
+        f"{num(stream.get('client_tokens_per_s_p50'), 1)} tokens/s"
+    )
     generator = service.get("generator", {})
     prompts = ", ".join(
         f"{p.get('prompt_tokens')}-token prompt: first token {ms(p.get('ttft_ms'))}, "
@@ -344,48 +451,64 @@ def _service_text(service: dict[str, Any]) -> list[str]:
     lines.append(f"generator: loads in {num(generator.get('load_s'), 1)}s; {prompts}")
     memory = service.get("memory", {})
     soak = memory.get("soak", {})
-    lines.append(f"server RSS after warm-up {mib(memory.get('rss_after_warmup_bytes'))}; "
-                 f"{soak.get('requests', 0):,} searches: {mib(soak.get('rss_before_bytes'))} → "
-                 f"{mib(soak.get('rss_after_bytes'))} ({soak.get('growth_pct', 0):+.1f} %)")
+    lines.append(
+        f"server RSS after warm-up {mib(memory.get('rss_after_warmup_bytes'))}; "
+        f"{soak.get('requests', 0):,} searches: {mib(soak.get('rss_before_bytes'))} → "
+        f"{mib(soak.get('rss_after_bytes'))} ({soak.get('growth_pct', 0):+.1f} %)"
+    )
     return lines
 
 
-_EVAL_SYSTEMS = [("ragkit", "ragkit (evaluate())"), ("langchain", "LangChain tutorial"),
-                 ("llamaindex", "LlamaIndex defaults")]
+_EVAL_SYSTEMS = [
+    ("ragkit", "ragkit (evaluate())"),
+    ("langchain", "LangChain tutorial"),
+    ("llamaindex", "LlamaIndex defaults"),
+]
 
 
 def _eval_text(evaluation: dict[str, Any]) -> list[str]:
-    lines = ["", f"evaluation ({_get(evaluation, 'ragkit', 'sample', 'questions', default='?')} squad-dev questions, "
-                 "top 10)"]
-    lines.append(f"{'system':<22}{'hit@1':>8}{'hit@5':>8}{'rec@5':>8}{'mrr':>8}{'s/question':>12}{'total s':>9}"
-                 f"{'peak RSS':>11}")
+    lines = [
+        "",
+        f"evaluation ({_get(evaluation, 'ragkit', 'sample', 'questions', default='?')} squad-dev questions, top 10)",
+    ]
+    lines.append(
+        f"{'system':<22}{'hit@1':>8}{'hit@5':>8}{'rec@5':>8}{'mrr':>8}{'s/question':>12}{'total s':>9}{'peak RSS':>11}"
+    )
     for key, label in _EVAL_SYSTEMS:
         run = evaluation.get(key)
         if not run:
             lines.append(f"{label:<22} FAILED")
             continue
         m = run.get("metrics", {})
-        lines.append(f"{label:<22}{pct(m.get('answer_hit@1')):>8}{pct(m.get('answer_hit@5')):>8}"
-                     f"{pct(m.get('recall@5')):>8}{pct(m.get('mrr')):>8}{ms(run['seconds_per_question'] * 1000):>12}"
-                     f"{num(run.get('total_s'), 1):>9}{mib(run.get('peak_rss_bytes')):>11}")
+        lines.append(
+            f"{label:<22}{pct(m.get('answer_hit@1')):>8}{pct(m.get('answer_hit@5')):>8}"
+            f"{pct(m.get('recall@5')):>8}{pct(m.get('mrr')):>8}{ms(run['seconds_per_question'] * 1000):>12}"
+            f"{num(run.get('total_s'), 1):>9}{mib(run.get('peak_rss_bytes')):>11}"
+        )
     check = _get(evaluation, "ragkit", "self_check")
     if check:
-        lines.append(f"converted-hit scoring of ragkit's own hits: {'identical' if check['identical'] else 'DIFFERENT'}"
-                     f" to the suite's report; same question ids: {_same_ids(evaluation)}")
+        lines.append(
+            f"converted-hit scoring of ragkit's own hits: {'identical' if check['identical'] else 'DIFFERENT'}"
+            f" to the suite's report; same question ids: {_same_ids(evaluation)}"
+        )
     for size in _get(evaluation, "overhead", "sizes") or []:
         where = size["where_added_s"]
-        lines.append(f"overhead at {size['questions']:,} questions: bare {size['bare_s']:.2f}s, suite "
-                     f"{size['suite_s']:.2f}s ({size['overhead_pct']:+.1f} %); scoring {where['score']:.2f}s, "
-                     f"reports {where['write_reports']:.2f}s, ingest check + open "
-                     f"{where['ingest_check_and_open']:.2f}s")
+        lines.append(
+            f"overhead at {size['questions']:,} questions: bare {size['bare_s']:.2f}s, suite "
+            f"{size['suite_s']:.2f}s ({size['overhead_pct']:+.1f} %); scoring {where['score']:.2f}s, "
+            f"reports {where['write_reports']:.2f}s, ingest check + open "
+            f"{where['ingest_check_and_open']:.2f}s"
+        )
     judge = evaluation.get("judge") or {}
     c = judge.get("comparison")
     if c:
         cold, warm = judge["cold"], judge["warm"]
-        lines.append(f"judge cache: cold {cold['evaluate_s']:.1f}s ({cold['judge_calls']} judge calls), warm "
-                     f"{warm['evaluate_s']:.1f}s ({warm['judge_calls']} calls, {warm['judge_cache_hits']} cache hits): "
-                     f"{fx(c['evaluate_ratio'])} whole run, {fx(c['scoring_ratio'])} scoring; identical "
-                     f"{c['identical']}; NaN {cold['sanity']['nan'] + warm['sanity']['nan']}")
+        lines.append(
+            f"judge cache: cold {cold['evaluate_s']:.1f}s ({cold['judge_calls']} judge calls), warm "
+            f"{warm['evaluate_s']:.1f}s ({warm['judge_calls']} calls, {warm['judge_cache_hits']} cache hits): "
+            f"{fx(c['evaluate_ratio'])} whole run, {fx(c['scoring_ratio'])} scoring; identical "
+            f"{c['identical']}; NaN {cold['sanity']['nan'] + warm['sanity']['nan']}"
+        )
     return lines
 
 
@@ -457,30 +580,53 @@ def markdown(results: dict[str, Any], notes: str = DEFAULT_NOTES) -> str:
     if not any("others_cpu_share" in s for s in meta.get("steps", [])):
         quietness = "not recorded"
     elif noisy:
-        quietness = "**other processes shared the CPU** during " + ", ".join(
-            f"{s['name']} ({s['others_cpu_share']:.0%})" for s in noisy
-        ) + ": those timings are pessimistic"
+        quietness = (
+            "**other processes shared the CPU** during "
+            + ", ".join(f"{s['name']} ({s['others_cpu_share']:.0%})" for s in noisy)
+            + ": those timings are pessimistic"
+        )
     parts.append("## The run\n")
-    parts.append(_table(["", ""], [
-        ["date", meta["date"]],
-        ["mode", f"{meta['mode']} ({meta.get('total_seconds', 0) / 60:.1f} minutes)"],
-        ["machine", f"{machine['cpu']}, {machine['cores']} cores, {mib(machine.get('memory_bytes'))} memory, "
-                    f"bf16 flags: {', '.join(machine.get('cpu_bf16') or ['none'])}"],
-        ["system", f"{machine['os']}, Python {machine['python']}"],
-        ["torch threads", str(_get(ingest, "ragkit", "torch_threads", default="–"))],
-        ["quietness", quietness],
-        ["dataset", f"`{meta['dataset']}`"],
-        *[[f"{m['step']} step", f"run on its own on {m['date']} ({m['seconds'] / 60:.1f} minutes) and merged in: "
-                                f"`{m['command']}`"] for m in meta.get("merged", [])],
-    ]) + "\n")
+    parts.append(
+        _table(
+            ["", ""],
+            [
+                ["date", meta["date"]],
+                ["mode", f"{meta['mode']} ({meta.get('total_seconds', 0) / 60:.1f} minutes)"],
+                [
+                    "machine",
+                    f"{machine['cpu']}, {machine['cores']} cores, {mib(machine.get('memory_bytes'))} memory, "
+                    f"bf16 flags: {', '.join(machine.get('cpu_bf16') or ['none'])}",
+                ],
+                ["system", f"{machine['os']}, Python {machine['python']}"],
+                ["torch threads", str(_get(ingest, "ragkit", "torch_threads", default="–"))],
+                ["quietness", quietness],
+                ["dataset", f"`{meta['dataset']}`"],
+                *[
+                    [
+                        f"{m['step']} step",
+                        f"run on its own on {m['date']} ({m['seconds'] / 60:.1f} minutes) and merged in: "
+                        f"`{m['command']}`",
+                    ]
+                    for m in meta.get("merged", [])
+                ],
+            ],
+        )
+        + "\n"
+    )
     versions = meta.get("versions", {})
     parts.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
 
     parts.append("## Targets\n")
-    parts.append(_table(["target", "goal", "measured", "met"], [
-        [t["target"], t["goal"], t["shown"], {True: "yes", False: "**no**", None: "not measured"}[t["met"]]]
-        for t in results.get("targets", [])
-    ]) + "\n")
+    parts.append(
+        _table(
+            ["target", "goal", "measured", "met"],
+            [
+                [t["target"], t["goal"], t["shown"], {True: "yes", False: "**no**", None: "not measured"}[t["met"]]]
+                for t in results.get("targets", [])
+            ],
+        )
+        + "\n"
+    )
 
     if ingest:
         parts.append(_ingest_section(results, r))
@@ -516,7 +662,8 @@ def _ingest_section(results: dict[str, Any], r: dict[str, float | None]) -> str:
         "`SentenceTransformer.encode(texts, batch_size=32)` over ragkit's own chunk texts, nothing else, the best "
         "of its timed passes"
         + "".join(
-            f"; {name.split('_')[1]} passes: " + ", ".join(f"{v:.1f}" for v in ingest[name]["passes_chunks_per_s"])
+            f"; {name.split('_')[1]} passes: "
+            + ", ".join(f"{v:.1f}" for v in ingest[name]["passes_chunks_per_s"])
             + " chunks/s"
             for name in ("encode_fp32", "encode_bf16")
             if _get(ingest, name, "passes_chunks_per_s")
@@ -536,14 +683,38 @@ def _ingest_section(results: dict[str, Any], r: dict[str, float | None]) -> str:
         if name == key:
             label += " — **the ceiling**"
         cut = data.get("truncation") or {}
-        rows.append([
-            label, str(data.get("files", "–")), str(data.get("chunks", "–")), num(cut.get("tokens_mean"), 0),
-            "–" if not cut else f"{cut['tokens_cut_share']:.1%}", num(data.get("seconds"), 1),
-            num(data.get("documents_per_s"), 3), num(data.get("chunks_per_s")), mib(data.get("peak_rss_bytes")),
-            mib(data.get("rss_before_ingest_bytes")),
-        ])
-    out.append(_table(["pipeline", "files", "chunks", "tokens/chunk", "tokens cut", "seconds", "documents/s",
-                       "chunks/s", "peak RSS", "RSS before ingest"], rows) + "\n")
+        rows.append(
+            [
+                label,
+                str(data.get("files", "–")),
+                str(data.get("chunks", "–")),
+                num(cut.get("tokens_mean"), 0),
+                "–" if not cut else f"{cut['tokens_cut_share']:.1%}",
+                num(data.get("seconds"), 1),
+                num(data.get("documents_per_s"), 3),
+                num(data.get("chunks_per_s")),
+                mib(data.get("peak_rss_bytes")),
+                mib(data.get("rss_before_ingest_bytes")),
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "pipeline",
+                "files",
+                "chunks",
+                "tokens/chunk",
+                "tokens cut",
+                "seconds",
+                "documents/s",
+                "chunks/s",
+                "peak RSS",
+                "RSS before ingest",
+            ],
+            rows,
+        )
+        + "\n"
+    )
     out.append(
         "*tokens cut*: the share of the chunks' tokens past the model's 256-token input limit, which the model "
         "never sees (counted with its tokenizer; LlamaIndex embeds each chunk's metadata too). The "
@@ -559,34 +730,50 @@ def _ingest_section(results: dict[str, Any], r: dict[str, float | None]) -> str:
     )
     stages = _get(rk, "ingest", "report", "stage_seconds")
     if stages:
-        out.append("ragkit's own stage times (seconds; loading and splitting overlap with embedding in a producer "
-                   "thread): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + ".\n")
+        out.append(
+            "ragkit's own stage times (seconds; loading and splitting overlap with embedding in a producer "
+            "thread): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + ".\n"
+        )
     out.append("### Re-ingest of the unchanged folder\n")
     re = ingest.get("reingest") or {}
-    rows = [["first ingest", num(_get(rk, "ingest", "seconds"), 2), "1.00x"],
-            ["again, same process (`col.ingest`)", num(_get(rk, "reingest_warm", "seconds"), 3),
-             fx(r["reingest_speedup"])]]
+    rows = [
+        ["first ingest", num(_get(rk, "ingest", "seconds"), 2), "1.00x"],
+        ["again, same process (`col.ingest`)", num(_get(rk, "reingest_warm", "seconds"), 3), fx(r["reingest_speedup"])],
+    ]
     if re:
         api = re.get("python_api", {})
-        rows.append([
-            f"again, fresh process: import {api.get('import_s', 0):.2f} + open {api.get('open_s', 0):.2f} + "
-            f"ingest {api.get('ingest_s', 0):.2f}", num(api.get("total_s"), 2), fx(r["reingest_speedup_fresh_process"])
-        ])
-        rows.append(["again, `ragkit ingest` CLI (whole command)", num(_get(re, "cli", "seconds"), 2),
-                     fx(r["reingest_speedup_cli"])])
+        rows.append(
+            [
+                f"again, fresh process: import {api.get('import_s', 0):.2f} + open {api.get('open_s', 0):.2f} + "
+                f"ingest {api.get('ingest_s', 0):.2f}",
+                num(api.get("total_s"), 2),
+                fx(r["reingest_speedup_fresh_process"]),
+            ]
+        )
+        rows.append(
+            [
+                "again, `ragkit ingest` CLI (whole command)",
+                num(_get(re, "cli", "seconds"), 2),
+                fx(r["reingest_speedup_cli"]),
+            ]
+        )
     out.append(_table(["run", "seconds", "speed-up"], rows) + "\n")
-    out.append("LangChain's tutorial pipeline and LlamaIndex's `VectorStoreIndex.from_documents` have no incremental "
-               "mode: running them again re-embeds everything.\n")
+    out.append(
+        "LangChain's tutorial pipeline and LlamaIndex's `VectorStoreIndex.from_documents` have no incremental "
+        "mode: running them again re-embeds everything.\n"
+    )
     out.append("### Defaults used\n")
     lines = []
     cfg = rk.get("config", {})
     if cfg:
-        lines.append(f"- ragkit: `Collection.create(name)` with no config: splitter `{cfg.get('splitter')}`, "
-                     f"embedder `{cfg.get('embedder')}` ({_get(rk, 'embedder', 'precision')} on "
-                     f"{_get(rk, 'embedder', 'device')}, encode batch {_get(rk, 'embedder', 'batch_size')}, "
-                     f"{cfg.get('embed_batch_size')} chunks per embed call), store `{cfg.get('store')}` "
-                     f"({rk.get('store_index')} index at this size), lexical `{cfg.get('lexical')}`, embedding cache "
-                     f"{'on' if cfg.get('embedding_cache') else 'off'}.")
+        lines.append(
+            f"- ragkit: `Collection.create(name)` with no config: splitter `{cfg.get('splitter')}`, "
+            f"embedder `{cfg.get('embedder')}` ({_get(rk, 'embedder', 'precision')} on "
+            f"{_get(rk, 'embedder', 'device')}, encode batch {_get(rk, 'embedder', 'batch_size')}, "
+            f"{cfg.get('embed_batch_size')} chunks per embed call), store `{cfg.get('store')}` "
+            f"({rk.get('store_index')} index at this size), lexical `{cfg.get('lexical')}`, embedding cache "
+            f"{'on' if cfg.get('embedding_cache') else 'off'}."
+        )
     for name, label in (("langchain", "LangChain"), ("llamaindex", "LlamaIndex")):
         d = _get(ingest, name, "defaults")
         if d:
@@ -611,10 +798,23 @@ def _retrieval_section(results: dict[str, Any]) -> str:
         if not s:
             continue
         chunks = _get(ingest, name, "ingest", "chunks")
-        rows.append([label, pct(s["hit@1"]), pct(s["hit@5"]), pct(s["hit@1_normalised"]), pct(s["hit@5_normalised"]),
-                     str(chunks), num(s.get("queries_per_s"), 1)])
-    out.append(_table(["system", "hit@1", "hit@5", "hit@1 normalised", "hit@5 normalised", "chunks",
-                       "queries/s (batch)"], rows) + "\n")
+        rows.append(
+            [
+                label,
+                pct(s["hit@1"]),
+                pct(s["hit@5"]),
+                pct(s["hit@1_normalised"]),
+                pct(s["hit@5_normalised"]),
+                str(chunks),
+                num(s.get("queries_per_s"), 1),
+            ]
+        )
+    out.append(
+        _table(
+            ["system", "hit@1", "hit@5", "hit@1 normalised", "hit@5 normalised", "chunks", "queries/s (batch)"], rows
+        )
+        + "\n"
+    )
     out.append("### Search latency\n")
     out.append(
         "Single queries on pre-embedded vectors (embedding excluded), top 5, over the squad-dev collection; "
@@ -671,26 +871,44 @@ def _store_section(results: dict[str, Any]) -> str:
         return entry["search"]["search"][flt]
 
     rows = [
-        row("store class and options", lambda s: f"{s['insert']['index']['class']} "
-            f"{s['insert']['options'] or '(defaults)'}"),
+        row(
+            "store class and options",
+            lambda s: f"{s['insert']['index']['class']} {s['insert']['options'] or '(defaults)'}",
+        ),
         row("index", lambda s: _index_text(s["insert"]["index"])),
         row("vectors", lambda s: f"{s['insert']['n']:,}"),
         row("insert rate (upsert)", lambda s: f"{s['insert']['insert_vectors_per_s']:,.0f} vectors/s"),
-        row("insert rate incl. flush and close", lambda s: f"{s['insert']['insert_vectors_per_s_with_flush']:,.0f} "
-            "vectors/s"),
+        row(
+            "insert rate incl. flush and close",
+            lambda s: f"{s['insert']['insert_vectors_per_s_with_flush']:,.0f} vectors/s",
+        ),
         row("open (fresh process)", lambda s: f"{s['search']['open_s']:.1f} s"),
     ]
     for flt in ("none", "selective", "broad"):
         label = "no filter" if flt == "none" else f"filter {flt}"
         rows.append(row(f"search p50 / p99, {label}", lambda s, f=flt: _latency_cell(search(s, f))))
         rows.append(row(f"recall@10, {label}", lambda s, f=flt: pct(search(s, f).get("recall@10"))))
-    rows.append(row("raw FAISS index search p50 / p99, no filter", lambda s: (
-        f"{ms(search(s, 'none')['raw_index_latency']['p50_ms'])} / "
-        f"{ms(search(s, 'none')['raw_index_latency']['p99_ms'])}")))
-    rows.append(row("resident memory per vector beyond the vector",
-                    lambda s: f"{s['search']['memory']['resident_overhead_bytes_per_vector']:,.0f} B"))
-    rows.append(row("… after the filtered searches too",
-                    lambda s: f"{s['search']['memory']['resident_overhead_after_filters_bytes_per_vector']:,.0f} B"))
+    rows.append(
+        row(
+            "raw FAISS index search p50 / p99, no filter",
+            lambda s: (
+                f"{ms(search(s, 'none')['raw_index_latency']['p50_ms'])} / "
+                f"{ms(search(s, 'none')['raw_index_latency']['p99_ms'])}"
+            ),
+        )
+    )
+    rows.append(
+        row(
+            "resident memory per vector beyond the vector",
+            lambda s: f"{s['search']['memory']['resident_overhead_bytes_per_vector']:,.0f} B",
+        )
+    )
+    rows.append(
+        row(
+            "… after the filtered searches too",
+            lambda s: f"{s['search']['memory']['resident_overhead_after_filters_bytes_per_vector']:,.0f} B",
+        )
+    )
     rows.append(row("disk per vector", lambda s: f"{s['search']['disk_bytes_per_vector']:,.0f} B"))
     rows.append(row("peak RSS while inserting", lambda s: mib(s["insert"]["peak_rss_bytes"])))
     out.append(_table(header, rows) + "\n")
@@ -731,14 +949,36 @@ def _service_section(service: dict[str, Any]) -> str:
         for level in service.get(route) or []:
             latency = level.get("latency", {})
             done = latency.get("n") or 0
-            rows.append([
-                f"`{route}`", str(level["concurrency"]), f"{level['requests']:,}", num(level.get("requests_per_s")),
-                ms(latency.get("p50_ms")), ms(latency.get("p99_ms")), str(level["errors"]),
-                ms(level["server_cpu_s"] * 1000 / done) if done else "–",
-                ms(level["client_cpu_s"] * 1000 / done) if done else "–",
-            ])
-    out.append(_table(["route", "concurrency", "requests", "requests/s", "p50", "p99", "errors",
-                       "server CPU / request", "client CPU / request"], rows) + "\n")
+            rows.append(
+                [
+                    f"`{route}`",
+                    str(level["concurrency"]),
+                    f"{level['requests']:,}",
+                    num(level.get("requests_per_s")),
+                    ms(latency.get("p50_ms")),
+                    ms(latency.get("p99_ms")),
+                    str(level["errors"]),
+                    ms(level["server_cpu_s"] * 1000 / done) if done else "–",
+                    ms(level["client_cpu_s"] * 1000 / done) if done else "–",
+                ]
+            )
+    out.append(
+        _table(
+            [
+                "route",
+                "concurrency",
+                "requests",
+                "requests/s",
+                "p50",
+                "p99",
+                "errors",
+                "server CPU / request",
+                "client CPU / request",
+            ],
+            rows,
+        )
+        + "\n"
+    )
     asks = service.get("ask") or []
     if asks:
         out.append(
@@ -758,23 +998,45 @@ def _service_section(service: dict[str, Any]) -> str:
         return "–" if value is None else f"{value:+.2f} ms"
 
     rows = [
-        [f"search, one at a time: the same {search.get('questions', '?')} questions in process and over HTTP, "
-         "alternating", ms(search.get("in_process_p50_ms")), ms(search.get("http_p50_ms")), added(search),
-         fx(search.get("ratio"))],
-        ["… of which inside the server's app (access-log `duration_ms`: from the outermost middleware to the "
-         "response's last byte; not uvicorn's parsing, the socket or the client)",
-         ms(search.get("in_process_p50_ms")), ms(search.get("server_app_p50_ms")),
-         "–" if search.get("server_app_p50_ms") is None or search.get("in_process_p50_ms") is None
-         else f"{search['server_app_p50_ms'] - search['in_process_p50_ms']:+.2f} ms",
-         fx(_ratio(search.get("server_app_p50_ms"), search.get("in_process_p50_ms")))],
-        ["search, separate runs: `col.search` before the server started vs the load run at c=1",
-         ms(separate.get("in_process_p50_ms")), ms(separate.get("http_p50_ms")), added(separate),
-         fx(separate.get("ratio"))],
-        ["ask, separate runs: `pipeline.ask` vs the load run at c=1", ms(ask.get("in_process_p50_ms")),
-         ms(ask.get("http_p50_ms")), added(ask), fx(ask.get("ratio"))],
-        ["ask at c=1: the client's latency minus the server's own `timings.total`, per request", "–", "–",
-         "–" if ask.get("client_minus_server_p50_ms") is None else f"+{ask['client_minus_server_p50_ms']:.2f} ms",
-         "–"],
+        [
+            f"search, one at a time: the same {search.get('questions', '?')} questions in process and over HTTP, "
+            "alternating",
+            ms(search.get("in_process_p50_ms")),
+            ms(search.get("http_p50_ms")),
+            added(search),
+            fx(search.get("ratio")),
+        ],
+        [
+            "… of which inside the server's app (access-log `duration_ms`: from the outermost middleware to the "
+            "response's last byte; not uvicorn's parsing, the socket or the client)",
+            ms(search.get("in_process_p50_ms")),
+            ms(search.get("server_app_p50_ms")),
+            "–"
+            if search.get("server_app_p50_ms") is None or search.get("in_process_p50_ms") is None
+            else f"{search['server_app_p50_ms'] - search['in_process_p50_ms']:+.2f} ms",
+            fx(_ratio(search.get("server_app_p50_ms"), search.get("in_process_p50_ms"))),
+        ],
+        [
+            "search, separate runs: `col.search` before the server started vs the load run at c=1",
+            ms(separate.get("in_process_p50_ms")),
+            ms(separate.get("http_p50_ms")),
+            added(separate),
+            fx(separate.get("ratio")),
+        ],
+        [
+            "ask, separate runs: `pipeline.ask` vs the load run at c=1",
+            ms(ask.get("in_process_p50_ms")),
+            ms(ask.get("http_p50_ms")),
+            added(ask),
+            fx(ask.get("ratio")),
+        ],
+        [
+            "ask at c=1: the client's latency minus the server's own `timings.total`, per request",
+            "–",
+            "–",
+            "–" if ask.get("client_minus_server_p50_ms") is None else f"+{ask['client_minus_server_p50_ms']:.2f} ms",
+            "–",
+        ],
     ]
     out.append(_table(["p50", "in process", "over HTTP", "added", "ratio"], rows) + "\n")
     out.append(
@@ -790,27 +1052,49 @@ def _service_section(service: dict[str, Any]) -> str:
         "the generator producing the first token and the client receiving it (it also holds the request's trip in "
         "and its parsing).\n"
     )
-    out.append(_table(["", "median", "max"], [
-        ["client: first `token` event", ms(stream.get("client_ttft_p50_ms")),
-         ms(max((r["client_ttft_ms"] for r in stream.get("runs", []) if "client_ttft_ms" in r), default=None))],
-        ["server: retrieve + assemble + first token", ms(stream.get("server_ttft_p50_ms")), "–"],
-        ["**difference**", ms(stream.get("delay_p50_ms")), ms(stream.get("delay_max_ms"))],
-        ["tokens/s at the client after the first", num(stream.get("client_tokens_per_s_p50"), 1), "–"],
-    ]) + "\n")
+    out.append(
+        _table(
+            ["", "median", "max"],
+            [
+                [
+                    "client: first `token` event",
+                    ms(stream.get("client_ttft_p50_ms")),
+                    ms(
+                        max(
+                            (r["client_ttft_ms"] for r in stream.get("runs", []) if "client_ttft_ms" in r), default=None
+                        )
+                    ),
+                ],
+                ["server: retrieve + assemble + first token", ms(stream.get("server_ttft_p50_ms")), "–"],
+                ["**difference**", ms(stream.get("delay_p50_ms")), ms(stream.get("delay_max_ms"))],
+                ["tokens/s at the client after the first", num(stream.get("client_tokens_per_s_p50"), 1), "–"],
+            ],
+        )
+        + "\n"
+    )
     out.append("### The generator alone\n")
     out.append(
-        f"{generator.get('model', 'The generator')} built with `registry.build(\"generator\", {{\"type\": "
-        f"\"transformers\"}})` in the benchmark process: the first `load()` took "
+        f'{generator.get("model", "The generator")} built with `registry.build("generator", {{"type": '
+        f'"transformers"}})` in the benchmark process: the first `load()` took '
         f"**{num(generator.get('load_s'), 1)} s** (torch already imported by the embedder). Prompts: the "
         "pipeline's template around a prefix of the documents, cut to about 300 and 1,500 tokens; at most "
         f"{generator.get('new_tokens', '?')} new tokens, greedy (it may stop earlier), median of "
         f"{generator.get('repeats', '?')}.\n"
     )
-    rows = [[str(p.get("prompt_tokens")), ms(p.get("ttft_ms")), num(p.get("decode_tokens_per_s"), 1),
-             num(p.get("tokens_per_s"), 1), ", ".join(str(t) for t in p.get("completion_tokens", []))]
-            for p in (generator.get("prompts") or {}).values()]
-    out.append(_table(["prompt tokens", "first token", "tokens/s after the first", "tokens/s overall",
-                       "tokens made"], rows) + "\n")
+    rows = [
+        [
+            str(p.get("prompt_tokens")),
+            ms(p.get("ttft_ms")),
+            num(p.get("decode_tokens_per_s"), 1),
+            num(p.get("tokens_per_s"), 1),
+            ", ".join(str(t) for t in p.get("completion_tokens", [])),
+        ]
+        for p in (generator.get("prompts") or {}).values()
+    ]
+    out.append(
+        _table(["prompt tokens", "first token", "tokens/s after the first", "tokens/s overall", "tokens made"], rows)
+        + "\n"
+    )
     local = service.get("in_process") or {}
     stages = _get(local, "ask", "stage_p50_ms") or {}
     out.append(
@@ -824,15 +1108,20 @@ def _service_section(service: dict[str, Any]) -> str:
     soak = memory.get("soak") or {}
     out.append("### Memory\n")
     growth = soak.get("growth_pct")
-    out.append(_table(["server", "RSS"], [
-        ["after warm-up (embedder and generator loaded)", mib(memory.get("rss_after_warmup_bytes"))],
-        [f"before {soak.get('requests', 0):,} searches at concurrency 8", mib(soak.get("rss_before_bytes"))],
-        ["after them", mib(soak.get("rss_after_bytes"))
-         + ("" if growth is None else f" ({growth:+.1f} %)")],
-        ["highest sample during them", mib(soak.get("rss_max_bytes"))],
-        ["at the end, after the load and ask runs", mib(memory.get("rss_end_bytes"))],
-        ["peak (`VmHWM`)", mib(memory.get("peak_rss_bytes"))],
-    ]) + "\n")
+    out.append(
+        _table(
+            ["server", "RSS"],
+            [
+                ["after warm-up (embedder and generator loaded)", mib(memory.get("rss_after_warmup_bytes"))],
+                [f"before {soak.get('requests', 0):,} searches at concurrency 8", mib(soak.get("rss_before_bytes"))],
+                ["after them", mib(soak.get("rss_after_bytes")) + ("" if growth is None else f" ({growth:+.1f} %)")],
+                ["highest sample during them", mib(soak.get("rss_max_bytes"))],
+                ["at the end, after the load and ask runs", mib(memory.get("rss_end_bytes"))],
+                ["peak (`VmHWM`)", mib(memory.get("peak_rss_bytes"))],
+            ],
+        )
+        + "\n"
+    )
     samples = soak.get("samples") or []
     if samples:
         out.append(
@@ -864,6 +1153,7 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
         "a reference answer verbatim; recall@5: the gold paragraph overlaps a top-5 chunk; MRR: over the 10 hits.\n"
     )
     if ran:
+
         def cell(fn: Any) -> list[str]:
             cells = []
             for _, _, run in systems:
@@ -880,14 +1170,18 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
             ["answer-hit@10", *cell(lambda r: pct(r["metrics"]["answer_hit@10"]))],
             ["recall@5", *cell(lambda r: pct(r["metrics"]["recall@5"]))],
             ["MRR", *cell(lambda r: pct(r["metrics"]["mrr"]))],
-            ["**seconds per question** (whole evaluation)",
-             *cell(lambda r: f"**{ms(r['seconds_per_question'] * 1000)}**")],
+            [
+                "**seconds per question** (whole evaluation)",
+                *cell(lambda r: f"**{ms(r['seconds_per_question'] * 1000)}**"),
+            ],
             ["whole evaluation", *cell(lambda r: f"{r['total_s']:.1f} s")],
             ["… loading the suite and its questions", *cell(lambda r: f"{r['parts_s']['questions']:.2f} s")],
             ["… ingest (from an empty store)", *cell(lambda r: f"{r['parts_s']['ingest']:.1f} s")],
             ["… retrieve", *cell(lambda r: f"{r['parts_s']['retrieve']:.2f} s")],
-            ["… turn their results into ragkit hits (file offsets checked)",
-             *cell(lambda r: f"{r['parts_s']['convert']:.2f} s" if "convert" in r["parts_s"] else "–")],
+            [
+                "… turn their results into ragkit hits (file offsets checked)",
+                *cell(lambda r: f"{r['parts_s']['convert']:.2f} s" if "convert" in r["parts_s"] else "–"),
+            ],
             ["… score (13 metrics)", *cell(lambda r: f"{r['parts_s']['score']:.2f} s")],
             ["… write report.json / .md / .html", *cell(lambda r: f"{r['parts_s']['report']:.2f} s")],
             ["not counted: imports", *cell(lambda r: f"{r['setup_s']['import_s']:.1f} s")],
@@ -903,9 +1197,13 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
                 f"Self-check: ragkit's own hits, turned into plain hits the same way (file, text, span) and scored by "
                 f"the same code as the other two, give {'the same' if check['identical'] else '**different**'} "
                 f"values as the suite's report for all {check['metrics_compared']} metrics"
-                + (f" and all {check['sample_values_compared']:,} per-sample values"
-                   if check.get("sample_values_compared") and not check.get("sample_values_differing") else "")
-                + ("" if check["identical"] else f" ({', '.join(check['differences'])})") + "."
+                + (
+                    f" and all {check['sample_values_compared']:,} per-sample values"
+                    if check.get("sample_values_compared") and not check.get("sample_values_differing")
+                    else ""
+                )
+                + ("" if check["identical"] else f" ({', '.join(check['differences'])})")
+                + "."
             )
         for key, label, run in ran:
             offsets = run.get("offsets")
@@ -913,8 +1211,11 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
                 notes.append(
                     f"{label}: {offsets['offset_matches_file']:,} of {offsets['hits_checked']:,} hits' text is in "
                     f"the file at the offsets the framework gave"
-                    + (f", {offsets['located_by_search']:,} located by searching the file" if offsets[
-                        "located_by_search"] else "")
+                    + (
+                        f", {offsets['located_by_search']:,} located by searching the file"
+                        if offsets["located_by_search"]
+                        else ""
+                    )
                     + (f", {offsets['not_found_in_file']:,} not found" if offsets["not_found_in_file"] else "")
                     + "."
                 )
@@ -944,8 +1245,10 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
             "*suite*: `evaluate(suite, sample=N)` on the squad-dev suite's dense pipeline: it opens the collection, "
             "checks the folder for changes (nothing to ingest), retrieves, scores the 13 retrieval metrics and "
             "writes report.json, report.md and report.html. Alternating, "
-            + ", ".join(f"{s.get('rounds_run', overhead.get('repeats'))} rounds at {s['questions']:,}"
-                        for s in overhead.get("sizes", []))
+            + ", ".join(
+                f"{s.get('rounds_run', overhead.get('repeats'))} rounds at {s['questions']:,}"
+                for s in overhead.get("sizes", [])
+            )
             + "; the overhead is the median suite time over the median bare time. Loading the suite file and all "
             "its questions, once per run, is not in these numbers: "
             f"{num(overhead.get('suite_load_s'), 2)} s for {overhead.get('questions_total', 0):,} questions.\n"
@@ -953,17 +1256,38 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
         rows = []
         for size in overhead.get("sizes", []):
             where = size["where_added_s"]
-            rows.append([
-                f"{size['questions']:,}", f"{size['bare_s']:.2f} s", f"{size['suite_s']:.2f} s",
-                f"**{size['overhead_pct']:+.1f} %**",
-                ", ".join(f"{v:+.1f}" for v in size["overhead_pct_per_round"]),
-                f"{where['score']:.2f} s", f"{where['write_reports']:.2f} s",
-                f"{where['ingest_check_and_open']:.2f} s", f"{where['retrieval_difference']:+.2f} s",
-                mib(size.get("report_bytes")),
-            ])
-        out.append(_table(["questions", "bare retrievals", "whole suite", "overhead", "per round (%)", "scoring",
-                           "writing the reports", "ingest check + open", "retrieval difference", "reports"], rows)
-                   + "\n")
+            rows.append(
+                [
+                    f"{size['questions']:,}",
+                    f"{size['bare_s']:.2f} s",
+                    f"{size['suite_s']:.2f} s",
+                    f"**{size['overhead_pct']:+.1f} %**",
+                    ", ".join(f"{v:+.1f}" for v in size["overhead_pct_per_round"]),
+                    f"{where['score']:.2f} s",
+                    f"{where['write_reports']:.2f} s",
+                    f"{where['ingest_check_and_open']:.2f} s",
+                    f"{where['retrieval_difference']:+.2f} s",
+                    mib(size.get("report_bytes")),
+                ]
+            )
+        out.append(
+            _table(
+                [
+                    "questions",
+                    "bare retrievals",
+                    "whole suite",
+                    "overhead",
+                    "per round (%)",
+                    "scoring",
+                    "writing the reports",
+                    "ingest check + open",
+                    "retrieval difference",
+                    "reports",
+                ],
+                rows,
+            )
+            + "\n"
+        )
     judge = evaluation.get("judge") or {}
     if judge.get("comparison"):
         out.append(_judge_section(judge))
@@ -975,13 +1299,17 @@ def _judge_section(judge: dict[str, Any]) -> str:
     options = suite.get("judge_options", {})
     pipelines = ", ".join(
         f"`{p['name']}` ({'retrieval only' if p['kind'] == 'retrieval' else 'RAG, recipe ' + str(p.get('recipe'))}, "
-        f"top {p['top_k']})" for p in suite["pipelines"]
+        f"top {p['top_k']})"
+        for p in suite["pipelines"]
     )
     out = ["### Re-running an LLM-judged suite with a warm judge cache\n"]
     out.append(
         f"The smoke suite's documents and {suite['questions']} of its questions (`{suite['based_on']}`), pipelines "
-        f"{pipelines}, metrics " + ", ".join(f"`{m}`" for m in suite["metrics"]) + ", the judged ones ("
-        + ", ".join(suite["judged_metrics"]) + f") judged by the packaged local generator "
+        f"{pipelines}, metrics "
+        + ", ".join(f"`{m}`" for m in suite["metrics"])
+        + ", the judged ones ("
+        + ", ".join(suite["judged_metrics"])
+        + f") judged by the packaged local generator "
         f"(`{json.dumps(suite.get('judge'))}`, SmolLM2-135M) with `max_tokens` {options.get('max_tokens')}, "
         f"`retries` {options.get('retries')} (one re-ask of an unparsable answer), `concurrency` "
         f"{options.get('concurrency')}. First with an empty judge cache and an empty store (*cold*), then again in "
@@ -998,40 +1326,84 @@ def _judge_section(judge: dict[str, Any]) -> str:
         return float(sum(_get(run, "pipelines", pipeline, "seconds", key, default=0.0) for key in keys))
 
     rows = [
-        ["**`evaluate()`, the whole run**", f"{cold['evaluate_s']:.1f} s", f"{warm['evaluate_s']:.1f} s",
-         f"**{fx(c['evaluate_ratio'])}**"],
-        ["… ingest (empty store / nothing changed)", f"{cold['ingest']['seconds']:.1f} s",
-         f"{warm['ingest']['seconds']:.1f} s", ratio(cold["ingest"]["seconds"], warm["ingest"]["seconds"])],
+        [
+            "**`evaluate()`, the whole run**",
+            f"{cold['evaluate_s']:.1f} s",
+            f"{warm['evaluate_s']:.1f} s",
+            f"**{fx(c['evaluate_ratio'])}**",
+        ],
+        [
+            "… ingest (empty store / nothing changed)",
+            f"{cold['ingest']['seconds']:.1f} s",
+            f"{warm['ingest']['seconds']:.1f} s",
+            ratio(cold["ingest"]["seconds"], warm["ingest"]["seconds"]),
+        ],
     ]
     for p in suite["pipelines"]:
         name = p["name"]
         if p["kind"] == "retrieval":
             a, b = seconds(cold, name, "warmup", "answer", "score"), seconds(warm, name, "warmup", "answer", "score")
-            rows.append([f"… `{name}` (retrieval only): retrieve (the first search loads the embedder if ingest "
-                         "did not) and score", f"{a:.1f} s", f"{b:.2f} s", ratio(a, b)])
+            rows.append(
+                [
+                    f"… `{name}` (retrieval only): retrieve (the first search loads the embedder if ingest "
+                    "did not) and score",
+                    f"{a:.1f} s",
+                    f"{b:.2f} s",
+                    ratio(a, b),
+                ]
+            )
             continue
         a, b = seconds(cold, name, "warmup", "answer"), seconds(warm, name, "warmup", "answer")
-        rows.append([f"… `{name}` (RAG): load the generator (unless the judge did) and write the answers, not "
-                     "cached", f"{a:.1f} s", f"{b:.1f} s", ratio(a, b)])
+        rows.append(
+            [
+                f"… `{name}` (RAG): load the generator (unless the judge did) and write the answers, not cached",
+                f"{a:.1f} s",
+                f"{b:.1f} s",
+                ratio(a, b),
+            ]
+        )
         a, b = seconds(cold, name, "score"), seconds(warm, name, "score")
         rows.append([f"… `{name}`: score", f"{a:.1f} s", f"{b:.2f} s", ratio(a, b)])
-    rest = {run["phase"]: run["evaluate_s"] - run["ingest"]["seconds"] - sum(
-        sum(p["seconds"].values()) for p in run["pipelines"].values()) for run in (cold, warm)}
+    rest = {
+        run["phase"]: run["evaluate_s"]
+        - run["ingest"]["seconds"]
+        - sum(sum(p["seconds"].values()) for p in run["pipelines"].values())
+        for run in (cold, warm)
+    }
     rows += [
-        ["… the rest: creating (loads the embedder) or opening the collection, writing the reports",
-         f"{rest['cold']:.1f} s", f"{rest['warm']:.1f} s", ratio(rest["cold"], rest["warm"])],
-        ["scoring, every metric of both pipelines", f"{cold['scoring_s']:.1f} s", f"{warm['scoring_s']:.2f} s",
-         fx(c["scoring_ratio"])],
-        ["the process, imports included", f"{cold['process_s']:.1f} s", f"{warm['process_s']:.1f} s",
-         fx(c["process_ratio"])],
+        [
+            "… the rest: creating (loads the embedder) or opening the collection, writing the reports",
+            f"{rest['cold']:.1f} s",
+            f"{rest['warm']:.1f} s",
+            ratio(rest["cold"], rest["warm"]),
+        ],
+        [
+            "scoring, every metric of both pipelines",
+            f"{cold['scoring_s']:.1f} s",
+            f"{warm['scoring_s']:.2f} s",
+            fx(c["scoring_ratio"]),
+        ],
+        [
+            "the process, imports included",
+            f"{cold['process_s']:.1f} s",
+            f"{warm['process_s']:.1f} s",
+            fx(c["process_ratio"]),
+        ],
         ["judge calls (generator runs)", str(cold["judge_calls"]), str(warm["judge_calls"]), "–"],
-        ["judge answers from the cache (or repeated within the run)", str(cold["judge_cache_hits"]),
-         str(warm["judge_cache_hits"]), "–"],
+        [
+            "judge answers from the cache (or repeated within the run)",
+            str(cold["judge_cache_hits"]),
+            str(warm["judge_cache_hits"]),
+            "–",
+        ],
         ["re-asks after an unparsable answer", str(cold["judge_retries"]), str(warm["judge_retries"]), "–"],
         ["entries in the cache after the run", str(cold.get("cache_entries")), str(warm.get("cache_entries")), "–"],
-        ["metric values: scored / failed / NaN / null without a reason",
-         "{scored} / {failed} / {nan} / {null_without_reason}".format(**cold["sanity"]),
-         "{scored} / {failed} / {nan} / {null_without_reason}".format(**warm["sanity"]), "–"],
+        [
+            "metric values: scored / failed / NaN / null without a reason",
+            "{scored} / {failed} / {nan} / {null_without_reason}".format(**cold["sanity"]),
+            "{scored} / {failed} / {nan} / {null_without_reason}".format(**warm["sanity"]),
+            "–",
+        ],
     ]
     out.append(_table(["", "cold", "warm", "cold / warm"], rows) + "\n")
     again = judge.get("warm_again")

