@@ -167,6 +167,8 @@ class EvaluationManager:
         requested_by: str | None = None,
     ) -> Evaluation:
         """Queue a run of ``suite`` (already checked); returns it, ``queued``."""
+        if self._closing:
+            raise RuntimeError("the evaluation queue is shut down")
         run_id = f"eval_{uuid.uuid4().hex}"
         run = Evaluation(
             id=run_id,
