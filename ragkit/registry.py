@@ -14,6 +14,7 @@ installing a connector costs nothing until it is used.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
@@ -48,13 +49,33 @@ def register(role: str, name: str) -> Callable[[T], T]:
     return decorate
 
 
+_scanned: tuple[tuple[str, ...], dict[tuple[str, str], EntryPoint]] | None = None
+
+
 def _entry_points() -> dict[tuple[str, str], EntryPoint]:
-    found: dict[tuple[str, str], EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        role, _, name = ep.name.partition(".")
-        if name:
-            found[(role, name)] = ep
-    return found
+    """The ``ragkit.components`` entry points by ``(role, name)``.
+
+    Scanning the installed distributions costs about 10 ms, and every ingest
+    asks (for the loaders' file types), so the scan is kept until ``sys.path``
+    changes. A package installed into an existing path while the process runs
+    is seen after :func:`refresh`.
+    """
+    global _scanned
+    path = tuple(sys.path)
+    if _scanned is None or _scanned[0] != path:
+        found: dict[tuple[str, str], EntryPoint] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            role, _, name = ep.name.partition(".")
+            if name:
+                found[(role, name)] = ep
+        _scanned = (path, found)
+    return _scanned[1]
+
+
+def refresh() -> None:
+    """Forget the entry points found so far (after installing a connector into a running process)."""
+    global _scanned
+    _scanned = None
 
 
 def _import_builtins(role: str) -> None:

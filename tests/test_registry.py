@@ -76,3 +76,33 @@ def test_collection_config_errors_name_the_field(tmp_path):
     bad.write_text("collection: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         CollectionConfig.from_yaml(bad)
+
+
+def _plugin_distribution(root, module: str, component: str) -> None:
+    """A minimal installed distribution in ``root``: a module and a dist-info announcing it as a splitter."""
+    (root / f"{module}.py").write_text(
+        "from ragkit.component import Component\n\nclass Splitter(Component):\n    pass\n", encoding="utf-8"
+    )
+    info = root / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(
+        f"[ragkit.components]\nsplitter.{component} = {module}:Splitter\n", encoding="utf-8"
+    )
+
+
+def test_a_connector_on_a_new_path_is_found_though_entry_points_are_remembered(tmp_path, monkeypatch):
+    assert "test-plugin" not in registry.available("splitter")  # scanned and remembered
+    _plugin_distribution(tmp_path, "ragkit_test_plugin", "test-plugin")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "test-plugin" in registry.available("splitter")  # sys.path changed: scanned again
+    assert registry.get("splitter", "test-plugin").__module__ == "ragkit_test_plugin"
+
+    later = tmp_path / "later"
+    later.mkdir()
+    monkeypatch.syspath_prepend(str(later))
+    assert "test-plugin-2" not in registry.available("splitter")
+    _plugin_distribution(later, "ragkit_test_plugin_two", "test-plugin-2")  # installed into a path already read
+    assert "test-plugin-2" not in registry.available("splitter")  # remembered scan
+    registry.refresh()
+    assert "test-plugin-2" in registry.available("splitter")

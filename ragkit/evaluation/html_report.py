@@ -2,15 +2,21 @@
 
 One file, no network: CSS and the few lines of JavaScript are inline, the
 charts are SVG drawn in Python (:mod:`ragkit.evaluation.charts`). Each
-question row (``tr.sample``) is followed by a hidden detail row (``tr.detail``)
-with the retrieved chunks (gold-overlapping ones marked), the references and
-each metric's failure reason; clicking a row opens it. A checkbox keeps
+question row (``tr.sample``, ``id="row-N"``) is followed by a hidden detail
+row (``tr.detail``); clicking the row opens it and shows the retrieved chunks
+(gold-overlapping ones marked), the references, the answer, every metric
+value and each metric's failure reason. The detail rows are built in the
+browser, on first open, from one JSON block in the page (``#details``) that
+holds every chunk once: ten hits per question rendered as HTML on the server
+made the page several times larger and cost most of the report's writing
+time. A link to ``report.html#row-N`` opens that question. A checkbox keeps
 only the failures: rows with a pipeline or metric error, or a metric that
 scored 0.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from html import escape
@@ -22,7 +28,6 @@ from ragkit.evaluation.report import format_value, headline_metrics, per_k_metri
 
 MAX_ROWS = 2000
 """Rows in the per-question table at most (failures first past it; a browser slows down past a few thousand)."""
-SNIPPET = 400
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;
@@ -38,7 +43,8 @@ tr.sample{cursor:pointer}tr.sample:hover{background:#f4f8ff}tr.sample.open{backg
 tr.detail td{background:#fafafa;padding:8px 16px}
 .hit{margin:6px 0;padding:6px 8px;border-left:3px solid #ccc;background:#fff}
 .hit.gold{border-left-color:#59a14f}
-.hit .where{color:#555;font-size:12px}.hit pre{white-space:pre-wrap;margin:4px 0 0;font:12px/1.4 ui-monospace,monospace}
+.hit .where{color:#555;font-size:12px}
+.hit pre{white-space:pre-wrap;margin:4px 0 0;font:12px/1.4 ui-monospace,monospace;max-height:18em;overflow:auto}
 .charts{display:flex;flex-wrap:wrap;gap:12px}
 svg.chart{background:#fff;border:1px solid #eee}
 svg .grid{stroke:#eee}svg .tick,svg .legend{font-size:11px;fill:#555}svg .chart-title{font-size:13px;font-weight:600}
@@ -50,27 +56,91 @@ svg .grid{stroke:#eee}svg .tick,svg .legend{font-size:11px;fill:#555}svg .chart-
 
 _JS = """
 (function () {
+  var data = JSON.parse(document.getElementById('details').textContent);
   var rows = Array.prototype.slice.call(document.querySelectorAll('#samples tr.sample'));
   var box = document.getElementById('only-failed');
   var shown = document.getElementById('shown');
+  function add(parent, tag, text, css) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    if (css) { node.className = css; }
+    parent.appendChild(node);
+    return node;
+  }
+  function line(cell, label, text, css) {
+    var p = add(cell, 'p');
+    add(p, 'b', label);
+    p.appendChild(document.createTextNode(' '));
+    add(p, 'span', text, css);
+    return p;
+  }
+  function fileName(source) { return String(source || '').split('/').pop() || String(source); }
+  function isGold(d, chunk) {
+    if ((d.gold_documents || []).indexOf(chunk.source) >= 0) { return true; }
+    return (d.gold_spans || []).some(function (g) {
+      return g.source === chunk.source && chunk.start < g.end && g.start < chunk.end &&
+        (g.page === undefined || g.page === null || g.page === chunk.page);
+    });
+  }
+  function build(cell, d) {
+    if (d.error) { line(cell, 'pipeline failed:', d.error, 'error'); }
+    var failed = Object.keys(d.metric_errors || {});
+    if (failed.length) {
+      add(add(cell, 'p'), 'b', 'metrics that could not score:');
+      var list = add(cell, 'ul');
+      failed.forEach(function (name) {
+        var item = add(list, 'li');
+        add(item, 'code', name);
+        item.appendChild(document.createTextNode(': '));
+        add(item, 'span', d.metric_errors[name], 'error');
+      });
+    }
+    var values = Object.keys(d.metrics || {}).filter(function (name) { return d.metrics[name] !== null; })
+      .map(function (name) { return name + ' ' + d.metrics[name].toFixed(3); });
+    if (values.length) { line(cell, 'metrics:', values.join(' \u00b7 ')).className = 'values'; }
+    if (d.references && d.references.length) { line(cell, 'references:', d.references.join(' \u00b7 ')); }
+    if (d.answer !== null && d.answer !== undefined) { line(cell, 'answer:', d.answer); }
+    var hits = d.hits || [];
+    add(add(cell, 'p'), 'b', 'retrieved (' + hits.length + '):');
+    hits.forEach(function (hit, i) {
+      var chunk = data.chunks[hit.chunk_id] || {};
+      var gold = isGold(d, chunk);
+      var box = add(cell, 'div', null, gold ? 'hit gold' : 'hit');
+      var place = fileName(chunk.source) + (chunk.page !== undefined ? ' page ' + chunk.page : '');
+      var where = add(box, 'div', '[' + (i + 1) + '] ' + place + ' chars ' + chunk.start + '\\u2013' + chunk.end +
+        ' \\u00b7 score ' + hit.score + ' \\u00b7 ' + hit.origin + ' ', 'where');
+      if (gold) { add(where, 'span', 'gold', 'tag'); }
+      add(box, 'pre', chunk.text);
+    });
+  }
+  function open(row, show) {
+    var detail = row.nextElementSibling;
+    if (show && !detail.firstChild.hasChildNodes()) {
+      build(detail.firstChild, data.samples[Number(row.getAttribute('data-index'))]);
+    }
+    detail.hidden = !show;
+    row.classList.toggle('open', show);
+  }
   function apply() {
     var n = 0;
     rows.forEach(function (row) {
       var hide = box.checked && row.getAttribute('data-failed') !== '1';
       row.hidden = hide;
-      if (hide) { row.nextElementSibling.hidden = true; row.classList.remove('open'); } else { n += 1; }
+      if (hide) { open(row, false); } else { n += 1; }
     });
     shown.textContent = String(n);
   }
   rows.forEach(function (row) {
-    row.addEventListener('click', function () {
-      var detail = row.nextElementSibling;
-      detail.hidden = !detail.hidden;
-      row.classList.toggle('open', !detail.hidden);
-    });
+    row.addEventListener('click', function () { open(row, row.nextElementSibling.hidden); });
   });
+  function follow() {
+    var row = location.hash && document.getElementById(location.hash.slice(1));
+    if (row && row.classList.contains('sample')) { open(row, true); row.scrollIntoView(); }
+  }
   box.addEventListener('change', apply);
+  window.addEventListener('hashchange', follow);
   apply();
+  follow();
 })();
 """
 
@@ -92,15 +162,6 @@ def _short(text: str | None, limit: int) -> str:
 @lru_cache(maxsize=4096)
 def _name(source: str) -> str:
     return PurePosixPath(source).name or source
-
-
-def _is_gold(sample: Mapping[str, Any], chunk: Mapping[str, Any]) -> bool:
-    if chunk.get("source") in sample.get("gold_documents", []):
-        return True
-    return any(
-        g["source"] == chunk.get("source") and chunk["start"] < g["end"] and g["start"] < chunk["end"]
-        for g in sample.get("gold_spans", [])
-    )
 
 
 # -- charts ---------------------------------------------------------------------------------
@@ -157,36 +218,22 @@ def _value_cell(value: float | None, error: str | None, present: bool) -> str:
 
 
 class _Snippets:
-    """Escaped chunk snippets and hit headers, made once per chunk, and other escaped strings that repeat.
+    """Escaped chunk snippets for the table and escaped strings that every row repeats, each made once.
 
-    The same chunks come back for many questions, and every row repeats the metric names and hit origins.
+    The same chunks come back for many questions.
     """
 
     def __init__(self, chunks: Mapping[str, Any]) -> None:
         self.chunks = chunks
         self._made: dict[tuple[str, int], str] = {}
-        self.hits: dict[str, tuple[Mapping[str, Any], str, str]] = {}
         self._escaped: dict[Any, str] = {}
 
     def get(self, chunk_id: str, limit: int) -> str:
+        """The chunk's text collapsed to ``limit`` characters, escaped for HTML."""
         key = (chunk_id, limit)
         if key not in self._made:
             self._made[key] = _e(_short(self.chunks.get(chunk_id, {}).get("text", ""), limit))
         return self._made[key]
-
-    def hit(self, chunk_id: str) -> tuple[Mapping[str, Any], str, str]:
-        """The chunk, its header up to the score (``name chars start–end · score ``) and its ``<pre>`` block."""
-        made = self.hits.get(chunk_id)
-        if made is None:
-            chunk = self.chunks.get(chunk_id, {})
-            where = _e(_name(chunk.get("source", "")))
-            made = (
-                chunk,
-                f"{where} chars {chunk.get('start')}–{chunk.get('end')} · score ",
-                f"<pre>{self.get(chunk_id, SNIPPET)}</pre></div>",
-            )
-            self.hits[chunk_id] = made
-        return made
 
     def escaped(self, value: Any) -> str:
         """``_e(value)``, remembered (for the few strings every row repeats)."""
@@ -196,43 +243,31 @@ class _Snippets:
         return made
 
 
-def _detail(sample: Mapping[str, Any], chunks: Mapping[str, Any], snippets: _Snippets, columns: int) -> str:
-    parts = [f'<tr class="detail" hidden><td colspan="{columns}">']
-    if sample.get("error"):
-        parts.append(f'<p class="error"><b>pipeline failed:</b> {_e(sample["error"])}</p>')
-    failures = sample.get("metric_errors", {})
-    if failures:
-        parts.append("<p><b>metrics that could not score:</b></p><ul>")
-        parts += [f'<li><code>{_e(n)}</code>: <span class="error">{_e(r)}</span></li>' for n, r in failures.items()]
-        parts.append("</ul>")
-    escaped = snippets.escaped
-    values = " · ".join(f"{escaped(n)} {v:.3f}" for n, v in sample.get("metrics", {}).items() if v is not None)
-    if values:
-        parts.append(f'<p class="values"><b>metrics:</b> {values}</p>')
-    if sample.get("references"):
-        parts.append("<p><b>references:</b> " + " · ".join(_e(r) for r in sample["references"]) + "</p>")
-    if sample.get("answer") is not None:
-        parts.append(f"<p><b>answer:</b> {_e(sample['answer'])}</p>")
-    hits = sample.get("hits", [])
-    parts.append(f"<p><b>retrieved ({len(hits)}):</b></p>")
-    spans = sample.get("gold_spans", [])
-    documents = sample.get("gold_documents", [])
-    gold_sources = {g["source"] for g in spans}.union(documents)  # a hit from another file is never gold
-    made = snippets.hits
-    for rank, hit in enumerate(hits, 1):
-        chunk_id = hit["chunk_id"]
-        chunk, header, pre = made.get(chunk_id) or snippets.hit(chunk_id)
-        gold = chunk.get("source") in gold_sources and _is_gold(sample, chunk)
-        origin = escaped(hit.get("origin"))
-        if gold:
-            parts.append(
-                f'<div class="hit gold"><div class="where">[{rank}] {header}{hit["score"]} · {origin}'
-                f' <span class="tag">gold</span></div>{pre}'
-            )
-        else:
-            parts.append(f'<div class="hit"><div class="where">[{rank}] {header}{hit["score"]} · {origin}</div>{pre}')
-    parts.append("</td></tr>")
-    return "".join(parts)
+DETAIL_FIELDS = ("error", "metric_errors", "metrics", "references", "answer", "hits", "gold_spans", "gold_documents")
+"""What a detail row shows of a sample; the page's script marks the gold hits and shortens nothing."""
+
+
+def detail_data(data: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The page's ``#details`` JSON: each listed sample's :data:`DETAIL_FIELDS`, and the chunks their hits name.
+
+    The values are the report's own objects, not copies: serialising them is the only cost.
+    """
+    chunks = data.get("chunks", {})
+    if len(samples) < len(data.get("samples", [])):
+        named = {hit["chunk_id"] for sample in samples for hit in sample.get("hits", [])}
+        chunks = {chunk_id: chunk for chunk_id, chunk in chunks.items() if chunk_id in named}
+    return {"chunks": chunks, "samples": [{key: sample.get(key) for key in DETAIL_FIELDS} for sample in samples]}
+
+
+def _script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside ``<script>``: every ``<`` escaped (it only occurs inside strings)."""
+    try:
+        import orjson
+    except ImportError:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    else:
+        text = orjson.dumps(data).decode("utf-8")
+    return text.replace("<", "\\u003c")
 
 
 def is_failure(sample: Mapping[str, Any], shown: Sequence[str]) -> bool:
@@ -257,13 +292,16 @@ def shown_samples(data: Mapping[str, Any], names: Sequence[str], limit: int = MA
     return [samples[i] for i in sorted(chosen)]
 
 
-def sample_rows(data: Mapping[str, Any], names: Sequence[str], samples: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The ``tr.sample`` + ``tr.detail`` pairs of the per-question table."""
+def sample_rows(
+    data: Mapping[str, Any], names: Sequence[str], samples: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], dict[str, Any]]:
+    """The ``tr.sample`` + (empty) ``tr.detail`` pairs of the per-question table, and the detail rows' data."""
     chunks = data.get("chunks", {})
     snippets = _Snippets(chunks)
     columns = 5 + len(names)
+    empty_detail = f'<tr class="detail" hidden><td colspan="{columns}"></td></tr>'
     rows = []
-    for sample in samples:
+    for index, sample in enumerate(samples):
         hits = sample.get("hits", [])
         top = ""
         if hits:
@@ -277,12 +315,13 @@ def sample_rows(data: Mapping[str, Any], names: Sequence[str], samples: Sequence
         errors = sample.get("metric_errors", {})
         cells = "".join(_value_cell(metrics.get(n), errors.get(n), n in metrics) for n in names)
         rows.append(
-            f'<tr class="sample" data-failed="{1 if is_failure(sample, names) else 0}">'
+            f'<tr class="sample" id="row-{index}" data-index="{index}" '
+            f'data-failed="{1 if is_failure(sample, names) else 0}">'
             f"<td>{_e(sample['id'])}</td><td>{_e(sample['question'])}</td><td>{snippets.escaped(sample['pipeline'])}</td>"
             f"<td>{answer_cell}</td><td>{top}</td>{cells}</tr>"
         )
-        rows.append(_detail(sample, chunks, snippets, columns))
-    return rows
+        rows.append(empty_detail)
+    return rows, detail_data(data, samples)
 
 
 def _markdown_table_to_html(markdown: str) -> str:
@@ -302,7 +341,7 @@ def render_html(data: Mapping[str, Any]) -> str:
     names = headline_metrics(data)
     samples = data.get("samples", [])
     shown = shown_samples(data, names, MAX_ROWS)
-    rows = sample_rows(data, names, shown)
+    rows, details = sample_rows(data, names, shown)
     total = len(shown)
     note = (
         f'<p class="meta">The table lists {total:,} of the {len(samples):,} rows, the failures first; '
@@ -332,6 +371,8 @@ def render_html(data: Mapping[str, Any]) -> str:
             note,
             f'<table id="samples"><thead><tr>{header_cells}</tr></thead><tbody>',
             *rows,
-            f"</tbody></table><script>{_JS}</script></body></html>\n",
+            "</tbody></table>",
+            f'<script type="application/json" id="details">{_script_json(details)}</script>',
+            f"<script>{_JS}</script></body></html>\n",
         ]
     )

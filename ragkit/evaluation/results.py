@@ -137,7 +137,10 @@ def _sample_dict(sample: EvalSample, chunks: dict[str, dict[str, Any]]) -> dict[
         chunk = hit.chunk
         if chunk.id not in chunks:
             start, end = chunk_span(hit)
-            chunks[chunk.id] = {"source": chunk.source, "start": start, "end": end, "text": chunk.text}
+            entry = chunks[chunk.id] = {"source": chunk.source, "start": start, "end": end, "text": chunk.text}
+            page = chunk.metadata.get("page")
+            if page is not None:  # PDF chunks: offsets are relative to the page
+                entry["page"] = page
         hits.append({"chunk_id": chunk.id, "score": round(float(hit.score), 6), "origin": hit.origin})
     question = sample.question
     values: dict[str, float | None] = {}

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from ragkit.evaluation.sample import EvalQuestion, EvalSample, GoldSpan
 from ragkit.schema import Chunk, Hit
 
@@ -35,3 +41,37 @@ def sample(
         gold_documents=documents or [],
     )
     return EvalSample(question, pipeline, hits=hits, answer=answer)
+
+
+def chromium_binary() -> str | None:
+    """The headless browser the HTML report tests use, if one is installed."""
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def dump_dom(page: Path, tmp_path: Path, fragment: str = "") -> str:
+    """The page's DOM after its scripts ran (``fragment``: e.g. ``#row-0``, as in a link to a question)."""
+    binary = chromium_binary()
+    assert binary is not None
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=2000",
+        "--dump-dom",
+        page.as_uri() + fragment,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+needs_chromium = pytest.mark.skipif(
+    chromium_binary() is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)"
+)

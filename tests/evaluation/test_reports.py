@@ -16,7 +16,7 @@ from ragkit.evaluation.results import EvalResult, PipelineResult
 from ragkit.evaluation.runner import score_samples
 from ragkit.evaluation.suite import PipelineRun, Suite
 
-from .helpers import hit, sample
+from .helpers import dump_dom, hit, needs_chromium, sample
 
 
 def make_result(tmp_path) -> EvalResult:
@@ -106,16 +106,39 @@ def test_markdown_has_the_summary_and_k_tables(tmp_path):
     assert "## Failures" in md and "pipeline: UpstreamError: timeout" in md
 
 
+def page_details(page: str) -> dict:
+    """The JSON the page's script builds the detail rows from."""
+    found = re.search(r'<script type="application/json" id="details">(.*?)</script>', page, re.S)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
 def test_html_is_self_contained_escaped_and_has_one_row_per_sample(tmp_path):
-    page = render_html(make_result(tmp_path).to_dict())
+    data = make_result(tmp_path).to_dict()
+    page = render_html(data)
     assert page.count('<tr class="sample"') == 6 and page.count('<tr class="detail" hidden>') == 6
+    assert 'id="row-0" data-index="0"' in page and 'id="row-5" data-index="5"' in page
     assert "<script>alert" not in page and "&lt;script&gt;alert(0)" in page
     assert page.count("<svg") == 4  # metric per pipeline, answer_hit vs k, latency, tokens
     assert not re.search(r"""(src|href)=["']?https?:""", page) and "@import" not in page
     assert page.count('data-failed="1"') == 2  # dense q2 scores 0, rag q2 failed
     assert "<th>answer_hit@2</th>" in page and "<th>answer_hit@1</th>" not in page  # all k in the detail rows
-    assert "answer_hit@1 1.000" in page
     assert 'id="only-failed"' in page
+
+
+def test_html_detail_data_holds_each_row_and_every_chunk_once(tmp_path):
+    data = make_result(tmp_path).to_dict()
+    page = render_html(data)
+    assert page.count("<b>here</b>") == 0  # chunk text with markup: escaped in the JSON (\u003c), never raw
+    details = page_details(page)
+    assert details["chunks"] == data["chunks"]  # each chunk once, whole
+    assert len(details["samples"]) == 6
+    first = details["samples"][0]
+    assert first["metrics"]["answer_hit@1"] == 1.0 and first["references"] == ["answer 0"]
+    assert [h["chunk_id"] for h in first["hits"]] == [h["chunk_id"] for h in data["samples"][0]["hits"]]
+    assert first["gold_spans"] == [{"source": "a.md", "start": 30, "end": 40}]
+    failed = details["samples"][5]  # rag q2
+    assert failed["error"] == "UpstreamError: timeout" and failed["metric_errors"]["f1"].startswith("the pipeline")
 
 
 def test_write_and_load_reports(tmp_path):
@@ -155,6 +178,10 @@ def test_a_long_table_lists_the_failures_first(tmp_path, monkeypatch):
     page = html_report.render_html(data)
     assert page.count('<tr class="sample"') == 3 and page.count('data-failed="1"') == 2
     assert "lists 3 of the 6 rows, the failures first" in page
+    details = page_details(page)
+    assert len(details["samples"]) == 3
+    listed = {h["chunk_id"] for s in details["samples"] for h in s["hits"]}
+    assert set(details["chunks"]) == listed < set(data["chunks"])  # only the chunks the listed rows show
 
 
 def test_json_is_the_same_with_and_without_orjson(tmp_path, monkeypatch):
@@ -163,3 +190,30 @@ def test_json_is_the_same_with_and_without_orjson(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # import orjson now raises ImportError
     second = json.loads(write_reports(result, tmp_path / "b")["json"].read_text(encoding="utf-8"))
     assert first == second
+
+
+def test_report_chunks_carry_their_page(tmp_path):
+    on_pages = [hit("doc.pdf", 0, 100, "page two text"), hit("doc.pdf", 0, 100, "page three text")]
+    on_pages[0].chunk.metadata["page"] = 2
+    on_pages[1].chunk.metadata["page"] = 3
+    result = make_result(tmp_path)
+    result.pipelines[0].samples[0].hits = on_pages
+    chunks = result.to_dict()["chunks"]
+    assert sorted(c.get("page") for c in chunks.values() if c["source"] == "doc.pdf") == [2, 3]
+    assert all("page" not in c for c in chunks.values() if c["source"] == "a.md")
+
+
+@needs_chromium
+def test_the_page_marks_gold_hits_on_the_gold_page_only(tmp_path):
+    data = make_result(tmp_path).to_dict()
+    first = data["samples"][0]  # dense q0: its first hit overlaps the gold span a.md 30-40
+    first["gold_spans"] = [{"source": "a.md", "start": 30, "end": 40, "page": 3}]
+    for number, hit_ in zip((3, 2), first["hits"], strict=True):
+        data["chunks"][hit_["chunk_id"]]["page"] = number
+    page = tmp_path / "report.html"
+    page.write_text(render_html(data), encoding="utf-8")
+    dom = dump_dom(page, tmp_path, "#row-0")
+    assert dom.count('<div class="hit gold">') == 1 and "a.md page 3 chars 30–60" in dom
+    first["gold_spans"][0]["page"] = 2  # the overlapping chunk is on page 3: nothing is gold now
+    page.write_text(render_html(data), encoding="utf-8")
+    assert '<div class="hit gold">' not in dump_dom(page, tmp_path, "#row-0")

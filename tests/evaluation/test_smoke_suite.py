@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import html
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from ragkit.cli import app
 from ragkit.evaluation import run_suite
 from ragkit.evaluation.metrics import BaseMetric
 from ragkit.evaluation.sample import MetricResult
+
+from .helpers import chromium_binary, dump_dom, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "evaluation" / "suites" / "smoke.yaml"
@@ -31,38 +32,6 @@ def strict_json(path: Path) -> dict:
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
-
-
-def chromium_binary() -> str | None:
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-def dump_dom(page: Path, tmp_path: Path) -> str:
-    binary = chromium_binary()
-    assert binary is not None
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=2000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-needs_chromium = pytest.mark.skipif(
-    chromium_binary() is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +106,23 @@ def test_cli_errors_are_one_line(tmp_path):
 @needs_chromium
 def test_html_report_opens_in_headless_chromium(runs, tmp_path):
     root, _ = runs
-    dom = dump_dom(root / "retrieval" / "report.html", tmp_path)
+    page = root / "retrieval" / "report.html"
+    dom = dump_dom(page, tmp_path)
     assert dom.count('<tr class="sample"') == 2 * QUESTIONS
     assert f'<span id="shown">{2 * QUESTIONS}</span>' in dom  # the inline script ran and counted the rows
+    assert '<div class="hit' not in dom  # detail rows are built when opened
+    report = strict_json(root / "retrieval" / "report.json")
+    first = report["samples"][0]
+    opened = dump_dom(page, tmp_path, "#row-0")  # a link to a question opens its detail row
+    assert '<tr class="sample open" id="row-0"' in opened and opened.count('<div class="hit') == len(first["hits"])
+    assert f"retrieved ({len(first['hits'])}):" in opened and "mrr " in opened
+    chunks = [report["chunks"][h["chunk_id"]] for h in first["hits"]]
+    gold = sum(
+        any(g["source"] == c["source"] and c["start"] < g["end"] and g["start"] < c["end"] for g in first["gold_spans"])
+        for c in chunks
+    )
+    assert gold > 0 and opened.count('<div class="hit gold">') == gold
+    assert html.escape(chunks[0]["text"][:60], quote=False) in opened  # the whole chunk text, escaped by the DOM
 
 
 class FlakyForOneQuestion(BaseMetric):
