@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from ragkit import __version__, registry
+from ragkit import __version__, registry, yaml_io
 from ragkit.config import CollectionConfig, Settings
 from ragkit.errors import ConfigError, ConflictError, InputError, NotFoundError, StorageError
 from ragkit.filters import FilterLike
@@ -118,7 +118,7 @@ class Collection:
             existing = ", ".join(cls.names(store_dir)) or "none"
             raise NotFoundError(f"collection {name!r} does not exist in {folder.parent} (existing: {existing})")
         try:
-            data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+            data = yaml_io.safe_load(config_file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise StorageError(f"cannot read {config_file}: {exc}") from None
         config = CollectionConfig.parse(data.get("config", {}), where=str(config_file))

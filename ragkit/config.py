@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragkit import yaml_io
 from ragkit.errors import ConfigError
 
 ComponentConfig = dict[str, Any]
@@ -81,7 +82,7 @@ class CollectionConfig(BaseModel):
     def from_yaml(cls, path: Path) -> CollectionConfig:
         """Read a config file, with errors that name the file and field."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml_io.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
         data: dict[str, Any] = {}
         if config_file is not None:
             try:
-                data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+                data = yaml_io.safe_load(config_file.read_text(encoding="utf-8")) or {}
             except OSError as exc:
                 raise ConfigError(f"cannot read settings {config_file}: {exc.strerror}") from None
             except yaml.YAMLError as exc:

@@ -259,15 +259,14 @@ def detail_data(data: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -
     return {"chunks": chunks, "samples": [{key: sample.get(key) for key in DETAIL_FIELDS} for sample in samples]}
 
 
-def _script_json(data: Any) -> str:
-    """``data`` as JSON that is safe inside ``<script>``: every ``<`` escaped (it only occurs inside strings)."""
+def _script_json(data: Any) -> bytes:
+    """``data`` as UTF-8 JSON that is safe inside ``<script>``: every ``<`` escaped (it only occurs in strings)."""
     try:
         import orjson
     except ImportError:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    else:
-        text = orjson.dumps(data).decode("utf-8")
-    return text.replace("<", "\\u003c")
+        return text.replace("<", "\\u003c").encode("utf-8")
+    return orjson.dumps(data).replace(b"<", b"\\u003c")
 
 
 def is_failure(sample: Mapping[str, Any], shown: Sequence[str]) -> bool:
@@ -300,6 +299,7 @@ def sample_rows(
     snippets = _Snippets(chunks)
     columns = 5 + len(names)
     empty_detail = f'<tr class="detail" hidden><td colspan="{columns}"></td></tr>'
+    cell = lru_cache(maxsize=4096)(_value_cell)  # values repeat (0.0, 1.0, 0.5, ...) across rows and metrics
     rows = []
     for index, sample in enumerate(samples):
         hits = sample.get("hits", [])
@@ -313,7 +313,7 @@ def sample_rows(
             answer_cell = f'<span class="error">failed: {_e(_short(sample["error"], 160))}</span>'
         metrics = sample.get("metrics", {})
         errors = sample.get("metric_errors", {})
-        cells = "".join(_value_cell(metrics.get(n), errors.get(n), n in metrics) for n in names)
+        cells = "".join(cell(metrics.get(n), errors.get(n), n in metrics) for n in names)
         rows.append(
             f'<tr class="sample" id="row-{index}" data-index="{index}" '
             f'data-failed="{1 if is_failure(sample, names) else 0}">'
@@ -336,6 +336,14 @@ def _markdown_table_to_html(markdown: str) -> str:
 
 def render_html(data: Mapping[str, Any]) -> str:
     """The whole HTML page for a report's data."""
+    return render_html_bytes(data).decode("utf-8")
+
+
+def render_html_bytes(data: Mapping[str, Any]) -> bytes:
+    """:func:`render_html` as UTF-8 (what :func:`~ragkit.evaluation.report.write_reports` writes).
+
+    The detail data, most of the page, stays bytes from the JSON encoder to the file.
+    """
     suite = data.get("suite", {})
     questions = data.get("questions", {})
     names = headline_metrics(data)
@@ -351,7 +359,7 @@ def render_html(data: Mapping[str, Any]) -> str:
     )
     title = f"Evaluation: {suite.get('name', '?')}"
     header_cells = "".join(f"<th>{_e(n)}</th>" for n in ["id", "question", "pipeline", "answer", "top hit", *names])
-    return "".join(
+    head = "".join(
         [
             '<!doctype html><html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width,initial-scale=1">',
@@ -371,8 +379,8 @@ def render_html(data: Mapping[str, Any]) -> str:
             note,
             f'<table id="samples"><thead><tr>{header_cells}</tr></thead><tbody>',
             *rows,
-            "</tbody></table>",
-            f'<script type="application/json" id="details">{_script_json(details)}</script>',
-            f"<script>{_JS}</script></body></html>\n",
+            '</tbody></table><script type="application/json" id="details">',
         ]
     )
+    tail = f"</script><script>{_JS}</script></body></html>\n"
+    return b"".join([head.encode("utf-8"), _script_json(details), tail.encode("utf-8")])

@@ -192,14 +192,14 @@ def _json_bytes(data: Mapping[str, Any]) -> bytes:
 
 def write_reports(result: EvalResult | Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``; returns their paths."""
-    from ragkit.evaluation.html_report import render_html
+    from ragkit.evaluation.html_report import render_html_bytes
 
     with gc_paused():
         data = result.to_dict() if isinstance(result, EvalResult) else dict(result)
         rendered = {
             "json": _json_bytes(data),
             "markdown": render_markdown(data).encode("utf-8"),
-            "html": render_html(data).encode("utf-8"),
+            "html": render_html_bytes(data),
         }
     folder = Path(out_dir).expanduser()
     paths = {}

@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from ragkit import yaml_io
 from ragkit.config import CollectionConfig, ComponentConfig, LoaderOptions, format_validation_error
 from ragkit.errors import ConfigError, NotFoundError, RagkitError
 from ragkit.evaluation.sample import EvalQuestion
@@ -412,7 +413,7 @@ def _pipeline_recipes(names: Sequence[str]) -> list[str]:
     found = []
     for name in names:
         try:
-            data = yaml.safe_load(find_recipe(name).read_text(encoding="utf-8"))
+            data = yaml_io.safe_load(find_recipe(name).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError, RagkitError):
             continue
         if isinstance(data, dict) and "pipeline" in data:
@@ -442,7 +443,7 @@ def load_suite(path: str | Path, check: bool = True) -> Suite:
     if not file.is_file():
         raise ConfigError(f"suite file {file} does not exist")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml_io.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read suite {file}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

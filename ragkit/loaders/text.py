@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ragkit import yaml_io
 from ragkit.errors import ConfigError
 from ragkit.loaders.base import RESERVED_METADATA, BaseLoader, open_error, scalar_metadata
 from ragkit.loaders.encoding import check_encoding_name, iter_decoded, read_text
@@ -100,7 +101,7 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     if not match:
         return {}, text
     try:
-        data = yaml.safe_load(match.group(1))
+        data = yaml_io.safe_load(match.group(1))
     except yaml.YAMLError:
         return {}, text
     if data is None:

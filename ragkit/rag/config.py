@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ragkit import yaml_io
 from ragkit.config import ComponentConfig, format_validation_error
 from ragkit.errors import ConfigError
 from ragkit.rag.prompt import DEFAULT_NO_ANSWER, PromptTemplate
@@ -103,7 +104,7 @@ class PipelineConfig(BaseModel):
     def from_yaml(cls, path: Path) -> PipelineConfig:
         """Read a recipe file, with errors that name the file and field."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml_io.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read pipeline {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:

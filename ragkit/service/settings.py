@@ -51,6 +51,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ragkit import yaml_io
 from ragkit.config import Settings, format_validation_error
 from ragkit.errors import ConfigError
 
@@ -283,7 +284,7 @@ class ServiceSettings(BaseSettings):
         data: dict[str, Any] = {}
         if config_file is not None:
             try:
-                loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+                loaded = yaml_io.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
             except OSError as exc:
                 raise ConfigError(f"cannot read service settings {config_file}: {exc.strerror}") from None
             except yaml.YAMLError as exc:

@@ -186,10 +186,15 @@ def test_a_long_table_lists_the_failures_first(tmp_path, monkeypatch):
 
 def test_json_is_the_same_with_and_without_orjson(tmp_path, monkeypatch):
     result = make_result(tmp_path)
-    first = json.loads(write_reports(result, tmp_path / "a")["json"].read_text(encoding="utf-8"))
+    with_orjson = write_reports(result, tmp_path / "a")
     monkeypatch.setitem(__import__("sys").modules, "orjson", None)  # import orjson now raises ImportError
-    second = json.loads(write_reports(result, tmp_path / "b")["json"].read_text(encoding="utf-8"))
-    assert first == second
+    without = write_reports(result, tmp_path / "b")
+    assert json.loads(with_orjson["json"].read_text(encoding="utf-8")) == json.loads(
+        without["json"].read_text(encoding="utf-8")
+    )
+    pages = [paths["html"].read_text(encoding="utf-8") for paths in (with_orjson, without)]
+    assert page_details(pages[0]) == page_details(pages[1])
+    assert all("<b>here" not in page and "\\u003cb>here" in page for page in pages)
 
 
 def test_report_chunks_carry_their_page(tmp_path):
