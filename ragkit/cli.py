@@ -382,6 +382,14 @@ def eval_run(
         Path | None,
         typer.Option("--store-dir", help="Where the documents are ingested (default <out>/../.eval-store, reused)."),
     ] = None,
+    answer_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--answer-cache/--no-answer-cache",
+            help="Replay RAG answers whose pipeline, generator, question and hits are unchanged "
+            "(default: the suite's answer_cache, off).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the aggregates and report paths as JSON.")] = False,
 ) -> None:
     """Run a suite: ingest its documents, run each pipeline, score, write report.json/.md/.html."""
@@ -393,7 +401,7 @@ def eval_run(
 
         names = [p.strip() for p in pipelines.split(",") if p.strip()] if pipelines else None
         with progress_bar(not as_json) as progress:
-            result, paths = evaluate(suite, out, eval_store, sample, names, progress)
+            result, paths = evaluate(suite, out, eval_store, sample, names, progress, answer_cache)
         data = result.to_dict()
         if as_json:
             summary = {

@@ -207,3 +207,16 @@ def test_custom_prompt_template_is_used(sample_collection):
     system, user = generator.calls[0]
     assert system.content == "Be terse."
     assert user.content.startswith(f"Q: {QUESTION}\n<source")
+
+
+def test_ask_with_hits_answers_from_hits_retrieved_elsewhere(sample_collection):
+    pipeline = RagPipeline(generator=ScriptedGenerator("It killed many [1]."))
+    hits = pipeline.retrieve(QUESTION, sample_collection, top_k=3)
+    answer = pipeline.ask_with_hits(QUESTION, hits)
+    asked = RagPipeline(generator=ScriptedGenerator("It killed many [1].")).ask(QUESTION, sample_collection, top_k=3)
+    assert answer.text == asked.text and [h.chunk.id for h in answer.hits] == [h.chunk.id for h in asked.hits]
+    assert [c.chunk_id for c in answer.citations] == [hits[0].chunk.id]
+    assert "retrieve" not in answer.timings and {"assemble", "generate"} <= set(answer.timings)
+    nothing = pipeline.ask_with_hits(QUESTION, [])
+    assert not nothing.grounded and nothing.text == pipeline.config.answer.no_answer
+    assert len(pipeline.generator.calls) == 1  # no hits: no model call

@@ -108,11 +108,13 @@ def evaluate(
     sample: int | None = None,
     pipelines: list[str] | None = None,
     progress: ProgressCallback | None = None,
+    answer_cache: bool | None = None,
 ) -> tuple[EvalResult, dict[str, Path]]:
     """Run ``suite`` and write its three reports; returns the result and the report paths.
 
     ``out_dir`` defaults to :func:`default_out_dir`; ``store_dir`` (where the
     documents are ingested) to :func:`default_store_dir` of ``out_dir``.
+    ``answer_cache`` overrides the suite's option of that name.
     """
     from ragkit.evaluation.report import write_reports
     from ragkit.evaluation.runner import run_suite
@@ -121,5 +123,7 @@ def evaluate(
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     out = Path(out_dir) if out_dir is not None else default_out_dir(loaded.name)
     store = Path(store_dir) if store_dir is not None else default_store_dir(out)
-    result = run_suite(loaded, store_dir=store, sample=sample, pipelines=pipelines, progress=progress)
+    result = run_suite(
+        loaded, store_dir=store, sample=sample, pipelines=pipelines, progress=progress, answer_cache=answer_cache
+    )
     return result, write_reports(result, out)

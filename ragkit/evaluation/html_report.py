@@ -99,7 +99,9 @@ _JS = """
       .map(function (name) { return name + ' ' + d.metrics[name].toFixed(3); });
     if (values.length) { line(cell, 'metrics:', values.join(' \u00b7 ')).className = 'values'; }
     if (d.references && d.references.length) { line(cell, 'references:', d.references.join(' \u00b7 ')); }
-    if (d.answer !== null && d.answer !== undefined) { line(cell, 'answer:', d.answer); }
+    if (d.answer !== null && d.answer !== undefined) {
+      line(cell, d.answer_cached ? 'answer (replayed from the answer cache):' : 'answer:', d.answer);
+    }
     var hits = d.hits || [];
     add(add(cell, 'p'), 'b', 'retrieved (' + hits.length + '):');
     hits.forEach(function (hit, i) {
@@ -243,7 +245,17 @@ class _Snippets:
         return made
 
 
-DETAIL_FIELDS = ("error", "metric_errors", "metrics", "references", "answer", "hits", "gold_spans", "gold_documents")
+DETAIL_FIELDS = (
+    "error",
+    "metric_errors",
+    "metrics",
+    "references",
+    "answer",
+    "answer_cached",
+    "hits",
+    "gold_spans",
+    "gold_documents",
+)
 """What a detail row shows of a sample; the page's script marks the gold hits and shortens nothing."""
 
 

@@ -147,6 +147,18 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         "",
         summary_table(data),
     ]
+    replayed = [
+        f"`{p['name']}` {p['aggregates']['answers_cached']} of {p['aggregates']['samples']}"
+        for p in data.get("pipelines", [])
+        if p.get("aggregates", {}).get("answers_cached")
+    ]
+    if replayed:
+        parts += [
+            "",
+            "Answers replayed from the answer cache (latency and tokens are those of the run that wrote them): "
+            + ", ".join(replayed)
+            + ".",
+        ]
     tables = k_tables(data)
     if tables:
         parts += ["", "## Metrics by k", "", tables]

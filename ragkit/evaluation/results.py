@@ -105,6 +105,7 @@ def aggregate(samples: Sequence[EvalSample], metric_names: Sequence[str]) -> dic
     return {
         "samples": len(samples),
         "errors": len(samples) - len(answered),
+        "answers_cached": sum(s.answer_cached for s in samples),
         "metrics": metrics,
         "by_k": by_k,
         "latency_s": {
@@ -166,6 +167,7 @@ def _sample_dict(sample: EvalSample, chunks: dict[str, dict[str, Any]]) -> dict[
         "timings": {k: round(v, 6) for k, v in sample.timings.items()},
         "latency_s": round(sample.latency, 6),
         "error": sample.error,
+        "answer_cached": sample.answer_cached,
         "metrics": values,
         "metric_errors": errors,
         "metric_details": details,

@@ -25,11 +25,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError, MissingDependencyError
+from ragkit.evaluation.answer_cache import AnswerCache, CachedAnswer, answer_key
 from ragkit.evaluation.metrics.base import Metric, checked, describe_error
 from ragkit.evaluation.questions import draw_sample
 from ragkit.evaluation.results import EvalResult, PipelineResult, gc_paused
@@ -121,15 +123,37 @@ def _retrieve(
     return samples
 
 
-def _ask_one(pipeline: Any, collection: Collection, run: PipelineRun, question: EvalQuestion) -> EvalSample:
+@dataclass(slots=True)
+class _CacheView:
+    """The answer cache as one pipeline uses it: the store plus what keys this pipeline's answers."""
+
+    cache: AnswerCache
+    pipeline: dict[str, Any]
+    fingerprint: str
+
+
+def _ask_one(
+    pipeline: Any, collection: Collection, run: PipelineRun, question: EvalQuestion, cached: _CacheView | None = None
+) -> EvalSample:
     began = time.perf_counter()
     try:
-        answer = pipeline.ask(question.question, collection)
+        if cached is None:
+            answer = pipeline.ask(question.question, collection)
+        else:
+            text = pipeline.check_question(question.question)
+            hits = pipeline.retrieve(text, collection)
+            retrieved = time.perf_counter() - began
+            key = answer_key(cached.pipeline, cached.fingerprint, text, hits)
+            found = cached.cache.get(key, len(hits))
+            if found is not None:
+                return _replayed(run, question, hits, found)
+            answer = pipeline.ask_with_hits(text, hits)
+            answer.timings = {"retrieve": retrieved, **answer.timings, "total": time.perf_counter() - began}
     except (ConfigError, MissingDependencyError):
         raise  # not about this question: every other one would fail the same way
     except Exception as exc:
         return EvalSample(question, run.name, error=describe_error(exc), latency=time.perf_counter() - began)
-    return EvalSample(
+    sample = EvalSample(
         question,
         run.name,
         hits=list(answer.hits),
@@ -139,6 +163,42 @@ def _ask_one(pipeline: Any, collection: Collection, run: PipelineRun, question: 
         timings=dict(answer.timings),
         latency=time.perf_counter() - began,
     )
+    if cached is not None and answer.grounded:  # no-answer replies cost no model call: nothing to keep
+        positions = {id(hit): i for i, hit in enumerate(hits)}
+        entry = CachedAnswer(
+            sample.answer or "",
+            [positions[id(hit)] for hit in answer.hits],
+            sample.citations,
+            sample.usage,
+            sample.timings,
+            sample.latency,
+        )
+        cached.cache.put(key, entry)
+    return sample
+
+
+def _replayed(run: PipelineRun, question: EvalQuestion, hits: list[Any], found: CachedAnswer) -> EvalSample:
+    """The sample of an answer found in the cache: the hits it used, its text, citations and original costs."""
+    return EvalSample(
+        question,
+        run.name,
+        hits=[hits[i] for i in found.used],
+        answer=found.text,
+        citations=found.citations,
+        usage=found.usage,
+        timings=found.timings,
+        latency=found.latency,
+        answer_cached=True,
+    )
+
+
+def _answer_cache_view(run: PipelineRun, pipeline: Any, cache: AnswerCache | None) -> _CacheView | None:
+    """How ``run`` uses the answer cache, or ``None``: no cache, or a sampled (``temperature > 0``) pipeline."""
+    if cache is None or not cache.enabled or run.config is None or run.config.answer.temperature != 0:
+        return None
+    from ragkit.generation.fingerprint import generator_fingerprint
+
+    return _CacheView(cache, run.config.model_dump(mode="json"), generator_fingerprint(pipeline.generator))
 
 
 def _ask(
@@ -147,10 +207,12 @@ def _ask(
     questions: Sequence[EvalQuestion],
     concurrency: int,
     progress: ProgressCallback | None,
+    cache: AnswerCache | None = None,
 ) -> list[EvalSample]:
     from ragkit.rag import RagPipeline
 
     pipeline = RagPipeline(run.config, name=run.name)
+    cached = _answer_cache_view(run, pipeline, cache)
     done = errors = 0
 
     def finished(sample: EvalSample) -> EvalSample:
@@ -162,10 +224,10 @@ def _ask(
         return sample
 
     if concurrency <= 1:
-        return [finished(_ask_one(pipeline, collection, run, q)) for q in questions]
+        return [finished(_ask_one(pipeline, collection, run, q, cached)) for q in questions]
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ragkit-eval")
     try:
-        futures = [pool.submit(_ask_one, pipeline, collection, run, q) for q in questions]
+        futures = [pool.submit(_ask_one, pipeline, collection, run, q, cached) for q in questions]
         return [finished(f.result()) for f in futures]
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # stop at the questions already being asked
@@ -174,10 +236,14 @@ def _ask(
         pool.shutdown(wait=True)
 
 
-def _warm_up(run: PipelineRun, collection: Collection) -> None:
-    """Load the models before the clock starts, so the first question's latency is not the load time."""
+def _warm_up(run: PipelineRun, collection: Collection, load_generator: bool = True) -> None:
+    """Load the models before the clock starts, so the first question's latency is not the load time.
+
+    With the answer cache on, the generator is left for the first answer the cache does not have: when it
+    has them all, the model is never loaded.
+    """
     collection.search("warm up", top_k=1, mode=run.mode)
-    if not run.retrieval_only:
+    if not run.retrieval_only and load_generator:
         from ragkit.rag import RagPipeline
 
         load = getattr(RagPipeline(run.config, name=run.name).generator, "load", None)
@@ -251,6 +317,7 @@ def run_suite(
     sample: int | None = None,
     pipelines: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
+    answer_cache: bool | None = None,
 ) -> EvalResult:
     """Run ``suite`` (a :class:`Suite` or a suite file) and return the samples and aggregates.
 
@@ -261,11 +328,13 @@ def run_suite(
         pipelines: Run only these pipelines of the suite (by name).
         progress: ``progress(stage, done, total, errors)`` as work advances; it may
             raise :class:`EvaluationCancelled` to stop the run.
+        answer_cache: Turn the suite's answer cache on or off for this run
+            (:mod:`ragkit.evaluation.answer_cache`).
 
     """
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
-    suite = suite.with_overrides(sample=sample, pipelines=pipelines)
+    suite = suite.with_overrides(sample=sample, pipelines=pipelines, answer_cache=answer_cache)
     if store_dir is None:
         from ragkit.config import Settings
 
@@ -278,19 +347,20 @@ def run_suite(
     collection, info = _ingest(suite, Path(store_dir).expanduser(), progress)
     results: list[PipelineResult] = []
     metric_names: list[str] = []
+    cache = AnswerCache(Path(store_dir).expanduser() / "answer-cache") if suite.answer_cache else None
     with collection:
         for run in runs:
             seconds: dict[str, float] = {}
             if progress is not None:
                 progress(run.name, 0, len(questions), 0)
             clock = time.perf_counter()
-            _warm_up(run, collection)
+            _warm_up(run, collection, load_generator=cache is None)
             seconds["warmup"] = time.perf_counter() - clock
             clock = time.perf_counter()
             if run.retrieval_only:
                 samples = _retrieve(run, collection, questions, progress)
             else:
-                samples = _ask(run, collection, questions, suite.concurrency, progress)
+                samples = _ask(run, collection, questions, suite.concurrency, progress, cache)
             seconds["answer"] = time.perf_counter() - clock
             clock = time.perf_counter()
             with gc_paused():
@@ -298,6 +368,8 @@ def run_suite(
             seconds["score"] = time.perf_counter() - clock
             metric_names += [name for name in applied if name not in metric_names]
             results.append(PipelineResult(run, samples, applied, seconds))
+    if cache is not None:
+        cache.close()
     return EvalResult(
         suite=suite,
         questions=questions,

@@ -189,6 +189,8 @@ class EvalSample:
     latency: float = 0.0
     """Seconds spent on this question (a batch's time shared evenly in retrieval-only runs)."""
     error: str | None = None
+    answer_cached: bool = False
+    """The answer was replayed from the answer cache (its latency, timings and usage are the original run's)."""
     metrics: dict[str, MetricResult] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
     """Scratch space where metrics share work on this sample (e.g. the rank of the first answer hit)."""

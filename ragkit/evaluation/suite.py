@@ -185,6 +185,10 @@ class Suite(BaseModel):
     judge_cache: bool = True
     """Cache the judge's calls on disk, in ``judge-cache/`` of the eval store (shared by runs): a re-run
     with the same judge, prompts and options makes no judge calls. A metric's own ``cache_dir`` wins."""
+    answer_cache: bool = False
+    """Replay a RAG pipeline's answers from ``answer-cache/`` of the eval store when the pipeline, its
+    generator, the question and the retrieved hits are all unchanged (greedy pipelines only); see
+    :mod:`ragkit.evaluation.answer_cache`. Off by default: the answers are what a suite tests."""
     concurrency: int = Field(default=1, ge=1, le=256)
     """Questions asked at once (for server generators; the local model runs one at a time anyway)."""
 
@@ -370,9 +374,16 @@ class Suite(BaseModel):
         except ConfigError as exc:
             raise ConfigError(f"{self._source}: {exc}") from None
 
-    def with_overrides(self, sample: int | None = None, pipelines: Sequence[str] | None = None) -> Suite:
-        """A copy with another ``sample`` size and/or only the named pipelines (in the suite's order)."""
+    def with_overrides(
+        self, sample: int | None = None, pipelines: Sequence[str] | None = None, answer_cache: bool | None = None
+    ) -> Suite:
+        """A copy with another ``sample`` size, only the named pipelines, and/or the answer cache on or off.
+
+        The pipelines keep the suite's order.
+        """
         update: dict[str, Any] = {}
+        if answer_cache is not None:
+            update["answer_cache"] = answer_cache
         if sample is not None:
             if sample < 1:
                 raise ConfigError(f"--sample must be at least 1, got {sample}")

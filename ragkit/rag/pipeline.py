@@ -266,6 +266,29 @@ class RagPipeline:
         """
         run = _Run(self.check_question(question))
         prepared, since = self._retrieve_and_prepare(run, collection, top_k, filters, mode)
+        yield from self._stream_prepared(run, prepared, since, options)
+
+    def ask_with_hits(self, question: str, hits: list[Hit], options: GenerationOptions | None = None) -> Answer:
+        """Answer ``question`` from ``hits`` retrieved already (best first, e.g. by :meth:`retrieve`).
+
+        The rest of :meth:`ask`: the blocks are assembled under the token
+        budget, the generator answers and the citations are resolved; no
+        hits gives the pipeline's no-answer text without a model call. The
+        answer's ``timings`` have no ``retrieve`` entry.
+        """
+        run = _Run(self.check_question(question))
+        since = time.perf_counter()
+        prepared = self.prepare(run.question, hits) if hits else None
+        since = run.mark("assemble", since)
+        for event in self._stream_prepared(run, prepared, since, options):
+            if event.answer is not None:
+                return event.answer
+        raise AssertionError("the stream ended without an answer")  # pragma: no cover
+
+    def _stream_prepared(
+        self, run: _Run, prepared: PreparedPrompt | None, since: float, options: GenerationOptions | None
+    ) -> Iterator[AskEvent]:
+        """:meth:`stream` from the assembled prompt on (``None``: nothing relevant, the no-answer text)."""
         yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
         if prepared is None:
             yield from self._no_answer(run)

@@ -16,21 +16,16 @@ written is logged and the cache switched off.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
-import sqlite3
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from ragkit.kvstore import JsonStore
 
 CACHE_FILE = "ragas-judge-cache.sqlite3"
 """The cache's file name inside ``cache_dir``."""
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 
 def cache_key(fingerprint: str, messages: list[dict[str, Any]], options: dict[str, Any], occurrence: int = 0) -> str:
@@ -48,66 +43,28 @@ class JudgeCache:
     """Judge answers by key in ``<cache_dir>/ragas-judge-cache.sqlite3``."""
 
     def __init__(self, cache_dir: Path | str) -> None:
-        self.path = Path(cache_dir) / CACHE_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS judge_calls ("
-                " key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL,"
-                " finish_reason TEXT NOT NULL, created REAL NOT NULL)"
-            )
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            self._conn = conn
-        except (OSError, sqlite3.Error) as exc:
-            logger.warning("judge cache %s cannot be used (%s); judge calls will not be cached", self.path, exc)
+        self._store = JsonStore(Path(cache_dir) / CACHE_FILE, "judge cache", _SCHEMA_VERSION)
+        self.path = self._store.path
 
     @property
     def enabled(self) -> bool:
         """Whether the cache file is open."""
-        return self._conn is not None
+        return self._store.enabled
 
     def get(self, key: str) -> tuple[str, str] | None:
         """The cached ``(text, finish_reason)`` for ``key``, or ``None``."""
-        if self._conn is None:
+        found = self._store.get(key)
+        if not isinstance(found, dict) or not isinstance(found.get("text"), str):
             return None
-        try:
-            with self._lock:
-                row = self._conn.execute("SELECT text, finish_reason FROM judge_calls WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            logger.warning("judge cache %s could not be read (%s)", self.path, exc)
-            return None
-        return None if row is None else (str(row[0]), str(row[1]))
+        return found["text"], str(found.get("finish_reason", "stop"))
 
     def put(self, key: str, model: str, text: str, finish_reason: str) -> None:
         """Remember the answer for ``key`` (a failure to write is logged, never raised)."""
-        if self._conn is None:
-            return
-        try:
-            with self._lock:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO judge_calls (key, model, text, finish_reason, created)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (key, model, text, finish_reason, time.time()),
-                )
-        except sqlite3.Error as exc:
-            logger.warning("judge cache %s could not be written (%s)", self.path, exc)
+        self._store.put(key, {"model": model, "text": text, "finish_reason": finish_reason})
 
     def __len__(self) -> int:
-        if self._conn is None:
-            return 0
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM judge_calls").fetchone()[0])
+        return len(self._store)
 
     def close(self) -> None:
         """Close the file."""
-        with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.close()
-                self._conn = None
+        self._store.close()

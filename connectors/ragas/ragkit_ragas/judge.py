@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import math
 import weakref
@@ -37,6 +36,7 @@ from pydantic import BaseModel
 
 from ragkit.errors import ConfigError, InputError, RagkitError, UpstreamTimeoutError
 from ragkit.generation.base import Generation, GenerationOptions, Generator, Message
+from ragkit.generation.fingerprint import generator_fingerprint
 from ragkit_ragas.cache import JudgeCache, cache_key
 from ragkit_ragas.parse import UnparsableOutput, parse_structured
 
@@ -54,12 +54,6 @@ REASK_PROMPT = (
     "Your answer could not be used: {problem}. Answer again with only the JSON object that matches the schema "
     "given above, and nothing else."
 )
-
-# options that change how a generator reaches its model, not what it writes: left out of the fingerprint
-_TRANSPORT_OPTIONS = frozenset(
-    {"timeout", "max_retries", "api_key", "api_key_env", "http_client", "async_http_client", "threads"}
-)
-
 
 class JudgeError(RagkitError):
     """A judge call failed for good (after the retries); ``kind`` says how."""
@@ -349,26 +343,6 @@ class Judge:
         if exc.kind == "input" or attempts <= 1:
             return str(exc)
         return f"{exc} (after {_attempts(attempts)})"
-
-
-def generator_fingerprint(generator: Any) -> str:
-    """A stable description of what decides a generator's answers: its class, model and output options."""
-    cls = type(generator)
-    config: Any = {}
-    to_config = getattr(generator, "to_config", None)
-    if callable(to_config):
-        try:
-            config = {k: v for k, v in to_config().items() if k not in _TRANSPORT_OPTIONS}
-        except Exception:  # a generator whose config cannot be read is still a judge
-            config = {}
-    explicit = getattr(generator, "fingerprint", None)
-    payload = {
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-        "model": str(getattr(generator, "model_name", "")),
-        "config": config,
-        "fingerprint": explicit if isinstance(explicit, str) else None,
-    }
-    return json.dumps(payload, sort_keys=True, default=repr)
 
 
 def build_judge_generator(config: Mapping[str, Any] | Generator) -> Generator:

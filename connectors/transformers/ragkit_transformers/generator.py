@@ -122,6 +122,16 @@ class TransformersGenerator(BaseGenerator):
         """Where the model is loaded from."""
         return self._source
 
+    @property
+    def fingerprint(self) -> str:
+        """The model files' names, sizes and modification times (see :meth:`ModelSource.fingerprint`).
+
+        Caches of this generator's output (the judge cache, the evaluation
+        answer cache) key on it, so new weights behind the same name are
+        never answered from an old entry. Reading it loads nothing.
+        """
+        return self._source.fingerprint()
+
     def __repr__(self) -> str:
         return f"TransformersGenerator(model={self._source.name!r}, device={self._device!r}, dtype={self._dtype!r})"
 

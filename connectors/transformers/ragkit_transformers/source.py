@@ -37,6 +37,31 @@ class ModelSource:
     name: str
     """The model's name as reported to users."""
 
+    def weight_files(self) -> list[Path]:
+        """The files whose bytes decide the model's output.
+
+        The GGUF file, or a folder's config, weight and tokenizer files.
+        """
+        folder = Path(self.directory)
+        if self.gguf_file is not None:
+            return [folder / self.gguf_file]
+        patterns = ("config.json", "generation_config.json", "*.safetensors", "*.bin", "tokenizer*", "*.jinja")
+        return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+
+    def fingerprint(self) -> str:
+        """The model's identity for caches of its output: each file's name, size and modification time.
+
+        Only ``stat`` is called (no hashing of gigabytes): replacing the weights in place changes it.
+        """
+        parts = [self.kind, self.name]
+        for file in self.weight_files():
+            try:
+                info = file.stat()
+            except OSError:
+                continue
+            parts.append(f"{file.name}:{info.st_size}:{info.st_mtime_ns}")
+        return "|".join(parts)
+
 
 def packaged_model_dir() -> Path:
     """The folder holding the packaged SmolLM2 GGUF, found without importing its package.
