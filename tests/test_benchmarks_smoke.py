@@ -95,6 +95,7 @@ def test_every_step_ran(results):
         "eval-overhead",
         "eval-judge-cold",
         "eval-judge-warm",
+        "eval-judge-warm-answers",
     }
     assert expected <= set(steps)
     assert all(s["returncode"] == 0 for s in steps.values())
@@ -257,4 +258,10 @@ def test_evaluation_numbers(results):
     judge = evaluation["judge"]
     assert judge["comparison"]["identical"] is True and judge["warm"]["judge_calls"] == 0
     assert judge["warm_again"]["judge_calls"] == 0 and judge["warm_again"]["identical_to_warm"] is True
+    assert judge["cold"]["answers_cached"] == 0 and judge["warm"]["answers_cached"] == 0  # the default: off
+    replayed = evaluation["judge_answers"]
+    rag_questions = judge["suite"]["questions"]  # one RAG pipeline: every one of its answers replayed
+    assert replayed["warm-answers"]["answers_cached"] == rag_questions and replayed["warm-answers"]["judge_calls"] == 0
+    assert replayed["comparison"]["identical"] is True and replayed["comparison"]["same_answers"] is True
+    assert "warm + answers" in results["docs"]
     assert "## Evaluation" in results["docs"]

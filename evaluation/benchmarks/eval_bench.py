@@ -10,6 +10,8 @@ runs them one after another (step ``eval``).
     python evaluation/benchmarks/eval_bench.py judge --phase cold --work W --out W/judge-cold.json
     python evaluation/benchmarks/eval_bench.py judge --phase warm --work W --out W/judge-warm.json \
         --cold W/judge-cold.json
+    python evaluation/benchmarks/eval_bench.py judge --phase warm-answers --work W \
+        --out W/judge-warm-answers.json --cold W/judge-cold.json
 
 **The three systems** evaluate the same questions: the sample ragkit's suite
 machinery draws from squad-dev (``draw_sample`` with the suite's seed 0), each
@@ -32,8 +34,10 @@ alternating, repeated, medians.
 
 **Judge cache**: the smoke suite's documents and questions judged by ragas
 metrics with the packaged local generator, once with an empty judge cache
-(``cold``) and once more with the cache it left (``warm``), each in a fresh
-process; the warm run compares its per-sample scores with the cold run's.
+(``cold``, which also fills the answer cache), once more with the judge cache
+it left and the answer cache off, the default (``warm``), and once with both
+caches (``warm-answers``, ``answer_cache: true``), each in a fresh process;
+the warm runs compare their per-sample scores with the cold run's.
 """
 
 from __future__ import annotations
@@ -854,10 +858,12 @@ def judge_suite(cache_dir: Path, questions: int | None) -> Any:
 
 
 def run_judge(args: argparse.Namespace) -> dict[str, Any]:
-    """One run of the judged suite: ``cold`` (empty judge cache and store) or ``warm`` (the cache cold left)."""
+    """One run of the judged suite: ``cold`` (empty caches and store), ``warm`` (the judge cache cold left, the
+    answers generated again) or ``warm-answers`` (both caches cold left)."""
     from ragkit.evaluation import evaluate
 
     root = Path(args.work) / "judge"
+    answer_cache = args.phase in ("cold", "warm-answers")  # cold writes the answers warm-answers replays
     if args.phase == "cold":
         _fresh(root)
     cache_dir = root / "cache"
@@ -874,7 +880,9 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
         f"cache {cache_dir} ({'emptied' if args.phase == 'cold' else 'kept'})"
     )
     t0 = time.perf_counter()
-    result, paths = evaluate(suite, out_dir=root / args.phase, store_dir=root / "store", progress=progress)
+    result, paths = evaluate(
+        suite, out_dir=root / args.phase, store_dir=root / "store", progress=progress, answer_cache=answer_cache
+    )
     evaluate_s = time.perf_counter() - t0
     samples = [s for p in result.pipelines for s in p.samples]
     judged = [m for m in result.metric_names if m in JUDGED]
@@ -897,6 +905,8 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
             p.run.name: {"seconds": {k: _r(v) for k, v in p.seconds.items()}, "metrics": p.aggregates()["metrics"]}
             for p in result.pipelines
         },
+        "answer_cache": answer_cache,
+        "answers_cached": sum(s.answer_cached for s in samples),
         "judge_calls": calls,
         "judge_cache_hits": hits,
         "judge_retries": retries,
@@ -949,7 +959,7 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
             "identical_to_warm": again_values == values,
         }
         log(f"judge warm again: evaluate() {again_s:.1f}s, {out['warm_again']['judge_calls']} judge calls")
-    if args.phase == "warm" and args.cold:
+    if args.phase in ("warm", "warm-answers") and args.cold:
         cold_file = json.loads(Path(args.cold).read_text(encoding="utf-8"))
         cold = cold_file["cold"]
         out["cold"] = cold
@@ -963,13 +973,15 @@ def run_judge(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cache_entries(cache_dir: Path) -> int | None:
-    import sqlite3
+    from ragkit_ragas.cache import CACHE_FILE, JudgeCache
 
-    file = cache_dir / "ragas-judge-cache.sqlite3"
-    if not file.exists():
+    if not (cache_dir / CACHE_FILE).exists():
         return None
-    with sqlite3.connect(file) as conn:
-        return int(conn.execute("SELECT count(*) FROM judge_calls").fetchone()[0])
+    cache = JudgeCache(cache_dir)
+    try:
+        return len(cache)
+    finally:
+        cache.close()
 
 
 def _reason_group(error: str) -> str:
@@ -1030,8 +1042,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=1000, help="questions drawn with the suite's seed (1000)")
     parser.add_argument("--sizes", default="1000,all", help="overhead: sample sizes, 'all' for every question")
     parser.add_argument("--repeats", type=int, default=3, help="overhead: rounds of bare and suite runs")
-    parser.add_argument("--phase", choices=["cold", "warm"], default="cold", help="judge: empty cache or kept")
-    parser.add_argument("--cold", help="judge --phase warm: the cold run's JSON, to compare with")
+    parser.add_argument(
+        "--phase",
+        choices=["cold", "warm", "warm-answers"],
+        default="cold",
+        help="judge: empty caches, the judge cache kept, or both the judge and the answer cache kept",
+    )
+    parser.add_argument("--cold", help="judge --phase warm/warm-answers: the cold run's JSON, to compare with")
     parser.add_argument("--judge-questions", type=int, default=10, help="judge: smoke questions to judge (10)")
     args = parser.parse_args(argv)
     Path(args.work).mkdir(parents=True, exist_ok=True)

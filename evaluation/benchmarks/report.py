@@ -211,20 +211,30 @@ def eval_targets(evaluation: dict[str, Any]) -> list[tuple[str, str, Any, str, b
     again = _get(evaluation, "judge", "warm_again") or {}
     cold_s = _get(evaluation, "judge", "cold", "evaluate_s")
     again_ratio = _ratio(cold_s, again.get("evaluate_s")) if again else None
+    with_answers = _get(evaluation, "judge_answers", "comparison") or {}
+    answers_ratio = with_answers.get("evaluate_ratio")
+    both_identical = bool(identical and with_answers.get("identical"))
     rows.append(
         (
             "warm judge cache: re-run >= 20x faster, identical scores",
-            "LLM-judged suite run again in a fresh process with the judge cache of the first run: whole "
-            "`evaluate()` time, and every sample's metric values and failure reasons",
-            ratio,
+            "LLM-judged suite run again in a fresh process with the caches of the first run: whole `evaluate()` "
+            "time, and every sample's metric values and failure reasons; met with `answer_cache: true` (the RAG "
+            "answers replayed too), the judge cache alone is the second figure",
+            answers_ratio if answers_ratio is not None else ratio,
             "–"
             if ratio is None
-            else f"{fx(ratio)} whole run in a fresh process, "
+            else (
+                f"{fx(answers_ratio)} with the answer cache, "
+                f"{'identical' if with_answers.get('identical') else 'NOT identical'}; "
+                if answers_ratio is not None
+                else ""
+            )
+            + f"judge cache alone {fx(ratio)} in a fresh process, "
             + (f"{fx(again_ratio)} again in the same process; " if again_ratio is not None else "")
             + f"scoring {fx(comparison.get('scoring_ratio'))}; "
             f"{'identical' if identical else 'NOT identical'} ({comparison.get('differing')} of "
             f"{comparison.get('compared')} values differ)",
-            None if ratio is None else bool(ratio >= 20 and identical),
+            None if answers_ratio is None else bool(answers_ratio >= 20 and both_identical),
         )
     )
     checked = eval_sanity(evaluation)
@@ -245,11 +255,11 @@ def eval_targets(evaluation: dict[str, Any]) -> list[tuple[str, str, Any, str, b
 
 
 def eval_sanity(evaluation: dict[str, Any]) -> dict[str, int]:
-    """NaN and unexplained nulls summed over every evaluation run of the step (three systems, both judge runs)."""
+    """NaN and unexplained nulls summed over every evaluation run of the step (three systems, the judge runs)."""
     total = {"values": 0, "failed": 0, "nan": 0, "null_without_reason": 0}
     runs = [evaluation.get(name) for name in ("ragkit", "langchain", "llamaindex")]
     judge = evaluation.get("judge") or {}
-    runs += [judge.get("cold"), judge.get("warm")]
+    runs += [judge.get("cold"), judge.get("warm"), _get(evaluation, "judge_answers", "warm-answers")]
     for run in runs:
         for key in total:
             total[key] += int(_get(run, "sanity", key, default=0) or 0)
@@ -1290,12 +1300,15 @@ def _eval_section(evaluation: dict[str, Any]) -> str:
         )
     judge = evaluation.get("judge") or {}
     if judge.get("comparison"):
-        out.append(_judge_section(judge))
+        out.append(_judge_section(judge, evaluation.get("judge_answers") or {}))
     return "\n".join(out)
 
 
-def _judge_section(judge: dict[str, Any]) -> str:
+def _judge_section(judge: dict[str, Any], with_answers: dict[str, Any]) -> str:
     suite, cold, warm, c = judge["suite"], judge["cold"], judge["warm"], judge["comparison"]
+    answers = with_answers.get("warm-answers")
+    ca = with_answers.get("comparison") or {}
+    runs = [cold, warm, *([answers] if answers else [])]
     options = suite.get("judge_options", {})
     pipelines = ", ".join(
         f"`{p['name']}` ({'retrieval only' if p['kind'] == 'retrieval' else 'RAG, recipe ' + str(p.get('recipe'))}, "
@@ -1312,113 +1325,89 @@ def _judge_section(judge: dict[str, Any]) -> str:
         + f") judged by the packaged local generator "
         f"(`{json.dumps(suite.get('judge'))}`, SmolLM2-135M) with `max_tokens` {options.get('max_tokens')}, "
         f"`retries` {options.get('retries')} (one re-ask of an unparsable answer), `concurrency` "
-        f"{options.get('concurrency')}. First with an empty judge cache and an empty store (*cold*), then again in "
-        "a fresh process with the cache and store the first run left (*warm*). The cache holds the judge's raw "
-        "answers, so unparsable ones replay from it too. The RAG pipeline's answers are not cached: the warm run "
-        "loads the generator and writes them again (greedy, so the same answers, and the judge's prompts hit the "
-        "cache).\n"
+        f"{options.get('concurrency')}. First with empty caches and an empty store (*cold*), then again, each time "
+        "in a fresh process, with the store and caches the first run left: *warm* with the judge cache only (the "
+        "default: the RAG pipeline loads the generator and writes its answers again, greedy, so the same answers, "
+        "and the judge's prompts hit the cache), and *warm + answers* with `answer_cache: true` too (the answers "
+        "are replayed when pipeline, generator, question and retrieved hits are unchanged, so the generator is "
+        "never loaded). The judge cache holds the judge's raw answers, so unparsable ones replay from it too.\n"
     )
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return fx(_ratio(a, b))
 
     def seconds(run: dict[str, Any], pipeline: str, *keys: str) -> float:
         return float(sum(_get(run, "pipelines", pipeline, "seconds", key, default=0.0) for key in keys))
 
+    def timed(label: str, values: list[float], bold: bool = False, digits: int = 1) -> list[str]:
+        cells = [f"{v:.{digits}f} s" for v in values]
+        ratios = [fx(_ratio(values[0], v)) for v in values[1:]]
+        if bold:
+            ratios = [f"**{r}**" for r in ratios]
+        row = [label, cells[0]]
+        for cell, ratio in zip(cells[1:], ratios, strict=True):
+            row += [cell, ratio]
+        return row
+
+    def counted(label: str, values: list[Any]) -> list[str]:
+        row = [label, str(values[0])]
+        for value in values[1:]:
+            row += [str(value), "–"]
+        return row
+
     rows = [
-        [
-            "**`evaluate()`, the whole run**",
-            f"{cold['evaluate_s']:.1f} s",
-            f"{warm['evaluate_s']:.1f} s",
-            f"**{fx(c['evaluate_ratio'])}**",
-        ],
-        [
-            "… ingest (empty store / nothing changed)",
-            f"{cold['ingest']['seconds']:.1f} s",
-            f"{warm['ingest']['seconds']:.1f} s",
-            ratio(cold["ingest"]["seconds"], warm["ingest"]["seconds"]),
-        ],
+        timed("**`evaluate()`, the whole run**", [r["evaluate_s"] for r in runs], bold=True),
+        timed("… ingest (empty store / nothing changed)", [r["ingest"]["seconds"] for r in runs]),
     ]
     for p in suite["pipelines"]:
         name = p["name"]
         if p["kind"] == "retrieval":
-            a, b = seconds(cold, name, "warmup", "answer", "score"), seconds(warm, name, "warmup", "answer", "score")
-            rows.append(
-                [
-                    f"… `{name}` (retrieval only): retrieve (the first search loads the embedder if ingest "
-                    "did not) and score",
-                    f"{a:.1f} s",
-                    f"{b:.2f} s",
-                    ratio(a, b),
-                ]
+            label = (
+                f"… `{name}` (retrieval only): retrieve (the first search loads the embedder if ingest did not) "
+                "and score"
             )
+            rows.append(timed(label, [seconds(r, name, "warmup", "answer", "score") for r in runs], digits=2))
             continue
-        a, b = seconds(cold, name, "warmup", "answer"), seconds(warm, name, "warmup", "answer")
-        rows.append(
-            [
-                f"… `{name}` (RAG): load the generator (unless the judge did) and write the answers, not cached",
-                f"{a:.1f} s",
-                f"{b:.1f} s",
-                ratio(a, b),
-            ]
-        )
-        a, b = seconds(cold, name, "score"), seconds(warm, name, "score")
-        rows.append([f"… `{name}`: score", f"{a:.1f} s", f"{b:.2f} s", ratio(a, b)])
-    rest = {
-        run["phase"]: run["evaluate_s"]
-        - run["ingest"]["seconds"]
-        - sum(sum(p["seconds"].values()) for p in run["pipelines"].values())
-        for run in (cold, warm)
-    }
-    rows += [
-        [
-            "… the rest: creating (loads the embedder) or opening the collection, writing the reports",
-            f"{rest['cold']:.1f} s",
-            f"{rest['warm']:.1f} s",
-            ratio(rest["cold"], rest["warm"]),
-        ],
-        [
-            "scoring, every metric of both pipelines",
-            f"{cold['scoring_s']:.1f} s",
-            f"{warm['scoring_s']:.2f} s",
-            fx(c["scoring_ratio"]),
-        ],
-        [
-            "the process, imports included",
-            f"{cold['process_s']:.1f} s",
-            f"{warm['process_s']:.1f} s",
-            fx(c["process_ratio"]),
-        ],
-        ["judge calls (generator runs)", str(cold["judge_calls"]), str(warm["judge_calls"]), "–"],
-        [
-            "judge answers from the cache (or repeated within the run)",
-            str(cold["judge_cache_hits"]),
-            str(warm["judge_cache_hits"]),
-            "–",
-        ],
-        ["re-asks after an unparsable answer", str(cold["judge_retries"]), str(warm["judge_retries"]), "–"],
-        ["entries in the cache after the run", str(cold.get("cache_entries")), str(warm.get("cache_entries")), "–"],
-        [
-            "metric values: scored / failed / NaN / null without a reason",
-            "{scored} / {failed} / {nan} / {null_without_reason}".format(**cold["sanity"]),
-            "{scored} / {failed} / {nan} / {null_without_reason}".format(**warm["sanity"]),
-            "–",
-        ],
+        label = f"… `{name}` (RAG): load the generator (unless the judge did) and write or replay the answers"
+        rows.append(timed(label, [seconds(r, name, "warmup", "answer") for r in runs]))
+        rows.append(timed(f"… `{name}`: score", [seconds(r, name, "score") for r in runs], digits=2))
+    rest = [
+        r["evaluate_s"] - r["ingest"]["seconds"] - sum(sum(p["seconds"].values()) for p in r["pipelines"].values())
+        for r in runs
     ]
-    out.append(_table(["", "cold", "warm", "cold / warm"], rows) + "\n")
+    rows += [
+        timed("… the rest: creating (loads the embedder) or opening the collection, writing the reports", rest),
+        timed("scoring, every metric of both pipelines", [r["scoring_s"] for r in runs], digits=2),
+        timed("the process, imports included", [r["process_s"] for r in runs]),
+        counted("judge calls (generator runs)", [r["judge_calls"] for r in runs]),
+        counted("judge answers from the cache (or repeated within the run)", [r["judge_cache_hits"] for r in runs]),
+        counted("RAG answers replayed from the answer cache", [r.get("answers_cached", 0) for r in runs]),
+        counted("re-asks after an unparsable answer", [r["judge_retries"] for r in runs]),
+        counted("entries in the judge cache after the run", [r.get("cache_entries") for r in runs]),
+        counted(
+            "metric values: scored / failed / NaN / null without a reason",
+            ["{scored} / {failed} / {nan} / {null_without_reason}".format(**r["sanity"]) for r in runs],
+        ),
+    ]
+    header = ["", "cold", "warm", "cold / warm"]
+    if answers:
+        header += ["warm + answers", "cold / warm + answers"]
+    out.append(_table(header, rows) + "\n")
     again = judge.get("warm_again")
     if again:
         out.append(
-            "Run a third time in the warm process (models loaded, as in `ragkit serve` or a notebook): "
+            "*Warm* run a third time in its own process (models loaded, as in `ragkit serve` or a notebook): "
             f"**{again['evaluate_s']:.1f} s, {fx(_ratio(cold['evaluate_s'], again['evaluate_s']))} faster than cold**; "
             f"scoring {again['scoring_s']:.2f} s, the RAG answers {again['answer_s']:.1f} s, "
             f"{again['judge_calls']} judge calls; values "
             f"{'identical' if again['identical_to_warm'] else '**different**'}.\n"
         )
+    compared = [("warm", c), *([("warm + answers", ca)] if ca else [])]
     out.append(
-        f"Per sample and metric, value and failure reason: **{'identical' if c['identical'] else 'not identical'}** "
-        f"({c['differing']} of {c['compared']} differ); the RAG answers were "
-        f"{'the same' if c.get('same_answers') else '**different**'} in both runs.\n"
+        "Per sample and metric, value and failure reason, against cold: "
+        + "; ".join(
+            f"{name} **{'identical' if cmp['identical'] else 'not identical'}** ({cmp['differing']} of "
+            f"{cmp['compared']} differ, the RAG answers {'the same' if cmp.get('same_answers') else '**different**'})"
+            for name, cmp in compared
+        )
+        + ".\n"
     )
     rows = []
     for name, entry in warm["per_metric"].items():

@@ -432,7 +432,8 @@ def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Pa
 
 
 def run_eval(runner: Runner, results: dict[str, Any], sizes: dict[str, Any], dataset: Path, work: Path) -> None:
-    """The evaluation step: three systems on the same sample, the suite's overhead, the judge cache (cold, warm)."""
+    """The evaluation step: three systems on the same sample, the suite's overhead, the judge cache (cold, warm,
+    warm with the answer cache too)."""
     work = work / "eval"
     base = ["--dataset", str(dataset), "--work", str(work)]
     if sizes["eval_documents"] is not None:
@@ -450,11 +451,14 @@ def run_eval(runner: Runner, results: dict[str, Any], sizes: dict[str, Any], dat
     )
     judge = ["judge", "--work", str(work), "--judge-questions", str(sizes["judge_questions"])]
     cold = runner.run("eval-judge-cold", "eval_bench.py", [*judge, "--phase", "cold"])
-    into["judge"] = None
+    into["judge"] = into["judge_answers"] = None
     if cold is not None:
         cold_file = runner.out_dir / "steps" / "eval-judge-cold.json"
         into["judge"] = runner.run(
             "eval-judge-warm", "eval_bench.py", [*judge, "--phase", "warm", "--cold", str(cold_file)]
+        )
+        into["judge_answers"] = runner.run(
+            "eval-judge-warm-answers", "eval_bench.py", [*judge, "--phase", "warm-answers", "--cold", str(cold_file)]
         )
 
 

@@ -22,10 +22,11 @@ returns NaN for a sample records ``value: null`` and the reason.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,11 +126,31 @@ def _retrieve(
 
 @dataclass(slots=True)
 class _CacheView:
-    """The answer cache as one pipeline uses it: the store plus what keys this pipeline's answers."""
+    """The answer cache as one pipeline uses it: the store, its key parts, and the generator.
+
+    The generator is loaded on the first answer the cache does not have, outside that question's latency.
+    """
 
     cache: AnswerCache
     pipeline: dict[str, Any]
     fingerprint: str
+    generator: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    load_seconds: float | None = None
+    """Seconds spent loading the generator, ``None`` until it was needed."""
+
+    def ensure_loaded(self) -> float:
+        """Load the generator if this is the first miss; the seconds this call spent (waiting included)."""
+        if self.load_seconds is not None:
+            return 0.0
+        began = time.perf_counter()
+        with self.lock:
+            if self.load_seconds is None:
+                load = getattr(self.generator, "load", None)
+                if callable(load):
+                    load()
+                self.load_seconds = time.perf_counter() - began
+        return time.perf_counter() - began
 
 
 def _ask_one(
@@ -147,6 +168,7 @@ def _ask_one(
             found = cached.cache.get(key, len(hits))
             if found is not None:
                 return _replayed(run, question, hits, found)
+            began += cached.ensure_loaded()  # the model's load time is warm-up, not this question's latency
             answer = pipeline.ask_with_hits(text, hits)
             answer.timings = {"retrieve": retrieved, **answer.timings, "total": time.perf_counter() - began}
     except (ConfigError, MissingDependencyError):
@@ -192,13 +214,25 @@ def _replayed(run: PipelineRun, question: EvalQuestion, hits: list[Any], found: 
     )
 
 
+def _replays_answers(run: PipelineRun, cache: AnswerCache | None) -> bool:
+    """Whether ``run`` uses the answer cache: a RAG pipeline with greedy answers, and a cache that opened."""
+    return (
+        cache is not None
+        and cache.enabled
+        and not run.retrieval_only
+        and run.config is not None
+        and run.config.answer.temperature == 0
+    )
+
+
 def _answer_cache_view(run: PipelineRun, pipeline: Any, cache: AnswerCache | None) -> _CacheView | None:
-    """How ``run`` uses the answer cache, or ``None``: no cache, or a sampled (``temperature > 0``) pipeline."""
-    if cache is None or not cache.enabled or run.config is None or run.config.answer.temperature != 0:
+    """How ``run`` uses the answer cache, or ``None`` (see :func:`_replays_answers`)."""
+    if cache is None or run.config is None or not _replays_answers(run, cache):
         return None
     from ragkit.generation.fingerprint import generator_fingerprint
 
-    return _CacheView(cache, run.config.model_dump(mode="json"), generator_fingerprint(pipeline.generator))
+    generator = pipeline.generator
+    return _CacheView(cache, run.config.model_dump(mode="json"), generator_fingerprint(generator), generator)
 
 
 def _ask(
@@ -208,7 +242,8 @@ def _ask(
     concurrency: int,
     progress: ProgressCallback | None,
     cache: AnswerCache | None = None,
-) -> list[EvalSample]:
+) -> tuple[list[EvalSample], float]:
+    """Every question's sample, and the seconds spent loading the generator on a first cache miss (else 0)."""
     from ragkit.rag import RagPipeline
 
     pipeline = RagPipeline(run.config, name=run.name)
@@ -223,12 +258,15 @@ def _ask(
             progress(run.name, done, len(questions), errors)
         return sample
 
+    def loading() -> float:
+        return (cached.load_seconds or 0.0) if cached is not None else 0.0
+
     if concurrency <= 1:
-        return [finished(_ask_one(pipeline, collection, run, q, cached)) for q in questions]
+        return [finished(_ask_one(pipeline, collection, run, q, cached)) for q in questions], loading()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ragkit-eval")
     try:
         futures = [pool.submit(_ask_one, pipeline, collection, run, q, cached) for q in questions]
-        return [finished(f.result()) for f in futures]
+        return [finished(f.result()) for f in futures], loading()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # stop at the questions already being asked
         raise
@@ -354,14 +392,16 @@ def run_suite(
             if progress is not None:
                 progress(run.name, 0, len(questions), 0)
             clock = time.perf_counter()
-            _warm_up(run, collection, load_generator=cache is None)
+            _warm_up(run, collection, load_generator=not _replays_answers(run, cache))
             seconds["warmup"] = time.perf_counter() - clock
             clock = time.perf_counter()
             if run.retrieval_only:
                 samples = _retrieve(run, collection, questions, progress)
+                seconds["answer"] = time.perf_counter() - clock
             else:
-                samples = _ask(run, collection, questions, suite.concurrency, progress, cache)
-            seconds["answer"] = time.perf_counter() - clock
+                samples, loading = _ask(run, collection, questions, suite.concurrency, progress, cache)
+                seconds["answer"] = time.perf_counter() - clock - loading
+                seconds["warmup"] += loading
             clock = time.perf_counter()
             with gc_paused():
                 applied = score_samples(metrics, samples, run.retrieval_only, run.name, progress)
