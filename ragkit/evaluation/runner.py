@@ -168,7 +168,8 @@ def _ask_one(
             found = cached.cache.get(key, len(hits))
             if found is not None:
                 return _replayed(run, question, hits, found)
-            began += cached.ensure_loaded()  # the model's load time is warm-up, not this question's latency
+            if hits:  # without hits the answer is the no-answer text: no model to load
+                began += cached.ensure_loaded()  # its load time is warm-up, not this question's latency
             answer = pipeline.ask_with_hits(text, hits)
             answer.timings = {"retrieve": retrieved, **answer.timings, "total": time.perf_counter() - began}
     except (ConfigError, MissingDependencyError):
@@ -187,15 +188,17 @@ def _ask_one(
     )
     if cached is not None and answer.grounded:  # no-answer replies cost no model call: nothing to keep
         positions = {id(hit): i for i, hit in enumerate(hits)}
-        entry = CachedAnswer(
-            sample.answer or "",
-            [positions[id(hit)] for hit in answer.hits],
-            sample.citations,
-            sample.usage,
-            sample.timings,
-            sample.latency,
-        )
-        cached.cache.put(key, entry)
+        used = [positions.get(id(hit)) for hit in answer.hits]
+        if None not in used:  # the prompt's hits are the retrieved objects themselves
+            entry = CachedAnswer(
+                sample.answer or "",
+                [i for i in used if i is not None],
+                sample.citations,
+                sample.usage,
+                sample.timings,
+                sample.latency,
+            )
+            cached.cache.put(key, entry)
     return sample
 
 

@@ -59,7 +59,15 @@ class ExtractiveGenerator(BaseGenerator):
         yield GenerationDelta(finish_reason="stop", usage=Usage(self.count_message_tokens(messages), 7))
 
 
-def suite_file(tmp_path: Path, *, label: str = "a", answer: dict | None = None, top_k: int = 3, **generator) -> Path:
+def suite_file(
+    tmp_path: Path,
+    *,
+    label: str = "a",
+    answer: dict | None = None,
+    top_k: int = 3,
+    min_score: float | None = None,
+    **generator,
+) -> Path:
     """The smoke suite's documents and questions with one RAG pipeline on the test generator."""
     data = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
     data["documents"]["path"] = str(SMOKE.parent / data["documents"]["path"])
@@ -69,7 +77,7 @@ def suite_file(tmp_path: Path, *, label: str = "a", answer: dict | None = None, 
             "name": "rag",
             "config": {
                 "generator": {"type": "test-extractive", "label": label, **generator},
-                "retrieval": {"top_k": top_k, "min_score": None},
+                "retrieval": {"top_k": top_k, "min_score": min_score},
                 "answer": {"max_tokens": 32, **(answer or {})},
             },
         }
@@ -220,3 +228,13 @@ def test_the_local_models_fingerprint_changes_with_its_file(tmp_path):
     assert generator_fingerprint(generator) != before
     packaged = TransformersGenerator()
     assert "SmolLM2-135M-Instruct" in packaged.fingerprint and not packaged.is_loaded
+
+
+def test_questions_nothing_relevant_answers_never_load_the_model(tmp_path, store):
+    suite = suite_file(tmp_path, label="unanswerable", min_score=0.99)  # no chunk is that close to a question
+    for _ in range(2):
+        result = run_suite(suite, store_dir=store, answer_cache=True)
+        samples = samples_of(result)
+        assert all(not s.hits and s.answer and s.error is None for s in samples)
+        assert not any(s.answer_cached for s in samples)  # nothing to keep: no model call made them
+    assert CALLS["unanswerable:load"] == 0 and CALLS["unanswerable:generate"] == 0
