@@ -55,6 +55,7 @@ REASK_PROMPT = (
     "given above, and nothing else."
 )
 
+
 class JudgeError(RagkitError):
     """A judge call failed for good (after the retries); ``kind`` says how."""
 
