@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +90,7 @@ class CachedAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
-        return {
-            "text": self.text,
-            "used": self.used,
-            "citations": self.citations,
-            "usage": self.usage,
-            "timings": self.timings,
-            "latency": self.latency,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, hit_count: int) -> CachedAnswer | None:
@@ -133,7 +126,7 @@ class AnswerCache:
 
     def get(self, key: str, hit_count: int) -> CachedAnswer | None:
         """The answer stored under ``key`` for a question with ``hit_count`` retrieved hits, or ``None``."""
-        entry = CachedAnswer.from_dict(self._store.get(key), hit_count) if self._store.enabled else None
+        entry = CachedAnswer.from_dict(self._store.get(key), hit_count)
         if entry is None:
             self.missed += 1
         else:

@@ -16,7 +16,6 @@ scored 0.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from html import escape
@@ -24,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ragkit.evaluation.charts import bar_chart, line_chart
-from ragkit.evaluation.report import format_value, headline_metrics, per_k_metrics, summary_table
+from ragkit.evaluation.report import format_value, headline_metrics, json_bytes, per_k_metrics, summary_table
 
 MAX_ROWS = 2000
 """Rows in the per-question table at most (failures first past it; a browser slows down past a few thousand)."""
@@ -273,12 +272,7 @@ def detail_data(data: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -
 
 def _script_json(data: Any) -> bytes:
     """``data`` as UTF-8 JSON that is safe inside ``<script>``: every ``<`` escaped (it only occurs in strings)."""
-    try:
-        import orjson
-    except ImportError:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.replace("<", "\\u003c").encode("utf-8")
-    return orjson.dumps(data).replace(b"<", b"\\u003c")
+    return json_bytes(data).replace(b"<", b"\\u003c")
 
 
 def is_failure(sample: Mapping[str, Any], shown: Sequence[str]) -> bool:

@@ -188,18 +188,22 @@ INDENT_UP_TO = 2000
 """Reports with more samples than this are written without indentation (faster, a third smaller)."""
 
 
-def _json_bytes(data: Mapping[str, Any]) -> bytes:
-    """The report as UTF-8 JSON: with orjson when it is installed (ten times faster), else the standard library."""
-    small = len(data.get("samples", [])) <= INDENT_UP_TO
+def json_bytes(data: Any, indent: bool = False) -> bytes:
+    """``data`` as UTF-8 JSON: with orjson when it is installed (ten times faster), else the standard library."""
     try:
         import orjson
     except ImportError:
-        if small:
+        if indent:
             text = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
         else:
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8") + b"\n"
-    return bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 if small else 0)) + b"\n"
+        return text.encode("utf-8")
+    return bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0))
+
+
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    """The report file's content: indented up to :data:`INDENT_UP_TO` samples, compact beyond."""
+    return json_bytes(data, indent=len(data.get("samples", [])) <= INDENT_UP_TO) + b"\n"
 
 
 def write_reports(result: EvalResult | Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
