@@ -34,6 +34,16 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "lexical": ("ragkit.lexical",),
     "embedder": ("ragkit.embedders",),
     "metric": ("ragkit.evaluation.metrics",),
+    "retriever": ("ragkit.query.retrievers",),
+    "fuser": ("ragkit.query.fusion",),
+    "reranker": (
+        "ragkit.query.rerankers.threshold",
+        "ragkit.query.rerankers.llm",
+        "ragkit.query.rerankers.diversity",
+        "ragkit.query.rerankers.embedding",
+    ),
+    "query_transform": ("ragkit.query.transforms", "ragkit.query.condense"),
+    "context_shaper": ("ragkit.query.shapers",),
 }
 
 

@@ -99,20 +99,49 @@ class Chunk:
 
 @dataclass(slots=True)
 class Hit:
-    """A retrieved chunk with its score and the retriever that produced the score."""
+    """A retrieved chunk with its score and the stage that produced the score.
+
+    ``score`` is on the scale of the last stage that scored the hit (cosine
+    for dense retrieval, BM25 for lexical, a fusion or reranker score after
+    those stages). ``scores`` and ``ranks`` keep what every earlier stage gave
+    it, by stage label (``{"dense": 0.71, "lexical": 12.3, "rrf": 0.032}``,
+    ranks from 1), so a result can always explain itself.
+    """
 
     chunk: Chunk
     score: float
     origin: HitOrigin = "dense"
+    scores: dict[str, float] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"chunk": self.chunk.to_dict(), "score": self.score, "origin": self.origin}
+        """A JSON-ready dict (``scores`` and ``ranks`` only when a pipeline stage recorded them)."""
+        data: dict[str, Any] = {"chunk": self.chunk.to_dict(), "score": self.score, "origin": self.origin}
+        if self.scores:
+            data["scores"] = dict(self.scores)
+        if self.ranks:
+            data["ranks"] = dict(self.ranks)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Hit:
         """Inverse of :meth:`to_dict`."""
-        return cls(chunk=Chunk.from_dict(data["chunk"]), score=data["score"], origin=data["origin"])
+        return cls(
+            chunk=Chunk.from_dict(data["chunk"]),
+            score=data["score"],
+            origin=data["origin"],
+            scores=dict(data.get("scores") or {}),
+            ranks=dict(data.get("ranks") or {}),
+        )
+
+    def rescored(self, score: float, label: str, origin: HitOrigin, rank: int | None = None) -> Hit:
+        """A copy scored ``score`` by stage ``label``; the earlier stages' scores and ranks are kept."""
+        scores = dict(self.scores)
+        scores[label] = score
+        ranks = dict(self.ranks)
+        if rank is not None:
+            ranks[label] = rank
+        return Hit(self.chunk, score, origin, scores, ranks)
 
 
 @dataclass(slots=True)

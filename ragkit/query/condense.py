@@ -1,0 +1,1 @@
+"""Placeholder: the condense transform (conversation memory)."""

@@ -1,0 +1,59 @@
+"""The retriever stages over a collection: ``dense`` (vectors) and ``lexical`` (BM25).
+
+Both search the collection the request names; filters are checked against
+the collection's fields first, so a typo in a field name is an error, not
+an empty result. A ``passage`` query (a HyDE answer) is embedded as a
+document, a question as a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ragkit.filters import FilterLike
+from ragkit.query.stages import RetrieverStage
+from ragkit.registry import register
+from ragkit.retrieval import prepare_filter
+from ragkit.schema import Hit
+
+if TYPE_CHECKING:
+    from ragkit.collection import Collection
+    from ragkit.query.state import Query
+
+
+@register("retriever", "dense")
+class DenseRetrieverStage(RetrieverStage):
+    """Nearest chunks by the collection's embedder and vector store (cosine scores)."""
+
+    def retrieve_many(
+        self, collection: Collection, queries: Sequence[Query], top_k: int, filters: FilterLike
+    ) -> list[list[Hit]]:
+        """One embedding call per query kind, one store search for all queries."""
+        flt = prepare_filter(filters, collection.store, f"collection {collection.name!r}")
+        if not queries:
+            return []
+        embedder = collection.embedder
+        questions = [i for i, q in enumerate(queries) if q.kind == "question"]
+        passages = [i for i, q in enumerate(queries) if q.kind == "passage"]
+        if not passages:
+            vectors = embedder.embed_queries([q.text for q in queries])
+        else:
+            vectors = np.empty((len(queries), embedder.dimension), dtype=np.float32)
+            if questions:
+                vectors[questions] = embedder.embed_queries([queries[i].text for i in questions])
+            vectors[passages] = embedder.embed_documents([queries[i].text for i in passages])
+        return collection.store.search(vectors, top_k, flt)
+
+
+@register("retriever", "lexical")
+class LexicalRetrieverStage(RetrieverStage):
+    """BM25 keyword search over the collection's keyword index."""
+
+    def retrieve_many(
+        self, collection: Collection, queries: Sequence[Query], top_k: int, filters: FilterLike
+    ) -> list[list[Hit]]:
+        """One index call for all queries; chunks fetched by id."""
+        return collection.lexical_retriever().retrieve_many([q.text for q in queries], top_k, filters)

@@ -1,0 +1,1 @@
+"""Built-in query transform stages (filled in by the LLM transforms)."""
