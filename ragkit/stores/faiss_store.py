@@ -553,6 +553,17 @@ class FaissStore(Component):
         found = {row[1]: _row_to_chunk(row) for row in _select_in(self._connection(), _CHUNK_COLUMNS, "id", chunk_ids)}
         return [found[i] for i in chunk_ids if i in found]
 
+    def chunks_of_documents(self, document_ids: Sequence[str]) -> list[Chunk]:
+        """Every chunk of these documents: by document in the order given, then by ``start``.
+
+        One query on the ``document_id`` index (per 900 ids); unknown ids are left out.
+        """
+        order = {doc_id: i for i, doc_id in enumerate(dict.fromkeys(document_ids))}
+        rows = _select_in(self._connection(), _CHUNK_COLUMNS, "document_id", order)
+        chunks = [_row_to_chunk(row) for row in rows]
+        chunks.sort(key=lambda c: (order[c.document_id], c.start, c.end, c.id))
+        return chunks
+
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[list[Chunk]]:
         """Every stored chunk, in insertion order, in batches."""
         last = 0

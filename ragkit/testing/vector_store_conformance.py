@@ -586,6 +586,35 @@ class VectorStoreConformance:
             self.assert_same_chunk(chunk, next(c for c in chunks if c.id == chunk.id))
         assert store.get([]) == []
 
+    def test_chunks_of_documents_by_document_then_start(self, store: VectorStore) -> None:
+        """``chunks_of_documents`` returns every chunk of the documents asked, by document as asked, then ``start``.
+
+        The method is optional (context shapers scan ``iter_chunks`` without it);
+        a store that has it must pass this test.
+        """
+        fetch = getattr(store, "chunks_of_documents", None)
+        if fetch is None:
+            pytest.skip(f"{type(store).__name__} has no chunks_of_documents (optional)")
+        chunks = [
+            make_chunk(f"{doc}-{i}", source=f"{doc}.md", document_id=f"doc-{doc}", start=start, metadata={"i": i})
+            for doc in ("a", "b", "c")
+            for i, start in enumerate((900, 0, 450, 1350, 30))
+        ]
+        order = [7, 0, 14, 3, 11, 5, 9, 1, 12, 2, 8, 13, 4, 6, 10]  # insertion order unrelated to offsets
+        store.upsert([chunks[i] for i in order], unit_vectors(len(order), self.dimension, 12))
+        got = fetch(["doc-c", "doc-unknown", "doc-a", "doc-c"])
+        expected = sorted(
+            (c for c in chunks if c.document_id in ("doc-a", "doc-c")),
+            key=lambda c: (c.document_id != "doc-c", c.start),
+        )
+        assert [c.id for c in got] == [c.id for c in expected]
+        for actual, wanted in zip(got, expected, strict=True):
+            self.assert_same_chunk(actual, wanted)
+        assert fetch([]) == []
+        assert fetch(["doc-unknown"]) == []
+        store.delete_documents(["doc-c"])
+        assert [c.document_id for c in fetch(["doc-c", "doc-b"])] == ["doc-b"] * 5
+
     def test_iter_chunks_yields_every_chunk_once(self, store: VectorStore) -> None:
         """``iter_chunks`` yields every chunk exactly once, in batches no larger than asked."""
         chunks, vectors = self.corpus(53)
