@@ -9,17 +9,26 @@ same components.
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragkit import yaml_io
 from ragkit.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ragkit.schema import Chunk
+
 ComponentConfig = dict[str, Any]
+
+CHUNK_HEADER_KEY = "chunk_header"
+"""Chunk metadata key holding the contextual header a chunk was embedded and indexed with."""
+_HEADER_FIELDS = {"header", "title", "headings", "text"}
 
 
 class LoaderOptions(BaseModel):
@@ -53,6 +62,86 @@ class LoaderOptions(BaseModel):
         return value
 
 
+class ChunkHeaders(BaseModel):
+    """Contextual chunk headers: what is prefixed to a chunk's text before it is embedded and BM25-indexed.
+
+    The header is the document's ``title`` (chunk metadata, set by the
+    loaders) and the chunk's heading path (``headings``, else ``section``,
+    set by the markdown splitter), joined with ``" > "``; a first heading
+    equal to the title is not repeated. ``template`` shapes the indexed text
+    from ``{header}``, ``{title}`` and ``{headings}``, and must end with
+    ``{text}`` (the chunk itself): a header is a prefix. A chunk with no
+    title and no headings is indexed as it is. ``chunk.text``, its offsets
+    and the citations built from it never include the header.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: bool = True
+    """Put the document's title in the header."""
+    headings: bool = True
+    """Put the chunk's heading path in the header."""
+    template: str = "{header}\n\n{text}"
+    """How the indexed text is built: a prefix made of ``{header}``, ``{title}``, ``{headings}``, then ``{text}``."""
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        try:
+            parts = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(f"template {value!r} is not a format string: {exc}") from None
+        fields = [name for _, name, _, _ in parts if name is not None]
+        unknown = sorted(set(fields) - _HEADER_FIELDS)
+        if unknown:
+            known = ", ".join("{" + f + "}" for f in sorted(_HEADER_FIELDS))
+            raise ValueError(f"template uses unknown field(s) {', '.join(unknown)}; known: {known}")
+        if fields.count("text") != 1 or not value.endswith("{text}") or parts[-1][1:] != ("text", "", None):
+            raise ValueError("template must end with {text} (the chunk itself) and name it once: a header is a prefix")
+        return value
+
+    def header(self, metadata: Mapping[str, Any]) -> str:
+        """The header of a chunk with this metadata (``""`` when it has no title or headings to show)."""
+        title, path = self._parts(metadata)
+        return " > ".join(([title] if title else []) + path)
+
+    def _parts(self, metadata: Mapping[str, Any]) -> tuple[str, list[str]]:
+        title = _clean(metadata.get("title")) if self.title else ""
+        path: list[str] = []
+        if self.headings:
+            headings = metadata.get("headings")
+            section = metadata.get("section")
+            if isinstance(headings, (list, tuple)):
+                path = [h for h in (_clean(h) for h in headings) if h]
+            elif isinstance(section, str):
+                path = [h for h in (_clean(h) for h in section.split(" > ")) if h]
+        if title and path and path[0] == title:
+            path = path[1:]
+        return title, path
+
+    def prefix(self, metadata: Mapping[str, Any]) -> str:
+        """What is put before a chunk's text (the template without its ``{text}``); ``""`` without a header."""
+        title, path = self._parts(metadata)
+        header = " > ".join(([title] if title else []) + path)
+        if not header:
+            return ""
+        return self.template[: -len("{text}")].format(header=header, title=title, headings=" > ".join(path))
+
+
+def _clean(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def indexed_text(chunk: Chunk) -> str:
+    """The text a chunk was embedded and BM25-indexed with: its stored header prefix (if any), then its text.
+
+    Ingest writes the prefix into ``chunk.metadata["chunk_header"]`` when the
+    collection has :class:`ChunkHeaders` on; without it this is ``chunk.text``.
+    """
+    prefix = chunk.metadata.get(CHUNK_HEADER_KEY)
+    return prefix + chunk.text if isinstance(prefix, str) and prefix else chunk.text
+
+
 class CollectionConfig(BaseModel):
     """The components and options of one collection."""
 
@@ -70,6 +159,25 @@ class CollectionConfig(BaseModel):
     """Chunks embedded per model call; large batches keep the model busy."""
     embedding_cache: bool = True
     """Reuse vectors of text already embedded by the same model."""
+    chunk_headers: ChunkHeaders | None = None
+    """Contextual chunk headers (``true``, or ``{title, headings, template}``): embed and BM25-index each chunk
+    prefixed with its document title and heading path; see :class:`ChunkHeaders`. Off (``false``) by default;
+    fixed when the collection is created, like the other options."""
+
+    @field_validator("chunk_headers", mode="before")
+    @classmethod
+    def _headers_switch(cls, value: Any) -> Any:
+        if value is True:
+            return ChunkHeaders()
+        if value is None or value is False:
+            return None
+        if not isinstance(value, (Mapping, ChunkHeaders)):
+            raise ValueError(f"must be true, false or a mapping of title, headings, template; got {value!r}")
+        return value
+
+    @field_serializer("chunk_headers")
+    def _headers_off_as_false(self, value: ChunkHeaders | None) -> Any:
+        return False if value is None else value.model_dump()
 
     @field_validator("splitter", "embedder", "store")
     @classmethod

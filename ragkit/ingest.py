@@ -10,6 +10,12 @@ file is reported with its reason and never stops the batch.
 
 Loading and splitting run in a producer thread while the main thread embeds
 large batches, so the embedder, the real cost, stays busy.
+
+With contextual chunk headers on (``chunk_headers``, see
+:class:`~ragkit.config.ChunkHeaders`), the text embedded is the chunk
+prefixed with its document title and heading path; the prefix is kept in
+``chunk.metadata["chunk_header"]`` so the keyword index, rebuilt later from
+the stored chunks, indexes the very same text. ``chunk.text`` stays plain.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit.config import CHUNK_HEADER_KEY, ChunkHeaders
 from ragkit.errors import LoaderError, RagkitError
 from ragkit.loaders import LoaderSet, SourceFile, UnsupportedFileError, discover
 from ragkit.protocols import Embedder, Splitter, VectorStore
@@ -120,7 +127,11 @@ def file_hash(path: Path) -> str:
 
 
 class IngestPipeline:
-    """Runs one collection's components over files; see the module docstring."""
+    """Runs one collection's components over files; see the module docstring.
+
+    ``chunk_headers``: embed each chunk prefixed with its title and heading
+    path (the collection's ``chunk_headers`` option); ``None``: plain text.
+    """
 
     def __init__(
         self,
@@ -130,8 +141,10 @@ class IngestPipeline:
         store: VectorStore,
         batch_size: int = 256,
         progress: ProgressCallback | None = None,
+        chunk_headers: ChunkHeaders | None = None,
     ) -> None:
         self.loaders = loaders
+        self.chunk_headers = chunk_headers
         self.splitter = splitter
         self.embedder = embedder
         self.store = store
@@ -294,7 +307,7 @@ class IngestPipeline:
             part = batch.chunks[start : start + self.batch_size]
             t0 = time.perf_counter()
             misses_before = getattr(self.embedder, "misses", None)
-            vectors = self.embedder.embed_documents([c.text for c in part])
+            vectors = self.embedder.embed_documents([self._text_to_embed(c) for c in part])
             t1 = time.perf_counter()
             misses_after = getattr(self.embedder, "misses", None)
             if isinstance(misses_before, int) and isinstance(misses_after, int):
@@ -312,6 +325,17 @@ class IngestPipeline:
             self.store.commit_sources(batch.done)
             store_seconds += time.perf_counter() - t0
         return embed_seconds, store_seconds
+
+    def _text_to_embed(self, chunk: Chunk) -> str:
+        """The chunk's text, prefixed with its header when headers are on (the prefix is kept in its metadata)."""
+        if self.chunk_headers is None:
+            return chunk.text
+        prefix = self.chunk_headers.prefix(chunk.metadata)
+        if not prefix:
+            chunk.metadata.pop(CHUNK_HEADER_KEY, None)
+            return chunk.text
+        chunk.metadata[CHUNK_HEADER_KEY] = prefix
+        return prefix + chunk.text
 
 
 def _is_under(source: str, root: Path) -> bool:

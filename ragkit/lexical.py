@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.component import Component
+from ragkit.config import indexed_text
 from ragkit.errors import ConfigError, MissingDependencyError, StorageError
 from ragkit.filters import Filter
 from ragkit.registry import register
@@ -34,7 +35,11 @@ _METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 @register("lexical", "bm25")
 class BM25Index(Component):
-    """Okapi BM25 over chunk texts, with English stop words by default."""
+    """Okapi BM25 over chunk texts, with English stop words by default.
+
+    A chunk ingested with contextual chunk headers is indexed with its header
+    prefix (``chunk.metadata["chunk_header"]``), the same text that was embedded.
+    """
 
     def __init__(
         self,
@@ -90,7 +95,7 @@ class BM25Index(Component):
             for chunk in batch:
                 ids.append(chunk.id)
                 fields.append({**chunk.metadata, "source": chunk.source, "document_id": chunk.document_id})
-                texts.append(chunk.text)
+                texts.append(indexed_text(chunk))  # with chunk headers on, the header prefix too
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         if texts:
             tokens = bm25s.tokenize(texts, stopwords=self._stopwords(), stemmer=self._stem, show_progress=False)
