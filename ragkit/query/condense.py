@@ -38,14 +38,18 @@ if TYPE_CHECKING:
     from ragkit.generation.base import Generator
 
 DEFAULT_PROMPT = (
-    "Rewrite the follow-up question so that it can be understood without the conversation: replace words "
-    'like "it", "they", "he", "she", "this" and "that" with what they refer to. Do not answer it. Reply with '
-    "the rewritten question only.\n\n"
-    "Conversation:\n{history}\n\n"
+    'Rewrite the follow-up question so that it makes sense on its own: replace words like "it", "he", '
+    '"she", "they", "this" and "that" with the name they refer to. Do not answer it. Reply with one question.\n\n'
+    "Conversation:\n"
+    "User: Who wrote Hamlet?\n"
+    "Assistant: William Shakespeare wrote Hamlet.\n"
+    "Follow-up question: when did he die?\n"
+    "Standalone question: When did William Shakespeare die?\n\n"
+    "Conversation:\n{history}\n"
     "Follow-up question: {question}\n"
     "Standalone question:"
 )
-"""The default instruction; ``{history}`` and ``{question}`` are filled in."""
+"""The default instruction, with one worked example (small models copy the history without it)."""
 
 QUESTION_WORDS = frozenset(
     {
