@@ -235,6 +235,12 @@ class E5SmallEmbedder(Component):
 
     # -- the engine -----------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the engine (a ctypes handle): another process loads its own."""
+        state = dict(self.__dict__)
+        state["_engine"] = None
+        return state
+
     def _get_engine(self) -> Engine:
         if self._engine is None:
             self._engine = load_engine(self.variant)

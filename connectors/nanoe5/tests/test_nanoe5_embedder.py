@@ -149,6 +149,15 @@ def test_num_threads_is_applied_per_call():
     assert single.threads == 1
 
 
+def test_pickles_without_its_engine(embedder):
+    import pickle
+
+    embedder.embed_documents(["x"])
+    copy = pickle.loads(pickle.dumps(embedder))
+    assert copy.to_config() == embedder.to_config()
+    np.testing.assert_allclose(copy.embed_documents(TEXTS[:1]), embedder.embed_documents(TEXTS[:1]), atol=1e-6)
+
+
 # -- config and identity -------------------------------------------------------------
 
 
