@@ -38,16 +38,16 @@ if TYPE_CHECKING:
     from ragkit.generation.base import Generator
 
 DEFAULT_PROMPT = (
-    'Rewrite the follow-up question so that it makes sense on its own: replace words like "it", "he", '
-    '"she", "they", "this" and "that" with the name they refer to. Do not answer it. Reply with one question.\n\n'
+    "Rewrite the last question so it makes sense on its own, replacing 'it', 'he', 'she', 'they' with the name "
+    "they refer to. Do not answer it. Reply with one question.\n\n"
     "Conversation:\n"
     "User: Who wrote Hamlet?\n"
     "Assistant: William Shakespeare wrote Hamlet.\n"
-    "Follow-up question: when did he die?\n"
-    "Standalone question: When did William Shakespeare die?\n\n"
+    "Question: when did he die?\n"
+    "Rewritten: When did William Shakespeare die?\n\n"
     "Conversation:\n{history}\n"
-    "Follow-up question: {question}\n"
-    "Standalone question:"
+    "Question: {question}\n"
+    "Rewritten:"
 )
 """The default instruction, with one worked example (small models copy the history without it)."""
 
@@ -101,7 +101,7 @@ QUESTION_WORDS = frozenset(
 _PREFIX = re.compile(
     r"^\s*(?:(?:here is|here's)\s+(?:the|a)\s+(?:rewritten\s+|standalone\s+)*question\s*:?|"
     r"(?:the\s+)?(?:standalone|rewritten|reformulated|new)\s+(?:follow-up\s+)?question\s*(?:is)?\s*:|"
-    r"(?:follow-up\s+)?question\s*:|(?:answer|output|a)\s*:)\s*",
+    r"(?:follow-up\s+)?question\s*:|(?:rewritten|answer|output|a)\s*:)\s*",
     re.I,
 )
 _QUOTES = "\"'`“”‘’«»*"

@@ -156,7 +156,7 @@ def test_a_condensed_follow_up_finds_the_chunk_the_bare_follow_up_misses(landmar
     assert entry.queries == [{"text": STANDALONE, "kind": "question", "origin": "condense"}]
     assert any("condensed the follow-up" in note for note in entry.notes)
     prompt = fake_of(search).prompts[0]
-    assert "User: What is the Eiffel Tower?" in prompt and "Follow-up question: when was it built?" in prompt
+    assert "User: What is the Eiffel Tower?" in prompt and "Question: when was it built?" in prompt
 
 
 def test_without_history_the_stage_is_skipped_and_says_so(landmarks):
@@ -227,6 +227,7 @@ def test_the_async_path_condenses_too(landmarks):
         (f"Here is the rewritten question: “{STANDALONE}”\n\nI replaced 'it'.", STANDALONE),
         (f"**{STANDALONE}**", STANDALONE),
         (f"Standalone question:\n{STANDALONE}", STANDALONE),
+        (f"Rewritten: {STANDALONE}\n\nQuestion: when was it built?", STANDALONE),
         ("Tell me about the Eiffel Tower's designer", "Tell me about the Eiffel Tower's designer"),
     ],
 )
