@@ -130,7 +130,17 @@ def search(
     filter: Annotated[
         str | None, typer.Option("--filter", "-f", help="Metadata filter, e.g. 'page >= 2 and lang == \"en\"'.")
     ] = None,
-    mode: Annotated[str, typer.Option("--mode", help="dense (vectors) or lexical (BM25).")] = "dense",
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="dense (vectors) or lexical (BM25); with --pipeline, one of its retrievers alone."),
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            "--pipeline", "-p", help="Search with a pipeline's stages (recipe name or YAML file, e.g. 'hybrid')."
+        ),
+    ] = None,
+    trace: Annotated[bool, typer.Option("--trace", help="Also print what each pipeline stage did.")] = False,
     queries_file: Annotated[
         Path | None,
         typer.Option("--queries-file", help="One query per line ('-' for stdin); writes JSON lines."),
@@ -143,26 +153,54 @@ def search(
     def action() -> None:
         from ragkit.collection import Collection
         from ragkit.errors import InputError
+        from ragkit.rag import PipelineConfig, RagPipeline
 
         if (query is None) == (queries_file is None):
             raise InputError("give either a QUERY or --queries-file")
-        if mode not in ("dense", "lexical"):
-            raise InputError(f"--mode must be 'dense' or 'lexical', got {mode!r}")
+        if pipeline is None:
+            _check_mode(mode)
+            config = PipelineConfig.parse({"retrieval": {"mode": mode or "dense", "min_score": None}})
+            searcher = RagPipeline(config, name=mode or "dense")
+        else:
+            searcher = RagPipeline.load(pipeline)
         with Collection.open(collection, store_dir) as col:
             if queries_file is not None:
-                _search_batch(col, queries_file, top_k, filter, mode)
+                _search_batch(col, searcher, queries_file, top_k, filter, mode if pipeline else None)
                 return
             assert query is not None
-            hits = col.search(query, top_k=top_k, filter=filter, mode=mode)  # type: ignore[arg-type]
+            result = searcher.search(query, col, top_k=top_k, filters=filter, mode=mode if pipeline else None)
         if as_json:
-            typer.echo(json.dumps({"query": query, "hits": [_hit_json(h, i) for i, h in enumerate(hits, 1)]}, indent=2))
-        else:
-            _print_hits(hits)
+            typer.echo(json.dumps(_result_json(result), indent=2))
+            return
+        _print_hits(result.hits)
+        if trace:
+            _print_trace(result.trace)
 
     _run(action)
 
 
-def _search_batch(col: Collection, queries_file: Path, top_k: int, flt: str | None, mode: str) -> None:
+def _check_mode(mode: str | None) -> None:
+    from ragkit import registry
+    from ragkit.errors import InputError
+
+    known = registry.available("retriever")
+    if mode is not None and mode not in known:
+        names = [repr(name) for name in known]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise InputError(f"--mode must be {listed}, got {mode!r}")
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    data = {"query": result.question, "hits": [_hit_json(h, i) for i, h in enumerate(result.hits, 1)]}
+    if len(result.queries) > 1:
+        data["queries"] = [q.to_dict() for q in result.queries]
+    data["trace"] = [t.to_dict() for t in result.trace]
+    return data
+
+
+def _search_batch(
+    col: Collection, searcher: Any, queries_file: Path, top_k: int, flt: str | None, mode: str | None
+) -> None:
     from ragkit.errors import InputError
 
     try:
@@ -172,9 +210,31 @@ def _search_batch(col: Collection, queries_file: Path, top_k: int, flt: str | No
     queries = [line.strip() for line in lines if line.strip()]
     for start in range(0, len(queries), 64):
         part = queries[start : start + 64]
-        results = col.search_many(part, top_k=top_k, filter=flt, mode=mode)  # type: ignore[arg-type]
-        for q, hits in zip(part, results, strict=True):
-            typer.echo(json.dumps({"query": q, "hits": [_hit_json(h, i) for i, h in enumerate(hits, 1)]}))
+        results = searcher.search_many(part, col, top_k=top_k, filters=flt, mode=mode)
+        for result in results:
+            typer.echo(json.dumps(_result_json(result)))
+
+
+def _print_trace(trace: list[Any]) -> None:
+    """One line per stage: its name, kind, time, what it produced, and its notes or error."""
+    typer.echo("\nStages:", err=True)
+    for entry in trace:
+        parts = [f"{entry.stage} ({entry.kind})", f"{entry.seconds * 1000:.1f} ms"]
+        if entry.skipped:
+            parts.append("skipped")
+        if entry.queries is not None and entry.kind == "transform":
+            parts.append(f"{len(entry.queries)} queries")
+        if entry.candidates:
+            parts.append(", ".join(f"{label}: {len(hits)} hits" for label, hits in entry.candidates.items()))
+        if entry.hits is not None:
+            parts.append(f"{len(entry.hits)} hits")
+        if entry.calls:
+            parts.append(f"{len(entry.calls)} model calls, {entry.tokens} tokens")
+        typer.echo("  " + " | ".join(parts), err=True)
+        for note in entry.notes:
+            typer.echo(f"      note: {note}", err=True)
+        if entry.error:
+            typer.echo(f"      error: {entry.error}", err=True)
 
 
 def _hit_json(hit: Hit, rank: int) -> dict[str, Any]:
@@ -223,6 +283,7 @@ def ask(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")] = None,
     store_dir: StoreDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON (no streaming).")] = False,
+    trace: Annotated[bool, typer.Option("--trace", help="Also print what each pipeline stage did.")] = False,
 ) -> None:
     """Answer a question from a collection, streaming the answer, then list its cited sources."""
 
@@ -244,6 +305,8 @@ def ask(
                     sys.stdout.flush()
                 elif event.answer is not None:
                     _print_answer_sources(event.answer)
+                    if trace:
+                        _print_trace(event.answer.trace)
 
     _run(action)
 

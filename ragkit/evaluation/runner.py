@@ -97,16 +97,30 @@ def _ingest(suite: Suite, store_dir: Path, progress: ProgressCallback | None) ->
     return collection, info
 
 
+def search_pipeline(run: PipelineRun) -> Any:
+    """The :class:`~ragkit.rag.RagPipeline` whose stages a run searches with (its generator is never built).
+
+    A plain retrieval-only run is one retriever (``mode``) with no score threshold.
+    """
+    from ragkit.rag import PipelineConfig, RagPipeline
+
+    config = run.config
+    if config is None:
+        config = PipelineConfig.parse({"retrieval": {"mode": run.mode, "top_k": run.top_k, "min_score": None}})
+    return RagPipeline(config, name=run.name)
+
+
 def _retrieve(
     run: PipelineRun, collection: Collection, questions: Sequence[EvalQuestion], progress: ProgressCallback | None
 ) -> list[EvalSample]:
     samples: list[EvalSample] = []
     errors = 0
+    pipeline = search_pipeline(run)
     for start in range(0, len(questions), SEARCH_BATCH):
         part = questions[start : start + SEARCH_BATCH]
         began = time.perf_counter()
         try:
-            found = collection.search_many([q.question for q in part], run.top_k, mode=run.mode)
+            found = pipeline.search_many([q.question for q in part], collection, run.top_k)
         except (ConfigError, MissingDependencyError):
             raise
         except Exception as exc:
@@ -116,12 +130,19 @@ def _retrieve(
         else:
             share = (time.perf_counter() - began) / len(part)
             samples.extend(
-                EvalSample(q, run.name, hits=hits, latency=share, timings={"retrieve": share})
-                for q, hits in zip(part, found, strict=True)
+                EvalSample(q, run.name, hits=result.hits, latency=share, timings=_search_timings(result, share))
+                for q, result in zip(part, found, strict=True)
             )
         if progress is not None:
             progress(run.name, len(samples), len(questions), errors)
     return samples
+
+
+def _search_timings(result: Any, seconds: float) -> dict[str, float]:
+    """A retrieval sample's timings: ``retrieve`` and each stage's share (``stage:<name>``)."""
+    timings = {"retrieve": seconds}
+    timings.update((key, value) for key, value in result.timings.items() if key.startswith("stage:"))
+    return timings
 
 
 @dataclass(slots=True)
@@ -162,7 +183,8 @@ def _ask_one(
             answer = pipeline.ask(question.question, collection)
         else:
             text = pipeline.check_question(question.question)
-            hits = pipeline.retrieve(text, collection)
+            searched = pipeline.search(text, collection)
+            hits = searched.hits
             retrieved = time.perf_counter() - began
             key = answer_key(cached.pipeline, cached.fingerprint, text, hits)
             found = cached.cache.get(key, len(hits))
@@ -171,7 +193,11 @@ def _ask_one(
             if hits:  # without hits the answer is the no-answer text: no model to load
                 began += cached.ensure_loaded()  # its load time is warm-up, not this question's latency
             answer = pipeline.ask_with_hits(text, hits)
-            answer.timings = {"retrieve": retrieved, **answer.timings, "total": time.perf_counter() - began}
+            answer.timings = {
+                **_search_timings(searched, retrieved),
+                **answer.timings,
+                "total": time.perf_counter() - began,
+            }
     except (ConfigError, MissingDependencyError):
         raise  # not about this question: every other one would fail the same way
     except Exception as exc:
@@ -283,7 +309,7 @@ def _warm_up(run: PipelineRun, collection: Collection, load_generator: bool = Tr
     With the answer cache on, the generator is left for the first answer the cache does not have: when it
     has them all, the model is never loaded.
     """
-    collection.search("warm up", top_k=1, mode=run.mode)
+    search_pipeline(run).search("warm up", collection, top_k=1)
     if not run.retrieval_only and load_generator:
         from ragkit.rag import RagPipeline
 

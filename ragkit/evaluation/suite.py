@@ -89,7 +89,11 @@ class PipelineSpec(BaseModel):
     config: dict[str, Any] | None = None
     """An inline pipeline config (as under ``pipeline:`` in a recipe)."""
     retrieval_only: bool = False
-    """Only retrieve (batched), no generation: scores retrieval metrics only."""
+    """Only retrieve (batched), no generation: scores retrieval metrics only.
+
+    With a ``recipe`` or ``config``, its stages run (hybrid retrieval, rerankers ...); without, one retriever
+    (``mode``) with no score threshold.
+    """
     mode: Literal["dense", "lexical"] | None = None
     """Search mode (default: dense, or the recipe's)."""
     top_k: int | None = Field(default=None, ge=1)
@@ -104,8 +108,6 @@ class PipelineSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        if self.retrieval_only and (self.recipe is not None or self.config is not None):
-            raise ValueError("a retrieval_only pipeline takes no recipe or config")
         if not self.retrieval_only and self.recipe is None and self.config is None:
             self.recipe = self.name  # {name: basic} means the recipe 'basic'
         return self
@@ -141,7 +143,7 @@ class PipelineRun:
 
     name: str
     retrieval_only: bool
-    mode: Literal["dense", "lexical"]
+    mode: str
     top_k: int
     config: Any = None
     """The :class:`~ragkit.rag.config.PipelineConfig` of a RAG pipeline (``None`` for retrieval only)."""
@@ -323,7 +325,7 @@ class Suite(BaseModel):
 
     def _pipeline_run(self, index: int, spec: PipelineSpec) -> PipelineRun:
         where = f"pipelines[{index}] ({spec.name})"
-        if spec.retrieval_only:
+        if spec.retrieval_only and spec.recipe is None and spec.config is None:
             return PipelineRun(spec.name, True, spec.mode or "dense", spec.top_k or max(self.k))
         from ragkit.rag.config import PipelineConfig
 
@@ -336,7 +338,10 @@ class Suite(BaseModel):
         if spec.top_k is not None:
             merged = _deep_merge(merged, {"retrieval": {"top_k": spec.top_k}})
         config = PipelineConfig.parse(merged, where=f"{self._source}: {where}: config")
-        return PipelineRun(spec.name, False, config.retrieval.mode, config.retrieval.top_k, config, spec.recipe)
+        mode = config.retrieval.mode or "dense"
+        if spec.retrieval_only:
+            return PipelineRun(spec.name, True, mode, spec.top_k or max(self.k), config, spec.recipe)
+        return PipelineRun(spec.name, False, mode, config.retrieval.top_k, config, spec.recipe)
 
     def _recipe(self, where: str, recipe: str) -> Any:
         from ragkit.rag.config import PipelineConfig

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ragkit.generation.base import FinishReason, Usage
+from ragkit.query.state import Query, StageTrace
 from ragkit.schema import Hit
 
 
@@ -109,6 +110,10 @@ class Answer:
     finish_reason: FinishReason = "stop"
     skipped_hits: int = 0
     """Retrieved hits left out of the context because the token budget was spent."""
+    trace: list[StageTrace] = field(default_factory=list)
+    """What each stage did: the query stages' outputs, timings and model calls, then ``generate``."""
+    queries: list[Query] = field(default_factory=list)
+    """The queries retrieval used (the question, and any a transform wrote)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -125,6 +130,8 @@ class Answer:
             "pipeline": self.pipeline,
             "finish_reason": self.finish_reason,
             "skipped_hits": self.skipped_hits,
+            "queries": [q.to_dict() for q in self.queries],
+            "trace": [t.to_dict() for t in self.trace],
         }
 
 
@@ -136,7 +143,7 @@ class AskEvent:
     """One event of a streamed answer.
 
     In order: one ``retrieval`` event (``hits``: the context blocks, as soon
-    as they are known), ``token`` events (``text``), a ``citation`` event
+    as they are known; ``trace``: what each query stage did), ``token`` events (``text``), a ``citation`` event
     each time the stream completes a marker that names a real block (the
     first time it is cited), and a final ``answer`` event carrying the whole
     :class:`Answer`, citations included.
@@ -147,13 +154,19 @@ class AskEvent:
     hits: list[Hit] | None = None
     citation: Citation | None = None
     answer: Answer | None = None
+    trace: list[StageTrace] | None = None
+    """With ``retrieval``: what each query stage did before generation."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with only the fields this event type carries."""
         if self.type == "token":
             return {"type": "token", "text": self.text}
         if self.type == "retrieval":
-            return {"type": "retrieval", "hits": [h.to_dict() for h in self.hits or []]}
+            return {
+                "type": "retrieval",
+                "hits": [h.to_dict() for h in self.hits or []],
+                "trace": [t.to_dict() for t in self.trace or []],
+            }
         if self.type == "citation":
             assert self.citation is not None
             return {"type": "citation", "citation": self.citation.to_dict()}

@@ -6,26 +6,38 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragkit import yaml_io
 from ragkit.config import ComponentConfig, format_validation_error
 from ragkit.errors import ConfigError
 from ragkit.rag.prompt import DEFAULT_NO_ANSWER, PromptTemplate
 
+DEFAULT_MIN_SCORE = 0.2
+
 
 class RetrievalSettings(BaseModel):
-    """How context is retrieved."""
+    """How context is retrieved.
+
+    A pipeline without ``stages`` retrieves with one retriever, ``mode``
+    (default ``dense``), and drops hits under ``min_score``. A pipeline with
+    ``stages`` names its retrievers there; ``mode`` then picks one of them
+    alone for every request (as ``--mode`` does for one request), and
+    ``min_score`` belongs on the stages.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["dense", "lexical"] = "dense"
+    mode: str | None = None
+    """A retriever type (``dense``, ``lexical`` ...); default: the stages', or ``dense`` without stages."""
     top_k: int = Field(default=5, ge=1, le=100)
-    min_score: float | None = 0.2
+    """Hits handed to the generator (the last stage's best), unless a request names its own ``top_k``."""
+    min_score: float | None = DEFAULT_MIN_SCORE
     """Hits scoring below this are not used (cosine for ``dense``, BM25 for ``lexical``).
 
     When none is left the answer says the documents do not answer the
-    question, and no model runs. ``None``: use every hit.
+    question, and no model runs. ``None``: use every hit. Only for a
+    pipeline without ``stages``: a stage takes its own ``min_score``.
     """
 
 
@@ -71,8 +83,13 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["basic"] = "basic"
+    type: Literal["basic", "rag"] = "basic"
     description: str = ""
+    stages: list[ComponentConfig | str] = Field(default_factory=list)
+    """The query stages before generation, in order (transform, retrieve, fuse, rerank, shape).
+
+    Empty: one retriever, ``retrieval.mode``, with ``retrieval.min_score`` (the basic pipeline).
+    """
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
     generator: ComponentConfig = Field(default_factory=lambda: {"type": "transformers"})
@@ -86,6 +103,21 @@ class PipelineConfig(BaseModel):
         if "type" not in value:
             raise ValueError("needs a 'type' key")
         return value
+
+    @model_validator(mode="after")
+    def _stages_own_their_thresholds(self) -> PipelineConfig:
+        if self.stages and self.retrieval.min_score != DEFAULT_MIN_SCORE:
+            raise ValueError(
+                "retrieval.min_score applies to a pipeline without stages; with stages, give the retriever "
+                "stage its own min_score (or add a threshold stage)"
+            )
+        return self
+
+    def stage_configs(self) -> list[ComponentConfig | str]:
+        """The stages to build: ``stages``, or the single retriever of a pipeline without them."""
+        if self.stages:
+            return list(self.stages)
+        return [{"type": self.retrieval.mode or "dense", "min_score": self.retrieval.min_score}]
 
     @classmethod
     def parse(cls, data: Any, where: str = "pipeline config") -> PipelineConfig:

@@ -25,7 +25,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,10 @@ from ragkit.collection import Collection
 from ragkit.errors import InputError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import FinishReason, GenerationDelta, GenerationOptions, Generator, Message, Usage
+from ragkit.query.driver import iterate_now, run_now
+from ragkit.query.engine import QueryPipeline, SearchResult, result_of
+from ragkit.query.stages import PipelineContext
+from ragkit.query.state import ModelCall, Query, QueryRequest, QueryState, StageTrace
 from ragkit.rag.answer import Answer, AskEvent
 from ragkit.rag.citations import CitationTracker, infer_citations, resolve_citations
 from ragkit.rag.config import PipelineConfig, load_pipeline_config
@@ -72,15 +76,31 @@ class _Run:
     question: str
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
+    trace: list[StageTrace] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)
 
     def mark(self, stage: str, since: float) -> float:
         now = time.perf_counter()
         self.timings[stage] = now - since
         return now
 
+    def absorb(self, state: QueryState) -> None:
+        """Take the finished query state's trace, queries and per-stage timings (and its standalone question)."""
+        self.trace = list(state.trace)
+        self.queries = list(state.queries)
+        for entry in state.trace:
+            key = f"stage:{entry.stage}"
+            self.timings[key] = self.timings.get(key, 0.0) + entry.seconds
+
 
 class RagPipeline:
-    """Retrieve, assemble, generate and cite: the basic RAG pipeline.
+    """Query stages, then context assembly, generation and citations: the RAG pipeline.
+
+    The stages before generation (query transforms, retrievers, fusion,
+    rerankers, context shapers) are the pipeline's :attr:`query`, a
+    :class:`~ragkit.query.QueryPipeline` built from ``config.stages`` (or,
+    without stages, the one retriever of ``config.retrieval``). Every answer
+    carries the trace of each stage.
 
     Args:
         config: The pipeline's settings (default: the built-in defaults,
@@ -97,6 +117,14 @@ class RagPipeline:
         self.config = config or PipelineConfig()
         self.name = name
         self._generator = generator
+        self.query = QueryPipeline.from_configs(
+            self.config.stage_configs(),
+            top_k=self.config.retrieval.top_k,
+            name=name,
+            context=PipelineContext(self.config.generator),
+            where=f"pipeline {name!r}: stages",
+        )
+        self.default_mode = self.config.retrieval.mode if self.config.stages else None
 
     @classmethod
     def load(cls, name_or_path: str = "basic", generator: Generator | None = None) -> RagPipeline:
@@ -130,6 +158,64 @@ class RagPipeline:
             )
         return question.strip()
 
+    def request(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        history: list[Message] | None = None,
+    ) -> QueryRequest:
+        """The query request of one question (checked), with the pipeline's default mode."""
+        chosen = mode or self.default_mode
+        options = {"mode": chosen} if chosen else {}
+        return QueryRequest(self.check_question(question), top_k, filters, list(history or []), options)
+
+    def search(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        history: list[Message] | None = None,
+    ) -> SearchResult:
+        """The stages before generation: the hits handed to the generator, with each stage's trace."""
+        state = self.query.start(self.request(question, top_k, filters, mode, history), collection)
+        started = time.perf_counter()
+        run_now(self.query.execute([state], sync=True))
+        return result_of(state, time.perf_counter() - started)
+
+    def search_many(
+        self,
+        questions: list[str],
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+    ) -> list[SearchResult]:
+        """Batch form of :meth:`search`: each stage handles every question at once."""
+        states = [self.query.start(self.request(q, top_k, filters, mode), collection) for q in questions]
+        started = time.perf_counter()
+        run_now(self.query.execute(states, sync=True))
+        share = (time.perf_counter() - started) / max(1, len(states))
+        return [result_of(state, share) for state in states]
+
+    async def asearch(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        history: list[Message] | None = None,
+    ) -> SearchResult:
+        """Async twin of :meth:`search`."""
+        state = self.query.start(self.request(question, top_k, filters, mode, history), collection)
+        started = time.perf_counter()
+        await self.query.execute([state])
+        return result_of(state, time.perf_counter() - started)
+
     def retrieve(
         self,
         question: str,
@@ -138,16 +224,8 @@ class RagPipeline:
         filters: FilterLike = None,
         mode: str | None = None,
     ) -> list[Hit]:
-        """The hits that clear the relevance threshold, best first."""
-        settings = self.config.retrieval
-        chosen = mode or settings.mode
-        if chosen not in ("dense", "lexical"):
-            raise InputError(f"search mode must be 'dense' or 'lexical', got {chosen!r}")
-        hits = collection.search(question, top_k or settings.top_k, filters, chosen)  # type: ignore[arg-type]
-        # the threshold is on the configured mode's score scale (cosine or BM25)
-        if settings.min_score is not None and chosen == settings.mode:
-            hits = [hit for hit in hits if hit.score >= settings.min_score]
-        return hits
+        """The hits that clear the stages' thresholds, best first (:meth:`search` without the trace)."""
+        return self.search(question, collection, top_k, filters, mode).hits
 
     def prepare(self, question: str, hits: list[Hit]) -> PreparedPrompt:
         """Number the hits as blocks, keep those that fit the token budget, and build the messages.
@@ -219,6 +297,12 @@ class RagPipeline:
             completion = usage.completion_tokens if usage else 0
             usage = Usage(prepared.prompt_tokens, completion or self.generator.count_tokens(text))
         run.timings["total"] = time.perf_counter() - run.started
+        model = self.generator.model_name if prepared is not None else ""
+        trace = list(run.trace)
+        if prepared is not None:
+            used = usage or Usage()
+            call = ModelCall(model, used.prompt_tokens, used.completion_tokens, run.timings.get("generate", 0.0))
+            trace.append(StageTrace("generate", "generate", run.timings.get("generate", 0.0), calls=[call]))
         return Answer(
             question=run.question,
             text=text,
@@ -228,10 +312,12 @@ class RagPipeline:
             grounded=prepared is not None,
             usage=usage or Usage(),
             timings=dict(run.timings),
-            model=self.generator.model_name if prepared is not None else "",
+            model=model,
             pipeline=self.name,
             finish_reason=finish,
             skipped_hits=prepared.skipped if prepared else 0,
+            trace=trace,
+            queries=list(run.queries),
         )
 
     # -- the whole pipeline ------------------------------------------------------------------
@@ -244,9 +330,10 @@ class RagPipeline:
         filters: FilterLike = None,
         mode: str | None = None,
         options: GenerationOptions | None = None,
+        history: list[Message] | None = None,
     ) -> Answer:
         """Answer ``question`` from ``collection``, with citations."""
-        for event in self.stream(question, collection, top_k, filters, mode, options):
+        for event in self.stream(question, collection, top_k, filters, mode, options, history):
             if event.answer is not None:
                 return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
@@ -259,14 +346,14 @@ class RagPipeline:
         filters: FilterLike = None,
         mode: str | None = None,
         options: GenerationOptions | None = None,
+        history: list[Message] | None = None,
     ) -> Iterator[AskEvent]:
         """The answer as events: ``retrieval``, ``token``/``citation``…, then ``answer``.
 
         Closing the iterator early stops the generator.
         """
-        run = _Run(self.check_question(question))
-        prepared, since = self._retrieve_and_prepare(run, collection, top_k, filters, mode)
-        yield from self._stream_prepared(run, prepared, since, options)
+        request = self.request(question, top_k, filters, mode, history)
+        yield from iterate_now(self._events(request, collection, options, sync=True))
 
     def ask_with_hits(self, question: str, hits: list[Hit], options: GenerationOptions | None = None) -> Answer:
         """Answer ``question`` from ``hits`` retrieved already (best first, e.g. by :meth:`retrieve`).
@@ -276,44 +363,128 @@ class RagPipeline:
         hits gives the pipeline's no-answer text without a model call. The
         answer's ``timings`` have no ``retrieve`` entry.
         """
-        run = _Run(self.check_question(question))
-        since = time.perf_counter()
-        prepared = self.prepare(run.question, hits) if hits else None
-        since = run.mark("assemble", since)
-        for event in self._stream_prepared(run, prepared, since, options):
+        request = QueryRequest(self.check_question(question))
+        for event in iterate_now(self._events(request, None, options, sync=True, hits=hits)):
             if event.answer is not None:
                 return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
 
-    def _stream_prepared(
-        self, run: _Run, prepared: PreparedPrompt | None, since: float, options: GenerationOptions | None
-    ) -> Iterator[AskEvent]:
-        """:meth:`stream` from the assembled prompt on (``None``: nothing relevant, the no-answer text)."""
-        yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
+    async def aask(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+        history: list[Message] | None = None,
+    ) -> Answer:
+        """Async twin of :meth:`ask`."""
+        async for event in self.astream(question, collection, top_k, filters, mode, options, history):
+            if event.answer is not None:
+                return event.answer
+        raise AssertionError("the stream ended without an answer")  # pragma: no cover
+
+    async def astream(
+        self,
+        question: str,
+        collection: Collection,
+        top_k: int | None = None,
+        filters: FilterLike = None,
+        mode: str | None = None,
+        options: GenerationOptions | None = None,
+        history: list[Message] | None = None,
+    ) -> AsyncIterator[AskEvent]:
+        """Async twin of :meth:`stream`: the stages run in a worker thread, generation streams.
+
+        Cancelling the consumer (a client that disconnects) stops the generator.
+        """
+        request = self.request(question, top_k, filters, mode, history)
+        events = self._events(request, collection, options, sync=False)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    # -- the one event loop, run directly (sync) or on an event loop (async) ---------------------
+
+    async def _events(
+        self,
+        request: QueryRequest,
+        collection: Collection | None,
+        options: GenerationOptions | None,
+        sync: bool,
+        hits: list[Hit] | None = None,
+    ) -> AsyncGenerator[AskEvent, None]:
+        """Every event of one answer. In sync mode nothing here waits for an event loop."""
+        run = _Run(request.question)
+        if hits is None:
+            assert collection is not None
+            state = self.query.start(request, collection)
+            prepared, since = await self._search_and_prepare(run, state, sync)
+        else:
+            since = time.perf_counter()
+            if not hits:
+                prepared = None
+            elif sync:
+                prepared = self.prepare(run.question, hits)
+            else:
+                prepared = await asyncio.to_thread(self.prepare, run.question, hits)
+            since = run.mark("assemble", since)
+        yield AskEvent("retrieval", hits=prepared.hits if prepared else [], trace=list(run.trace))
         if prepared is None:
-            yield from self._no_answer(run)
+            for event in self._no_answer(run):
+                yield event
             return
         tracker = CitationTracker(prepared.hits)
         final = GenerationDelta()
-        deltas = self.generator.stream(prepared.messages, self._options(options))
-        try:
-            for delta in deltas:
-                yield from self._on_delta(run, since, tracker, delta, final)
-        finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
+        async for delta in self._deltas(prepared.messages, self._options(options), sync):
+            for event in self._on_delta(run, since, tracker, delta, final):
+                yield event
         run.mark("generate", since)
         yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
 
-    def _retrieve_and_prepare(
-        self, run: _Run, collection: Collection, top_k: int | None, filters: FilterLike, mode: str | None
+    async def _search_and_prepare(
+        self, run: _Run, state: QueryState, sync: bool
     ) -> tuple[PreparedPrompt | None, float]:
-        """The prompt (``None`` when nothing relevant was found) and when assembly ended; both stages timed."""
-        hits = self.retrieve(run.question, collection, top_k, filters, mode)
+        """Run the stages and assemble the prompt (``None``: nothing relevant), timing both; one thread hop."""
+        if not sync and not self.query.native_async:
+            return await asyncio.to_thread(run_now, self._search_and_prepare(run, state, True))
+        await self.query.execute([state], sync)
+        run.absorb(state)
         since = run.mark("retrieve", run.started)
-        prepared = self.prepare(run.question, hits) if hits else None
+        hits = state.hits
+        if not hits:
+            prepared = None
+        elif sync:
+            prepared = self.prepare(state.question, hits)
+        else:
+            prepared = await asyncio.to_thread(self.prepare, state.question, hits)
         return prepared, run.mark("assemble", since)
+
+    async def _deltas(
+        self, messages: list[Message], options: GenerationOptions, sync: bool
+    ) -> AsyncGenerator[GenerationDelta, None]:
+        """The generator's stream: its sync iterator in sync mode, its async one otherwise; closed on exit."""
+        if sync:
+            deltas = self.generator.stream(messages, options)
+            try:
+                for delta in deltas:
+                    yield delta
+            finally:
+                close = getattr(deltas, "close", None)
+                if close is not None:
+                    close()
+            return
+        adeltas = self.generator.astream(messages, options)
+        try:
+            async for delta in adeltas:
+                yield delta
+        finally:
+            aclose = getattr(adeltas, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _no_answer(self, run: _Run) -> list[AskEvent]:
         """The events of an answer that says the documents do not answer the question."""
@@ -334,55 +505,6 @@ class RagPipeline:
         if delta.usage is not None:
             final.usage = delta.usage
         return events
-
-    async def aask(
-        self,
-        question: str,
-        collection: Collection,
-        top_k: int | None = None,
-        filters: FilterLike = None,
-        mode: str | None = None,
-        options: GenerationOptions | None = None,
-    ) -> Answer:
-        """Async twin of :meth:`ask`."""
-        async for event in self.astream(question, collection, top_k, filters, mode, options):
-            if event.answer is not None:
-                return event.answer
-        raise AssertionError("the stream ended without an answer")  # pragma: no cover
-
-    async def astream(
-        self,
-        question: str,
-        collection: Collection,
-        top_k: int | None = None,
-        filters: FilterLike = None,
-        mode: str | None = None,
-        options: GenerationOptions | None = None,
-    ) -> AsyncIterator[AskEvent]:
-        """Async twin of :meth:`stream`: retrieval runs in a worker thread, generation streams.
-
-        Cancelling the consumer (a client that disconnects) stops the generator.
-        """
-        run = _Run(self.check_question(question))
-        prepared, since = await asyncio.to_thread(self._retrieve_and_prepare, run, collection, top_k, filters, mode)
-        yield AskEvent("retrieval", hits=prepared.hits if prepared else [])
-        if prepared is None:
-            for event in self._no_answer(run):
-                yield event
-            return
-        tracker = CitationTracker(prepared.hits)
-        final = GenerationDelta()
-        deltas = self.generator.astream(prepared.messages, self._options(options))
-        try:
-            async for delta in deltas:
-                for event in self._on_delta(run, since, tracker, delta, final):
-                    yield event
-        finally:
-            aclose = getattr(deltas, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        run.mark("generate", since)
-        yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
 
 
 def _finish(final: GenerationDelta) -> FinishReason:

@@ -195,12 +195,18 @@ class EvaluationList(BaseModel):
 
 
 class SearchRequest(_Strict):
-    """A search over one collection."""
+    """A search over one collection: plain dense or lexical retrieval, or a configured pipeline's stages."""
 
     query: str = Field(min_length=1, max_length=10_000)
     top_k: int = Field(default=5, ge=1, le=100)
     filters: FilterSpec | None = Field(default=None, description=_FILTER_DOC)
-    mode: Mode = "dense"
+    mode: Mode | None = Field(
+        default=None, description="dense or lexical (default dense); with a pipeline, one of its retrievers alone"
+    )
+    pipeline: str | None = Field(
+        default=None,
+        description="Search with a configured pipeline's stages (hybrid, rerankers ...) instead of one retriever",
+    )
 
 
 class Span(BaseModel):
@@ -221,14 +227,21 @@ class SearchHit(BaseModel):
     span: Span
     metadata: dict[str, Any]
     text: str
+    scores: dict[str, float] = Field(default_factory=dict, description="Each stage's score for this hit, by stage")
+    ranks: dict[str, int] = Field(default_factory=dict, description="Each stage's rank for this hit (from 1)")
 
 
 class SearchResponse(BaseModel):
-    """The best chunks, best first."""
+    """The best chunks, best first, with what each pipeline stage did."""
 
     query: str
-    mode: Mode
+    mode: Mode | None
+    pipeline: str | None = None
     hits: list[SearchHit]
+    queries: list[dict[str, Any]] = Field(default_factory=list, description="The queries retrieval used")
+    trace: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"
+    )
 
 
 class AskRequest(_Strict):
@@ -265,6 +278,8 @@ class HitModel(BaseModel):
     chunk: ChunkModel
     score: float
     origin: str
+    scores: dict[str, float] = Field(default_factory=dict)
+    ranks: dict[str, int] = Field(default_factory=dict)
 
 
 class CitationModel(BaseModel):
@@ -308,6 +323,10 @@ class AnswerModel(BaseModel):
     pipeline: str
     finish_reason: str
     skipped_hits: int
+    queries: list[dict[str, Any]] = Field(default_factory=list, description="The queries retrieval used")
+    trace: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"
+    )
 
 
 # -- health --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from fastapi import Request
 
 from ragkit.errors import NotFoundError
 from ragkit.generation.base import GenerationOptions
-from ragkit.rag import RagPipeline
+from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.auth import Authenticator
 from ragkit.service.evaluations import EvaluationManager
 from ragkit.service.jobs import JobManager
@@ -44,6 +44,7 @@ class ServiceState:
         self._jobs: JobManager | None = None
         self._evaluations: EvaluationManager | None = None
         self._lock = threading.Lock()
+        self._searchers: dict[str, RagPipeline] = {}
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -94,6 +95,15 @@ class ServiceState:
             known = ", ".join(sorted(self.pipelines)) or "none"
             raise NotFoundError(f"no pipeline named {chosen!r} (configured: {known})")
         return pipeline
+
+    def search_pipeline(self, mode: str) -> RagPipeline:
+        """The plain search of one retriever (``dense`` or ``lexical``), no threshold: a search without a pipeline."""
+        with self._lock:
+            pipeline = self._searchers.get(mode)
+            if pipeline is None:
+                config = PipelineConfig.parse({"retrieval": {"mode": mode, "top_k": 5, "min_score": None}})
+                pipeline = self._searchers[mode] = RagPipeline(config, name=mode)
+            return pipeline
 
     @staticmethod
     def options(pipeline: RagPipeline, max_tokens: int | None, **sampling: Any) -> GenerationOptions:

@@ -107,8 +107,8 @@ def test_unknown_pipeline_lists_pipeline_recipes(folder):
 
 
 def test_other_mistakes_name_their_field(folder):
-    assert "pipelines.0: Value error, a retrieval_only pipeline takes no recipe or config" in error_of(
-        write_suite(folder, pipelines=[{"name": "x", "retrieval_only": True, "recipe": "basic"}])
+    assert "pipelines[0] (x): unknown pipeline 'nope'" in error_of(
+        write_suite(folder, pipelines=[{"name": "x", "retrieval_only": True, "recipe": "nope"}])
     )
     assert "pipeline names must be unique; repeated: basic" in error_of(
         write_suite(folder, pipelines=["basic", "basic"])

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import format_sse_event
 
+from ragkit.query import SearchResult
 from ragkit.rag import AskEvent
 from ragkit.schema import Hit
 from ragkit.service.auth import Principal, require_collection
@@ -45,7 +46,10 @@ ASK_EVENT_SCHEMA: dict[str, Any] = {
             {
                 "type": "object",
                 "required": ["hits"],
-                "properties": {"hits": {"type": "array", "items": _ref("HitModel")}},
+                "properties": {
+                    "hits": {"type": "array", "items": _ref("HitModel")},
+                    "trace": {"type": "array", "items": {"type": "object"}},
+                },
             },
         ),
         _event("token", {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
@@ -89,6 +93,8 @@ def search_hit(hit: Hit) -> SearchHit:
         span=Span(start=chunk.start, end=chunk.end),
         metadata=chunk.metadata,
         text=chunk.text,
+        scores=hit.scores,
+        ranks=hit.ranks,
     )
 
 
@@ -104,13 +110,26 @@ async def search(
     state: ServiceState = Depends(get_state),
     _: Principal = Depends(require_collection("read")),
 ) -> SearchResponse:
-    """The ``top_k`` chunks best matching ``query``, optionally filtered by metadata."""
+    """The ``top_k`` chunks best matching ``query``, optionally filtered by metadata.
 
-    def run() -> list[Hit]:
-        return state.collections.get(name).search(body.query, body.top_k, body.filters, body.mode)
+    With ``pipeline``, the configured pipeline's stages run (everything before generation), so a search
+    returns exactly the hits that pipeline would answer from, with the trace of each stage.
+    """
+    searcher = state.pipeline(body.pipeline) if body.pipeline else state.search_pipeline(body.mode or "dense")
+    mode = body.mode if body.pipeline else None
 
-    hits = await state.run(run)
-    return SearchResponse(query=body.query, mode=body.mode, hits=[search_hit(h) for h in hits])
+    def run() -> SearchResult:
+        return searcher.search(body.query, state.collections.get(name), body.top_k, body.filters, mode)
+
+    result = await state.run(run)
+    return SearchResponse(
+        query=body.query,
+        mode=body.mode if body.pipeline else (body.mode or "dense"),
+        pipeline=body.pipeline,
+        hits=[search_hit(h) for h in result.hits],
+        queries=[q.to_dict() for q in result.queries],
+        trace=[t.to_dict() for t in result.trace],
+    )
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -120,7 +139,10 @@ def _sse(event: str, data: Any) -> bytes:
 def encode_ask_event(event: AskEvent) -> bytes:
     """One pipeline event as a Server-Sent Event."""
     if event.type == "retrieval":
-        return _sse("retrieval", {"hits": [h.to_dict() for h in event.hits or []]})
+        return _sse(
+            "retrieval",
+            {"hits": [h.to_dict() for h in event.hits or []], "trace": [t.to_dict() for t in event.trace or []]},
+        )
     if event.type == "token":
         return _sse("token", {"text": event.text})
     if event.type == "citation":
