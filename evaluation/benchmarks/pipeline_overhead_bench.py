@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from common import log, percentiles, write_json  # noqa: E402
+import numpy as np
+from common import log, percentiles, write_json
 
-from ragkit.query import (  # noqa: E402
+from ragkit.query import (
     ContextShaperStage,
     FuserStage,
     QueryPipeline,
@@ -40,11 +40,11 @@ from ragkit.query import (  # noqa: E402
     RerankerStage,
     RetrieverStage,
 )
-from ragkit.query.stages import merge_hits  # noqa: E402
-from ragkit.query.state import CandidateList, Query, QueryState  # noqa: E402
-from ragkit.registry import register  # noqa: E402
-from ragkit.schema import Chunk, Hit  # noqa: E402
-from ragkit.stores.faiss_store import FaissStore  # noqa: E402
+from ragkit.query.stages import merge_hits
+from ragkit.query.state import CandidateList, Query, QueryState
+from ragkit.registry import register
+from ragkit.schema import Chunk, Hit
+from ragkit.stores.faiss_store import FaissStore
 
 DIM = 384
 
@@ -127,8 +127,6 @@ def main() -> None:
                 {"type": "bench-noop", "role": "query_transform", "name": "t"},
                 "bench-fixed-vector",
                 {"type": "bench-noop", "role": "fuser", "name": "f"},
-            ]
-            + [
                 {"type": "bench-noop", "role": "reranker", "name": "r"},
                 {"type": "bench-noop", "role": "context_shaper", "name": "s"},
             ],
