@@ -33,6 +33,11 @@ rerank_app = typer.Typer(
 T = TypeVar("T")
 
 
+@rerank_app.callback()
+def _group() -> None:
+    """Rerankers: train a cross-encoder on your questions and documents."""
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

@@ -226,7 +226,7 @@ def _load(folder: Path, device: str, precision: str, torch: Any) -> LoadedCrossE
     model.eval()
     if model.num_labels != 1:
         raise ConfigError(f"{_WHERE} option 'model': {folder} has {model.num_labels} labels; a reranker needs one")
-    max_length = int(model.max_length or 512)
+    max_length = int(getattr(model, "max_seq_length", None) or 512)
     if max_length > 1_000_000:  # a tokenizer's "no limit" sentinel
         max_length = 512
     logger.info(
