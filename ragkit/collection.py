@@ -325,6 +325,7 @@ class Collection:
                 self.store,
                 batch_size=self.config.embed_batch_size,
                 progress=progress,
+                chunk_headers=self.config.chunk_headers,
             )
             stale_marker = self.folder / _LEXICAL_STALE
             if self.lexical is not None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError, InputError, RagkitError
 from ragkit.filters import FilterLike
+from ragkit.generation.base import Message
 from ragkit.query.driver import run_now
 from ragkit.query.stages import (
     FuserStage,
@@ -274,9 +275,13 @@ class QueryPipeline:
         top_k: int | None,
         filters: FilterLike,
         mode: str | None,
+        history: list[Message] | None = None,
     ) -> list[QueryState]:
         options = {"mode": mode} if mode else {}
-        return [self.start(QueryRequest(q, top_k, filters, options=dict(options)), collection) for q in questions]
+        return [
+            self.start(QueryRequest(q, top_k, filters, list(history or []), dict(options)), collection)
+            for q in questions
+        ]
 
     def search(
         self,
@@ -285,9 +290,13 @@ class QueryPipeline:
         top_k: int | None = None,
         filters: FilterLike = None,
         mode: str | None = None,
+        history: list[Message] | None = None,
     ) -> SearchResult:
-        """The best ``top_k`` hits for ``question`` with the trace of every stage."""
-        return self.search_many([question], collection, top_k, filters, mode)[0]
+        """The best ``top_k`` hits for ``question`` with the trace of every stage.
+
+        ``history`` is the conversation so far, for a ``condense`` stage.
+        """
+        return self.search_many([question], collection, top_k, filters, mode, history)[0]
 
     def search_many(
         self,
@@ -296,9 +305,10 @@ class QueryPipeline:
         top_k: int | None = None,
         filters: FilterLike = None,
         mode: str | None = None,
+        history: list[Message] | None = None,
     ) -> list[SearchResult]:
         """Batch form of :meth:`search`: each stage handles all questions at once."""
-        states = self._states(questions, collection, top_k, filters, mode)
+        states = self._states(questions, collection, top_k, filters, mode, history)
         started = time.perf_counter()
         run_now(self.execute(states, sync=True))
         return [result_of(s, (time.perf_counter() - started) / max(1, len(states))) for s in states]
@@ -310,9 +320,10 @@ class QueryPipeline:
         top_k: int | None = None,
         filters: FilterLike = None,
         mode: str | None = None,
+        history: list[Message] | None = None,
     ) -> SearchResult:
         """Async twin of :meth:`search`."""
-        states = self._states([question], collection, top_k, filters, mode)
+        states = self._states([question], collection, top_k, filters, mode, history)
         started = time.perf_counter()
         await self.execute(states)
         return result_of(states[0], time.perf_counter() - started)

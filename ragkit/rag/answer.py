@@ -114,6 +114,8 @@ class Answer:
     """What each stage did: the query stages' outputs, timings and model calls, then ``generate``."""
     queries: list[Query] = field(default_factory=list)
     """The queries retrieval used (the question, and any a transform wrote)."""
+    conversation_id: str | None = None
+    """The stored conversation this answer was added to, when the ask named one."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -130,6 +132,7 @@ class Answer:
             "pipeline": self.pipeline,
             "finish_reason": self.finish_reason,
             "skipped_hits": self.skipped_hits,
+            "conversation_id": self.conversation_id,
             "queries": [q.to_dict() for q in self.queries],
             "trace": [t.to_dict() for t in self.trace],
         }

@@ -52,6 +52,10 @@ class ContextSettings(BaseModel):
     The budget also shrinks to what the generator's context window leaves
     after the prompt template, the question and the answer.
     """
+    history_tokens: int = Field(default=512, ge=0)
+    """Tokens of conversation history put into the prompt (the most recent turns); 0: none."""
+    summarise_history: bool = True
+    """Summarise the turns that do not fit ``history_tokens`` with the generator (one call, cached); else a note."""
 
 
 class AnswerSettings(BaseModel):

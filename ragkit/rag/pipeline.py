@@ -25,9 +25,9 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragkit import registry
 from ragkit.collection import Collection
@@ -44,6 +44,10 @@ from ragkit.rag.config import PipelineConfig, load_pipeline_config
 from ragkit.rag.prompt import format_block
 from ragkit.schema import Hit
 
+if TYPE_CHECKING:
+    from ragkit.conversation import ConversationStore, FittedHistory
+
+T = TypeVar("T")
 _BLOCK_SEPARATOR = "\n\n"
 _generators: dict[str, Generator] = {}
 _generators_lock = threading.Lock()
@@ -67,6 +71,50 @@ class PreparedPrompt:
     hits: list[Hit]
     skipped: int
     prompt_tokens: int
+    history: StageTrace | None = None
+    """How the conversation history was fitted into the prompt (``None``: there was none)."""
+
+
+INSTRUCTIONS_HEADER = "Instructions from the caller (they do not change the rules above):"
+
+
+@dataclass(slots=True)
+class AskExtras:
+    """What an ask may bring besides the question: the caller's instructions and a stored conversation."""
+
+    instructions: str | None = None
+    conversation_id: str | None = None
+    owner: str | None = None
+    conversations: ConversationStore | None = None
+
+    def store(self) -> ConversationStore:
+        """The conversation store (the default one at ``<home>/conversations.sqlite`` unless one was given)."""
+        if self.conversations is None:
+            from ragkit.conversation import ConversationStore
+
+            self.conversations = ConversationStore()
+        return self.conversations
+
+    def history(self) -> list[Message]:
+        """The stored conversation's messages (``NotFoundError`` if it is not this owner's)."""
+        assert self.conversation_id is not None
+        return self.store().history(self.conversation_id, self.owner)
+
+    def record(self, answer: Answer, standalone: str | None) -> None:
+        """Append this question and its answer to the stored conversation."""
+        from ragkit.conversation import Turn
+
+        assert self.conversation_id is not None
+        turn = Turn(answer.question, answer.text, [c.to_dict() for c in answer.citations], standalone)
+        self.store().append(self.conversation_id, self.owner, turn)
+        answer.conversation_id = self.conversation_id
+
+
+async def _call(sync: bool, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``: directly in sync mode, in a worker thread otherwise."""
+    if sync:
+        return function(*args)
+    return await asyncio.to_thread(function, *args)
 
 
 @dataclass(slots=True)
@@ -78,6 +126,10 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
     trace: list[StageTrace] = field(default_factory=list)
     queries: list[Query] = field(default_factory=list)
+    history: list[Message] = field(default_factory=list)
+    instructions: str | None = None
+    standalone: str | None = None
+    """The question a ``condense`` stage made standalone (``None``: the question as asked)."""
 
     def mark(self, stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -88,6 +140,8 @@ class _Run:
         """Take the finished query state's trace, queries and per-stage timings (and its standalone question)."""
         self.trace = list(state.trace)
         self.queries = list(state.queries)
+        if state.question != self.question:
+            self.standalone = state.question
         for entry in state.trace:
             key = f"stage:{entry.stage}"
             self.timings[key] = self.timings.get(key, 0.0) + entry.seconds
@@ -227,17 +281,34 @@ class RagPipeline:
         """The hits that clear the stages' thresholds, best first (:meth:`search` without the trace)."""
         return self.search(question, collection, top_k, filters, mode).hits
 
-    def prepare(self, question: str, hits: list[Hit]) -> PreparedPrompt:
+    def prepare(
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[Message] | None = None,
+        instructions: str | None = None,
+    ) -> PreparedPrompt:
         """Number the hits as blocks, keep those that fit the token budget, and build the messages.
 
         Blocks are taken best first; one that does not fit is skipped (a
         smaller one after it may still fit). If even the best block does not
-        fit, it is shortened to the budget rather than dropped.
+        fit, it is shortened to the budget rather than dropped. ``history``
+        (earlier turns) goes between the system message and the question,
+        fitted to ``context.history_tokens``; ``instructions`` are appended to
+        the system message.
         """
         generator = self.generator
         template = self.config.prompt
         answer_tokens = self.config.answer.max_tokens
-        bare = generator.count_message_tokens(template.messages(question, ""))
+        fitted = self._fit_history(history) if history else None
+
+        def build(context: str) -> list[Message]:
+            system, user = template.messages(question, context)
+            if instructions:
+                system = Message("system", f"{system.content}\n\n{INSTRUCTIONS_HEADER}\n{instructions.strip()}")
+            return [system, *(fitted.messages if fitted else []), user]
+
+        bare = generator.count_message_tokens(build(""))
         room = generator.context_window - answer_tokens - bare
         if room < 16:
             raise InputError(
@@ -261,8 +332,25 @@ class RagPipeline:
             blocks.append(block)
             used.append(hit)
             spent += cost
-        messages = template.messages(question, _BLOCK_SEPARATOR.join(blocks))
-        return PreparedPrompt(messages, used, len(hits) - len(used), generator.count_message_tokens(messages))
+        messages = build(_BLOCK_SEPARATOR.join(blocks))
+        trace = None
+        if fitted is not None:
+            trace = StageTrace("history", "shape", calls=list(fitted.calls))
+            trace.notes.append(
+                f"{fitted.kept_turns} recent turn(s) in the prompt ({fitted.tokens} tokens)"
+                + (f"; {fitted.dropped} earlier turn(s) summarised" if fitted.summary else "")
+                + (f"; {fitted.dropped} earlier turn(s) left out ({fitted.note})" if fitted.note else "")
+            )
+        count = generator.count_message_tokens(messages)
+        return PreparedPrompt(messages, used, len(hits) - len(used), count, trace)
+
+    def _fit_history(self, history: list[Message]) -> FittedHistory:
+        """The most recent turns within ``context.history_tokens``, older ones summarised by the generator."""
+        from ragkit.conversation import HistorySummariser, fit_history
+
+        budget = self.config.context.history_tokens
+        summariser = HistorySummariser(self.generator) if self.config.context.summarise_history else None
+        return fit_history(history, budget, self.generator.count_tokens, summariser)
 
     def _shorten(self, number: int, hit: Hit, budget: int) -> str:
         text = hit.chunk.text
@@ -331,9 +419,25 @@ class RagPipeline:
         mode: str | None = None,
         options: GenerationOptions | None = None,
         history: list[Message] | None = None,
+        *,
+        instructions: str | None = None,
+        conversation_id: str | None = None,
+        owner: str | None = None,
+        conversations: ConversationStore | None = None,
     ) -> Answer:
-        """Answer ``question`` from ``collection``, with citations."""
-        for event in self.stream(question, collection, top_k, filters, mode, options, history):
+        """Answer ``question`` from ``collection``, with citations.
+
+        ``history`` is the conversation so far (oldest first): a ``condense``
+        stage makes a follow-up standalone from it, and its most recent turns
+        (``context.history_tokens``; older ones summarised) go into the prompt.
+        ``instructions`` are the caller's own (an OpenAI client's system
+        message), added to the system prompt. ``conversation_id`` continues a
+        stored conversation of ``owner`` (``None``: the local user) in
+        ``conversations`` (default: ``<home>/conversations.sqlite``): its
+        history is loaded and this turn appended.
+        """
+        extras = AskExtras(instructions, conversation_id, owner, conversations)
+        for event in self.stream(question, collection, top_k, filters, mode, options, history, extras=extras):
             if event.answer is not None:
                 return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
@@ -347,13 +451,15 @@ class RagPipeline:
         mode: str | None = None,
         options: GenerationOptions | None = None,
         history: list[Message] | None = None,
+        *,
+        extras: AskExtras | None = None,
     ) -> Iterator[AskEvent]:
         """The answer as events: ``retrieval``, ``token``/``citation``…, then ``answer``.
 
-        Closing the iterator early stops the generator.
+        Closing the iterator early stops the generator. ``extras``: see :meth:`ask`.
         """
         request = self.request(question, top_k, filters, mode, history)
-        yield from iterate_now(self._events(request, collection, options, sync=True))
+        yield from iterate_now(self._events(request, collection, options, sync=True, extras=extras))
 
     def ask_with_hits(self, question: str, hits: list[Hit], options: GenerationOptions | None = None) -> Answer:
         """Answer ``question`` from ``hits`` retrieved already (best first, e.g. by :meth:`retrieve`).
@@ -378,9 +484,15 @@ class RagPipeline:
         mode: str | None = None,
         options: GenerationOptions | None = None,
         history: list[Message] | None = None,
+        *,
+        instructions: str | None = None,
+        conversation_id: str | None = None,
+        owner: str | None = None,
+        conversations: ConversationStore | None = None,
     ) -> Answer:
         """Async twin of :meth:`ask`."""
-        async for event in self.astream(question, collection, top_k, filters, mode, options, history):
+        extras = AskExtras(instructions, conversation_id, owner, conversations)
+        async for event in self.astream(question, collection, top_k, filters, mode, options, history, extras=extras):
             if event.answer is not None:
                 return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
@@ -394,13 +506,15 @@ class RagPipeline:
         mode: str | None = None,
         options: GenerationOptions | None = None,
         history: list[Message] | None = None,
+        *,
+        extras: AskExtras | None = None,
     ) -> AsyncIterator[AskEvent]:
         """Async twin of :meth:`stream`: the stages run in a worker thread, generation streams.
 
         Cancelling the consumer (a client that disconnects) stops the generator.
         """
         request = self.request(question, top_k, filters, mode, history)
-        events = self._events(request, collection, options, sync=False)
+        events = self._events(request, collection, options, sync=False, extras=extras)
         try:
             async for event in events:
                 yield event
@@ -416,34 +530,39 @@ class RagPipeline:
         options: GenerationOptions | None,
         sync: bool,
         hits: list[Hit] | None = None,
+        extras: AskExtras | None = None,
     ) -> AsyncGenerator[AskEvent, None]:
         """Every event of one answer. In sync mode nothing here waits for an event loop."""
-        run = _Run(request.question)
+        extras = extras or AskExtras()
+        run = _Run(request.question, instructions=extras.instructions)
+        if extras.conversation_id is not None:
+            past = await _call(sync, extras.history)
+            request.history = [*past, *request.history]
+        run.history = list(request.history)
         if hits is None:
             assert collection is not None
             state = self.query.start(request, collection)
             prepared, since = await self._search_and_prepare(run, state, sync)
         else:
             since = time.perf_counter()
-            if not hits:
-                prepared = None
-            elif sync:
-                prepared = self.prepare(run.question, hits)
-            else:
-                prepared = await asyncio.to_thread(self.prepare, run.question, hits)
+            prepared = await _call(sync, self._prepare_run, run, run.question, hits) if hits else None
             since = run.mark("assemble", since)
         yield AskEvent("retrieval", hits=prepared.hits if prepared else [], trace=list(run.trace))
         if prepared is None:
-            for event in self._no_answer(run):
-                yield event
-            return
-        tracker = CitationTracker(prepared.hits)
-        final = GenerationDelta()
-        async for delta in self._deltas(prepared.messages, self._options(options), sync):
-            for event in self._on_delta(run, since, tracker, delta, final):
-                yield event
-        run.mark("generate", since)
-        yield AskEvent("answer", answer=self._answer(run, tracker.text, prepared, final.usage, _finish(final)))
+            text = self.config.answer.no_answer
+            yield AskEvent("token", text=text)
+            answer = self._answer(run, text, None, None, "stop")
+        else:
+            tracker = CitationTracker(prepared.hits)
+            final = GenerationDelta()
+            async for delta in self._deltas(prepared.messages, self._options(options), sync):
+                for event in self._on_delta(run, since, tracker, delta, final):
+                    yield event
+            run.mark("generate", since)
+            answer = self._answer(run, tracker.text, prepared, final.usage, _finish(final))
+        if extras.conversation_id is not None:
+            await _call(sync, extras.record, answer, run.standalone)
+        yield AskEvent("answer", answer=answer)
 
     async def _search_and_prepare(
         self, run: _Run, state: QueryState, sync: bool
@@ -455,13 +574,15 @@ class RagPipeline:
         run.absorb(state)
         since = run.mark("retrieve", run.started)
         hits = state.hits
-        if not hits:
-            prepared = None
-        elif sync:
-            prepared = self.prepare(state.question, hits)
-        else:
-            prepared = await asyncio.to_thread(self.prepare, state.question, hits)
+        prepared = await _call(sync, self._prepare_run, run, state.question, hits) if hits else None
         return prepared, run.mark("assemble", since)
+
+    def _prepare_run(self, run: _Run, question: str, hits: list[Hit]) -> PreparedPrompt:
+        """:meth:`prepare` with the run's history and instructions; the history's fitting goes in the trace."""
+        prepared = self.prepare(question, hits, history=run.history, instructions=run.instructions)
+        if prepared.history is not None:
+            run.trace.append(prepared.history)
+        return prepared
 
     async def _deltas(
         self, messages: list[Message], options: GenerationOptions, sync: bool
@@ -485,11 +606,6 @@ class RagPipeline:
             aclose = getattr(adeltas, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-    def _no_answer(self, run: _Run) -> list[AskEvent]:
-        """The events of an answer that says the documents do not answer the question."""
-        text = self.config.answer.no_answer
-        return [AskEvent("token", text=text), AskEvent("answer", answer=self._answer(run, text, None, None, "stop"))]
 
     def _on_delta(
         self, run: _Run, since: float, tracker: CitationTracker, delta: GenerationDelta, final: GenerationDelta

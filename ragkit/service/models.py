@@ -257,6 +257,11 @@ class AskRequest(_Strict):
         default=None, ge=1, le=8192, description="Answer length limit; at most the pipeline's answer.max_tokens"
     )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Continue this stored conversation ('new' starts one): its history is used and this turn kept",
+    )
 
 
 class ChunkModel(BaseModel):
@@ -327,6 +332,39 @@ class AnswerModel(BaseModel):
     trace: list[dict[str, Any]] = Field(
         default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"
     )
+    conversation_id: str | None = Field(default=None, description="The stored conversation this turn was added to")
+
+
+# -- conversations -------------------------------------------------------------------------
+
+
+class TurnModel(BaseModel):
+    """One question and its answer in a stored conversation."""
+
+    question: str
+    answer: str
+    citations: list[dict[str, Any]]
+    standalone: str | None = Field(
+        default=None, description="The standalone question a condense stage made of a follow-up"
+    )
+    created: float
+
+
+class ConversationModel(BaseModel):
+    """A stored conversation (``turns`` is empty in a list)."""
+
+    id: str
+    title: str | None
+    created: float
+    updated: float
+    turn_count: int
+    turns: list[TurnModel] = Field(default_factory=list)
+
+
+class ConversationList(BaseModel):
+    """The caller's conversations, most recent first."""
+
+    conversations: list[ConversationModel]
 
 
 # -- health --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 
@@ -26,6 +26,9 @@ from ragkit.service.jobs import JobManager
 from ragkit.service.metrics import Metrics
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.stores import CollectionCache
+
+if TYPE_CHECKING:
+    from ragkit.conversation import ConversationStore
 
 T = TypeVar("T")
 
@@ -45,6 +48,7 @@ class ServiceState:
         self._evaluations: EvaluationManager | None = None
         self._lock = threading.Lock()
         self._searchers: dict[str, RagPipeline] = {}
+        self._conversations: ConversationStore | None = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -73,6 +77,16 @@ class ServiceState:
                     on_finish=self.metrics.observe_evaluation,
                 )
             return self._evaluations
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """The stored conversations, ``{store_dir}/conversations.sqlite`` (opened on first use)."""
+        with self._lock:
+            if self._conversations is None:
+                from ragkit.conversation import ConversationStore
+
+                self._conversations = ConversationStore(self.settings.store_dir / "conversations.sqlite")
+            return self._conversations
 
     def ask_slots(self) -> asyncio.Semaphore:
         """The semaphore that bounds answers generated at once (one per event loop)."""
@@ -122,6 +136,8 @@ class ServiceState:
         if jobs is not None:
             jobs.close()
         self.collections.close()
+        if self._conversations is not None:
+            self._conversations.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 

@@ -24,9 +24,10 @@ from starlette.types import Receive, Scope, Send
 from ragkit.collection import Collection
 from ragkit.errors import RagkitError
 from ragkit.filters import FilterLike
-from ragkit.generation.base import GenerationOptions
+from ragkit.generation.base import GenerationOptions, Message
 from ragkit.rag import AskEvent, RagPipeline
 from ragkit.rag.answer import Answer
+from ragkit.rag.pipeline import AskExtras
 
 log = logging.getLogger("ragkit.service")
 
@@ -84,10 +85,12 @@ class AnswerRun:
         filters: FilterLike,
         mode: str | None,
         options: GenerationOptions,
+        history: list[Message] | None = None,
+        extras: AskExtras | None = None,
     ) -> AnswerRun:
         """Take a slot, start the pipeline and wait for its first token (or its answer)."""
         await slots.acquire()
-        run = cls(slots, pipeline.astream(question, collection, top_k, filters, mode, options))
+        run = cls(slots, pipeline.astream(question, collection, top_k, filters, mode, options, history, extras=extras))
         try:
             async for event in run._events:
                 run.first.append(event)

@@ -206,7 +206,13 @@ class SpyGenerator(BaseGenerator):
     def stream(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
     ) -> Iterator[GenerationDelta]:
-        run: dict[str, Any] = {"deltas": 0, "completed": False, "closed_early": False, "ended_at": None}
+        run: dict[str, Any] = {
+            "deltas": 0,
+            "completed": False,
+            "closed_early": False,
+            "ended_at": None,
+            "messages": list(messages),
+        }
         with self.lock:
             self.runs.append(run)
         inner = self.inner.stream(messages, options)

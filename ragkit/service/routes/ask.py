@@ -10,10 +10,12 @@ from fastapi.sse import format_sse_event
 
 from ragkit.query import SearchResult
 from ragkit.rag import AskEvent
+from ragkit.rag.pipeline import AskExtras
 from ragkit.schema import Hit
 from ragkit.service.auth import Principal, require_collection
 from ragkit.service.errors import error_responses, request_id_of
 from ragkit.service.models import AnswerModel, AskRequest, SearchHit, SearchRequest, SearchResponse, Span
+from ragkit.service.routes.conversations import owner_of
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.streaming import AnswerRun, ClientGone, EventStreamResponse, guarded, unless_disconnected
 
@@ -152,6 +154,19 @@ def encode_ask_event(event: AskEvent) -> bytes:
     return _sse("answer", event.answer.to_dict())
 
 
+async def _conversation(state: ServiceState, principal: Principal, conversation_id: str | None) -> AskExtras:
+    """The ask's conversation: none, a new one (``"new"``), or the caller's own (404 for anyone else's)."""
+    if conversation_id is None:
+        return AskExtras()
+    owner = owner_of(principal)
+    store = state.conversations
+    if conversation_id == "new":
+        created = await state.run(store.create, owner)
+        return AskExtras(conversation_id=created.id, owner=owner, conversations=store)
+    await state.run(store.get, conversation_id, owner)  # 404 before any work
+    return AskExtras(conversation_id=conversation_id, owner=owner, conversations=store)
+
+
 def encode_ask_error(error_type: str, message: str, status: int) -> bytes:
     """A failure mid-stream as a Server-Sent Event."""
     return _sse("error", {"type": error_type, "message": message, "status": status})
@@ -168,18 +183,33 @@ async def ask(
     body: AskRequest,
     request: Request,
     state: ServiceState = Depends(get_state),
-    _: Principal = Depends(require_collection("read")),
+    principal: Principal = Depends(require_collection("read")),
 ) -> Any:
-    """Answer ``question`` from the collection, with citations; ``stream: true`` for Server-Sent Events."""
+    """Answer ``question`` from the collection, with citations; ``stream: true`` for Server-Sent Events.
+
+    With ``conversation_id`` (``"new"`` starts one) the question continues a stored conversation of the
+    caller's key; the answer carries the conversation's id.
+    """
     pipeline = state.pipeline(body.pipeline)
     collection = await state.run(state.collections.get, name)
     options = state.options(pipeline, body.max_tokens, temperature=body.temperature)
+    extras = await _conversation(state, principal, body.conversation_id)
     slots = state.ask_slots()
     if not body.stream:
 
         async def answer() -> dict[str, Any]:
             async with slots:
-                result = await pipeline.aask(body.question, collection, body.top_k, body.filters, body.mode, options)
+                result = await pipeline.aask(
+                    body.question,
+                    collection,
+                    body.top_k,
+                    body.filters,
+                    body.mode,
+                    options,
+                    conversation_id=extras.conversation_id,
+                    owner=extras.owner,
+                    conversations=extras.conversations,
+                )
             state.metrics.observe_answer(result)
             return result.to_dict()
 
@@ -187,7 +217,9 @@ async def ask(
             return await unless_disconnected(request, answer())
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
-    opening = AnswerRun.open(slots, pipeline, body.question, collection, body.top_k, body.filters, body.mode, options)
+    opening = AnswerRun.open(
+        slots, pipeline, body.question, collection, body.top_k, body.filters, body.mode, options, extras=extras
+    )
     try:
         run = await unless_disconnected(request, opening)
     except ClientGone:

@@ -20,8 +20,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragkit.errors import InputError
+from ragkit.generation.base import Message
 from ragkit.rag import AskEvent, RagPipeline
 from ragkit.rag.answer import Answer
+from ragkit.rag.pipeline import AskExtras
 from ragkit.service.auth import Principal, require
 from ragkit.service.errors import ModelNotFound, error_body, error_responses, request_id_of
 from ragkit.service.models import CitationModel, FilterSpec, Mode, UsageModel
@@ -103,12 +105,25 @@ class ChatCompletionRequest(BaseModel):
     filters: FilterSpec | None = Field(default=None, description="ragkit: a metadata filter")
     mode: Mode | None = Field(default=None, description="ragkit: dense or lexical retrieval")
 
+    def _last_user(self) -> int:
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "user":
+                return index
+        raise InputError("messages: there is no user message to answer")
+
     def question(self) -> str:
         """The last user message's text."""
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return message.text()
-        raise InputError("messages: there is no user message to answer")
+        return self.messages[self._last_user()].text()
+
+    def history(self) -> list[Message]:
+        """The user and assistant messages before the last user message: the conversation so far."""
+        earlier = self.messages[: self._last_user()]
+        return [Message(m.role, m.text()) for m in earlier if m.role in ("user", "assistant") and m.text().strip()]
+
+    def instructions(self) -> str | None:
+        """The system and developer messages' text: the caller's instructions, added to the pipeline's prompt."""
+        parts = [m.text().strip() for m in self.messages if m.role in ("system", "developer") and m.text().strip()]
+        return "\n\n".join(parts) or None
 
     def sampling(self) -> dict[str, Any]:
         """The sampling options asked for (besides the token limit)."""
@@ -301,9 +316,16 @@ async def chat_completions(
     state: ServiceState = Depends(get_state),
     principal: Principal = Depends(require("read")),
 ) -> Any:
-    """Answer the last user message from the model's collection, in OpenAI's format, with ``citations``."""
+    """Answer the last user message from the model's collection, in OpenAI's format, with ``citations``.
+
+    The earlier user and assistant messages are the conversation's history (a ``condense`` stage makes a
+    follow-up standalone from them, and the most recent turns go into the prompt); system and developer
+    messages are added to the pipeline's system prompt as the caller's instructions.
+    """
     name, pipeline = await state.run(resolve_model, state, principal, body.model)
     question = body.question()
+    history = body.history()
+    extras = AskExtras(instructions=body.instructions())
     collection = await state.run(state.collections.get, name)
     options = state.options(pipeline, body.max_completion_tokens or body.max_tokens, **body.sampling())
     completion_id = f"chatcmpl-{request_id_of(request)}"
@@ -312,7 +334,16 @@ async def chat_completions(
 
         async def answer() -> ChatCompletion:
             async with slots:
-                result = await pipeline.aask(question, collection, body.top_k, body.filters, body.mode, options)
+                result = await pipeline.aask(
+                    question,
+                    collection,
+                    body.top_k,
+                    body.filters,
+                    body.mode,
+                    options,
+                    history,
+                    instructions=extras.instructions,
+                )
             state.metrics.observe_answer(result)
             return _completion(completion_id, body.model, result)
 
@@ -322,7 +353,9 @@ async def chat_completions(
             return Response(status_code=CLIENT_CLOSED)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     encoder = _ChunkEncoder(completion_id, body.model, include_usage)
-    opening = AnswerRun.open(slots, pipeline, question, collection, body.top_k, body.filters, body.mode, options)
+    opening = AnswerRun.open(
+        slots, pipeline, question, collection, body.top_k, body.filters, body.mode, options, history, extras
+    )
     try:
         run = await unless_disconnected(request, opening)
     except ClientGone:
