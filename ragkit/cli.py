@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
+from ragkit.rerank_cli import rerank_app
+
 if TYPE_CHECKING:
     from ragkit.collection import Collection
     from ragkit.config import CollectionConfig
@@ -32,6 +34,7 @@ app = typer.Typer(
 )
 collections_app = typer.Typer(help="List, show and delete collections.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
+app.add_typer(rerank_app, name="rerank")
 
 T = TypeVar("T")
 
@@ -284,6 +287,13 @@ def ask(
     store_dir: StoreDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON (no streaming).")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Also print what each pipeline stage did.")] = False,
+    conversation: Annotated[
+        str | None,
+        typer.Option(
+            "--conversation",
+            help="Continue a stored conversation by id ('new' starts one; its id is printed on stderr).",
+        ),
+    ] = None,
 ) -> None:
     """Answer a question from a collection, streaming the answer, then list its cited sources."""
 
@@ -294,12 +304,23 @@ def ask(
 
         rag = RagPipeline.load(pipeline)
         options = GenerationOptions(max_tokens=max_tokens)
+        extras = _conversation_extras(conversation, store_dir)
         with Collection.open(collection, store_dir) as col:
             if as_json:
-                answer = rag.ask(question, col, top_k=top_k, filters=filter, mode=mode, options=options)
+                answer = rag.ask(
+                    question,
+                    col,
+                    top_k=top_k,
+                    filters=filter,
+                    mode=mode,
+                    options=options,
+                    conversation_id=extras.conversation_id,
+                    conversations=extras.conversations,
+                )
                 typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
                 return
-            for event in rag.stream(question, col, top_k=top_k, filters=filter, mode=mode, options=options):
+            events = rag.stream(question, col, top_k=top_k, filters=filter, mode=mode, options=options, extras=extras)
+            for event in events:
                 if event.type == "token":
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
@@ -307,8 +328,27 @@ def ask(
                     _print_answer_sources(event.answer)
                     if trace:
                         _print_trace(event.answer.trace)
+                    if event.answer.conversation_id:
+                        typer.echo(f"conversation: {event.answer.conversation_id}", err=True)
 
     _run(action)
+
+
+def _conversation_extras(conversation: str | None, store_dir: Path | None) -> Any:
+    """The ask's stored conversation (the local user's, in the store folder): none, a new one, or an existing one."""
+    from ragkit.rag.pipeline import AskExtras
+
+    if conversation is None:
+        return AskExtras()
+    from ragkit.collection import _home
+    from ragkit.conversation import ConversationStore
+
+    store = ConversationStore(_home(store_dir) / "conversations.sqlite")
+    if conversation == "new":
+        conversation = store.create(None).id
+    else:
+        store.get(conversation, None)  # NotFoundError before any work
+    return AskExtras(conversation_id=conversation, conversations=store)
 
 
 def _print_answer_sources(answer: Any) -> None:
