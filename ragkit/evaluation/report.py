@@ -115,6 +115,23 @@ def k_tables(data: Mapping[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
+def stage_table(data: Mapping[str, Any]) -> str:
+    """Median milliseconds per question of each pipeline stage: pipelines down, stages across ('' when none)."""
+    stages: list[str] = []
+    for pipeline in data.get("pipelines", []):
+        for name in pipeline.get("aggregates", {}).get("stages_s", {}):
+            if name not in stages:
+                stages.append(name)
+    if not stages:
+        return ""
+    lines = ["| pipeline | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages)]
+    for pipeline in data.get("pipelines", []):
+        timings = pipeline.get("aggregates", {}).get("stages_s", {})
+        cells = [_ms(timings[name]["p50"]) if name in timings else "–" for name in stages]
+        lines.append(f"| {pipeline['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _failures(data: Mapping[str, Any], limit: int = 20) -> list[str]:
     lines = []
     for sample in data.get("samples", []):
@@ -162,6 +179,9 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     tables = k_tables(data)
     if tables:
         parts += ["", "## Metrics by k", "", tables]
+    stages = stage_table(data)
+    if stages:
+        parts += ["", "## Time per stage", "", "Median per question (a batched stage's time is shared).", "", stages]
     failures = _failures(data)
     if failures:
         parts += ["", "## Failures", "", *failures]

@@ -81,6 +81,26 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
+STAGE_PREFIX = "stage:"
+
+
+def stage_timings(samples: Sequence[EvalSample]) -> dict[str, dict[str, float | None]]:
+    """p50 and mean seconds per pipeline stage (``stage:<name>`` timings, then assemble and generate), in order."""
+    values: dict[str, list[float]] = {}
+    for sample in samples:
+        for key, seconds in sample.timings.items():
+            if key.startswith(STAGE_PREFIX):
+                values.setdefault(key.removeprefix(STAGE_PREFIX), []).append(seconds)
+    for key in ("assemble", "generate"):
+        found = [s.timings[key] for s in samples if key in s.timings]
+        if found:
+            values[key] = found
+    return {
+        name: {"p50": _round(percentile(seconds, 0.5)), "mean": _round(statistics.fmean(seconds))}
+        for name, seconds in values.items()
+    }
+
+
 def aggregate(samples: Sequence[EvalSample], metric_names: Sequence[str]) -> dict[str, Any]:
     """Means over scored samples, failure counts, metric per k, latency percentiles, tokens per question."""
     metrics: dict[str, dict[str, Any]] = {}
@@ -113,6 +133,7 @@ def aggregate(samples: Sequence[EvalSample], metric_names: Sequence[str]) -> dic
             "p95": _round(percentile(latencies, 0.95)),
             "mean": _round(statistics.fmean(latencies)) if latencies else None,
         },
+        "stages_s": stage_timings(answered),
         "tokens": tokens,
     }
 
