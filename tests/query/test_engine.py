@@ -190,3 +190,27 @@ def test_threshold_relative_and_min_hits(sample_collection):
     assert len(floor.search(SUPER_BOWL, sample_collection).hits) == 1
     with pytest.raises(ConfigError, match="give min_score, relative, or both"):
         build_stage({"type": "threshold"})
+
+
+def test_an_empty_candidate_list_flows_through_every_stage(sample_collection):
+    stages = [
+        *HYBRID,
+        {"type": "threshold", "relative": 0.5},
+        {"type": "mmr", "lambda_mult": 0.5},
+        "lost-in-the-middle",
+        "dedupe",
+        "parent-document",
+    ]
+    nothing = "file_type == 'nonexistent-type'"
+    result = QueryPipeline.from_configs(stages).search(SUPER_BOWL, sample_collection, filters=nothing)
+    assert result.hits == []
+    assert [entry.stage for entry in result.trace][-5:] == [
+        "threshold",
+        "mmr",
+        "lost-in-the-middle",
+        "dedupe",
+        "parent-document",
+    ]
+    assert not any(entry.error for entry in result.trace)
+    answer = RagPipeline(PipelineConfig.parse({"stages": stages})).ask(SUPER_BOWL, sample_collection, filters=nothing)
+    assert not answer.grounded and answer.citations == [] and answer.model == ""
