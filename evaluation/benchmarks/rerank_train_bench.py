@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--held-out", type=float, default=0.05, help="share of the training articles' questions kept out (scored too)"
+    )
     args = parser.parse_args()
 
     from ragkit_sentence_transformers.rerank_training import (
@@ -70,7 +73,7 @@ def main() -> None:
             docs,
             train_qs,
             args.out,
-            held_out=0.1,
+            held_out=args.held_out,
             candidates=args.candidates,
             max_steps=args.max_steps,
             max_minutes=args.max_minutes,
