@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
+from ragkit.cli_support import run_action
 from ragkit.rerank_cli import rerank_app
 
 if TYPE_CHECKING:
@@ -46,22 +47,9 @@ CollectionName = Annotated[str, typer.Option("--collection", "-c", help="Collect
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _run(action: Callable[[], T]) -> T:
     """Run ``action``, turning ragkit errors into one line on stderr and an exit code."""
-    from ragkit.errors import RagkitError
-
-    try:
-        return action()
-    except RagkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; what was committed so far is kept, re-run to finish", 130)
-    raise AssertionError("unreachable")
+    return run_action(action, "interrupted; what was committed so far is kept, re-run to finish")
 
 
 def _load_config(config: str | None) -> CollectionConfig | None:

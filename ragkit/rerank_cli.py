@@ -23,6 +23,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ragkit.cli_support import run_action
+
 rerank_app = typer.Typer(
     help="Rerankers: train a cross-encoder on your questions and documents.",
     no_args_is_help=True,
@@ -38,22 +40,9 @@ def _group() -> None:
     """Rerankers: train a cross-encoder on your questions and documents."""
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _run(action: Callable[[], T]) -> T:
     """Run ``action``, turning ragkit errors into one line on stderr and an exit code."""
-    from ragkit.errors import RagkitError
-
-    try:
-        return action()
-    except RagkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was saved", 130)
-    raise AssertionError("unreachable")
+    return run_action(action, "interrupted; nothing was saved")
 
 
 def find_trainer(reranker: str = "cross-encoder") -> Callable[..., Any]:

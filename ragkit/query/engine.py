@@ -311,7 +311,8 @@ class QueryPipeline:
         states = self._states(questions, collection, top_k, filters, mode, history)
         started = time.perf_counter()
         run_now(self.execute(states, sync=True))
-        return [result_of(s, (time.perf_counter() - started) / max(1, len(states))) for s in states]
+        share = (time.perf_counter() - started) / max(1, len(states))
+        return [result_of(s, share) for s in states]
 
     async def asearch(
         self,

@@ -35,7 +35,7 @@ from ragkit.errors import InputError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import FinishReason, GenerationDelta, GenerationOptions, Generator, Message, Usage
 from ragkit.query.driver import iterate_now, run_now
-from ragkit.query.engine import QueryPipeline, SearchResult, result_of
+from ragkit.query.engine import QueryPipeline, SearchResult
 from ragkit.query.stages import PipelineContext
 from ragkit.query.state import ModelCall, Query, QueryRequest, QueryState, StageTrace
 from ragkit.rag.answer import Answer, AskEvent
@@ -235,10 +235,8 @@ class RagPipeline:
         history: list[Message] | None = None,
     ) -> SearchResult:
         """The stages before generation: the hits handed to the generator, with each stage's trace."""
-        state = self.query.start(self.request(question, top_k, filters, mode, history), collection)
-        started = time.perf_counter()
-        run_now(self.query.execute([state], sync=True))
-        return result_of(state, time.perf_counter() - started)
+        chosen = mode or self.default_mode
+        return self.query.search(self.check_question(question), collection, top_k, filters, chosen, history)
 
     def search_many(
         self,
@@ -249,11 +247,8 @@ class RagPipeline:
         mode: str | None = None,
     ) -> list[SearchResult]:
         """Batch form of :meth:`search`: each stage handles every question at once."""
-        states = [self.query.start(self.request(q, top_k, filters, mode), collection) for q in questions]
-        started = time.perf_counter()
-        run_now(self.query.execute(states, sync=True))
-        share = (time.perf_counter() - started) / max(1, len(states))
-        return [result_of(state, share) for state in states]
+        checked = [self.check_question(q) for q in questions]
+        return self.query.search_many(checked, collection, top_k, filters, mode or self.default_mode)
 
     async def asearch(
         self,
@@ -265,10 +260,8 @@ class RagPipeline:
         history: list[Message] | None = None,
     ) -> SearchResult:
         """Async twin of :meth:`search`."""
-        state = self.query.start(self.request(question, top_k, filters, mode, history), collection)
-        started = time.perf_counter()
-        await self.query.execute([state])
-        return result_of(state, time.perf_counter() - started)
+        chosen = mode or self.default_mode
+        return await self.query.asearch(self.check_question(question), collection, top_k, filters, chosen, history)
 
     def retrieve(
         self,
