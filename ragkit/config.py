@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragkit import yaml_io
@@ -28,7 +38,16 @@ ComponentConfig = dict[str, Any]
 
 CHUNK_HEADER_KEY = "chunk_header"
 """Chunk metadata key holding the contextual header a chunk was embedded and indexed with."""
-_HEADER_FIELDS = {"header", "title", "headings", "text"}
+_HEADER_FIELDS = {"header", "title", "headings", "context", "text"}
+_CONTEXT_PROMPT_FIELDS = ("document", "chunk")
+
+DEFAULT_CONTEXT_PROMPT = (
+    "<document>\n{document}\n</document>\n\n"
+    "Here is a chunk of that document:\n<chunk>\n{chunk}\n</chunk>\n\n"
+    "Write one short sentence that situates this chunk within the document (what the document is, and what "
+    "this part of it is about), to help search find the chunk. Answer with that sentence only."
+)
+"""The prompt of :class:`ChunkContext` (after Anthropic's *contextual retrieval*)."""
 
 
 class LoaderOptions(BaseModel):
@@ -62,17 +81,79 @@ class LoaderOptions(BaseModel):
         return value
 
 
+class ChunkContext(BaseModel):
+    """A model-written sentence per chunk that situates it in its document ("contextual retrieval").
+
+    At ingest, every chunk of a new or changed source is sent to
+    ``generator`` with its document (cut to ``max_document_chars``); the first
+    line of the answer, cleaned and cut to ``max_chars``, joins the chunk's
+    header. Answers are cached on disk, so ingesting the same text again calls
+    no model. A call that fails or writes nothing usable leaves the chunk with
+    its plain header and is counted in the ingest report. The calling is done
+    by :mod:`ragkit.chunk_context`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    generator: dict[str, Any]
+    """The generator config (``{"type": "openai", ...}``, ``{"type": "transformers"}``); needs a ``type``."""
+    prompt: str = DEFAULT_CONTEXT_PROMPT
+    """The user message: a format string with ``{document}`` and ``{chunk}`` (write a literal brace as ``{{``)."""
+    max_tokens: int = Field(default=60, ge=1, le=1024)
+    """The answer's token cap."""
+    max_chars: int = Field(default=300, ge=20)
+    """The sentence kept is cut to this many characters."""
+    max_document_chars: int = Field(default=8000, ge=200)
+    """A longer document is shown as its beginning plus the part around the chunk, this many characters in all."""
+    timeout: float | None = Field(default=60.0, gt=0)
+    """Seconds one call may take (loading a local model is not counted); ``None``: no limit."""
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """Calls in flight at once for a server generator; an in-process (local) model is always called one at a time."""
+    cache: bool = True
+    """Cache the answers in the store's ``cache/chunk-context.sqlite``."""
+
+    @field_validator("generator")
+    @classmethod
+    def _check_generator(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("type"), str) or not value["type"].strip():
+            raise ValueError(f"needs a 'type' key naming a generator, got {value!r}")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        try:
+            parts = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(
+                f"prompt is not a format string ({exc}); write a literal brace as '{{{{' or '}}}}'"
+            ) from None
+        used = [name for _, name, _, _ in parts if name is not None]
+        unknown = sorted(set(used) - set(_CONTEXT_PROMPT_FIELDS))
+        if unknown:
+            shown = ", ".join("{" + name + "}" for name in unknown)
+            raise ValueError(f"prompt uses unknown placeholder(s) {shown}; allowed: {{document}}, {{chunk}}")
+        missing = [name for name in _CONTEXT_PROMPT_FIELDS if name not in used]
+        if missing:
+            raise ValueError("prompt must contain " + " and ".join("{" + name + "}" for name in missing))
+        return value
+
+
 class ChunkHeaders(BaseModel):
     """Contextual chunk headers: what is prefixed to a chunk's text before it is embedded and BM25-indexed.
 
     The header is the document's ``title`` (chunk metadata, set by the
     loaders) and the chunk's heading path (``headings``, else ``section``,
     set by the markdown splitter), joined with ``" > "``; a first heading
-    equal to the title is not repeated. ``template`` shapes the indexed text
-    from ``{header}``, ``{title}`` and ``{headings}``, and must end with
-    ``{text}`` (the chunk itself): a header is a prefix. A chunk with no
-    title and no headings is indexed as it is. ``chunk.text``, its offsets
-    and the citations built from it never include the header.
+    equal to the title is not repeated. With ``context`` (a
+    :class:`ChunkContext`), a model-written sentence situating the chunk in
+    its document follows on the next line. ``template`` shapes the indexed
+    text from ``{header}``, ``{title}``, ``{headings}`` and ``{context}``, and
+    must end with ``{text}`` (the chunk itself): a header is a prefix. When
+    the template names ``{context}``, ``{header}`` is the title and heading
+    path only. A chunk with no title, no headings and no context sentence is
+    indexed as it is. ``chunk.text``, its offsets and the citations built from
+    it never include the header.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +163,10 @@ class ChunkHeaders(BaseModel):
     headings: bool = True
     """Put the chunk's heading path in the header."""
     template: str = "{header}\n\n{text}"
-    """How the indexed text is built: a prefix made of ``{header}``, ``{title}``, ``{headings}``, then ``{text}``."""
+    """How the indexed text is built: a prefix made of ``{header}``, ``{title}``, ``{headings}``, ``{context}``,
+    then ``{text}``."""
+    context: ChunkContext | None = None
+    """A model-written sentence per chunk (see :class:`ChunkContext`); ``None``: no model is called."""
 
     @field_validator("template")
     @classmethod
@@ -100,8 +184,24 @@ class ChunkHeaders(BaseModel):
             raise ValueError("template must end with {text} (the chunk itself) and name it once: a header is a prefix")
         return value
 
+    @model_validator(mode="after")
+    def _context_field_needs_context(self) -> ChunkHeaders:
+        if self.context is None and self._names_context():
+            raise ValueError("template uses {context} but no 'context' (the model that writes it) is configured")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_context(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("context") is None:
+            dumped.pop("context", None)  # headers without context save as they did before the option existed
+        return dumped
+
+    def _names_context(self) -> bool:
+        return any(name == "context" for _, name, _, _ in string.Formatter().parse(self.template))
+
     def header(self, metadata: Mapping[str, Any]) -> str:
-        """The header of a chunk with this metadata (``""`` when it has no title or headings to show)."""
+        """The title and heading path of a chunk with this metadata (``""`` when it has neither)."""
         title, path = self._parts(metadata)
         return " > ".join(([title] if title else []) + path)
 
@@ -119,13 +219,23 @@ class ChunkHeaders(BaseModel):
             path = path[1:]
         return title, path
 
-    def prefix(self, metadata: Mapping[str, Any]) -> str:
-        """What is put before a chunk's text (the template without its ``{text}``); ``""`` without a header."""
+    def prefix(self, metadata: Mapping[str, Any], context: str | None = None) -> str:
+        """What is put before a chunk's text (the template without its ``{text}``); ``""`` without a header.
+
+        ``context`` is the chunk's model-written sentence (``None`` or ``""``:
+        none). Unless the template names ``{context}``, it is put on its own
+        line after the title and heading path, inside ``{header}``.
+        """
         title, path = self._parts(metadata)
         header = " > ".join(([title] if title else []) + path)
-        if not header:
+        context = _clean(context)
+        if not header and not context:
             return ""
-        return self.template[: -len("{text}")].format(header=header, title=title, headings=" > ".join(path))
+        if context and not self._names_context():
+            header = f"{header}\n{context}" if header else context
+        return self.template[: -len("{text}")].format(
+            header=header, title=title, headings=" > ".join(path), context=context
+        )
 
 
 def _clean(value: Any) -> str:
@@ -160,9 +270,10 @@ class CollectionConfig(BaseModel):
     embedding_cache: bool = True
     """Reuse vectors of text already embedded by the same model."""
     chunk_headers: ChunkHeaders | None = None
-    """Contextual chunk headers (``true``, or ``{title, headings, template}``): embed and BM25-index each chunk
-    prefixed with its document title and heading path; see :class:`ChunkHeaders`. Off (``false``) by default;
-    fixed when the collection is created, like the other options."""
+    """Contextual chunk headers (``true``, or ``{title, headings, template, context}``): embed and BM25-index each
+    chunk prefixed with its document title and heading path, and with ``context``, a model-written sentence; see
+    :class:`ChunkHeaders`. Off (``false``) by default; fixed when the collection is created, like the other
+    options."""
 
     @field_validator("chunk_headers", mode="before")
     @classmethod
@@ -172,7 +283,7 @@ class CollectionConfig(BaseModel):
         if value is None or value is False:
             return None
         if not isinstance(value, (Mapping, ChunkHeaders)):
-            raise ValueError(f"must be true, false or a mapping of title, headings, template; got {value!r}")
+            raise ValueError(f"must be true, false or a mapping of title, headings, template, context; got {value!r}")
         return value
 
     @field_serializer("chunk_headers")

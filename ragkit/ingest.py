@@ -16,6 +16,13 @@ With contextual chunk headers on (``chunk_headers``, see
 prefixed with its document title and heading path; the prefix is kept in
 ``chunk.metadata["chunk_header"]`` so the keyword index, rebuilt later from
 the stored chunks, indexes the very same text. ``chunk.text`` stays plain.
+
+With ``chunk_headers.context`` set (see :class:`~ragkit.config.ChunkContext`
+and :mod:`ragkit.chunk_context`), each chunk written gets one model-written
+sentence situating it in its document, added to that header; the model is
+called just before a batch is embedded, so only chunks of new or changed
+sources (and only those not in the answer cache) cost a call. A chunk whose
+call fails or answers garbage keeps its plain header; the report counts it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.config import CHUNK_HEADER_KEY, ChunkHeaders
 from ragkit.errors import LoaderError, RagkitError
@@ -36,10 +43,19 @@ from ragkit.loaders import LoaderSet, SourceFile, UnsupportedFileError, discover
 from ragkit.protocols import Embedder, Splitter, VectorStore
 from ragkit.schema import Chunk, SourceRecord
 
+if TYPE_CHECKING:
+    from ragkit.chunk_context import ContextWriter
+
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``; stages: ``scan``, ``files``, ``chunks``."""
+"""Called as ``progress(stage, done, total)``; stages: ``scan``, ``files``, ``context``, ``chunks``.
+
+``total`` is 0 when it is not known in advance (``chunks``, ``context``).
+"""
+
+_CONTEXT_FAILURES_KEPT = 10
+"""The ingest report keeps the reasons of this many failed context sentences (all are counted)."""
 
 _FILE_CHUNK_BUFFER = 4096
 """A file's chunks are passed on together unless it has more than this many."""
@@ -71,6 +87,14 @@ class IngestReport:
     chunks_embedded: int = 0
     """Chunks whose text went to the model (the rest came from the embedding cache)."""
     chunks_deleted: int = 0
+    context_written: int = 0
+    """Chunks that got a model-written context sentence (``chunk_headers.context``), cached or not."""
+    context_calls: int = 0
+    """Model calls made for context sentences (the rest came from the answer cache)."""
+    context_failed: int = 0
+    """Chunks left with the plain header: the call failed, or the answer was empty or unusable."""
+    context_failures: list[FileIssue] = field(default_factory=list)
+    """The first reasons of ``context_failed`` (source and ``chunk N: reason``)."""
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -91,16 +115,27 @@ class IngestReport:
             "chunks_written": self.chunks_written,
             "chunks_embedded": self.chunks_embedded,
             "chunks_deleted": self.chunks_deleted,
+            "context_written": self.context_written,
+            "context_calls": self.context_calls,
+            "context_failed": self.context_failed,
+            "context_failures": [f.to_dict() for f in self.context_failures],
             "seconds": round(self.seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
 
     def summary(self) -> str:
         """One line: the counts a user checks first."""
+        context = ""
+        if self.context_written or self.context_failed:
+            context = (
+                f"; context sentences: {self.context_written} written ({self.context_calls} model calls), "
+                f"{self.context_failed} failed"
+            )
         return (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"deleted {self.deleted}, failed {len(self.failed)}, skipped {len(self.skipped)} "
             f"({self.chunks_written} chunks written, {self.chunks_embedded} embedded, in {self.seconds:.1f}s)"
+            f"{context}"
         )
 
 
@@ -131,6 +166,11 @@ class IngestPipeline:
 
     ``chunk_headers``: embed each chunk prefixed with its title and heading
     path (the collection's ``chunk_headers`` option); ``None``: plain text.
+    With ``chunk_headers.context`` the generator is built here (a bad
+    generator config fails now, before anything is written), and its answers
+    are cached in ``context_cache`` (default: ``<home>/cache/chunk-context.sqlite``
+    when ``store.path`` is a collection's ``<home>/collections/NAME/store``,
+    else no disk cache).
     """
 
     def __init__(
@@ -142,9 +182,18 @@ class IngestPipeline:
         batch_size: int = 256,
         progress: ProgressCallback | None = None,
         chunk_headers: ChunkHeaders | None = None,
+        context_cache: Path | None = None,
     ) -> None:
         self.loaders = loaders
         self.chunk_headers = chunk_headers
+        self._context: ContextWriter | None = None
+        self._documents: dict[str, tuple[str, str]] = {}
+        """Document id -> (source, text) of the files in flight, for context sentences."""
+        if chunk_headers is not None and chunk_headers.context is not None:
+            from ragkit.chunk_context import ContextWriter, default_cache_path
+
+            cache = context_cache if context_cache is not None else default_cache_path(store)
+            self._context = ContextWriter(chunk_headers.context, cache)
         self.splitter = splitter
         self.embedder = embedder
         self.store = store
@@ -161,7 +210,11 @@ class IngestPipeline:
         stage = report.stage_seconds
         stage["scan"] = time.perf_counter() - started
         if pending:
-            self._process(pending, report)
+            try:
+                self._process(pending, report)
+            finally:
+                if self._context is not None:
+                    self._context.close()
         if sync:
             t0 = time.perf_counter()
             self._delete_missing(paths, files, report)
@@ -217,8 +270,12 @@ class IngestPipeline:
         try:
             for item in pending:
                 out.put(("file", item, None))
+                documents: dict[str, str] | None = {} if self._context is not None else None
                 try:
-                    for chunks in self._chunks_of(item.file):
+                    for chunks in self._chunks_of(item.file, documents):
+                        if documents:
+                            out.put(("documents", item, dict(documents)))
+                            documents.clear()
                         out.put(("chunks", item, chunks))
                 except LoaderError as exc:
                     out.put(("failed", item, exc.reason))
@@ -231,10 +288,14 @@ class IngestPipeline:
         except BaseException as exc:  # a bug: hand it to the consumer to raise
             out.put(("error", None, exc))
 
-    def _chunks_of(self, file: SourceFile) -> Iterator[list[Chunk]]:
+    def _chunks_of(self, file: SourceFile, documents: dict[str, str] | None = None) -> Iterator[list[Chunk]]:
+        """The file's chunks in buffers; ``documents`` (when given) collects each document's text for contexts."""
         buffer: list[Chunk] = []
         for document in self.loaders.load(file):
-            buffer.extend(self.splitter.split([document]))
+            chunks = self.splitter.split([document])
+            if documents is not None and chunks:
+                documents[document.id] = document.text if document.text is not None else _joined(chunks)
+            buffer.extend(chunks)
             if len(buffer) >= _FILE_CHUNK_BUFFER:
                 yield buffer
                 buffer = []
@@ -248,6 +309,7 @@ class IngestPipeline:
         producer.start()
         records: dict[str, SourceRecord] = {}
         batch = _Batch()
+        self._documents = {}
         files_done = 0
         embed_seconds = store_seconds = 0.0
         while True:
@@ -257,7 +319,9 @@ class IngestPipeline:
             if kind == "end":
                 break
             source = item.file.source
-            if kind == "file":
+            if kind == "documents":
+                self._documents.update({doc_id: (source, text) for doc_id, text in payload.items()})
+            elif kind == "file":
                 records[source] = SourceRecord(source, item.content_hash, item.file.size, item.file.mtime, [], 0, [])
             elif kind == "chunks":
                 record = records[source]
@@ -286,7 +350,10 @@ class IngestPipeline:
                 e, s = self._write(batch, report)
                 embed_seconds, store_seconds = embed_seconds + e, store_seconds + s
                 batch = _Batch()
+                # documents of finished files are no longer needed: all their chunks are written
+                self._documents = {k: v for k, v in self._documents.items() if v[0] in records}
         e, s = self._write(batch, report)
+        self._documents = {}
         report.stage_seconds["embed"] = embed_seconds + e
         report.stage_seconds["store"] = store_seconds + s
         producer.join()
@@ -305,9 +372,10 @@ class IngestPipeline:
         embed_seconds = store_seconds = 0.0
         for start in range(0, len(batch.chunks), self.batch_size):
             part = batch.chunks[start : start + self.batch_size]
+            contexts = self._contexts(part, report)
             t0 = time.perf_counter()
             misses_before = getattr(self.embedder, "misses", None)
-            vectors = self.embedder.embed_documents([self._text_to_embed(c) for c in part])
+            vectors = self.embedder.embed_documents([self._text_to_embed(c, contexts.get(c.id)) for c in part])
             t1 = time.perf_counter()
             misses_after = getattr(self.embedder, "misses", None)
             if isinstance(misses_before, int) and isinstance(misses_after, int):
@@ -326,16 +394,55 @@ class IngestPipeline:
             store_seconds += time.perf_counter() - t0
         return embed_seconds, store_seconds
 
-    def _text_to_embed(self, chunk: Chunk) -> str:
-        """The chunk's text, prefixed with its header when headers are on (the prefix is kept in its metadata)."""
+    def _contexts(self, part: list[Chunk], report: IngestReport) -> dict[str, str]:
+        """The model-written context sentence of each chunk of ``part`` that got one, by chunk id."""
+        if self._context is None or not part:
+            return {}
+        from ragkit.chunk_context import context_items
+
+        started = time.perf_counter()
+        documents = {doc_id: text for doc_id, (_, text) in self._documents.items()}
+        done = 0
+
+        def on_done(result: Any) -> None:
+            nonlocal done
+            done += 1
+            self.progress("context", report.context_written + report.context_failed + done, 0)
+
+        results = self._context.write(context_items(part, documents), on_done)
+        found: dict[str, str] = {}
+        for chunk, result in zip(part, results, strict=True):
+            report.context_calls += int(result.called)
+            if result.sentence:
+                found[chunk.id] = result.sentence
+                report.context_written += 1
+                continue
+            report.context_failed += 1
+            if len(report.context_failures) < _CONTEXT_FAILURES_KEPT:
+                where = f"chunk at {chunk.start}-{chunk.end}"
+                report.context_failures.append(FileIssue(chunk.source, f"{where}: {result.error or 'no sentence'}"))
+        seconds = time.perf_counter() - started
+        report.stage_seconds["context"] = report.stage_seconds.get("context", 0.0) + seconds
+        return found
+
+    def _text_to_embed(self, chunk: Chunk, context: str | None = None) -> str:
+        """The chunk's text, prefixed with its header when headers are on (the prefix is kept in its metadata).
+
+        ``context`` is the chunk's model-written sentence, if it got one.
+        """
         if self.chunk_headers is None:
             return chunk.text
-        prefix = self.chunk_headers.prefix(chunk.metadata)
+        prefix = self.chunk_headers.prefix(chunk.metadata, context)
         if not prefix:
             chunk.metadata.pop(CHUNK_HEADER_KEY, None)
             return chunk.text
         chunk.metadata[CHUNK_HEADER_KEY] = prefix
         return prefix + chunk.text
+
+
+def _joined(chunks: list[Chunk]) -> str:
+    """A document's text rebuilt from its chunks (for a loader that left ``document.text`` unset)."""
+    return "\n".join(chunk.text for chunk in chunks)
 
 
 def _is_under(source: str, root: Path) -> bool:
