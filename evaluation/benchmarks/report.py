@@ -647,6 +647,10 @@ def markdown(results: dict[str, Any], notes: str = DEFAULT_NOTES) -> str:
         parts.append(_service_section(results["service"]))
     if results.get("eval"):
         parts.append(_eval_section(results["eval"]))
+    if results.get("pipelines"):
+        from pipelines_report import section as pipelines_section
+
+        parts.append(pipelines_section(results["pipelines"]))
     parts.append("## Commands\n")
     commands = []
     for step in meta.get("steps", []):

