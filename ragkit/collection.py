@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SearchMode = Literal["dense", "lexical"]
+SearchMode = str
+"""A retriever type: ``dense``, ``lexical``, or one a connector registers."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CONFIG_FILE = "collection.yaml"
 _LEXICAL_STALE = "lexical.stale"
@@ -377,14 +378,16 @@ class Collection:
     def search_many(
         self, queries: Sequence[str], top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense"
     ) -> list[list[Hit]]:
-        """Batch form of :meth:`search` (one embedding call for all queries)."""
+        """Batch form of :meth:`search` (one embedding call for all queries).
+
+        ``mode`` is a registered retriever type (``dense``, ``lexical``, or one a connector adds).
+        """
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
-        if mode == "dense":
-            return self.dense_retriever().retrieve_many(queries, top_k, filter)
-        if mode == "lexical":
-            return self.lexical_retriever().retrieve_many(queries, top_k, filter)
-        raise InputError(f"search mode must be 'dense' or 'lexical', got {mode!r}")
+        from ragkit.query.retrievers import retriever_of
+        from ragkit.query.state import Query
+
+        return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filter)
 
     def dense_retriever(self) -> DenseRetriever:
         """A :class:`~ragkit.retrieval.DenseRetriever` over this collection."""

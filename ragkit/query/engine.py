@@ -36,6 +36,7 @@ from ragkit.errors import ConfigError, InputError, RagkitError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import Message
 from ragkit.query.driver import run_now
+from ragkit.query.retrievers import retriever_of
 from ragkit.query.stages import (
     FuserStage,
     PipelineContext,
@@ -130,13 +131,7 @@ class QueryPipeline:
             return self._plans[mode]
         assert mode is not None
         own = [s for s in self.stages if isinstance(s, RetrieverStage) and s.component_type == mode]
-        try:
-            retriever = own[0] if own else build_stage({"type": mode, "role": "retriever"}, "mode")
-        except ConfigError:
-            from ragkit import registry
-
-            known = ", ".join(registry.available("retriever"))
-            raise InputError(f"search mode must be one of {known}; got {mode!r}") from None
+        retriever = own[0] if own else retriever_of(mode)
         stages: list[Stage] = []
         for stage in self.stages:
             if isinstance(stage, FuserStage):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ragkit.errors import InputError, NotFoundError
 from ragkit.filters import FilterLike
 from ragkit.query.stages import RetrieverStage
 from ragkit.registry import register
@@ -22,6 +23,30 @@ from ragkit.schema import Hit
 if TYPE_CHECKING:
     from ragkit.collection import Collection
     from ragkit.query.state import Query
+
+_plain: dict[str, RetrieverStage] = {}
+
+
+def retriever_of(mode: str) -> RetrieverStage:
+    """The retriever stage of type ``mode`` with default options (shared), else an :class:`InputError`.
+
+    This is what a plain search (``Collection.search``, ``--mode``) runs: the registered retriever, no
+    threshold. The error names the known retriever types.
+    """
+    retriever = _plain.get(mode)
+    if retriever is None:
+        from ragkit import registry
+
+        try:
+            cls = registry.get("retriever", mode) if isinstance(mode, str) else None
+        except NotFoundError:
+            cls = None
+        if cls is None or not issubclass(cls, RetrieverStage):
+            known = ", ".join(registry.available("retriever"))
+            raise InputError(f"search mode must be one of {known}; got {mode!r}")
+        retriever = _plain[mode] = cls()
+        retriever.label = mode
+    return retriever
 
 
 @register("retriever", "dense")
