@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.config import ChunkContext
-from ragkit.errors import ConfigError, RagkitError
+from ragkit.errors import ConfigError, RagkitError, UpstreamTimeoutError
 from ragkit.kvstore import JsonStore
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class ContextWriter:
             self._load()
             generation = self._generate(messages, generation_options)
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, UpstreamTimeoutError) else f"{type(exc).__name__}: {exc}"
             return ContextResult(None, f"model call failed: {_short(reason, 200)}", called=True)
         text = generation.text or ""
         if store is not None:
@@ -305,11 +305,9 @@ class ContextWriter:
                 self._loaded = True
 
     def _generate(self, messages: Sequence[Any], options: Any) -> Any:
-        from ragkit.query.llm import _generate_within
+        from ragkit.generation.base import generate_within
 
-        if self.options.timeout is None:
-            return self.generator.generate(messages, options)
-        return _generate_within(self.generator, messages, options, self.options.timeout)
+        return generate_within(self.generator, messages, options, self.options.timeout)
 
 
 def context_items(chunks: Sequence[Chunk], documents: Mapping[str, str]) -> list[tuple[Chunk, str]]:

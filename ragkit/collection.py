@@ -213,6 +213,13 @@ class Collection:
         for role in ("splitter", "embedder"):
             registry.build(role, getattr(self.config, role))
         registry.get("store", str(self.config.store["type"]))
+        headers = self.config.chunk_headers
+        if headers is not None and headers.context is not None:
+            kind = str(headers.context.generator["type"])
+            try:
+                registry.get("generator", kind)
+            except NotFoundError as exc:
+                raise ConfigError(f"chunk_headers.context.generator: {exc}") from None
         if self.config.lexical is not None:
             registry.get("lexical", str(self.config.lexical["type"]))
         from ragkit.loaders import LoaderSet
@@ -327,6 +334,7 @@ class Collection:
                 batch_size=self.config.embed_batch_size,
                 progress=progress,
                 chunk_headers=self.config.chunk_headers,
+                context_cache=self.folder.parent.parent / "cache" / "chunk-context.sqlite",
             )
             stale_marker = self.folder / _LEXICAL_STALE
             if self.lexical is not None:

@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.errors import InputError, NotFoundError, StorageError, UpstreamError, UpstreamTimeoutError
+from ragkit.errors import InputError, NotFoundError, StorageError, UpstreamError
 from ragkit.generation.base import Generation, GenerationOptions, Message
+from ragkit.generation.base import generate_within as base_generate_within
 
 if TYPE_CHECKING:
     from ragkit.generation.base import Generator
@@ -434,36 +435,8 @@ def generate_within(
     if callable(load):
         load()
     started = time.perf_counter()
-    if timeout is None:
-        generation = generator.generate(messages, options)
-        return generation, time.perf_counter() - started
-    from ragkit.generation.base import join_stream
-
-    result: list[Generation] = []
-    failure: list[BaseException] = []
-    holder: list[Any] = []
-
-    def work() -> None:
-        try:
-            stream = generator.stream(messages, options)
-            holder.append(stream)
-            result.append(join_stream(iter(stream), generator.model_name))
-        except BaseException as exc:  # handed to the caller
-            failure.append(exc)
-
-    worker = threading.Thread(target=work, name="ragkit-generate-within", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    seconds = time.perf_counter() - started
-    if worker.is_alive():
-        cancel = getattr(holder[0], "cancel", None) if holder else None
-        if callable(cancel):
-            with contextlib.suppress(Exception):
-                cancel()
-        raise UpstreamTimeoutError(f"{generator.model_name} did not answer within {timeout:g} s")
-    if failure:
-        raise failure[0]
-    return result[0], seconds
+    generation = base_generate_within(generator, messages, options, timeout)
+    return generation, time.perf_counter() - started
 
 
 def model_call(

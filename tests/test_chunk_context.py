@@ -352,10 +352,9 @@ def test_a_template_naming_context_needs_the_option_and_places_the_sentence() ->
 def test_unknown_generator_type_fails_before_anything_is_written(corpus: Path, tmp_path: Path) -> None:
     config = CollectionConfig.parse({"chunk_headers": {"context": {"generator": {"type": "no-such-model"}}}})
     assert config.chunk_headers is not None
-    with Collection.create("typo", config, store_dir=tmp_path) as collection:
-        with pytest.raises(ConfigError, match=r"chunk_headers\.context\.generator.*no-such-model"):
-            collection.ingest([corpus])
-        assert collection.store.count() == 0
+    with pytest.raises(ConfigError, match=r"chunk_headers\.context\.generator.*no-such-model"):
+        Collection.create("typo", config, store_dir=tmp_path)
+    assert Collection.names(tmp_path) == []  # refused when created: nothing was written
 
 
 def test_config_round_trips_through_the_saved_collection(store: Path) -> None:

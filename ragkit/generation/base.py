@@ -347,3 +347,52 @@ def _resolve(future: asyncio.Future[None]) -> None:
 @dataclass(slots=True)
 class _Failure:
     exc: BaseException
+
+
+def generate_within(
+    generator: Generator, messages: Sequence[Message], options: GenerationOptions, timeout: float | None
+) -> Generation:
+    """The whole generation, or an :class:`~ragkit.errors.UpstreamTimeoutError` after ``timeout`` seconds.
+
+    ``timeout=None`` waits as long as the generator takes. Otherwise the
+    model streams in a thread of its own; on timeout the stream's
+    ``cancel()`` (the local generator has one) asks it to stop within a
+    token, so a late answer does not hold the model for the next call. Load a
+    local model before calling this, or its load time counts against the
+    deadline.
+    """
+    if timeout is None:
+        return generator.generate(messages, options)
+    import logging
+    import threading
+
+    from ragkit.errors import UpstreamTimeoutError
+
+    done = threading.Event()
+    holder: list[Any] = []
+    box: dict[str, Any] = {}
+    name = str(getattr(generator, "model_name", "") or "the generator")
+
+    def work() -> None:
+        try:
+            stream = generator.stream(messages, options)
+            holder.append(stream)
+            box["generation"] = join_stream(iter(stream), name)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="ragkit-generate-within", daemon=True).start()
+    if not done.wait(timeout):
+        cancel = getattr(holder[0], "cancel", None) if holder else None
+        if callable(cancel):
+            try:
+                cancel()
+            except Exception as exc:  # a failed cancel must not hide the timeout
+                logging.getLogger(__name__).debug("cancelling a timed-out generation failed: %s", exc)
+        raise UpstreamTimeoutError(f"{name} did not answer within {timeout:g} s (option 'timeout')")
+    if "error" in box:
+        raise box["error"]
+    generation: Generation = box["generation"]
+    return generation

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit import registry
-from ragkit.errors import ConfigError, NotFoundError
-from ragkit.generation.base import GenerationOptions, Message
+from ragkit.errors import ConfigError, NotFoundError, UpstreamTimeoutError
+from ragkit.generation.base import GenerationOptions, Message, generate_within
 from ragkit.kvstore import JsonStore
 from ragkit.query.state import ModelCall
 
@@ -187,7 +187,7 @@ class LLMCaller:
         try:
             generation = self._generate(generator, messages, options)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TimeoutError) else str(exc)
+            error = str(exc) if isinstance(exc, UpstreamTimeoutError) else f"{type(exc).__name__}: {exc}"
             entry.calls.append(ModelCall(model, seconds=time.perf_counter() - started, error=error))
             return Reply(None, error)
         seconds = time.perf_counter() - started
@@ -208,49 +208,7 @@ class LLMCaller:
         self._loaded = True
 
     def _generate(self, generator: Generator, messages: Sequence[Message], options: GenerationOptions) -> Generation:
-        if self.timeout is None:
-            return generator.generate(messages, options)
-        return _generate_within(generator, messages, options, self.timeout)
-
-
-def _generate_within(
-    generator: Generator, messages: Sequence[Message], options: GenerationOptions, timeout: float
-) -> Generation:
-    """The generation, or a :class:`TimeoutError` after ``timeout`` seconds (the model is asked to stop).
-
-    The model streams in a thread of its own; on timeout the stream's
-    ``cancel()`` (when it has one, as the local generator does) stops it
-    within a token, so a late answer does not hold the model for the next call.
-    """
-    from ragkit.generation.base import join_stream
-
-    done = threading.Event()
-    holder: list[Any] = []
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            stream = generator.stream(messages, options)
-            holder.append(stream)
-            box["generation"] = join_stream(iter(stream), str(getattr(generator, "model_name", "")))
-        except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="ragkit-llm-stage", daemon=True).start()
-    if not done.wait(timeout):
-        cancel = getattr(holder[0], "cancel", None) if holder else None
-        if callable(cancel):
-            try:
-                cancel()
-            except Exception as exc:  # a failed cancel must not hide the timeout
-                logger.debug("cancelling a timed-out generation failed: %s", exc)
-        raise TimeoutError(f"timed out after {timeout:g} s (option 'timeout')")
-    if "error" in box:
-        raise box["error"]
-    generation: Generation = box["generation"]
-    return generation
+        return generate_within(generator, messages, options, self.timeout)
 
 
 # -- parsers ------------------------------------------------------------------------------------
