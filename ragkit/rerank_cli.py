@@ -97,7 +97,14 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 def train(
     collection: Annotated[str, typer.Option("--collection", "-c", help="The collection the questions are about.")],
     questions: Annotated[Path, typer.Option("--questions", help="Questions file (JSON lines).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the trained reranker (new or empty).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for the trained reranker (new or empty); default <store>/rerankers/default, which "
+            "recipes name as 'model: default'.",
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="Questions format: ragkit or squad-dev.")] = "ragkit",
     documents: Annotated[
         Path | None,
@@ -131,12 +138,15 @@ def train(
         if format not in ("ragkit", "squad-dev"):
             raise InputError(f"--format must be 'ragkit' or 'squad-dev', got {format!r}")
         trainer = find_trainer()
+        from ragkit.collection import _home
+
+        target = out if out is not None else _home(store_dir) / "rerankers" / "default"
         started = time.perf_counter()
         with Collection.open(collection, store_dir) as col, _progress(not as_json) as progress:
             report = trainer(
                 collection=col,
                 questions=questions,
-                out_dir=out,
+                out_dir=target,
                 format=format,
                 documents_dir=documents,
                 sample=sample,

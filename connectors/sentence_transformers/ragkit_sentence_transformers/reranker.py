@@ -115,18 +115,44 @@ def resolve_cross_encoder(model: str) -> Path:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{_WHERE} option 'model': expected a model folder or hub name, got {model!r}")
     path = Path(model).expanduser()
+    named = _named_reranker(model)
+    if named is not None:
+        check_cross_encoder_folder(named)
+        return named.resolve()
+    if "/" not in model and not model.startswith((".", "~")) and not path.exists():
+        home = _rerankers_home()
+        raise ConfigError(
+            f"{_WHERE} option 'model': there is no reranker named {model!r} in {home} and no folder {model!r}; "
+            f"train one with `ragkit rerank train` (it writes {home / 'default'}) or give a folder"
+        )
     looks_like_path = model.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.match(model)
     if looks_like_path:
         check_cross_encoder_folder(path)
         return path.resolve()
     cached = _hub_cache_folder(model)
     if cached is None:
+        home = _rerankers_home()
         raise ConfigError(
-            f"{_WHERE} option 'model': {model} is not a folder and is not in the local Hugging Face cache; "
-            "ragkit does not download rerankers: give a folder (e.g. one made by `ragkit rerank train`)"
+            f"{_WHERE} option 'model': {model} is not a folder, not a reranker in {home}, and not in the local "
+            "Hugging Face cache; ragkit does not download rerankers: train one with `ragkit rerank train` "
+            f"(it writes {home / 'default'}) or give a folder"
         )
     check_cross_encoder_folder(cached)
     return cached
+
+
+def _rerankers_home() -> Path:
+    from ragkit.config import Settings
+
+    return Settings.load().home / "rerankers"
+
+
+def _named_reranker(model: str) -> Path | None:
+    """``<home>/rerankers/<model>`` when ``model`` is a plain name (``default``) and that folder exists."""
+    if "/" in model or model.startswith((".", "~")):
+        return None
+    folder = _rerankers_home() / model
+    return folder if folder.is_dir() else None
 
 
 def _hub_cache_folder(name: str) -> Path | None:

@@ -312,3 +312,16 @@ def test_score_many_scores_all_questions_in_one_batch_like_one_by_one(collection
     for a, b in zip(together, alone, strict=True):
         assert a == pytest.approx(b, abs=1e-5)
     assert stage.score_many(["q"], [[]]) == [[]]
+
+
+def test_a_plain_name_is_a_reranker_in_the_store_home(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path / "home"))
+    with pytest.raises(ConfigError, match="ragkit rerank train"):
+        CrossEncoderReranker(model="default")
+    (tmp_path / "home" / "rerankers").mkdir(parents=True)
+    (tmp_path / "home" / "rerankers" / "default").symlink_to(trained["folder"])
+    assert CrossEncoderReranker(model="default").folder == Path(trained["folder"]).resolve()
+    from ragkit.rag import RagPipeline
+
+    stage = RagPipeline.load("rerank").query.stages[-1]
+    assert stage.component_type == "cross-encoder" and stage.folder == Path(trained["folder"]).resolve()
