@@ -72,6 +72,16 @@ def resolve_model(model: str | None) -> ModelSource:
         return ModelSource("packaged", str(get_model_path()), PACKAGED_MODEL_NAME)
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"embedder option 'model': expected a folder path or hub name, got {model!r}")
+    if model.lower() in _ASSEMBLED:
+        from ragkit_sentence_transformers.packaged import EMBEDDINGGEMMA_300M, model_folder, read_marker
+
+        folder = model_folder(EMBEDDINGGEMMA_300M)
+        if read_marker(folder) is None:
+            raise ConfigError(
+                f"embedder option 'model': {model} is not assembled in {folder}; run: "
+                "python -m ragkit_sentence_transformers.packaged"
+            )
+        return ModelSource("local", str(folder.resolve()), f"{folder.name}@{folder_digest(folder)}")
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -81,6 +91,34 @@ def resolve_model(model: str | None) -> ModelSource:
     if looks_like_hub_name(model):
         return ModelSource("hub", model, model)
     raise ConfigError(f"embedder option 'model': folder {model} does not exist (and it is not a hub model name)")
+
+
+_ASSEMBLED = {"embeddinggemma-300m", "google/embeddinggemma-300m"}
+"""Model names assembled from their PyPI pieces (``python -m ragkit_sentence_transformers.packaged``)."""
+
+
+def folder_prompts(source: ModelSource) -> tuple[str, str] | None:
+    """The (query, document) prompts a local model folder declares, or ``None``.
+
+    A sentence-transformers folder may name its prompts in
+    ``config_sentence_transformers.json`` (EmbeddingGemma:
+    ``"task: search result | query: "`` and ``"title: none | text: "``);
+    when it has both a query and a document prompt, they are the defaults.
+    """
+    if source.kind == "hub":
+        return None
+    try:
+        data = json.loads((Path(source.location) / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    prompts = data.get("prompts") if isinstance(data, dict) else None
+    if not isinstance(prompts, dict):
+        return None
+    query = prompts.get("query")
+    document = prompts.get("document", prompts.get("passage"))
+    if isinstance(query, str) and isinstance(document, str) and (query or document):
+        return query, document
+    return None
 
 
 def folder_digest(path: Path) -> str:
@@ -319,7 +357,7 @@ class SentenceTransformerEmbedder(Component):
         for option, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"embedder option {option!r}: expected a string, got {value!r}")
-        auto_query, auto_document = default_prefixes(model or self._source.name)
+        auto_query, auto_document = folder_prompts(self._source) or default_prefixes(model or self._source.name)
         self.query_prefix: str = auto_query if query_prefix is None else query_prefix
         self.document_prefix: str = auto_document if document_prefix is None else document_prefix
         self.batch_size = batch_size

@@ -296,3 +296,29 @@ def test_a_tiny_collection_finds_the_right_chunk(gemma_folder, tmp_path):
         assert collection.embedding["fingerprint"].startswith("sentence-transformers:embeddinggemma-300m@")
         hits = collection.search("How do plants make energy from sunlight?", top_k=2, mode="dense")
     assert hits[0].chunk.source.endswith("photosynthesis.md")
+
+
+def test_a_folder_s_own_prompts_become_the_default_prefixes(tmp_path):
+    from ragkit_sentence_transformers.embedder import ModelSource, folder_prompts
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    source = ModelSource("local", str(folder), "model@x")
+    assert folder_prompts(source) is None  # no config file
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "task: search result | query: ", "document": "title: none | text: "}}),
+        encoding="utf-8",
+    )
+    assert folder_prompts(source) == ("task: search result | query: ", "title: none | text: ")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {}}), encoding="utf-8")
+    assert folder_prompts(source) is None
+
+
+def test_the_model_name_needs_an_assembly(tmp_path, monkeypatch):
+    from ragkit_sentence_transformers import SentenceTransformerEmbedder
+
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path / "home"))
+    with pytest.raises(
+        ConfigError, match=r"embeddinggemma-300m is not assembled in .*python -m ragkit_sentence_transformers"
+    ):
+        SentenceTransformerEmbedder(model="embeddinggemma-300m")
