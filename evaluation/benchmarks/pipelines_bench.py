@@ -210,12 +210,20 @@ def _with_reranker(stages: list[Any], folder: Path, candidates: int | None) -> l
     return out
 
 
-def _ragkit_collection(name: str, recipe: str, folder: Path, store: Path) -> tuple[Any, dict[str, Any]]:
+def _ragkit_collection(
+    name: str, recipe: str, folder: Path, store: Path, reuse: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """A fresh collection from a collection recipe (embedding cache off), ingested and timed."""
     from ragkit import Collection
 
     config = dict(_recipe(recipe)["collection"])
     config["embedding_cache"] = False
+    record = store / f"{name}.ingest.json"
+    if reuse and record.is_file() and name in Collection.names(store):
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("documents") == sorted(p.name for p in folder.iterdir()):
+            log(f"ragkit: reusing collection {name} ingested before ({saved['chunks']} chunks in {saved['seconds']} s)")
+            return Collection.open(name, store_dir=store), {**saved, "reused": True}
     if name in Collection.names(store):
         Collection.delete(name, store_dir=store)
     collection = Collection.create(name, config, store_dir=store)
@@ -229,13 +237,16 @@ def _ragkit_collection(name: str, recipe: str, folder: Path, store: Path) -> tup
     if report.failed:
         raise SystemExit(f"ragkit: ingest into {name} failed: {report.failed}")
     log(f"ragkit: {name}: {report.chunks_written} chunks in {seconds:.1f} s")
-    return collection, {
+    result = {
         "recipe": f"pipelines/{recipe}.yaml",
         "embedder": config.get("embedder"),
         "chunks": report.chunks_written,
         "seconds": round(seconds, 2),
         "load_model_s": round(load_s, 2),
+        "documents": sorted(p.name for p in folder.iterdir()),
     }
+    common.write_json(record, result)
+    return collection, result
 
 
 def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
@@ -265,10 +276,12 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
     systems: dict[str, Any] = {}
     ingest: dict[str, Any] = {}
     collections: dict[str, Any] = {}
+    if args.systems:
+        plans = [plan for plan in plans if plan[0] in args.systems.split(",")]
     for key, where, stages, source in plans:
         if where not in collections:
             recipe = "default" if where == "minilm" else "e5"
-            collections[where], ingest[where] = _ragkit_collection(where, recipe, sets["folder"], store)
+            collections[where], ingest[where] = _ragkit_collection(where, recipe, sets["folder"], store, args.reuse)
         collection = collections[where]
         config = PipelineConfig.parse({"type": "rag", "stages": stages, "retrieval": {"top_k": TOP_K}})
         pipeline = RagPipeline(config, name=key)
@@ -278,6 +291,8 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
 
         result = timed_run(key, search, sets["questions"], sets["warmup"])
         result.update(stages=stages, recipe=source, collection=where, ingest_s=ingest[where]["seconds"])
+        if any(isinstance(st, dict) and st.get("type") == "cross-encoder" for st in stages):
+            result["reranker"] = str(reranker)
         systems[key] = result
         checkpoint(args, {"systems": systems, "ingest": ingest, "sets": _sets_summary(sets)})
     for collection in collections.values():
@@ -360,6 +375,7 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
         f"({reranked_mean} candidates per question on average)"
     )
     systems["langchain_ensemble_ce"]["candidates_mean"] = reranked_mean
+    systems["langchain_ensemble_ce"]["reranker"] = str(args.reranker)
     return {"systems": systems, "ingest": ingest, "sets": _sets_summary(sets)}
 
 
@@ -427,6 +443,7 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
         f"(top {CANDIDATES}), BM25Retriever (top {CANDIDATES})], mode='reciprocal_rerank', num_queries=1, "
         f"similarity_top_k={args.candidates}); top {TOP_K}"
     )
+    systems["llamaindex_fusion_ce"]["reranker"] = str(args.reranker)
     systems["llamaindex_fusion_ce"]["setup"] = (
         f"the fusion retriever's top {args.candidates}, then SentenceTransformerRerank(model=<trained folder>, "
         f"top_n={TOP_K})"
@@ -560,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 articles per half, 40 questions, no e5")
     parser.add_argument("--dataset", help="the squad-dev folder (default: the shared one)")
     parser.add_argument("--reranker", default=str(DEFAULT_RERANKER), help="the trained cross-encoder folder")
+    parser.add_argument("--systems", help="ragkit steps: only these systems (comma-separated keys)")
+    parser.add_argument("--reuse", action="store_true", help="ragkit steps: reuse collections ingested before")
     parser.add_argument("--reranker-note", help="where the cross-encoder came from (recorded in the JSON)")
     parser.add_argument("--questions", type=int, default=None, help="questions (default 1000; 40 when quick)")
     parser.add_argument("--candidates", type=int, default=None, help="hits the cross-encoder reranks (the recipes')")
@@ -617,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
             command.append("--quick")
         if args.articles:
             command += ["--articles", str(args.articles)]
+        if args.systems:
+            command += ["--systems", args.systems]
+        if args.reuse:
+            command.append("--reuse")
         if args.dataset:
             command += ["--dataset", args.dataset]
         log(f"step {step}: {' '.join(command[1:])}")

@@ -94,8 +94,11 @@ def drivers(data: dict[str, Any]) -> str:
     if None not in (lc, li, hy1):
         parts.append(
             f"Against the other frameworks' fused retrievers (LangChain {lc:.3f}, LlamaIndex {li:.3f} hit@1) the "
-            "differences come from what each fuses: ragkit's BM25 lower-cases, stems and drops stop words, "
-            "LangChain's BM25Retriever splits on spaces only, and the chunkers differ."
+            "differences come from the parts around the same embedder: ragkit's BM25 (bm25s) lower-cases, stems "
+            "and drops English stop words, as LlamaIndex's BM25Retriever (bm25s) does, while LangChain's "
+            "BM25Retriever (rank_bm25) splits on whitespace with no lower-casing (its default preprocess_func); "
+            "LangChain fuses the whole union of both lists, LlamaIndex and ragkit a cut list; and each "
+            "framework chunks differently (see the chunk counts)."
         )
     return " ".join(parts)
 
