@@ -5,10 +5,12 @@
     python evaluation/benchmarks/run_all.py --only service   # only the REST service step (about 15 minutes),
                                                              # merged into the existing results.json
     python evaluation/benchmarks/run_all.py --only eval      # only the evaluation step (15-20 minutes), merged
+    python evaluation/benchmarks/run_all.py --only pipelines # only the query-pipeline step (hours on 2 cores:
+                                                             # cross-encoders), merged; needs a trained reranker
 
 The full run writes ``bench-out/results.json`` and renders
 ``docs/benchmarks.md``; ``--quick`` writes both under ``--out-dir`` only.
-``--only STEP`` (``service`` or ``eval``) runs that one step and merges its section into the
+``--only STEP`` (``service``, ``eval`` or ``pipelines``) runs that one step and merges its section into the
 ``results.json`` already in ``--out-dir`` (the other sections are kept), then
 re-renders the page. Each step's progress lines go to stderr as it runs. A
 step that fails is recorded with its error, and the others still run.
