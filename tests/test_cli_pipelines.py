@@ -29,7 +29,7 @@ def test_search_with_the_hybrid_recipe_prints_its_trace(sample_store):
     )
     assert result.exit_code == 0 and plain.exit_code == 0, plain.output
     data = json.loads(plain.stdout)
-    assert [entry["stage"] for entry in data["trace"]] == ["dense", "lexical", "rrf"]
+    assert [entry["stage"] for entry in data["trace"]] == ["dense", "lexical", "dbsf"]
     assert data["hits"][0]["origin"] == "fused" and "super-bowl-50" in data["hits"][0]["source"]
     traced = run(
         "search",
@@ -42,7 +42,7 @@ def test_search_with_the_hybrid_recipe_prints_its_trace(sample_store):
         "hybrid",
         "--trace",
     )
-    assert "rrf (fuse)" in traced.stderr and "dense: 20 hits" in traced.stderr
+    assert "dbsf (fuse)" in traced.stderr and "dense: 20 hits" in traced.stderr
 
 
 def test_search_lines_from_a_file_with_a_pipeline(sample_store, tmp_path):
@@ -54,7 +54,7 @@ def test_search_lines_from_a_file_with_a_pipeline(sample_store, tmp_path):
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["query"] for line in lines] == ["Where was Super Bowl 50 played?", "Who won Super Bowl 50?"]
-    assert all(line["trace"][-1]["stage"] == "rrf" for line in lines)
+    assert all(line["trace"][-1]["stage"] == "dbsf" for line in lines)
 
 
 def test_unknown_pipeline_and_mode_are_one_line_errors(sample_store):

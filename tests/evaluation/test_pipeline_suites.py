@@ -20,7 +20,7 @@ def test_a_suite_runs_recipe_stages_and_reports_their_time(tmp_path):
     data["pipelines"] = [
         {"name": "dense", "retrieval_only": True, "mode": "dense"},
         {"name": "hybrid", "recipe": "hybrid", "retrieval_only": True},
-        {"name": "fused", "retrieval_only": True, "config": {"stages": ["dense", "lexical", "dbsf"]}},
+        {"name": "fused", "retrieval_only": True, "config": {"stages": ["dense", "lexical", "rrf"]}},
         {"name": "hybrid-lexical", "recipe": "hybrid", "retrieval_only": True, "mode": "lexical"},
     ]
     data["metrics"] = ["answer_hit", "mrr"]
@@ -31,8 +31,8 @@ def test_a_suite_runs_recipe_stages_and_reports_their_time(tmp_path):
     report = result.to_dict()
     by_name = {p["name"]: p for p in report["pipelines"]}
     assert by_name["hybrid"]["kind"] == "retrieval" and by_name["hybrid"]["recipe"] == "hybrid"
-    assert list(by_name["hybrid"]["aggregates"]["stages_s"]) == ["dense", "lexical", "rrf"]
-    assert list(by_name["fused"]["aggregates"]["stages_s"]) == ["dense", "lexical", "dbsf"]
+    assert list(by_name["hybrid"]["aggregates"]["stages_s"]) == ["dense", "lexical", "dbsf"]
+    assert list(by_name["fused"]["aggregates"]["stages_s"]) == ["dense", "lexical", "rrf"]
     assert list(by_name["hybrid-lexical"]["aggregates"]["stages_s"]) == ["lexical"]
     hybrid_hits = [s for s in report["samples"] if s["pipeline"] == "hybrid"]
     assert hybrid_hits and all(hit["origin"] == "fused" for s in hybrid_hits for hit in s["hits"])
