@@ -242,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         run_service(runner, results, dataset, work, args.quick)
     if "eval" not in args.skip:
         run_eval(runner, results, sizes, dataset, work)
-    if "pipelines" not in args.skip:
+    # the query-pipeline step needs a trained cross-encoder and takes hours at full size; its quick form has its own
+    # smoke test (tests/test_pipelines_bench_smoke.py), so a --quick run leaves it out
+    if "pipelines" not in args.skip and not args.quick:
         run_pipelines(runner, results, dataset, work, args.quick)
 
     results["meta"]["steps"] = runner.steps
