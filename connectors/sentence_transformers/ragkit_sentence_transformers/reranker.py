@@ -28,6 +28,8 @@ from ragkit.errors import ConfigError, MissingDependencyError, UnavailableError
 from ragkit.query.stages import RerankerStage
 from ragkit.query.state import ModelCall, QueryState
 from ragkit.schema import Hit
+from ragkit_sentence_transformers.embedder import _mps_available
+from ragkit_sentence_transformers.selection import choose_device, validate_device, validate_precision
 
 if TYPE_CHECKING:
     from ragkit_sentence_transformers.rerank_training import TrainingReport
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _WHERE = "reranker 'cross-encoder'"
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ACTIVATIONS = ("sigmoid", "none")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -176,12 +176,7 @@ def choose_device_precision(
     otherwise), then Apple's MPS, then the CPU (fp32). Asking for a GPU that
     is not there is an :class:`UnavailableError`, not a silent CPU run.
     """
-    if device == "auto":
-        device = "cuda" if cuda_available else "mps" if mps_available else "cpu"
-    elif device.startswith("cuda") and not cuda_available:
-        raise UnavailableError(f"{_WHERE} option 'device': {device!r} was asked for but CUDA is not available")
-    elif device == "mps" and not mps_available:
-        raise UnavailableError(f"{_WHERE} option 'device': 'mps' was asked for but MPS is not available")
+    device = choose_device(device, cuda_available, mps_available, _WHERE)
     if precision == "auto":
         precision = "fp16" if device.startswith("cuda") else "fp32"
     return device, precision
@@ -215,9 +210,8 @@ def load_cross_encoder(folder: Path, device: str, precision: str) -> LoadedCross
         import torch
     except ImportError:
         raise MissingDependencyError("the cross-encoder reranker", "torch") from None
-    mps = getattr(torch.backends, "mps", None)
     chosen_device, chosen_precision = choose_device_precision(
-        device, precision, torch.cuda.is_available(), bool(mps is not None and mps.is_available())
+        device, precision, torch.cuda.is_available(), _mps_available(torch)
     )
     key = (str(folder), chosen_device, chosen_precision)
     with _MODELS_LOCK:
@@ -302,10 +296,8 @@ class CrossEncoderReranker(RerankerStage):
         activation: str = "sigmoid",
     ) -> None:
         super().__init__(top_k=top_k, min_score=min_score, candidates=candidates, batch_size=batch_size)
-        if not isinstance(device, str) or not _DEVICE.match(device):
-            raise ConfigError(f"{_WHERE} option 'device': {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-        if precision not in PRECISIONS:
-            raise ConfigError(f"{_WHERE} option 'precision': {precision!r} is not one of {', '.join(PRECISIONS)}")
+        validate_device(device, _WHERE)
+        validate_precision(precision, _WHERE)
         if device == "cpu" and precision == "fp16":
             raise ConfigError(f"{_WHERE} option 'precision': fp16 is not supported on the CPU; use bf16 or fp32")
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)):

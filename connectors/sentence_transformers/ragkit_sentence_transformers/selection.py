@@ -25,21 +25,21 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*
 _BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def validate_device(device: str) -> str:
-    """Return ``device`` if it is a device name ragkit accepts, else raise :class:`ConfigError`."""
+def validate_device(device: str, where: str = "embedder") -> str:
+    """Return ``device`` if it is a device name ragkit accepts, else raise :class:`ConfigError` naming ``where``."""
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
-        raise ConfigError(f"embedder option 'device': {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        raise ConfigError(f"{where} option 'device': {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return device
 
 
-def validate_precision(precision: str) -> str:
-    """Return ``precision`` if valid, else raise :class:`ConfigError`."""
+def validate_precision(precision: str, where: str = "embedder") -> str:
+    """Return ``precision`` if valid, else raise :class:`ConfigError` naming ``where``."""
     if precision not in PRECISIONS:
-        raise ConfigError(f"embedder option 'precision': {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"{where} option 'precision': {precision!r} is not one of {', '.join(PRECISIONS)}")
     return precision
 
 
-def choose_device(requested: str, cuda_available: bool, mps_available: bool) -> str:
+def choose_device(requested: str, cuda_available: bool, mps_available: bool, where: str = "embedder") -> str:
     """The torch device to run on.
 
     ``"auto"`` picks CUDA, then Apple's MPS, then the CPU. An explicit choice
@@ -47,7 +47,7 @@ def choose_device(requested: str, cuda_available: bool, mps_available: bool) -> 
     :class:`~ragkit.errors.UnavailableError` instead of silently running on
     the CPU.
     """
-    validate_device(requested)
+    validate_device(requested, where)
     if requested == "auto":
         if cuda_available:
             return "cuda"
@@ -55,9 +55,9 @@ def choose_device(requested: str, cuda_available: bool, mps_available: bool) -> 
             return "mps"
         return "cpu"
     if requested.startswith("cuda") and not cuda_available:
-        raise UnavailableError(f"embedder option 'device': {requested!r} was asked for but CUDA is not available")
+        raise UnavailableError(f"{where} option 'device': {requested!r} was asked for but CUDA is not available")
     if requested == "mps" and not mps_available:
-        raise UnavailableError("embedder option 'device': 'mps' was asked for but MPS is not available")
+        raise UnavailableError(f"{where} option 'device': 'mps' was asked for but MPS is not available")
     return requested
 
 
