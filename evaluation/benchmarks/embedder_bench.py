@@ -41,7 +41,7 @@ LEXICAL = {"type": "lexical", "top_k": 20}
 TOP_K = 5
 
 
-def _ingest(name: str, embedder: dict[str, Any], documents: Path, store: Path, fresh: bool) -> dict[str, Any]:
+def ingest_timed(name: str, embedder: dict[str, Any], documents: Path, store: Path, fresh: bool) -> dict[str, Any]:
     """Ingest ``documents`` into collection ``name`` (or reuse it) and return the timings."""
     from ragkit import Collection
 
@@ -78,6 +78,8 @@ def _ingest(name: str, embedder: dict[str, Any], documents: Path, store: Path, f
             "cpu_s_per_chunk": round(cpu / max(chunks, 1), 4),
             "fingerprint": collection.embedder.fingerprint,
         }
+        if hasattr(collection.embedder, "precision"):  # sentence-transformers: the dtype it ran in
+            result["precision"] = collection.embedder.precision
     log(f"{name}: {chunks} chunks in {wall:.1f} s ({result['s_per_chunk'] * 1000:.0f} ms per chunk)")
     common.write_json(record, result)
     return {**result, "reused": False}
@@ -87,7 +89,7 @@ def _texts(hits: list[Any]) -> list[str]:
     return [hit.chunk.text for hit in hits]
 
 
-def _evaluate(name: str, store: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate_retrieval(name: str, store: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
     """Latency and answer-hit of dense, lexical and RRF search over one collection."""
     from ragkit import Collection
     from ragkit.query import QueryPipeline
@@ -175,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and label not in args.only:
             continue
         name = "squad-" + label.lower().replace("-", "")
-        ingest[label] = _ingest(name, embedder, documents, store, args.fresh)
-        quality[label] = _evaluate(name, store, questions)
+        ingest[label] = ingest_timed(name, embedder, documents, store, args.fresh)
+        quality[label] = evaluate_retrieval(name, store, questions)
 
     results = {
         "machine": common.machine(),

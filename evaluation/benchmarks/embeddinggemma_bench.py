@@ -25,7 +25,6 @@ writes ``results.json`` beside the collections.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,98 +34,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
-
-DENSE = {"type": "dense", "top_k": 20}
-LEXICAL = {"type": "lexical", "top_k": 20}
-TOP_K = 5
+from embedder_bench import evaluate_retrieval, ingest_timed
 
 
 def _embedders(models_dir: str | None) -> dict[str, dict[str, Any]]:
     from ragkit_sentence_transformers.packaged import embedder_config
 
     return {"MiniLM": {"type": "sentence-transformers"}, "EmbeddingGemma": embedder_config(models_dir=models_dir)}
-
-
-def _ingest(name: str, embedder: dict[str, Any], documents: Path, store: Path, fresh: bool) -> dict[str, Any]:
-    """Ingest ``documents`` into collection ``name`` (or reuse it) and return the timings."""
-    from ragkit import Collection
-
-    record = store / f"{name}.ingest.json"
-    wanted = sorted(p.name for p in documents.iterdir() if p.is_file())
-    if not fresh and record.is_file() and name in Collection.names(store):
-        saved = json.loads(record.read_text(encoding="utf-8"))
-        if saved.get("documents") == wanted:
-            log(f"{name}: reusing the collection ingested before")
-            return {**saved, "reused": True}
-    if fresh and name in Collection.names(store):
-        Collection.delete(name, store_dir=store)
-    config = {"embedder": embedder, "embedding_cache": False}
-    with Collection.open_or_create(name, config, store_dir=store) as collection:
-        collection.embedder.embed_documents(["A short text to warm the model up."])  # load before the clock
-        log(f"{name}: ingesting {len(wanted)} files ({collection.store.count()} chunks stored already)")
-        wall, cpu = time.perf_counter(), time.process_time()
-        report = collection.ingest([documents])
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if report.failed:
-            raise SystemExit(f"{name}: ingest failed: {report.failed}")
-        chunks = report.chunks_embedded
-        result = {
-            "documents": wanted,
-            "chunks": chunks,
-            "chunks_stored": collection.store.count(),
-            "ingest_s": round(wall, 2),
-            "embed_s": round(report.stage_seconds.get("embed", 0.0), 2),
-            "s_per_chunk": round(wall / max(chunks, 1), 4),
-            "embed_s_per_chunk": round(report.stage_seconds.get("embed", 0.0) / max(chunks, 1), 4),
-            "cpu_s_per_chunk": round(cpu / max(chunks, 1), 4),
-            "precision": collection.embedder.precision,
-            "fingerprint": collection.embedder.fingerprint,
-        }
-    log(f"{name}: {chunks} chunks in {wall:.1f} s ({result['s_per_chunk'] * 1000:.0f} ms per chunk)")
-    common.write_json(record, result)
-    return {**result, "reused": False}
-
-
-def _texts(hits: list[Any]) -> list[str]:
-    return [hit.chunk.text for hit in hits]
-
-
-def _evaluate(name: str, store: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
-    """Query latency and answer-hit of dense and RRF(dense + BM25) search over one collection."""
-    from ragkit import Collection
-    from ragkit.query import QueryPipeline
-
-    texts = [q["question"] for q in questions]
-    out: dict[str, Any] = {}
-    with Collection.open(name, store_dir=store) as collection:
-        embedder = collection.embedder
-        dense = QueryPipeline.from_configs([DENSE], top_k=TOP_K)
-        hybrid = QueryPipeline.from_configs([DENSE, LEXICAL, "rrf"], top_k=TOP_K)
-        lexical = QueryPipeline.from_configs([LEXICAL], top_k=TOP_K)
-        for question in texts[:5]:  # warm-up: model, index, caches
-            dense.search(question, collection)
-        embed_s: list[float] = []
-        for question in texts:
-            started = time.perf_counter()
-            embedder.embed_queries([question])
-            embed_s.append(time.perf_counter() - started)
-        search_s: list[float] = []
-        dense_hits: list[list[str]] = []
-        for question in texts:
-            started = time.perf_counter()
-            result = dense.search(question, collection)
-            search_s.append(time.perf_counter() - started)
-            dense_hits.append(_texts(result.hits))
-        out["query_embed"] = common.percentiles(embed_s)
-        out["dense_search"] = common.percentiles(search_s)
-        out["dense"] = common.answer_hits(questions, dense_hits)
-        out["rrf"] = common.answer_hits(questions, [_texts(r.hits) for r in hybrid.search_many(texts, collection)])
-        out["lexical"] = common.answer_hits(questions, [_texts(r.hits) for r in lexical.search_many(texts, collection)])
-        log(
-            f"{name}: query embed p50 {out['query_embed']['p50_ms']:.0f} ms, dense hit@1/@5 "
-            f"{out['dense']['hit@1']}/{out['dense']['hit@5']}, rrf {out['rrf']['hit@1']}/{out['rrf']['hit@5']}"
-        )
-    return out
 
 
 def _precision_sample(
@@ -222,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     quality: dict[str, dict[str, Any]] = {}
     for label, embedder in embedders.items():
         name = "squad-" + label.lower()
-        ingest[label] = _ingest(name, embedder, documents, store, args.fresh)
-        quality[label] = _evaluate(name, store, questions)
+        ingest[label] = ingest_timed(name, embedder, documents, store, args.fresh)
+        quality[label] = evaluate_retrieval(name, store, questions)
     sample = _precision_sample(embedders, store, "squad-minilm", args.precision_sample) if args.precision_sample else {}
 
     results = {
