@@ -90,9 +90,7 @@ class AskExtras:
     def store(self) -> ConversationStore:
         """The conversation store (the default one at ``<home>/conversations.sqlite`` unless one was given)."""
         if self.conversations is None:
-            from ragkit.conversation import ConversationStore
-
-            self.conversations = ConversationStore()
+            self.conversations = default_conversations()
         return self.conversations
 
     def history(self) -> list[Message]:
@@ -108,6 +106,22 @@ class AskExtras:
         turn = Turn(answer.question, answer.text, [c.to_dict() for c in answer.citations], standalone)
         self.store().append(self.conversation_id, self.owner, turn)
         answer.conversation_id = self.conversation_id
+
+
+_default_stores: dict[str, ConversationStore] = {}
+
+
+def default_conversations() -> ConversationStore:
+    """The conversation store of the current store home, opened once per process (not once per ask)."""
+    from ragkit.config import Settings
+    from ragkit.conversation import ConversationStore
+
+    path = Settings.load().home / "conversations.sqlite"
+    with _generators_lock:
+        store = _default_stores.get(str(path))
+        if store is None:
+            store = _default_stores[str(path)] = ConversationStore(path)
+        return store
 
 
 async def _call(sync: bool, function: Callable[..., T], *args: Any) -> T:

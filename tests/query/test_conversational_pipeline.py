@@ -67,3 +67,17 @@ def test_a_stored_conversation_keeps_its_turns_and_belongs_to_its_owner(sample_c
     with pytest.raises(NotFoundError, match="does not exist"):
         pipeline.ask(QUESTION, sample_collection, conversation_id=conversation.id, owner="bob", conversations=store)
     assert len(store.get(conversation.id, "alice").turns) == 2  # bob's attempt stored nothing
+
+
+def test_without_a_store_the_home_s_conversations_are_used_and_opened_once(sample_collection, tmp_path, monkeypatch):
+    from ragkit.rag.pipeline import default_conversations
+
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path / "home"))
+    store = default_conversations()
+    conversation = store.create(None)
+    pipeline = RagPipeline(generator=ScriptedGenerator("At Levi's Stadium [1]."))
+    pipeline.ask(QUESTION, sample_collection, conversation_id=conversation.id)
+    pipeline.ask("Who won it?", sample_collection, conversation_id=conversation.id)
+    assert default_conversations() is store
+    assert [t.question for t in store.get(conversation.id, None).turns] == [QUESTION, "Who won it?"]
+    assert store.path == tmp_path / "home" / "conversations.sqlite"
