@@ -81,11 +81,12 @@ class QueryPipeline:
         stages: The stages, in order (checked: see :func:`~ragkit.query.stages.check_order`).
         top_k: Hits handed on when a request names no ``top_k``.
         name: The name reported in traces and metrics.
+        where: What errors call the stage list (``pipeline 'x': stages``).
 
     """
 
-    def __init__(self, stages: Sequence[Stage], top_k: int = 5, name: str = "search") -> None:
-        check_order(stages)
+    def __init__(self, stages: Sequence[Stage], top_k: int = 5, name: str = "search", where: str = "stages") -> None:
+        check_order(stages, where)
         if top_k < 1:
             raise ConfigError(f"pipeline {name!r}: top_k must be at least 1, got {top_k}")
         self.stages = list(stages)
@@ -107,8 +108,7 @@ class QueryPipeline:
         context = context or PipelineContext()
         for stage in stages:
             stage.bind(context)
-        check_order(stages, where)
-        return cls(stages, top_k, name)
+        return cls(stages, top_k, name, where)
 
     def to_config(self) -> list[dict[str, Any]]:
         """The stage configs that rebuild this pipeline."""
