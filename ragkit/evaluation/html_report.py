@@ -23,7 +23,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ragkit.evaluation.charts import bar_chart, line_chart
-from ragkit.evaluation.report import format_value, headline_metrics, json_bytes, per_k_metrics, summary_table
+from ragkit.evaluation.report_data import (
+    format_value,
+    headline_metrics,
+    json_bytes,
+    per_k_metrics,
+    summary_header,
+    summary_rows,
+)
 
 MAX_ROWS = 2000
 """Rows in the per-question table at most (failures first past it; a browser slows down past a few thousand)."""
@@ -330,12 +337,11 @@ def sample_rows(
     return rows, detail_data(data, samples)
 
 
-def _markdown_table_to_html(markdown: str) -> str:
-    lines = [line.strip().strip("|").split("|") for line in markdown.splitlines() if line.strip()]
-    header, body = lines[0], lines[2:]
-    html = ["<table><thead><tr>", *(f"<th>{_e(c.strip())}</th>" for c in header), "</tr></thead><tbody>"]
-    for row in body:
-        html.append("<tr>" + "".join(f"<td>{_e(c.strip())}</td>" for c in row) + "</tr>")
+def summary_html(data: Mapping[str, Any], names: list[str]) -> str:
+    """The summary table (the Markdown report's first table) as an HTML table."""
+    html = ["<table><thead><tr>", *(f"<th>{_e(c)}</th>" for c in summary_header(names)), "</tr></thead><tbody>"]
+    for row in summary_rows(data, names):
+        html.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
     html.append("</tbody></table>")
     return "".join(html)
 
@@ -375,7 +381,7 @@ def render_html_bytes(data: Mapping[str, Any]) -> bytes:
             f"{_e(data.get('started_at'))} · {data.get('duration_s', 0):.1f} s · ragkit "
             f"{_e(data.get('versions', {}).get('ragkit'))}</p></header>",
             "<h2>Metrics per pipeline</h2>",
-            _markdown_table_to_html(summary_table(data)),
+            summary_html(data, names),
             '<h2>Charts</h2><div class="charts">',
             *charts(data),
             "</div><h2>Questions</h2>",

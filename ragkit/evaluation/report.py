@@ -1,99 +1,54 @@
 """Writing and reading evaluation reports: ``report.json``, ``report.md`` and ``report.html``.
 
 The JSON report is complete (suite, versions, timestamps, aggregates, every
-sample, the text of every retrieved chunk); the Markdown one is the summary
-tables; the HTML one (:mod:`ragkit.evaluation.html_report`) adds charts and
-a per-question table. All three are rendered from the JSON data, so
-:func:`render_markdown` and :func:`render_html` work on a loaded report too.
+sample, the text of every retrieved chunk); the Markdown one, rendered here,
+is the summary tables; the HTML one (:mod:`ragkit.evaluation.html_report`)
+adds charts and a per-question table. All three are rendered from the JSON
+data, so :func:`render_markdown` and :func:`render_html` work on a loaded
+report (:func:`load_report`) too. What both renderers read of the data lives
+in :mod:`ragkit.evaluation.report_data`; this module imports the HTML
+renderer, never the other way round.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ragkit.errors import InputError, StorageError
-from ragkit.evaluation.results import REPORT_FORMAT, EvalResult, gc_paused, split_k
+from ragkit.errors import StorageError
+from ragkit.evaluation.html_report import render_html_bytes
+from ragkit.evaluation.report_data import (
+    REPORT_FILES,
+    format_ms,
+    format_value,
+    headline_metrics,
+    json_bytes,
+    load_report,
+    per_k_metrics,
+    summary_header,
+    summary_rows,
+)
+from ragkit.evaluation.results import EvalResult, gc_paused
 
-REPORT_FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html"}
-
-
-def format_value(value: float | None, digits: int = 3) -> str:
-    """A metric value for a table (``–`` for none)."""
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def metric_columns(data: Mapping[str, Any]) -> list[str]:
-    """The report's metric names, in suite order."""
-    return list(data.get("metrics", []))
-
-
-def headline_metrics(data: Mapping[str, Any]) -> list[str]:
-    """The metrics without a cut-off, and each per-k metric at its largest k (the rest: :func:`k_tables`)."""
-    per_k = per_k_metrics(data)
-    names = []
-    for name in metric_columns(data):
-        base, k = split_k(name)
-        if k is None or k == per_k[base][-1]:
-            names.append(name)
-    return names
-
-
-def _cell(aggregates: Mapping[str, Any], name: str) -> str:
-    entry = aggregates.get("metrics", {}).get(name)
-    if entry is None:
-        return "n/a"
-    text = format_value(entry.get("mean"))
-    if entry.get("failed"):
-        text += f" ({entry['failed']} failed)"
-    return text
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    ms = seconds * 1000
-    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.0f} ms"
-
-
-def _tokens(aggregates: Mapping[str, Any]) -> str:
-    total = aggregates.get("tokens", {}).get("total_tokens")
-    return "–" if total is None else f"{total:.0f}"
+__all__ = [
+    "INDENT_UP_TO",
+    "k_tables",
+    "load_report",
+    "render_markdown",
+    "stage_table",
+    "summary_table",
+    "write_reports",
+]
 
 
 def summary_table(data: Mapping[str, Any], names: list[str] | None = None) -> str:
     """The Markdown table of metric means per pipeline (default: :func:`headline_metrics`), errors, latency, tokens."""
     names = headline_metrics(data) if names is None else names
-    header = ["pipeline", "kind", *names, "errors", "p50 latency", "p95 latency", "tokens/question"]
+    header = summary_header(names)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for pipeline in data.get("pipelines", []):
-        agg = pipeline.get("aggregates", {})
-        latency = agg.get("latency_s", {})
-        row = [
-            pipeline["name"],
-            pipeline.get("kind", ""),
-            *(_cell(agg, n) for n in names),
-            str(agg.get("errors", 0)),
-            _ms(latency.get("p50")),
-            _ms(latency.get("p95")),
-            _tokens(agg),
-        ]
-        lines.append("| " + " | ".join(row) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(data, names)]
     return "\n".join(lines)
-
-
-def per_k_metrics(data: Mapping[str, Any]) -> dict[str, list[int]]:
-    """Base metric name → its cut-offs, for the metrics computed per ``k``."""
-    found: dict[str, list[int]] = {}
-    for name in metric_columns(data):
-        base, k = split_k(name)
-        if k is not None:
-            found.setdefault(base, [])
-            if k not in found[base]:
-                found[base].append(k)
-    return {base: sorted(ks) for base, ks in found.items()}
 
 
 def k_tables(data: Mapping[str, Any]) -> str:
@@ -127,7 +82,7 @@ def stage_table(data: Mapping[str, Any]) -> str:
     lines = ["| pipeline | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages)]
     for pipeline in data.get("pipelines", []):
         timings = pipeline.get("aggregates", {}).get("stages_s", {})
-        cells = [_ms(timings[name]["p50"]) if name in timings else "–" for name in stages]
+        cells = [format_ms(timings[name]["p50"]) if name in timings else "–" for name in stages]
         lines.append(f"| {pipeline['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -188,37 +143,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a ``report.json``; :class:`InputError` when it is missing or not an evaluation report."""
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"report {file} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read report {file}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{file} is not JSON: {exc.msg} (line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
-        raise InputError(f"{file} is not a ragkit evaluation report (expected format {REPORT_FORMAT!r})")
-    return data
-
-
 INDENT_UP_TO = 2000
 """Reports with more samples than this are written without indentation (faster, a third smaller)."""
-
-
-def json_bytes(data: Any, indent: bool = False) -> bytes:
-    """``data`` as UTF-8 JSON: with orjson when it is installed (ten times faster), else the standard library."""
-    try:
-        import orjson
-    except ImportError:
-        if indent:
-            text = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
-        else:
-            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8")
-    return bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0))
 
 
 def _json_bytes(data: Mapping[str, Any]) -> bytes:
@@ -228,8 +154,6 @@ def _json_bytes(data: Mapping[str, Any]) -> bytes:
 
 def write_reports(result: EvalResult | Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``; returns their paths."""
-    from ragkit.evaluation.html_report import render_html_bytes
-
     with gc_paused():
         data = result.to_dict() if isinstance(result, EvalResult) else dict(result)
         rendered = {
