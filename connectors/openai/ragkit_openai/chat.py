@@ -2,44 +2,28 @@
 
 Uses the official ``openai`` client (imported on first use): ``OpenAI`` for
 :meth:`OpenAIChatGenerator.generate` / :meth:`OpenAIChatGenerator.stream`,
-``AsyncOpenAI`` for the native async twins. Failed requests are retried by
-the client's own loop (408/409/429/5xx answers, connection errors and
-timeouts, exponential backoff that honours ``Retry-After``); what still
-fails becomes a ragkit error:
-
-==========================================  ===================================
-what happened                               ragkit error (HTTP status)
-==========================================  ===================================
-no answer within ``timeout``                :class:`UpstreamTimeoutError` (504)
-connection refused / unreachable            :class:`UnavailableError` (503)
-429 after the retries                       :class:`UnavailableError` (503)
-5xx after the retries, garbage, dropped     :class:`UpstreamError` (502)
-connection in the middle of a stream
-401 / 403                                   :class:`ConfigError` (the key was refused)
-404 (unknown model or wrong ``base_url``)   :class:`ConfigError`
-other 4xx (400, 413, 422 ...)               :class:`InputError`
-==========================================  ===================================
+``AsyncOpenAI`` for the native async twins (both made by
+:class:`ragkit_openai.client.OpenAIClients`, the set-up the embedder shares).
+Failed requests are retried by the client's own loop (408/409/429/5xx
+answers, connection errors and timeouts, exponential backoff that honours
+``Retry-After``); what still fails becomes a ragkit error by the core's one
+upstream mapping (:mod:`ragkit.upstream`): a timeout is
+:class:`~ragkit.errors.UpstreamTimeoutError` (504), a 5xx, a broken stream
+or garbage :class:`~ragkit.errors.UpstreamError` (502), a refused
+connection or a 429 :class:`~ragkit.errors.UnavailableError` (503), a
+refused key or an unknown model a :class:`~ragkit.errors.ConfigError`, any
+other 4xx an :class:`~ragkit.errors.InputError`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from ragkit.errors import (
-    ConfigError,
-    InputError,
-    RagkitError,
-    UnavailableError,
-    UpstreamError,
-    UpstreamTimeoutError,
-)
+from ragkit.errors import ConfigError, InputError, RagkitError, UpstreamError
 from ragkit.generation.base import (
     BaseGenerator,
     FinishReason,
@@ -49,7 +33,7 @@ from ragkit.generation.base import (
     Message,
     Usage,
 )
-from ragkit_openai.embedder import _NO_KEY, OPENAI_BASE_URL, _openai, _server_message
+from ragkit_openai.client import OpenAIClients
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +105,6 @@ class OpenAIChatGenerator(BaseGenerator):
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"generator option 'model': expected the model's name, got {model!r}")
-        if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
-            raise ConfigError(f"generator option 'base_url': expected a URL like http://host:8000/v1, got {base_url!r}")
-        if api_key is not None and not isinstance(api_key, str):
-            raise ConfigError(f"generator option 'api_key': expected a string, got {type(api_key).__name__}")
-        if not isinstance(api_key_env, str):
-            raise ConfigError(f"generator option 'api_key_env': expected a variable name, got {api_key_env!r}")
         _check_number("timeout", timeout, minimum=0.0, strict=True)
         _check_int("max_retries", max_retries, minimum=0)
         _check_int("max_tokens", max_tokens, minimum=1)
@@ -142,25 +120,27 @@ class OpenAIChatGenerator(BaseGenerator):
         if tokenizer is not None and (not isinstance(tokenizer, str) or not tokenizer):
             raise ConfigError(f"generator option 'tokenizer': expected a tiktoken encoding name, got {tokenizer!r}")
         self.model = model
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self._api_key = api_key
+        self._clients = OpenAIClients(
+            role="generator",
+            server="generation server",
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            not_found=f" for model {model!r}: check the 'model' and 'base_url' options",
+        )
+        self.base_url = self._clients.base_url
         self.api_key_env = api_key_env
-        if self.base_url is None and not os.environ.get("OPENAI_BASE_URL") and not self._resolve_key():
-            raise ConfigError(
-                f"generator 'openai': no API key for {OPENAI_BASE_URL}: set the {api_key_env} environment variable "
-                "(or the 'api_key' option), or give 'base_url' for a server that needs none"
-            )
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self._context_window = context_window
         self.extra_body = dict(extra_body) if extra_body else None
         self.tokenizer = tokenizer
         self.default_options = GenerationOptions(max_tokens=max_tokens, temperature=float(temperature))
-        self._http_client = http_client
-        self._async_http_client = async_http_client
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._encoding: Any = None
         self._encoding_tried = tokenizer is None
         if tokenizer is not None:
@@ -178,7 +158,7 @@ class OpenAIChatGenerator(BaseGenerator):
     @property
     def where(self) -> str:
         """The server's API root, for messages."""
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        return self._clients.where
 
     @property
     def model_name(self) -> str:
@@ -195,40 +175,14 @@ class OpenAIChatGenerator(BaseGenerator):
 
     # -- clients --------------------------------------------------------------------------
 
-    def _resolve_key(self) -> str | None:
-        if self._api_key:
-            return self._api_key
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
-
-    def _client_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self._resolve_key() or _NO_KEY,
-            "base_url": self.base_url,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-        }
-
-    def _sync_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _openai().OpenAI(**self._client_options(), http_client=self._http_client)
-            return self._client
-
-    def _async_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                client = _openai().AsyncOpenAI(**self._client_options(), http_client=self._async_http_client)
-                self._async_clients[loop] = client
-            return client
+    @property
+    def _client(self) -> Any:
+        """The sync client if one has been made (``None`` before first use and after :meth:`close`)."""
+        return self._clients.current
 
     def close(self) -> None:
         """Close the sync client's connections (async clients close with their loops)."""
-        with self._lock:
-            if self._client is not None and self._http_client is None:
-                self._client.close()
-            self._client = None
+        self._clients.close()
 
     # -- requests -------------------------------------------------------------------------
 
@@ -257,21 +211,21 @@ class OpenAIChatGenerator(BaseGenerator):
     def generate(self, messages: Sequence[Message], options: GenerationOptions | None = None) -> Generation:
         """The whole answer, from one non-streaming request."""
         kwargs = self.request_body(messages, options)
-        client = self._sync_client()
+        client = self._clients.sync()
         try:
             response = client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         return self._generation(response)
 
     async def agenerate(self, messages: Sequence[Message], options: GenerationOptions | None = None) -> Generation:
         """Async twin of :meth:`generate` (the async client; cancelling the task drops the request)."""
         kwargs = self.request_body(messages, options)
-        client = self._async_client()
+        client = self._clients.for_loop()
         try:
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         return self._generation(response)
 
     def stream(
@@ -285,11 +239,11 @@ class OpenAIChatGenerator(BaseGenerator):
         iterator closes the HTTP response, so the server sees the client go.
         """
         kwargs = self.request_body(messages, options, stream=True)
-        client = self._sync_client()
+        client = self._clients.sync()
         try:
             response = client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         state = _StreamState()
         try:
             for chunk in response:
@@ -299,7 +253,7 @@ class OpenAIChatGenerator(BaseGenerator):
         except RagkitError:
             raise
         except Exception as exc:
-            raise self._wrap(exc, streaming=True) from None
+            raise self._clients.error(exc, streaming=True) from None
         finally:
             response.close()
         yield state.final()
@@ -309,11 +263,11 @@ class OpenAIChatGenerator(BaseGenerator):
     ) -> AsyncIterator[GenerationDelta]:
         """Async twin of :meth:`stream`; cancelling the consumer (or ``aclose()``) closes the response."""
         kwargs = self.request_body(messages, options, stream=True)
-        client = self._async_client()
+        client = self._clients.for_loop()
         try:
             response = await client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         state = _StreamState()
         try:
             async for chunk in response:
@@ -323,7 +277,7 @@ class OpenAIChatGenerator(BaseGenerator):
         except RagkitError:
             raise
         except Exception as exc:
-            raise self._wrap(exc, streaming=True) from None
+            raise self._clients.error(exc, streaming=True) from None
         finally:
             await response.close()
         yield state.final()
@@ -345,56 +299,6 @@ class OpenAIChatGenerator(BaseGenerator):
             usage=usage,
             model=self.model,
             tool_calls=tool_calls or None,
-        )
-
-    # -- errors -----------------------------------------------------------------------------
-
-    def _wrap(self, exc: BaseException, streaming: bool = False) -> RagkitError:
-        """The ragkit error for an exception raised by the openai client (or its HTTP library)."""
-        if isinstance(exc, RagkitError):
-            return exc
-        openai = _openai()
-        retried = f" (after {self.max_retries} retries)" if self.max_retries and not streaming else ""
-        if isinstance(exc, openai.APITimeoutError) or _is_timeout(exc):
-            what = "stopped sending within" if streaming else "did not answer within"
-            return UpstreamTimeoutError(f"generation server {self.where} {what} {self.timeout:g} s{retried}")
-        if streaming and not isinstance(exc, openai.APIStatusError):
-            if isinstance(exc, openai.APIError):  # an error event inside the stream
-                return UpstreamError(f"generation server {self.where} sent an error in the stream: {exc}")
-            if _is_transport_error(exc):
-                return UpstreamError(
-                    f"generation server {self.where} broke off the stream: {type(exc).__name__}: {exc}"
-                )
-            return UpstreamError(
-                f"generation server {self.where} sent a stream that could not be read: {type(exc).__name__}: {exc}"
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return UnavailableError(f"cannot reach generation server {self.where}{retried}: {cause}")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = _server_message(exc)
-            if status in (401, 403):
-                source = "the 'api_key' option" if self._api_key else f"the {self.api_key_env} environment variable"
-                return ConfigError(
-                    f"generation server {self.where} refused the API key ({status}): check {source}: {message}"
-                )
-            if status == 404:
-                return ConfigError(
-                    f"generation server {self.where} answered 404 for model {self.model!r}: check the 'model' "
-                    f"and 'base_url' options: {message}"
-                )
-            if status == 408:
-                return UpstreamTimeoutError(f"generation server {self.where} answered 408{retried}: {message}")
-            if status == 429:
-                return UnavailableError(f"generation server {self.where} is rate limiting (429){retried}: {message}")
-            if status >= 500:
-                return UpstreamError(f"generation server {self.where} answered {status}{retried}: {message}")
-            return InputError(f"generation server {self.where} rejected the request ({status}): {message}")
-        if isinstance(exc, openai.APIError):  # an error event inside a stream, or an unparsable answer
-            return UpstreamError(f"generation server {self.where}: {exc}")
-        return UpstreamError(
-            f"generation server {self.where} sent an answer that could not be read: {type(exc).__name__}: {exc}"
         )
 
     # -- tokens -------------------------------------------------------------------------------
@@ -512,31 +416,6 @@ def _finish(reason: str | None, tool_calls: bool) -> FinishReason:
         logger.debug("unknown finish_reason %r read as 'stop'", reason)
         return "stop"
     return mapped
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a timeout of the HTTP library, whichever httpx flavour."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 5:
-        if isinstance(current, TimeoutError) or type(current).__name__ in {
-            "ReadTimeout",
-            "WriteTimeout",
-            "ConnectTimeout",
-            "PoolTimeout",
-            "TimeoutException",
-        }:
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a network or protocol error of the HTTP library (httpx or httpx2)."""
-    return isinstance(exc, OSError) or any(
-        cls.__name__ in {"TransportError", "NetworkError", "ProtocolError", "StreamError"} for cls in type(exc).__mro__
-    )
 
 
 def _load_encoding(name: str) -> Any:

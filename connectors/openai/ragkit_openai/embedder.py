@@ -1,21 +1,21 @@
 """Embeddings from any OpenAI-compatible server: OpenAI, vLLM, TEI, llama.cpp, Ollama ...
 
-Uses the official ``openai`` client (imported on first use). Requests are
-batched, retried with exponential backoff on 408/409/429/5xx answers,
-connection errors and timeouts (the client's own retry loop, which also
-honours ``Retry-After``), and bounded by a per-request timeout.
+Uses the official ``openai`` client (imported on first use, set up by
+:class:`ragkit_openai.client.OpenAIClients` as for the chat generator).
+Requests are batched, retried with exponential backoff on 408/409/429/5xx
+answers, connection errors and timeouts (the client's own retry loop, which
+also honours ``Retry-After``), and bounded by a per-request timeout. What
+still fails becomes a ragkit error by the core's one upstream mapping
+(:mod:`ragkit.upstream`), the same as for the chat generator.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,22 +24,13 @@ import numpy as np
 from ragkit.component import Component
 from ragkit.embedders.inputs import check_texts
 from ragkit.embedders.prefixes import default_prefixes
-from ragkit.errors import ConfigError, InputError, MissingDependencyError, RagkitError, UnavailableError
+from ragkit.errors import ConfigError, UpstreamError
 from ragkit.protocols import Vectors
+from ragkit_openai.client import OpenAIClients
 
 logger = logging.getLogger(__name__)
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 _PROBE_TEXT = "dimension probe"
-_NO_KEY = "unused"  # servers without authentication (TEI, vLLM) ignore the key, the client needs one
-
-
-def _openai() -> Any:
-    try:
-        import openai
-    except ImportError:
-        raise MissingDependencyError("the OpenAI-compatible embedder", "openai") from None
-    return openai
 
 
 class OpenAIEmbedder(Component):
@@ -96,13 +87,9 @@ class OpenAIEmbedder(Component):
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"embedder option 'model': expected the model's name, got {model!r}")
-        if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
-            raise ConfigError(f"embedder option 'base_url': expected a URL like http://host:8080/v1, got {base_url!r}")
-        for name, value in (("api_key", api_key), ("query_prefix", query_prefix), ("document_prefix", document_prefix)):
+        for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"embedder option {name!r}: expected a string, got {type(value).__name__}")
-        if not isinstance(api_key_env, str):
-            raise ConfigError(f"embedder option 'api_key_env': expected a variable name, got {api_key_env!r}")
         _check_int("dimension", dimension, minimum=1, optional=True)
         _check_int("batch_size", batch_size, minimum=1)
         _check_int("max_retries", max_retries, minimum=0)
@@ -116,14 +103,20 @@ class OpenAIEmbedder(Component):
         if request_dimensions and dimension is None:
             raise ConfigError("embedder option 'request_dimensions' needs 'dimension' to be set")
         self.model = model
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self._api_key = api_key
+        self._clients = OpenAIClients(
+            role="embedder",
+            server="embedding server",
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            not_found=f" for model {model!r}: check the 'model' and 'base_url' options",
+        )
+        self.base_url = self._clients.base_url
         self.api_key_env = api_key_env
-        if self.base_url is None and not os.environ.get("OPENAI_BASE_URL") and not self._resolve_key():
-            raise ConfigError(
-                f"embedder 'openai': no API key for {OPENAI_BASE_URL}: set the {api_key_env} environment variable "
-                "(or the 'api_key' option), or give 'base_url' for a server that needs none"
-            )
         self._dimension = dimension
         self.request_dimensions = request_dimensions
         self.batch_size = batch_size
@@ -133,11 +126,7 @@ class OpenAIEmbedder(Component):
         self.query_prefix: str = auto_query if query_prefix is None else query_prefix
         self.document_prefix: str = auto_document if document_prefix is None else document_prefix
         self._max_tokens = max_tokens
-        self._http_client = http_client
-        self._async_http_client = async_http_client
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._tokenizer: Any = None
         self._tokenizer_tried = False
 
@@ -153,7 +142,7 @@ class OpenAIEmbedder(Component):
     @property
     def where(self) -> str:
         """The server's API root, for messages."""
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        return self._clients.where
 
     @property
     def fingerprint(self) -> str:
@@ -179,41 +168,9 @@ class OpenAIEmbedder(Component):
 
     # -- clients --------------------------------------------------------------------------
 
-    def _resolve_key(self) -> str | None:
-        if self._api_key:
-            return self._api_key
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
-
-    def _client_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self._resolve_key() or _NO_KEY,
-            "base_url": self.base_url,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-        }
-
-    def _sync_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _openai().OpenAI(**self._client_options(), http_client=self._http_client)
-            return self._client
-
-    def _async_client(self) -> Any:
-        # one client per event loop: an async HTTP pool must not outlive its loop
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                client = _openai().AsyncOpenAI(**self._client_options(), http_client=self._async_http_client)
-                self._async_clients[loop] = client
-            return client
-
     def close(self) -> None:
         """Close the sync client's connections (async clients close with their loops)."""
-        with self._lock:
-            if self._client is not None and self._http_client is None:
-                self._client.close()
-            self._client = None
+        self._clients.close()
 
     # -- embedding --------------------------------------------------------------------------
 
@@ -257,26 +214,26 @@ class OpenAIEmbedder(Component):
         return kwargs
 
     def _request_sync(self, batch: list[str]) -> Vectors:
-        client = self._sync_client()
+        client = self._clients.sync()
         try:
             response = client.embeddings.create(**self._request_kwargs(batch))
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         return self._vectors(response, len(batch))
 
     async def _request_async(self, batch: list[str]) -> Vectors:
-        client = self._async_client()
+        client = self._clients.for_loop()
         try:
             response = await client.embeddings.create(**self._request_kwargs(batch))
         except Exception as exc:
-            raise self._wrap(exc) from None
+            raise self._clients.error(exc) from None
         return self._vectors(response, len(batch))
 
     def _vectors(self, response: Any, expected: int) -> Vectors:
         data = getattr(response, "data", None)
         if not isinstance(data, list) or len(data) != expected:
             got = len(data) if isinstance(data, list) else "no"
-            raise UnavailableError(f"embedding server {self.where} sent {got} vectors for {expected} texts")
+            raise UpstreamError(f"embedding server {self.where} sent {got} vectors for {expected} texts")
         rows = sorted(data, key=lambda item: getattr(item, "index", 0) or 0)
         try:
             vectors = [_decode(item.embedding) for item in rows]
@@ -285,9 +242,9 @@ class OpenAIEmbedder(Component):
                 raise ValueError(f"vector lengths {sorted(lengths)}")
             matrix = np.stack(vectors).astype(np.float32, copy=False)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise UnavailableError(f"embedding server {self.where} sent malformed vectors: {exc}") from None
+            raise UpstreamError(f"embedding server {self.where} sent malformed vectors: {exc}") from None
         if not np.all(np.isfinite(matrix)):
-            raise UnavailableError(f"embedding server {self.where} sent vectors with NaN or infinite values")
+            raise UpstreamError(f"embedding server {self.where} sent vectors with NaN or infinite values")
         self._learn_dimension(matrix.shape[1])
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.maximum(norms, np.float32(1e-12), out=norms)
@@ -303,32 +260,6 @@ class OpenAIEmbedder(Component):
                 f"embedder option 'dimension' is {self._dimension} but {self.where} returned "
                 f"{dim}-long vectors for model {self.model!r}"
             )
-
-    def _wrap(self, exc: Exception) -> RagkitError:
-        """The ragkit error for an exception raised by the openai client."""
-        if isinstance(exc, RagkitError):
-            return exc
-        openai = _openai()
-        retried = f" (after {self.max_retries} retries)" if self.max_retries else ""
-        if isinstance(exc, openai.APITimeoutError):
-            return UnavailableError(f"embedding server {self.where} did not answer within {self.timeout:g} s{retried}")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return UnavailableError(f"cannot reach embedding server {self.where}{retried}: {cause}")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = _server_message(exc)
-            if status in (401, 403):
-                source = "the 'api_key' option" if self._api_key else f"the {self.api_key_env} environment variable"
-                return ConfigError(
-                    f"embedding server {self.where} refused the API key ({status}): check {source}: {message}"
-                )
-            if status in (408, 409, 429) or status >= 500:
-                return UnavailableError(f"embedding server {self.where} answered {status}{retried}: {message}")
-            return InputError(f"embedding server {self.where} rejected the request ({status}): {message}")
-        if isinstance(exc, openai.OpenAIError):
-            return UnavailableError(f"embedding server {self.where}: {exc}")
-        return UnavailableError(f"embedding request to {self.where} failed: {type(exc).__name__}: {exc}")
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -383,22 +314,3 @@ def _decode(embedding: Any) -> np.ndarray:
     if isinstance(embedding, str):  # a server that answers base64 whatever was asked
         return np.frombuffer(base64.b64decode(embedding), dtype=np.float32)
     return np.asarray(embedding, dtype=np.float32).reshape(-1)
-
-
-def _server_message(exc: Any) -> str:
-    """The server's own error message, from OpenAI, TEI or vLLM style bodies."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            text = error.get("message") or error.get("detail")
-            if text:
-                return str(text)
-        elif isinstance(error, str) and error:
-            return error
-        for key in ("message", "detail"):
-            if body.get(key):
-                return str(body[key])
-    if isinstance(body, str) and body:
-        return body
-    return str(getattr(exc, "message", exc))

@@ -1,14 +1,14 @@
-"""The OpenAI-compatible chat generator: the real ``openai`` client against a fake server on loopback.
+"""The OpenAI-compatible chat generator: the real ``openai`` client against the FAKE server on loopback.
 
-``FakeOpenAIChatServer`` is a **fake**: a small ``http.server`` that speaks
-the OpenAI chat-completions wire protocol (``POST /v1/chat/completions``,
-JSON answers, SSE streams in chunked transfer encoding with a usage chunk
-and ``data: [DONE]``) and no model at all. It echoes the last user message
-(or a scripted reply), streams it word by word, answers with tool calls on
-request, and has knobs to fail the next requests (429 with ``Retry-After``,
-500, 400, 401 ...), answer slowly, stall or drop the connection in the
-middle of a stream, and send garbage. It records every request and notices
-when a client hangs up before the stream is done.
+The server is :class:`ragkit.testing.fake_openai.FakeOpenAIServer`, the one
+fake every connector's tests share: it speaks the OpenAI chat-completions
+wire protocol (JSON answers, SSE streams in chunked transfer encoding with a
+usage chunk and ``data: [DONE]``) with no model at all. It echoes the last
+user message (or a scripted reply), streams it word by word, answers with
+tool calls on request, and has knobs to fail the next requests (429 with
+``Retry-After``, 500, 400, 401 ...), answer slowly, stall or drop the
+connection in the middle of a stream, and send garbage. It records every
+request and notices when a client hangs up before the stream is done.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -30,6 +28,7 @@ from ragkit_openai import OpenAIChatGenerator
 from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamError, UpstreamTimeoutError
 from ragkit.generation.base import GenerationOptions, Generator, Message
 from ragkit.registry import build
+from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState
 
 MODEL = "fake-chat-model"
 QUESTION = [Message("system", "You answer briefly."), Message("user", "What flows through the city?")]
@@ -46,264 +45,19 @@ WEATHER_TOOL = {
 # -- the fake server ---------------------------------------------------------------------------
 
 
-@dataclass
-class FakeChatState:
-    """What the fake server does next, and what it has seen."""
-
-    reply: str | None = None
-    """Scripted answer; ``None``: ``"Echo: <last user message>"``."""
-    tool_call: dict[str, Any] | None = None
-    """Answer with this call (``{"name": ..., "arguments": ...}``) instead of text."""
-    fail_next: list[int] = field(default_factory=list)
-    fail_always: int | None = None
-    error_message: str = "simulated failure"
-    retry_after: str | None = "0"
-    api_key: str | None = None
-    delay: float = 0.0
-    """Seconds to wait before answering (before the headers)."""
-    chunk_delay: float = 0.0
-    """Seconds between streamed chunks."""
-    drop_after: int | None = None
-    """Streamed chunks after which the connection is cut without ending the body."""
-    stall_after: int | None = None
-    """Streamed chunks after which the server goes quiet for ``stall_seconds``."""
-    stall_seconds: float = 3.0
-    send_usage: bool = True
-    garbage: bytes | None = None
-    """A 200 answer with this body instead of a completion."""
-    garbage_type: str = "text/html"
-    bad_stream_json: bool = False
-    error_event_after: int | None = None
-    """Streamed chunks after which an ``{"error": ...}`` event is sent (as vLLM does when generation fails)."""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    chunks_sent: int = 0
-    chunks_planned: int = 0
-    disconnected: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.requests]
-
-
-def _words(text: str) -> list[str]:
-    """``text`` cut into streamable pieces that join back to it."""
-    pieces = text.split(" ")
-    return [piece if i == 0 else " " + piece for i, piece in enumerate(pieces)]
-
-
-def _chat_handler(state: FakeChatState) -> type[BaseHTTPRequestHandler]:
-    class FakeOpenAIChatHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-            headers = {"Retry-After": state.retry_after} if status == 429 and state.retry_after is not None else None
-            self._send_json(status, {"error": {"message": message, "type": kind, "code": status}}, headers)
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                body = {}
-            with state.lock:
-                state.requests.append(
-                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
-                )
-                status = state.fail_next.pop(0) if state.fail_next else state.fail_always
-            if state.delay:
-                time.sleep(state.delay)
-            if self.path != "/v1/chat/completions":
-                return self._error(404, f"no route {self.path}")
-            if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
-                return self._error(401, "Incorrect API key provided", "authentication_error")
-            if status is not None:
-                return self._error(status, state.error_message, "server_error" if status >= 500 else "error")
-            if body.get("model") != MODEL:
-                return self._error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
-            if state.garbage is not None:
-                self.send_response(200)
-                self.send_header("Content-Type", state.garbage_type)
-                self.send_header("Content-Length", str(len(state.garbage)))
-                self.end_headers()
-                self.wfile.write(state.garbage)
-                return None
-            messages = body.get("messages") or []
-            if not messages:
-                return self._error(400, "messages must not be empty")
-            if state.tool_call is not None and body.get("tools"):
-                return self._tool_call(body)
-            return self._text(body, messages)
-
-        # -- answers ---------------------------------------------------------------------
-
-        def _answer(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[list[str], str]:
-            if state.reply is not None:
-                text = state.reply
-            else:
-                last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-                text = f"Echo: {last.get('content', '')}"
-            stops = body.get("stop") or []
-            stops = [stops] if isinstance(stops, str) else stops
-            cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-            if cut >= 0:
-                text = text[:cut]
-            pieces = _words(text)
-            finish = "stop"
-            max_tokens = body.get("max_tokens")
-            if isinstance(max_tokens, int) and len(pieces) > max_tokens:
-                pieces, finish = pieces[:max_tokens], "length"
-            return pieces, finish
-
-        def _text(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-            pieces, finish = self._answer(body, messages)
-            usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
-            if not body.get("stream"):
-                message = {"role": "assistant", "content": "".join(pieces)}
-                return self._send_json(200, self._completion(message, finish, usage))
-            chunks = [self._chunk({"role": "assistant", "content": ""}, None)]
-            chunks += [self._chunk({"content": piece}, None) for piece in pieces]
-            chunks.append(self._chunk({}, finish))
-            if state.send_usage and (body.get("stream_options") or {}).get("include_usage"):
-                chunks.append(self._chunk(None, None, usage))
-            return self._stream(chunks)
-
-        def _tool_call(self, body: dict[str, Any]) -> None:
-            assert state.tool_call is not None
-            name, arguments = state.tool_call["name"], state.tool_call["arguments"]
-            usage = {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}
-            call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
-            if not body.get("stream"):
-                message = {"role": "assistant", "content": None, "tool_calls": [call]}
-                return self._send_json(200, self._completion(message, "tool_calls", usage))
-            half = len(arguments) // 2
-            first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
-            chunks = [
-                self._chunk({"role": "assistant", "content": None, "tool_calls": [first]}, None),
-                self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]}, None),
-                self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}, None),
-                self._chunk({}, "tool_calls"),
-                self._chunk(None, None, usage),
-            ]
-            return self._stream(chunks)
-
-        @staticmethod
-        def _completion(message: dict[str, Any], finish: str, usage: dict[str, int]) -> dict[str, Any]:
-            return {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 1700000000,
-                "model": MODEL,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                "usage": usage,
-            }
-
-        @staticmethod
-        def _chunk(delta: dict[str, Any] | None, finish: str | None, usage: dict[str, int] | None = None) -> str:
-            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-            payload = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 1700000000,
-                "model": MODEL,
-                "choices": choices,
-                "usage": usage,
-            }
-            return json.dumps(payload)
-
-        def _write_chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
-
-        def _stream(self, chunks: list[str]) -> None:
-            events = [f"data: {chunk}\n\n".encode() for chunk in chunks] + [b"data: [DONE]\n\n"]
-            if state.bad_stream_json:
-                events.insert(1, b"data: {not json\n\n")
-            if state.error_event_after is not None:
-                error = {"error": {"message": "engine dead: CUDA error", "type": "InternalServerError", "code": 500}}
-                events.insert(state.error_event_after, f"data: {json.dumps(error)}\n\n".encode())
-            state.chunks_planned = len(events)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            try:
-                for i, event in enumerate(events):
-                    if state.drop_after is not None and i == state.drop_after:
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    if state.stall_after is not None and i == state.stall_after:
-                        time.sleep(state.stall_seconds)
-                    self._write_chunk(event)
-                    state.chunks_sent += 1
-                    if state.chunk_delay:
-                        time.sleep(state.chunk_delay)
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-                state.finished.set()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-                state.disconnected.set()
-
-    return FakeOpenAIChatHandler
-
-
-class FakeOpenAIChatServer(ThreadingHTTPServer):
-    """A fake OpenAI chat-completions server on 127.0.0.1 (a test double; no model behind it)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        self.state = FakeChatState()
-        super().__init__(("127.0.0.1", 0), _chat_handler(self.state))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def reset(self) -> FakeChatState:
-        self.state.__init__()  # type: ignore[misc]
-        return self.state
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out or hang up: broken pipes are expected here
-
-
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAIChatServer]:
-    server = FakeOpenAIChatServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def fake_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(model=MODEL) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
-def srv(fake_server: FakeOpenAIChatServer, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeChatState]:
+def srv(fake_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeState]:
     """The fake server with its knobs reset; the client's backoff shortened so retries are quick."""
     import openai._base_client
 
     monkeypatch.setattr(openai._base_client, "INITIAL_RETRY_DELAY", 0.01)
-    return fake_server.url, fake_server.reset()
+    return fake_server.v1, fake_server.reset()
 
 
 def make(url: str, **options: Any) -> OpenAIChatGenerator:
@@ -471,7 +225,7 @@ def test_closing_the_stream_closes_the_connection(srv):
     assert next(iterator).text == " w1"
     iterator.close()
     assert state.disconnected.wait(5), "the server never saw the client hang up"
-    assert state.chunks_sent < state.chunks_planned
+    assert state.events_sent < state.events_planned
     assert not state.finished.is_set()
 
 

@@ -1,23 +1,19 @@
-"""The OpenAI-compatible embedder: the real ``openai`` client against a real HTTP server on loopback.
+"""The OpenAI-compatible embedder: the real ``openai`` client against the FAKE server on loopback.
 
-The server below is a minimal OpenAI-compatible embeddings server over the
-packaged model (stands in for TEI/vLLM): ``POST /v1/embeddings`` answers
-with vectors from the real packaged all-MiniLM-L6-v2, in OpenAI's response
-format. Knobs make it fail the next N requests (429, 500 ...), fail every
-request, sleep before answering, demand an API key, or scale its vectors;
-it records every request (inputs, batch sizes, headers).
+The server is :class:`ragkit.testing.fake_openai.FakeOpenAIServer`, the one
+fake every connector's tests share, serving ``POST /v1/embeddings`` with
+vectors from the real packaged all-MiniLM-L6-v2 (standing in for TEI/vLLM)
+in OpenAI's response format. Knobs make it fail the next N requests (429,
+500 ...), fail every request, sleep before answering, demand an API key, or
+scale its vectors; it records every request (inputs, batch sizes, headers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -25,10 +21,11 @@ import numpy as np
 import pytest
 from ragkit_openai import OpenAIEmbedder
 
-from ragkit.errors import ConfigError, InputError, UnavailableError
+from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamError, UpstreamTimeoutError
 from ragkit.protocols import Embedder, TokenCounter
 from ragkit.registry import build
 from ragkit.testing.embedder_conformance import EmbedderConformance, check_embedder
+from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState
 
 pytest.importorskip("ragkit_sentence_transformers")
 
@@ -38,103 +35,6 @@ TEXTS = [f"Paragraph {i}: the river {i} flows through city number {i * 7}." for 
 # -- the server ------------------------------------------------------------------------------
 
 
-@dataclass
-class ServerState:
-    """What the server does and what it has seen."""
-
-    model: Any  # the local embedder whose vectors it serves
-    fail_next: list[int] = field(default_factory=list)
-    """Statuses to answer the next requests with, one per request (e.g. [429, 500])."""
-    fail_always: int | None = None
-    error_message: str = "simulated failure"
-    delay: float = 0.0
-    api_key: str | None = None
-    scale: float = 1.0
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def batch_sizes(self) -> list[int]:
-        return [len(r["body"]["input"]) for r in self.requests if isinstance(r["body"].get("input"), list)]
-
-    @property
-    def inputs(self) -> list[str]:
-        return [text for r in self.requests for text in r["body"].get("input", [])]
-
-
-def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-            self._send(status, {"error": {"message": message, "type": kind, "code": status}})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                body = {}
-            with state.lock:
-                state.requests.append(
-                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
-                )
-                status = state.fail_next.pop(0) if state.fail_next else state.fail_always
-            if state.delay:
-                time.sleep(state.delay)
-            if self.path != "/v1/embeddings":
-                return self._error(404, f"no route {self.path}")
-            if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
-                return self._error(401, "Incorrect API key provided", "authentication_error")
-            if status is not None:
-                return self._error(status, state.error_message, "server_error" if status >= 500 else "error")
-            inputs = body.get("input")
-            if isinstance(inputs, str):
-                inputs = [inputs]
-            if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
-                return self._error(400, "'$.input' is invalid: expected non-empty strings")
-            vectors = state.model.embed_documents(inputs)
-            if body.get("dimensions"):
-                vectors = vectors[:, : int(body["dimensions"])]
-            vectors = vectors * state.scale
-            rows = []
-            for i, vector in enumerate(vectors):
-                if body.get("encoding_format") == "base64":
-                    embedding: Any = base64.b64encode(vector.astype(np.float32).tobytes()).decode()
-                else:
-                    embedding = vector.tolist()
-                rows.append({"object": "embedding", "index": i, "embedding": embedding})
-            rows.reverse()  # order by "index", not by position
-            tokens = sum(len(t.split()) for t in inputs)
-            self._send(
-                200,
-                {
-                    "object": "list",
-                    "data": rows,
-                    "model": body.get("model"),
-                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                },
-            )
-
-    return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and hung up: broken pipes are expected here
-
-
 @pytest.fixture(scope="module")
 def local_model():
     """The packaged model, as the server runs it (fp32 on the CPU)."""
@@ -142,26 +42,20 @@ def local_model():
 
 
 @pytest.fixture(scope="module")
-def server(local_model) -> Iterator[tuple[str, ServerState]]:
-    state = ServerState(model=local_model)
-    httpd = _Server(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def fake_server(local_model) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(embed=local_model.embed_documents) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(fake_server: FakeOpenAIServer) -> tuple[str, FakeState]:
+    return fake_server.v1, fake_server.state
 
 
 @pytest.fixture
-def srv(server) -> tuple[str, ServerState]:
+def srv(fake_server: FakeOpenAIServer) -> tuple[str, FakeState]:
     """The server with its knobs reset."""
-    url, state = server
-    state.fail_next, state.fail_always, state.delay, state.api_key, state.scale = [], None, 0.0, None, 1.0
-    state.error_message = "simulated failure"
-    state.requests.clear()
-    return url, state
+    return fake_server.v1, fake_server.reset()
 
 
 def make(url: str, **options: Any) -> OpenAIEmbedder:
@@ -219,12 +113,15 @@ def test_retries_succeed_after_transient_failures(srv, local_model):
     assert np.sum(vectors * local_model.embed_documents(TEXTS[:2]), axis=1).min() > 0.999
 
 
-def test_a_persistent_500_gives_unavailable(srv):
+def test_a_persistent_500_gives_upstream_error(srv):
+    """Issue 15: a server 5xx is 502 for every connector (the embedder said 503 before)."""
     url, state = srv
     state.fail_always = 500
     state.error_message = "model crashed"
-    with pytest.raises(UnavailableError, match=r"answered 500 \(after 1 retries\): model crashed") as info:
+    with pytest.raises(UpstreamError, match=r"answered 500 \(after 1 retries\): model crashed") as info:
         make(url, max_retries=1).embed_documents(["x"])
+    assert not isinstance(info.value, UpstreamTimeoutError)
+    assert info.value.http_status == 502
     assert url in str(info.value)
     assert len(state.requests) == 2
 
@@ -237,14 +134,16 @@ def test_a_persistent_429_gives_unavailable(srv):
     assert len(state.requests) == 1
 
 
-def test_a_timeout_gives_unavailable(srv):
+def test_a_timeout_gives_upstream_timeout(srv):
+    """Issue 15: a timeout is 504 for every connector (the embedder said 503 before)."""
     url, state = srv
     state.delay = 2.0
     started = time.perf_counter()
-    with pytest.raises(UnavailableError, match=r"did not answer within 0.3 s") as info:
+    with pytest.raises(UpstreamTimeoutError, match=r"did not answer within 0.3 s") as info:
         make(url, timeout=0.3, max_retries=0).embed_documents(["x"])
     assert time.perf_counter() - started < 2.0
     assert url in str(info.value)
+    assert info.value.http_status == 504
 
 
 def test_a_401_gives_config_error_naming_the_variable(srv, monkeypatch):
@@ -355,7 +254,7 @@ def test_async_errors_are_wrapped(srv):
     async def main():
         return await make(url, max_retries=0).aembed_documents(["x"])
 
-    with pytest.raises(UnavailableError, match="500"):
+    with pytest.raises(UpstreamError, match="500"):  # issue 15: 502 as for the chat generator, not 503
         asyncio.run(main())
 
 

@@ -57,7 +57,6 @@ from ragkit.errors import (
     RagkitError,
     UnavailableError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 from ragkit.generation.base import (
     BaseGenerator,
@@ -68,6 +67,7 @@ from ragkit.generation.base import (
     Message,
     Usage,
 )
+from ragkit.upstream import Upstream, retry_after, server_message
 
 logger = logging.getLogger(__name__)
 
@@ -374,54 +374,45 @@ class TGIGenerator(BaseGenerator):
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
         _, response = _status(exc)
-        if response is not None:
-            value = response.headers.get("retry-after")
-            try:
-                seconds = float(value) if value is not None else None
-            except ValueError:
-                seconds = None
-            if seconds is not None and 0 <= seconds <= _MAX_RETRY_AFTER:
-                return seconds
+        seconds = retry_after(response.headers) if response is not None else None
+        if seconds is not None and seconds <= _MAX_RETRY_AFTER:
+            return seconds
         return float(min(self.backoff * 2**attempt, _MAX_BACKOFF) * (1 - 0.25 * random.random()))
+
+    @property
+    def upstream(self) -> Upstream:
+        """The server as failure messages name it (see :mod:`ragkit.upstream`)."""
+        if self.api_key_env:
+            hint = f"check the {self.api_key_env} environment variable"
+        else:
+            hint = "set option 'api_key_env' to the variable holding its key"
+        return Upstream(
+            name=f"TGI server {self.base_url}",
+            timeout=self.timeout,
+            retries=self.max_retries,
+            key_hint=hint,
+            not_found=" (is 'base_url' a TGI server?)",
+        )
 
     def _wrap(self, exc: BaseException, streaming: bool = False) -> RagkitError:
         """The ragkit error for an exception raised by ``huggingface_hub`` or the HTTP library."""
         if isinstance(exc, RagkitError):
             return exc
-        where = f"TGI server {self.base_url}"
-        retried = f" (after {self.max_retries} retries)" if self.max_retries and not streaming else ""
+        upstream = self.upstream
         if isinstance(exc, InferenceTimeoutError | httpx2.TimeoutException):
-            what = "stopped sending within" if streaming else "did not answer within"
-            return UpstreamTimeoutError(f"{where} {what} {self.timeout:g} s")
+            return upstream.timeout_error(streaming=streaming, retried=False)  # timeouts are not retried
         if isinstance(exc, OfflineModeIsEnabled):
-            return UnavailableError(f"{where}: {exc}")
+            return UnavailableError(f"{upstream.name}: {exc}")
         status, response = _status(exc)
         message = _server_message(exc, response)
         if status is not None:
-            if status in (401, 403):
-                if self.api_key_env:
-                    hint = f"check the {self.api_key_env} environment variable"
-                else:
-                    hint = "set option 'api_key_env' to the variable holding its key"
-                return ConfigError(f"{where} refused the API key ({status}): {hint}: {message}")
-            if status == 404:
-                return ConfigError(f"{where} answered 404: is 'base_url' a TGI server? {message}")
-            if status == 408:
-                return UpstreamTimeoutError(f"{where} answered 408{retried}: {message}")
-            if status == 429:
-                return UnavailableError(f"{where} is overloaded (429){retried}: {message}")
-            if status >= 500 or status == 424:  # 424: TGI's "generation failed"
-                return UpstreamError(f"{where} answered {status}{retried}: {message}")
-            return InputError(f"{where} rejected the request ({status}): {message}")
+            headers = response.headers if response is not None else None
+            return upstream.status_error(status, message, retry_after=retry_after(headers), retried=not streaming)
         if isinstance(exc, ValidationError):
-            return InputError(f"{where} rejected the request: {message}")
+            return InputError(f"{upstream.name} rejected the request: {message}")
         if isinstance(exc, TextGenerationError):  # an error event inside the stream
-            return UpstreamError(f"{where} reported an error ({type(exc).__name__}): {message}")
-        if isinstance(exc, httpx2.TransportError):
-            if streaming:
-                return UpstreamError(f"{where} broke off the stream: {type(exc).__name__}: {exc}")
-            return UnavailableError(f"cannot reach {where}{retried}: {exc}")
-        return UpstreamError(f"{where} sent an answer that could not be read: {type(exc).__name__}: {exc}")
+            return upstream.stream_error(message)
+        return upstream.error(exc, streaming=streaming, retried=not streaming)
 
     def server_info(self) -> dict[str, Any]:
         """The server's ``GET /info``: ``model_id``, ``max_total_tokens``, ``version`` ... (for health checks)."""
@@ -639,21 +630,16 @@ def _server_message(exc: BaseException, response: httpx2.Response | None) -> str
     """TGI's own error message (``{"error": ..., "error_type": ...}``), else the response text, else the exception."""
     if isinstance(exc, TextGenerationError) and not isinstance(exc, HfHubHTTPError) and str(exc):
         return str(exc)
-    if response is not None:
+    if response is None:
+        return str(exc)
+    try:
+        body: Any = response.json()
+    except Exception:
         try:
-            body = response.json()
-        except Exception:
-            body = None
-        if isinstance(body, dict):
-            for key in ("error", "message", "detail"):
-                if isinstance(body.get(key), str) and body[key]:
-                    return str(body[key])
-        try:
-            text = response.text.strip()
+            body = response.text
         except Exception:  # pragma: no cover - body not read
-            text = ""
-        return text[:500] if text else (response.reason_phrase or f"HTTP {response.status_code}")
-    return str(exc)
+            body = None
+    return server_message(body, response.reason_phrase or f"HTTP {response.status_code}")
 
 
 def _message_dict(message: Message) -> dict[str, Any]:

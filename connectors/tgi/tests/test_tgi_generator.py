@@ -1,16 +1,17 @@
-"""The TGI generator: ``huggingface_hub.InferenceClient`` against a fake TGI on loopback.
+"""The TGI generator: ``huggingface_hub.InferenceClient`` against the FAKE server on loopback.
 
-``FakeTGIServer`` is a **fake**, a wire-protocol double of
-text-generation-inference with no model behind it: a small ``http.server``
-that answers ``POST /generate`` (``{"generated_text", "details"}``),
-``POST /generate_stream`` (SSE ``data:{"token": ..., "generated_text": null,
-"details": null}`` events in chunked encoding, the last one with
-``generated_text`` and ``details``), ``POST /tokenize`` and ``GET /info``,
-and errors in TGI's shape (``{"error": ..., "error_type": ...}``). It
-"generates" a scripted answer word by word, honours ``max_new_tokens`` and
-``stop`` the way TGI does (the stop sequence stays in the text), ends with a
-special end-of-sequence token, records every request, and notices when a
-client hangs up mid-stream.
+The server is :class:`ragkit.testing.fake_openai.FakeOpenAIServer`, the one
+fake every connector's tests share; like a real TGI it also speaks TGI's
+native API, as a wire-protocol double with no model behind it: ``POST
+/generate`` (``{"generated_text", "details"}``), ``POST /generate_stream``
+(SSE ``data:{"token": ..., "generated_text": null, "details": null}``
+events in chunked encoding, the last one with ``generated_text`` and
+``details``), ``POST /tokenize`` and ``GET /info``, and errors in TGI's
+shape (``{"error": ..., "error_type": ...}``). It "generates" a scripted
+answer token by token (:func:`~ragkit.testing.fake_openai.fake_tokens`),
+honours ``max_new_tokens`` and ``stop`` the way TGI does (the stop sequence
+stays in the text), ends with a special end-of-sequence token, records
+every request, and notices when a client hangs up mid-stream.
 """
 
 from __future__ import annotations
@@ -19,15 +20,12 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from ragkit_tgi import CHATML_TEMPLATE, TGIGenerator
 from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamError, UpstreamTimeoutError
 from ragkit.generation.base import GenerationOptions, Generator, Message
 from ragkit.registry import build
+from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState, fake_tokens
 
 QUESTION = [Message("system", "You answer briefly."), Message("user", "What flows through the city?")]
 ANSWER = "The river flows through the city."
@@ -45,264 +44,19 @@ CHATML_PROMPT = (
     "<|im_start|>user\nWhat flows through the city?<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
-ERROR_TYPES = {422: "validation", 424: "generation", 429: "overloaded", 500: "incomplete_generation", 503: "overloaded"}
 
 
 # -- the fake server ---------------------------------------------------------------------------
 
 
-@dataclass
-class FakeTGIState:
-    """What the fake TGI does next, and what it has seen."""
-
-    reply: str = ANSWER
-    fail_next: list[int] = field(default_factory=list)
-    fail_always: int | None = None
-    error_message: str = "simulated failure"
-    retry_after: str | None = None
-    api_key: str | None = None
-    delay: float = 0.0
-    chunk_delay: float = 0.0
-    drop_after: int | None = None
-    stall_after: int | None = None
-    stall_seconds: float = 3.0
-    error_event_after: int | None = None
-    """Streamed tokens after which TGI's in-stream error event is sent."""
-    no_details: bool = False
-    """End the stream without the final event."""
-    tokenize_route: bool = True
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    events_sent: int = 0
-    events_planned: int = 0
-    disconnected: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["path"] == path]
-
-    @property
-    def prompts(self) -> list[str]:
-        return [r["body"]["inputs"] for r in self.requests if r["path"] in ("/generate", "/generate_stream")]
-
-
-def fake_tokens(text: str) -> list[str]:
-    """The fake's tokenizer: words and punctuation, each with its leading space."""
-    return re.findall(r"\s*\w+|\s*[^\w\s]", text)
-
-
-def _tgi_handler(state: FakeTGIState) -> type[BaseHTTPRequestHandler]:
-    class FakeTGIHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str) -> None:
-            headers = {"Retry-After": state.retry_after} if state.retry_after is not None else None
-            payload = {"error": message, "error_type": ERROR_TYPES.get(status, "unknown")}
-            self._send_json(status, payload, headers)
-
-        def do_GET(self) -> None:
-            with state.lock:
-                state.requests.append({"path": self.path, "body": None, "headers": dict(self.headers)})
-            if self.path == "/info":
-                return self._send_json(
-                    200,
-                    {
-                        "model_id": "fake/tgi-model",
-                        "model_dtype": "torch.float16",
-                        "max_input_tokens": 3072,
-                        "max_total_tokens": 4096,
-                        "version": "3.0.0-fake",
-                    },
-                )
-            if self.path == "/health":
-                return self._send_json(200, {})
-            return self._send_json(404, {"error": "not found"})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                body = {}
-            with state.lock:
-                state.requests.append(
-                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
-                )
-            if self.path == "/tokenize":
-                if not state.tokenize_route:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return None
-                return self._tokenize(body)
-            if self.path not in ("/generate", "/generate_stream"):
-                return self._send_json(404, {"error": f"no route {self.path}"})
-            with state.lock:
-                status = state.fail_next.pop(0) if state.fail_next else state.fail_always
-            if state.delay:
-                time.sleep(state.delay)
-            if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
-                self.send_response(401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
-            if status is not None:
-                return self._error(status, state.error_message)
-            inputs, params = body.get("inputs"), body.get("parameters") or {}
-            if not isinstance(inputs, str) or not inputs:
-                return self._error(422, "`inputs` cannot be empty")
-            if params.get("temperature") is not None and params["temperature"] <= 0:
-                return self._error(422, "`temperature` must be strictly positive")
-            if params.get("top_p") is not None and not 0 < params["top_p"] < 1:
-                return self._error(422, "`top_p` must be > 0.0 and < 1.0")
-            tokens, finish = self._generate(params)
-            if self.path == "/generate":
-                return self._generate_answer(tokens, finish, params)
-            return self._stream(tokens, finish, len(fake_tokens(inputs)) + 1, params)
-
-        def _tokenize(self, body: dict[str, Any]) -> None:
-            text = body.get("inputs") or ""
-            tokens = [{"id": 1, "text": "<s>", "start": 0, "stop": 0}]
-            position = 0
-            for i, piece in enumerate(fake_tokens(text)):
-                tokens.append({"id": 100 + i, "text": piece, "start": position, "stop": position + len(piece)})
-                position += len(piece)
-            self._send_json(200, tokens)
-
-        def _generate(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-            pieces = fake_tokens(state.reply)
-            limit = params.get("max_new_tokens") or 20
-            stops = params.get("stop") or []
-            tokens: list[dict[str, Any]] = []
-            text = ""
-            for i, piece in enumerate(pieces):
-                if len(tokens) >= limit:
-                    return tokens, "length"
-                tokens.append({"id": 1000 + i, "text": piece, "logprob": -0.5, "special": False})
-                text += piece
-                if any(stop and text.endswith(stop) for stop in stops):
-                    return tokens, "stop_sequence"
-            if len(tokens) >= limit:
-                return tokens, "length"
-            tokens.append({"id": 2, "text": "</s>", "logprob": -0.01, "special": True})
-            return tokens, "eos_token"
-
-        def _generate_answer(self, tokens: list[dict[str, Any]], finish: str, params: dict[str, Any]) -> None:
-            text = "".join(t["text"] for t in tokens if not t["special"])
-            details = {
-                "finish_reason": finish,
-                "generated_tokens": len(tokens),
-                "seed": params.get("seed"),
-                "prefill": [],
-                "tokens": tokens,
-            }
-            self._send_json(200, {"generated_text": text, "details": details})
-
-        def _write_chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
-
-        def _stream(self, tokens: list[dict[str, Any]], finish: str, input_length: int, params: dict[str, Any]) -> None:
-            events = []
-            text = ""
-            for i, token in enumerate(tokens):
-                if not token["special"]:
-                    text += token["text"]
-                last = i == len(tokens) - 1 and not state.no_details
-                details = {
-                    "finish_reason": finish,
-                    "generated_tokens": len(tokens),
-                    "seed": params.get("seed"),
-                    "input_length": input_length,
-                }
-                event = {
-                    "index": i + 1,
-                    "token": token,
-                    "top_tokens": None,
-                    "generated_text": text if last else None,
-                    "details": details if last else None,
-                }
-                events.append(b"data:" + json.dumps(event).encode() + b"\n\n")
-            if state.error_event_after is not None:
-                error = {"error": "Request failed during generation: CUDA OOM", "error_type": "generation"}
-                events.insert(state.error_event_after, b"data:" + json.dumps(error).encode() + b"\n\n")
-                del events[state.error_event_after + 1 :]
-            state.events_planned = len(events)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            try:
-                for i, event in enumerate(events):
-                    if state.drop_after is not None and i == state.drop_after:
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    if state.stall_after is not None and i == state.stall_after:
-                        time.sleep(state.stall_seconds)
-                    self._write_chunk(event)
-                    state.events_sent += 1
-                    if state.chunk_delay:
-                        time.sleep(state.chunk_delay)
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-                state.finished.set()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-                state.disconnected.set()
-
-    return FakeTGIHandler
-
-
-class FakeTGIServer(ThreadingHTTPServer):
-    """A fake text-generation-inference server on 127.0.0.1 (a wire-protocol test double; no model)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        self.state = FakeTGIState()
-        super().__init__(("127.0.0.1", 0), _tgi_handler(self.state))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def reset(self) -> FakeTGIState:
-        self.state.__init__()  # type: ignore[misc]
-        return self.state
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out or hang up: broken pipes are expected here
-
-
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeTGIServer]:
-    server = FakeTGIServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def fake_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(reply=ANSWER) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
-def srv(fake_server: FakeTGIServer) -> tuple[str, FakeTGIState]:
+def srv(fake_server: FakeOpenAIServer) -> tuple[str, FakeState]:
     """The fake server with its knobs reset."""
     return fake_server.url, fake_server.reset()
 
