@@ -12,9 +12,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,8 +27,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragkit import yaml_io
 from ragkit.errors import ConfigError
+from ragkit.yaml_io import format_validation_error as format_validation_error  # re-exported: its old home
+from ragkit.yaml_io import load_yaml, read_mapping, validate
 
 if TYPE_CHECKING:
     from ragkit.schema import Chunk
@@ -299,33 +299,15 @@ class CollectionConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> CollectionConfig:
-        """Read a config file, with errors that name the file and field."""
-        try:
-            data = yaml_io.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        return cls.parse(data, where=str(path))
+        """Read a config file (or its ``collection:`` section), with errors that name the file and field."""
+        return load_yaml(path, cls, "config", section="collection")
 
     @classmethod
     def parse(cls, data: Any, where: str = "collection config") -> CollectionConfig:
         """Validate a plain dict, turning pydantic errors into a :class:`ConfigError`."""
         if isinstance(data, dict) and "collection" in data and isinstance(data["collection"], dict):
             data = data["collection"]
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One readable line per pydantic error: ``field.path: message``."""
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "(root)"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
+        return validate(cls, data, where)
 
 
 def default_home() -> Path:
@@ -345,18 +327,23 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Settings from ``config_file`` (YAML), then environment, then ``overrides``."""
-        data: dict[str, Any] = {}
-        if config_file is not None:
-            try:
-                data = yaml_io.safe_load(config_file.read_text(encoding="utf-8")) or {}
-            except OSError as exc:
-                raise ConfigError(f"cannot read settings {config_file}: {exc.strerror}") from None
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{config_file} is not valid YAML: {exc}") from None
-        try:
-            env = cls()  # defaults and RAGKIT_* variables
-            merged = {**data, **{name: getattr(env, name) for name in env.model_fields_set}}
-            merged.update({k: v for k, v in overrides.items() if v is not None})
-            return cls(**merged)
-        except ValidationError as exc:
-            raise ConfigError(f"settings: {format_validation_error(exc)}") from None
+        data = read_mapping(config_file, "settings") if config_file is not None else {}
+        return settings_from(cls, data, overrides, "settings")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def settings_from(cls: type[SettingsT], data: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> SettingsT:
+    """``cls`` from ``data`` (read from a file), then ``RAGKIT_*`` variables, then ``overrides`` (``None`` ignored).
+
+    Any mistake is a :class:`ConfigError` that starts with ``where`` and names the field.
+    """
+    try:
+        env = cls()  # defaults and RAGKIT_* variables
+        merged = {**data, **{name: getattr(env, name) for name in env.model_fields_set}}
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**merged)
+    except (ValidationError, ValueError) as exc:
+        message = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"{where}: {message}") from None

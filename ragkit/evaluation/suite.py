@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ragkit import yaml_io
-from ragkit.config import CollectionConfig, ComponentConfig, LoaderOptions, format_validation_error
+from ragkit.config import CollectionConfig, ComponentConfig, LoaderOptions
 from ragkit.errors import ConfigError, NotFoundError, RagkitError
 from ragkit.evaluation.sample import EvalQuestion
+from ragkit.yaml_io import read_mapping, validate
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
 QuestionFormat = Literal["ragkit", "squad-dev"]
@@ -225,10 +224,7 @@ class Suite(BaseModel):
         """Validate a dict; relative paths resolve against ``base_dir`` (default: the working folder)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: a suite is a mapping with name, documents, questions, pipelines, metrics")
-        try:
-            suite = cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
+        suite = validate(cls, data, where)
         suite._base_dir = Path(base_dir or Path.cwd()).expanduser().resolve()
         suite._source = where
         return suite
@@ -429,10 +425,10 @@ def _pipeline_recipes(names: Sequence[str]) -> list[str]:
     found = []
     for name in names:
         try:
-            data = yaml_io.safe_load(find_recipe(name).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, RagkitError):
+            data = read_mapping(find_recipe(name), "recipe")
+        except RagkitError:
             continue
-        if isinstance(data, dict) and "pipeline" in data:
+        if "pipeline" in data:
             found.append(name)
     return found
 
@@ -458,18 +454,6 @@ def load_suite(path: str | Path, check: bool = True) -> Suite:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"suite file {file} does not exist")
-    try:
-        data = yaml_io.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read suite {file}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML: {_yaml_problem(exc)}") from None
+    data = read_mapping(file, "suite")
     suite = Suite.parse(data, base_dir=file.resolve().parent, where=str(file))
     return suite.check() if check else suite
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """What is wrong and where, on one line, without quoting the file (it may not be a suite at all)."""
-    problem = getattr(exc, "problem", None) or "cannot be parsed"
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)

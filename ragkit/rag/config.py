@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ragkit import yaml_io
-from ragkit.config import ComponentConfig, format_validation_error
+from ragkit.config import ComponentConfig
 from ragkit.errors import ConfigError
 from ragkit.rag.prompt import DEFAULT_NO_ANSWER, PromptTemplate
+from ragkit.yaml_io import read_mapping, validate
 
 DEFAULT_MIN_SCORE = 0.2
 
@@ -131,21 +130,13 @@ class PipelineConfig(BaseModel):
             data = dict(data["pipeline"])
             if description and "description" not in data:
                 data["description"] = description
-        try:
-            return cls.model_validate(data or {})
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
+        return validate(cls, data or {}, where)
 
     @classmethod
     def from_yaml(cls, path: Path) -> PipelineConfig:
         """Read a recipe file, with errors that name the file and field."""
-        try:
-            data = yaml_io.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read pipeline {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict) or "pipeline" not in data:
+        data = read_mapping(path, "pipeline")
+        if "pipeline" not in data:
             raise ConfigError(f"{path} has no 'pipeline:' section (is it a collection recipe?)")
         return cls.parse(data, where=str(path))
 

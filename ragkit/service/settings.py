@@ -40,8 +40,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -51,9 +50,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from ragkit import yaml_io
-from ragkit.config import Settings, format_validation_error
+from ragkit.config import Settings, settings_from
 from ragkit.errors import ConfigError
+from ragkit.yaml_io import read_mapping
 
 Scope = Literal["admin", "write", "read"]
 """What a key may do: ``read`` (GET, search, ask, chat, models), ``write`` (uploads,
@@ -283,22 +282,8 @@ class ServiceSettings(BaseSettings):
         """Settings from ``config_file`` (YAML), then the environment, then ``overrides`` (``None`` ignored)."""
         data: dict[str, Any] = {}
         if config_file is not None:
-            try:
-                loaded = yaml_io.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-            except OSError as exc:
-                raise ConfigError(f"cannot read service settings {config_file}: {exc.strerror}") from None
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{config_file} is not valid YAML: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"{config_file}: expected a mapping of settings")
+            loaded = read_mapping(config_file, "service settings")
             section = loaded.get("service")
             data = dict(section) if isinstance(section, dict) else loaded
         where = str(config_file) if config_file is not None else "service settings"
-        try:
-            env = cls()
-            merged = {**data, **{name: getattr(env, name) for name in env.model_fields_set}}
-            merged.update({k: v for k, v in overrides.items() if v is not None})
-            return cls(**merged)
-        except (ValidationError, ValueError) as exc:
-            message = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            raise ConfigError(f"{where}: {message}") from None
+        return settings_from(cls, data, overrides, where)
