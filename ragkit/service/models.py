@@ -1,4 +1,11 @@
-"""Request and response models of the ragkit routes (the OpenAI-compatible ones are in ``openai_models``)."""
+"""Request and response models of the ragkit routes (the OpenAI-compatible ones are in ``routes/openai.py``).
+
+The models of what a pipeline returns (:class:`AnswerModel`, :class:`CitationModel`,
+:class:`HitModel`, :class:`ChunkModel`, :class:`UsageModel`) are made from the
+dataclasses of :mod:`ragkit.rag.answer` and :mod:`ragkit.schema` by
+:func:`~ragkit.service.model_mirror.mirrors`: every dataclass field is a REST
+field, so the REST shapes cannot drift from the Python ones.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ragkit.generation.base import Usage
+from ragkit.rag.answer import Answer, Citation
+from ragkit.schema import Chunk, Hit
+from ragkit.service.model_mirror import mirrors
+from ragkit.service.tasks import TaskStatus
 
 Mode = Literal["dense", "lexical"]
 FilterSpec = str | dict[str, Any]
@@ -123,7 +136,7 @@ class JobInfo(BaseModel):
     id: str
     collection: str
     kind: Literal["upload", "path"]
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: TaskStatus
     sources: list[str]
     created_at: datetime
     started_at: datetime | None
@@ -173,7 +186,7 @@ class EvaluationInfo(BaseModel):
     sample: int | None
     pipelines: list[str] | None
     requested_by: str | None = Field(description="The API key name that started the run")
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: TaskStatus
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -264,70 +277,37 @@ class AskRequest(_Strict):
     )
 
 
+@mirrors(Chunk)
 class ChunkModel(BaseModel):
     """A chunk as answers carry it."""
 
-    id: str
-    document_id: str
-    source: str
-    text: str
-    start: int
-    end: int
-    metadata: dict[str, Any]
-    content_hash: str
 
-
+@mirrors(Hit)
 class HitModel(BaseModel):
     """A context block of an answer: the chunk, its score and origin."""
 
-    chunk: ChunkModel
-    score: float
     origin: str
     scores: dict[str, float] = Field(default_factory=dict)
     ranks: dict[str, int] = Field(default_factory=dict)
 
 
+@mirrors(Citation)
 class CitationModel(BaseModel):
     """A numbered source the answer cites."""
 
-    number: int
-    chunk_id: str
-    document_id: str
-    source: str
-    start: int
-    end: int
-    score: float
-    page: int | None
-    section: str | None
-    title: str | None
-    quote: str
-    positions: list[int]
-    inferred: bool
 
-
+@mirrors(Usage, extra=("total_tokens",))
 class UsageModel(BaseModel):
     """Tokens of the answer."""
 
-    prompt_tokens: int
-    completion_tokens: int
     total_tokens: int
 
 
+@mirrors(Answer)
 class AnswerModel(BaseModel):
     """A generated answer with its citations, the hits it was built from, usage and timings."""
 
-    question: str
-    text: str
-    citations: list[CitationModel]
-    hits: list[HitModel]
-    dropped_citations: list[int]
-    grounded: bool
-    usage: UsageModel
-    timings: dict[str, float]
-    model: str
-    pipeline: str
     finish_reason: str
-    skipped_hits: int
     queries: list[dict[str, Any]] = Field(default_factory=list, description="The queries retrieval used")
     trace: list[dict[str, Any]] = Field(
         default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"

@@ -1,4 +1,4 @@
-"""What the routes share: settings, the collection cache, pipelines, jobs, metrics, auth.
+"""What the routes share: settings, the collection cache, pipelines, the task queue, metrics, auth.
 
 One :class:`ServiceState` lives on ``app.state.ragkit``; every route receives it
 through ``Depends(get_state)``, so a test can hand the routes another state with
@@ -26,6 +26,7 @@ from ragkit.service.jobs import JobManager
 from ragkit.service.metrics import Metrics
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.stores import CollectionCache
+from ragkit.service.tasks import TaskQueue
 
 if TYPE_CHECKING:
     from ragkit.conversation import ConversationStore
@@ -44,6 +45,7 @@ class ServiceState:
         self.authenticator = Authenticator(settings.api_keys)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._tasks: TaskQueue | None = None
         self._jobs: JobManager | None = None
         self._evaluations: EvaluationManager | None = None
         self._lock = threading.Lock()
@@ -58,22 +60,29 @@ class ServiceState:
                 self._executor = ThreadPoolExecutor(self.settings.blocking_threads, thread_name_prefix="ragkit-io")
             return self._executor
 
+    def _task_queue(self) -> TaskQueue:
+        """The background task queue shared by ingest jobs and evaluations (lock held; created on first use)."""
+        if self._tasks is None:
+            kept = {"job": self.settings.max_jobs_kept, "evaluation": self.settings.max_evaluations_kept}
+            self._tasks = TaskQueue(kept)
+        return self._tasks
+
     @property
     def jobs(self) -> JobManager:
-        """The ingest job queues (created on first use)."""
+        """The ingest jobs: one lane of the task queue per collection (created on first use)."""
         with self._lock:
             if self._jobs is None:
-                self._jobs = JobManager(self.settings.max_jobs_kept, on_finish=self.metrics.observe_job)
+                self._jobs = JobManager(self._task_queue(), on_finish=self.metrics.observe_job)
             return self._jobs
 
     @property
     def evaluations(self) -> EvaluationManager:
-        """The evaluation queue, its runs kept under ``{store_dir}/evaluations/`` (created on first use)."""
+        """The evaluation runs: one lane of the task queue, kept under ``{store_dir}/evaluations/``."""
         with self._lock:
             if self._evaluations is None:
                 self._evaluations = EvaluationManager(
                     self.settings.store_dir / "evaluations",
-                    self.settings.max_evaluations_kept,
+                    self._task_queue(),
                     on_finish=self.metrics.observe_evaluation,
                 )
             return self._evaluations
@@ -126,15 +135,13 @@ class ServiceState:
         return GenerationOptions(max_tokens=min(max_tokens or ceiling, ceiling), **sampling)
 
     def close(self) -> None:
-        """Cancel evaluations, stop the job workers (running jobs finish), close collections, stop the threads."""
+        """Cancel queued tasks and stop running ones at their next checkpoint, close collections, stop the threads."""
         with self._lock:
-            jobs, self._jobs = self._jobs, None
-            evaluations, self._evaluations = self._evaluations, None
+            tasks, self._tasks = self._tasks, None
+            self._jobs = self._evaluations = None
             executor, self._executor = self._executor, None
-        if evaluations is not None:
-            evaluations.close()
-        if jobs is not None:
-            jobs.close()
+        if tasks is not None:
+            tasks.close()
         self.collections.close()
         if self._conversations is not None:
             self._conversations.close()

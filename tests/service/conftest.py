@@ -332,7 +332,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed"):
+        if job["status"] in ("succeeded", "failed", "cancelled"):
             return dict(job)
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish in {timeout} s")
