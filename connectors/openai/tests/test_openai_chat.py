@@ -29,6 +29,7 @@ from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamErr
 from ragkit.generation.base import GenerationOptions, Generator, Message
 from ragkit.registry import build
 from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState
+from ragkit.testing.generator_conformance import GeneratorConformance
 
 MODEL = "fake-chat-model"
 QUESTION = [Message("system", "You answer briefly."), Message("user", "What flows through the city?")]
@@ -70,6 +71,16 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+# -- the generator conformance suite ---------------------------------------------------------------
+
+
+class TestConformance(GeneratorConformance):
+    @pytest.fixture
+    def generator(self, fake_server: FakeOpenAIServer):
+        fake_server.reset()
+        return make(fake_server.v1)
 
 
 # -- answers ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ragkit.errors import ConfigError, InputError, UnavailableError, UpstreamErr
 from ragkit.generation.base import GenerationOptions, Generator, Message
 from ragkit.registry import build
 from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState, fake_tokens
+from ragkit.testing.generator_conformance import GeneratorConformance
 
 QUESTION = [Message("system", "You answer briefly."), Message("user", "What flows through the city?")]
 ANSWER = "The river flows through the city."
@@ -72,6 +73,16 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# -- the generator conformance suite ---------------------------------------------------------------
+
+
+class TestConformance(GeneratorConformance):
+    @pytest.fixture
+    def generator(self, fake_server: FakeOpenAIServer):
+        fake_server.reset()
+        return make(fake_server.url)
 
 
 # -- answers ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ragkit_transformers.source import packaged_model_dir
 from ragkit.errors import ConfigError, InputError
 from ragkit.generation import Generation, GenerationDelta, GenerationOptions, Generator, Message, Usage
 from ragkit.registry import build
+from ragkit.testing.generator_conformance import GeneratorConformance
 
 torch = pytest.importorskip("torch")
 runtime = pytest.importorskip("ragkit_transformers.runtime")
@@ -54,6 +55,10 @@ def generate_threads() -> list[threading.Thread]:
 
 def cancel_log(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "generation cancelled after" in r.getMessage()]
+
+
+class TestConformance(GeneratorConformance):
+    """The generator conformance suite every generator connector runs, on the real packaged model."""
 
 
 # -- config, registry, lazy loading ---------------------------------------------------
