@@ -1,4 +1,4 @@
-"""Incremental ingestion: files -> loader -> splitter -> embedder -> store.
+"""Incremental ingestion: files -> loader -> splitter -> embedder -> store (and other destinations).
 
 A source whose size and modification time are unchanged, or whose bytes hash
 to the stored content hash, is skipped without being parsed or embedded. A
@@ -8,14 +8,20 @@ version stays searchable until the new one is complete. With ``sync``,
 sources under the ingested roots that no longer exist are deleted. One bad
 file is reported with its reason and never stops the batch.
 
+Besides the vector store, an ingest writes to its *destinations*
+(:class:`~ragkit.protocols.IngestDestination`, such as the keyword index):
+each gets the very chunks, source commits and deletions the store gets, so it
+is kept up to date incrementally. The time each takes is reported under its
+``label`` in ``stage_seconds``.
+
 Loading and splitting run in a producer thread while the main thread embeds
 large batches, so the embedder, the real cost, stays busy.
 
 With contextual chunk headers on (``chunk_headers``, see
 :class:`~ragkit.config.ChunkHeaders`), the text embedded is the chunk
 prefixed with its document title and heading path; the prefix is kept in
-``chunk.metadata["chunk_header"]`` so the keyword index, rebuilt later from
-the stored chunks, indexes the very same text. ``chunk.text`` stays plain.
+``chunk.metadata["chunk_header"]`` so the keyword index indexes the very
+same text. ``chunk.text`` stays plain.
 
 With ``chunk_headers.context`` set (see :class:`~ragkit.config.ChunkContext`
 and :mod:`ragkit.chunk_context`), each chunk written gets one model-written
@@ -27,6 +33,7 @@ call fails or answers garbage keeps its plain header; the report counts it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import queue
@@ -40,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ragkit.config import CHUNK_HEADER_KEY, ChunkHeaders
 from ragkit.errors import LoaderError, RagkitError
 from ragkit.loaders import LoaderSet, SourceFile, UnsupportedFileError, discover
-from ragkit.protocols import Embedder, Splitter, VectorStore
+from ragkit.protocols import Embedder, IngestDestination, Splitter, VectorStore
 from ragkit.schema import Chunk, SourceRecord
 
 if TYPE_CHECKING:
@@ -170,7 +177,7 @@ class IngestPipeline:
     generator config fails now, before anything is written), and its answers
     are cached in ``context_cache`` (default: ``<home>/cache/chunk-context.sqlite``
     when ``store.path`` is a collection's ``<home>/collections/NAME/store``,
-    else no disk cache).
+    else no disk cache). ``destinations`` are written beside the store (see the module docstring).
     """
 
     def __init__(
@@ -183,8 +190,10 @@ class IngestPipeline:
         progress: ProgressCallback | None = None,
         chunk_headers: ChunkHeaders | None = None,
         context_cache: Path | None = None,
+        destinations: Sequence[IngestDestination] = (),
     ) -> None:
         self.loaders = loaders
+        self.destinations = list(destinations)
         self.chunk_headers = chunk_headers
         self._context: ContextWriter | None = None
         self._documents: dict[str, tuple[str, str]] = {}
@@ -222,6 +231,7 @@ class IngestPipeline:
         t0 = time.perf_counter()
         self.store.flush()
         stage["flush"] = time.perf_counter() - t0
+        self._to_destinations(report, lambda d: d.flush())
         report.seconds = time.perf_counter() - started
         return report
 
@@ -262,6 +272,7 @@ class IngestPipeline:
         ]
         if gone:
             report.chunks_deleted += self.store.delete_sources(gone)
+            self._to_destinations(report, lambda d: d.delete_sources(gone))
             report.deleted += len(gone)
 
     # -- the producer: load and split ------------------------------------------------
@@ -364,6 +375,7 @@ class IngestPipeline:
             return ""
         if item.is_new:
             self.store.delete_sources([item.file.source])
+            self._to_destinations(None, lambda d: d.delete_sources([item.file.source]))
             return ""
         # its previous version is kept (same ids, same text); new chunks stay until the next good ingest
         return " (its previous version is kept; chunks written before the failure stay until it ingests cleanly)"
@@ -385,6 +397,7 @@ class IngestPipeline:
             self.store.upsert(part, vectors)
             self._written_sources.update(c.source for c in part)
             store_seconds += time.perf_counter() - t1
+            self._to_destinations(report, functools.partial(_add, chunks=part))
             embed_seconds += t1 - t0
             report.chunks_written += len(part)
             self.progress("chunks", report.chunks_written, 0)
@@ -392,7 +405,17 @@ class IngestPipeline:
             t0 = time.perf_counter()
             self.store.commit_sources(batch.done)
             store_seconds += time.perf_counter() - t0
+            self._to_destinations(report, lambda d: d.commit_sources(batch.done))
         return embed_seconds, store_seconds
+
+    def _to_destinations(self, report: IngestReport | None, write: Callable[[IngestDestination], object]) -> None:
+        """Apply ``write`` to every destination, adding the time to its stage in ``report``."""
+        for destination in self.destinations:
+            t0 = time.perf_counter()
+            write(destination)
+            if report is not None:
+                stage = report.stage_seconds
+                stage[destination.label] = stage.get(destination.label, 0.0) + time.perf_counter() - t0
 
     def _contexts(self, part: list[Chunk], report: IngestReport) -> dict[str, str]:
         """The model-written context sentence of each chunk of ``part`` that got one, by chunk id."""
@@ -438,6 +461,10 @@ class IngestPipeline:
             return chunk.text
         chunk.metadata[CHUNK_HEADER_KEY] = prefix
         return prefix + chunk.text
+
+
+def _add(destination: IngestDestination, chunks: list[Chunk]) -> None:
+    destination.add(chunks)
 
 
 def _joined(chunks: list[Chunk]) -> str:

@@ -110,13 +110,14 @@ def counts_tokens(obj: object) -> bool:
 
 
 @runtime_checkable
-class VectorStore(Protocol):
-    """Stores chunks with their vectors and searches them by vector and metadata.
+class VectorIndex(Protocol):
+    """The small contract of a vector backend: chunks in with their vectors, nearest chunks out.
 
-    Implementations are built as ``cls(path=..., dimension=..., name=..., **options)``:
-    ``path`` is a folder the store may use (the collection's), ``dimension``
-    the embedder's vector length and ``name`` the collection's name. Only
-    ``options`` are saved in the collection's config.
+    Built through ``from_config(options, path=..., dimension=..., name=...)``
+    (see :class:`ragkit.stores.base.StoreBase`): the collection injects
+    ``path`` (a folder the store may use), ``dimension`` (the embedder's vector
+    length) and ``name`` (the collection's name); only ``options`` are saved in
+    the collection's config.
     """
 
     @property
@@ -128,37 +129,12 @@ class VectorStore(Protocol):
         """Insert or replace ``chunks`` (by id) with one vector each."""
         ...
 
-    def commit_sources(self, records: Sequence[SourceRecord]) -> None:
-        """Mark sources as fully ingested.
-
-        For each record, chunks of that source whose ids are not in
-        ``record.chunk_ids`` are deleted, and the record (with its content
-        hash) is saved. Until this call, a source's old chunks stay readable.
-        """
-        ...
-
-    def sources(self) -> dict[str, SourceRecord]:
-        """Every committed source record, by source."""
-        ...
-
-    def delete_sources(self, sources: Sequence[str]) -> int:
-        """Delete the sources' chunks and records; returns the number of chunks deleted."""
-        ...
-
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
-        """Delete the documents' chunks; returns the number of chunks deleted."""
-        ...
-
     def search(self, vectors: Vectors, top_k: int, filter: Filter | None = None) -> list[list[Hit]]:
         """The ``top_k`` nearest chunks (cosine) for each query vector, best first."""
         ...
 
-    def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
-        """The chunks with these ids, in the given order (unknown ids are left out)."""
-        ...
-
-    def iter_chunks(self, batch_size: int = 1000) -> Iterator[list[Chunk]]:
-        """Every stored chunk, in batches."""
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        """Delete the documents' chunks; returns the number of chunks deleted."""
         ...
 
     def count(self) -> int:
@@ -178,24 +154,159 @@ class VectorStore(Protocol):
         ...
 
     def to_config(self) -> dict[str, Any]:
-        """The config that reopens this store."""
+        """The options that reopen this store (without the injected path, dimension and name)."""
         ...
 
 
 @runtime_checkable
-class LexicalIndex(Protocol):
-    """A keyword (BM25) index over the same chunks as the vector store."""
+class ChunkStore(Protocol):
+    """Reads stored chunks back by id or all of them (rebuilding a keyword index, tools, exports)."""
+
+    def get(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the given order (unknown ids are left out)."""
+        ...
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[list[Chunk]]:
+        """Every stored chunk, in batches."""
+        ...
+
+
+@runtime_checkable
+class SourceBook(Protocol):
+    """Ingest bookkeeping: which sources are in, with which content hash and chunks."""
+
+    def commit_sources(self, records: Sequence[SourceRecord]) -> None:
+        """Mark sources as fully ingested.
+
+        For each record, chunks of that source whose ids are not in
+        ``record.chunk_ids`` are deleted, and the record (with its content
+        hash) is saved. Until this call, a source's old chunks stay readable.
+        """
+        ...
+
+    def sources(self) -> dict[str, SourceRecord]:
+        """Every committed source record, by source."""
+        ...
+
+    def delete_sources(self, sources: Sequence[str]) -> int:
+        """Delete the sources' chunks and records; returns the number of chunks deleted."""
+        ...
+
+
+@runtime_checkable
+class VectorStore(VectorIndex, ChunkStore, SourceBook, Protocol):
+    """What a collection opens as its store: a vector index that also keeps its chunks and source records.
+
+    The built-in FAISS store keeps chunks and records in SQLite beside the
+    index, ``ragkit-milvus`` in Milvus itself; :class:`ragkit.stores.base.StoreBase`
+    is the base class both share. Optional features are declared in the
+    class's ``capabilities`` (see :data:`STORE_CAPABILITIES`), never probed for.
+    """
+
+
+STORE_CAPABILITIES = ("drop", "stats", "chunks_of_documents")
+"""Optional store features a store class declares in ``capabilities``.
+
+- ``drop``: its data lives outside the collection folder; :meth:`DroppableStore.drop` deletes it.
+- ``stats``: :meth:`StoreWithStats.stats` gives counts and index details beyond ``count()``.
+- ``chunks_of_documents``: :meth:`DocumentChunks.chunks_of_documents` fetches whole documents in one query.
+"""
+
+
+@runtime_checkable
+class DroppableStore(Protocol):
+    """A store whose data lives outside the collection folder (capability ``drop``)."""
+
+    def drop(self) -> None:
+        """Delete everything the store holds (outside the folder too) and close it."""
+        ...
+
+
+@runtime_checkable
+class StoreWithStats(Protocol):
+    """A store that reports more than its chunk count (capability ``stats``)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and index details, JSON-ready (``chunks`` at least)."""
+        ...
+
+
+@runtime_checkable
+class DocumentChunks(Protocol):
+    """A store that fetches every chunk of some documents in one query (capability ``chunks_of_documents``)."""
+
+    def chunks_of_documents(self, document_ids: Sequence[str]) -> list[Chunk]:
+        """Every chunk of these documents: by document in the order given, then by ``start``."""
+        ...
+
+
+def capabilities_of(component: object) -> frozenset[str]:
+    """The optional features ``component``'s class declares in its ``capabilities`` attribute (none if absent)."""
+    declared: frozenset[str] = getattr(type(component), "capabilities", frozenset())
+    return frozenset(declared)
+
+
+@runtime_checkable
+class IngestDestination(Protocol):
+    """Where an ingest writes chunks besides the vector store (the keyword index is one).
+
+    The ingest pipeline calls it with the very chunks, source commits and
+    deletions it gives the store, so a destination is updated incrementally,
+    never rebuilt after every change.
+    """
+
+    label: str
+    """Names its stage in the ingest report's ``stage_seconds`` (``lexical`` for the keyword index)."""
+
+    def add(self, chunks: Sequence[Chunk]) -> None:
+        """Insert or replace ``chunks`` (by id)."""
+        ...
+
+    def commit_sources(self, records: Sequence[SourceRecord]) -> None:
+        """Drop each record's source chunks whose ids are not in ``record.chunk_ids``."""
+        ...
+
+    def delete_sources(self, sources: Sequence[str]) -> int:
+        """Delete the chunks of these sources; returns how many were deleted."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable."""
+        ...
+
+
+@runtime_checkable
+class LexicalIndex(IngestDestination, Protocol):
+    """A keyword (BM25) index that keeps the chunks it indexes, so keyword search needs no other store."""
+
+    @property
+    def exists(self) -> bool:
+        """Whether an index has been built and saved (in the current format)."""
+        ...
+
+    @property
+    def outdated(self) -> bool:
+        """Whether its folder holds an index in an older format, to be rebuilt from the chunk store."""
+        ...
 
     def rebuild(self, chunks: Iterator[list[Chunk]]) -> int:
         """Index these chunks from scratch; returns how many were indexed."""
         ...
 
     def search(self, queries: Sequence[str], top_k: int, filter: Filter | None = None) -> list[list[tuple[str, float]]]:
-        """``(chunk id, score)`` of the ``top_k`` best matches for each query, best first.
+        """``(chunk id, score)`` of the ``top_k`` best matches for each query, best first."""
+        ...
 
-        Returns ids rather than chunks: the vector store holds the chunks,
-        and the retriever fetches the ones it keeps.
-        """
+    def search_hits(self, queries: Sequence[str], top_k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """The ``top_k`` best matches for each query as lexical hits, with the chunks the index keeps."""
+        ...
+
+    def metadata_fields(self) -> set[str]:
+        """Names of the metadata fields on indexed chunks (for filter checks)."""
+        ...
+
+    def close(self) -> None:
+        """Release files and connections (the index reopens on next use)."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Retrievers over a collection's stores: dense (vectors) and lexical (BM25).
+"""Retrievers over a collection's indexes: dense (vectors) and lexical (BM25).
 
 Both implement :class:`ragkit.protocols.Retriever`. Filters are parsed and
 checked against the fields the collection actually has before any search,
@@ -11,15 +11,14 @@ import asyncio
 from collections.abc import Sequence
 
 from ragkit.filters import Filter, FilterLike, check_fields, parse_filter
-from ragkit.lexical import BM25Index
-from ragkit.protocols import Embedder, VectorStore
+from ragkit.protocols import Embedder, LexicalIndex, VectorIndex
 from ragkit.schema import Hit
 
 
-def prepare_filter(spec: FilterLike, store: VectorStore, where: str) -> Filter | None:
-    """Parse a filter and refuse it if it names a field no stored chunk has."""
+def prepare_filter(spec: FilterLike, index: VectorIndex | LexicalIndex, where: str) -> Filter | None:
+    """Parse a filter and refuse it if it names a field no chunk in ``index`` has."""
     flt = parse_filter(spec)
-    check_fields(flt, store.metadata_fields(), where)
+    check_fields(flt, index.metadata_fields(), where)
     return flt
 
 
@@ -42,7 +41,7 @@ class _BatchRetriever:
 class DenseRetriever(_BatchRetriever):
     """Embeds the query and searches the vector store."""
 
-    def __init__(self, embedder: Embedder, store: VectorStore, name: str = "collection") -> None:
+    def __init__(self, embedder: Embedder, store: VectorIndex, name: str = "collection") -> None:
         self.embedder = embedder
         self.store = store
         self.name = name
@@ -57,20 +56,13 @@ class DenseRetriever(_BatchRetriever):
 
 
 class LexicalRetriever(_BatchRetriever):
-    """BM25 keyword search; chunks are fetched from the vector store by id."""
+    """BM25 keyword search; the index keeps the chunks it returns, so no other store is asked."""
 
-    def __init__(self, index: BM25Index, store: VectorStore, name: str = "collection") -> None:
+    def __init__(self, index: LexicalIndex, name: str = "collection") -> None:
         self.index = index
-        self.store = store
         self.name = name
 
     def retrieve_many(self, queries: Sequence[str], top_k: int = 5, filters: FilterLike = None) -> list[list[Hit]]:
         """Batch form of :meth:`retrieve`."""
-        flt = prepare_filter(filters, self.store, f"collection {self.name!r}")
-        ranked = self.index.search(list(queries), top_k, flt)
-        wanted = list(dict.fromkeys(chunk_id for hits in ranked for chunk_id, _ in hits))
-        chunks = {chunk.id: chunk for chunk in self.store.get(wanted)}
-        return [
-            [Hit(chunks[chunk_id], score, "lexical") for chunk_id, score in hits if chunk_id in chunks]
-            for hits in ranked
-        ]
+        flt = prepare_filter(filters, self.index, f"collection {self.name!r}")
+        return self.index.search_hits(list(queries), top_k, flt)

@@ -4,9 +4,10 @@ Opening a collection builds its embedder and loads its index, so the service
 keeps each open :class:`~ragkit.collection.Collection` and hands the same object to
 every request. The cache is thread-safe (all its methods block: call them from a
 worker thread), closes a collection when it is deleted, and closes them all at
-shutdown. Uploaded files live beside the collections, in
-``{store_dir}/documents/{collection}/``; uploads are staged in
-``{store_dir}/staging/`` (same file system, so moving a file in is atomic).
+shutdown. Where things are on disk comes from
+:class:`~ragkit.collection.layout.HomeLayout`: uploaded files live beside the
+collections, uploads are staged in a folder on the same file system (so moving
+a file in is atomic).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ragkit.collection import Collection, check_collection_name
+from ragkit.collection import Collection, HomeLayout
 from ragkit.config import CollectionConfig
 from ragkit.errors import StorageError
 
@@ -29,6 +30,7 @@ class CollectionCache:
 
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = Path(store_dir)
+        self.layout = HomeLayout(self.store_dir)
         self._open: dict[str, Collection] = {}
         self._lock = threading.RLock()
 
@@ -36,12 +38,12 @@ class CollectionCache:
 
     def documents_dir(self, name: str) -> Path:
         """Where the uploaded files of collection ``name`` are kept."""
-        return self.store_dir / "documents" / check_collection_name(name)
+        return self.layout.documents(name)
 
     @property
     def staging_dir(self) -> Path:
         """Where uploads are written while they arrive."""
-        return self.store_dir / "staging"
+        return self.layout.staging
 
     # -- collections -----------------------------------------------------------------
 
@@ -49,11 +51,18 @@ class CollectionCache:
         """Names of the collections in the store."""
         return Collection.names(self.store_dir)
 
+    def created(self, name: str) -> int:
+        """When collection ``name`` was created (its config file's time, in Unix seconds); 0 if unknown."""
+        try:
+            return int(self.layout.collection(name).config_file.stat().st_mtime)
+        except OSError:
+            return 0
+
     def get(self, name: str) -> Collection:
         """The open collection ``name`` (:class:`NotFoundError` if it does not exist)."""
         with self._lock:
             collection = self._open.get(name)
-            if collection is not None and (collection.folder / "collection.yaml").exists():
+            if collection is not None and collection.exists:
                 return collection
             if collection is not None:  # deleted behind our back (CLI, another process)
                 self._forget(name)

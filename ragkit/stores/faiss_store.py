@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.component import Component
 from ragkit.errors import ConfigError, ConflictError, StorageError
 from ragkit.filters import Filter
 from ragkit.protocols import Vectors
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.stores.base import StoreBase
 from ragkit.stores.columns import MetadataColumns
+from ragkit.stores.files import fsync_file, writable
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ _RETRAIN_GROWTH = 4
 
 
 @register("store", "faiss")
-class FaissStore(Component):
+class FaissStore(StoreBase):
     """FAISS vectors plus a SQLite document store, in one folder."""
+
+    capabilities = frozenset({"stats", "chunks_of_documents"})
+    unsaved_options = ("read_only",)  # how this process opens the folder, not a property of the store
 
     def __init__(
         self,
@@ -124,19 +128,12 @@ class FaissStore(Component):
         self._count: int | None = None  # cached COUNT(*): a full scan at a million rows
         self._columns: MetadataColumns | None = None  # built on the first filtered search
         self._dirty = False
-        self.read_only = read_only or not _writable(self.path)
+        self.read_only = read_only or not writable(self.path)
         self._db_path = self.path / "store.sqlite"
         self._connections: list[sqlite3.Connection] = []
         self._open()
 
     # -- config ----------------------------------------------------------------
-
-    def to_config(self) -> dict[str, Any]:
-        """The options that reopen this store (path, dimension and name are the collection's)."""
-        config = super().to_config()
-        for key in ("path", "dimension", "name", "read_only"):
-            config.pop(key, None)
-        return config
 
     @property
     def dimension(self) -> int:
@@ -319,14 +316,7 @@ class FaissStore(Component):
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         """Insert or replace ``chunks`` (by id), each with its vector."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self._dimension:
-            got = vectors.shape[1] if vectors.ndim == 2 else f"shape {vectors.shape}"
-            raise ConflictError(
-                f"store at {self.path} holds {self._dimension}-dimensional vectors, got {got}-dimensional ones"
-            )
-        if len(chunks) != len(vectors):
-            raise ConflictError(f"upsert got {len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = self.check_vectors(chunks, vectors, f"store at {self.path}")
         if not chunks:
             return
         with self._lock, self._write() as conn:
@@ -440,11 +430,11 @@ class FaissStore(Component):
             try:
                 tmp_index = index_file.with_suffix(".faiss.tmp")
                 faiss.write_index(self._index, str(tmp_index))
-                _fsync(tmp_index)
+                fsync_file(tmp_index)
                 os.replace(tmp_index, index_file)
                 tmp_meta = meta_file.with_suffix(".json.tmp")
                 tmp_meta.write_text(json.dumps(meta))
-                _fsync(tmp_meta)
+                fsync_file(tmp_meta)
                 os.replace(tmp_meta, meta_file)
             except (OSError, RuntimeError) as exc:
                 raise StorageError(f"cannot save the vector index in {self.path}: {exc}") from None
@@ -658,26 +648,3 @@ def _select_in(conn: sqlite3.Connection, columns: str, key: str, values: Any) ->
 
 def _rowids_for(conn: sqlite3.Connection, key: str, values: Sequence[str]) -> list[int]:
     return [row[0] for row in _select_in(conn, "rowid", key, values)]
-
-
-def _writable(path: Path) -> bool:
-    probe = path if path.exists() else path.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        return False
-    try:  # root passes os.access on a read-only mount, so try for real
-        test = probe / f".ragkit-write-test-{os.getpid()}"
-        test.touch()
-        test.unlink()
-        return True
-    except OSError:
-        return False
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

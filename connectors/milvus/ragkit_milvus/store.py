@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ragkit.component import Component
 from ragkit.errors import ConfigError, ConflictError, InputError, RagkitError, StorageError, UnavailableError
 from ragkit.filters import Filter
 from ragkit.hashing import content_hash
 from ragkit.protocols import Vectors
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.stores.base import StoreBase
 from ragkit_milvus.expressions import quote, to_milvus_expr
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ _lite_lock = threading.Lock()
 _lite_users: dict[str, int] = {}
 
 
-class MilvusStore(Component):
+class MilvusStore(StoreBase):
     """Chunks and vectors in Milvus, searched by cosine similarity with ragkit filters.
 
     ``uri``: ``None`` keeps a Milvus Lite database in ``<path>/milvus.db``
@@ -94,6 +94,8 @@ class MilvusStore(Component):
 
     role = "store"
     component_type = "milvus"
+    capabilities = frozenset({"drop", "stats", "chunks_of_documents"})
+    unsaved_options = ("token",)  # a secret: name an environment variable in token_env instead
 
     def __init__(
         self,
@@ -161,13 +163,6 @@ class MilvusStore(Component):
         self._open()
 
     # -- config ----------------------------------------------------------------------------
-
-    def to_config(self) -> dict[str, Any]:
-        """The options that reopen this store (path, dimension and name are the collection's; a token is secret)."""
-        config = super().to_config()
-        for key in ("path", "dimension", "name", "token"):
-            config.pop(key, None)
-        return config
 
     @property
     def dimension(self) -> int:
@@ -373,15 +368,7 @@ class MilvusStore(Component):
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         """Insert or replace ``chunks`` (by id), each with its vector."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self._dimension:
-            got = vectors.shape[1] if vectors.ndim == 2 else f"shape {vectors.shape}"
-            raise ConflictError(
-                f"Milvus collection {self.collection!r} holds {self._dimension}-dimensional vectors, "
-                f"got {got}-dimensional ones"
-            )
-        if len(chunks) != len(vectors):
-            raise ConflictError(f"upsert got {len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = self.check_vectors(chunks, vectors, f"Milvus collection {self.collection!r}")
         if not chunks:
             return
         latest: dict[str, int] = {chunk.id: i for i, chunk in enumerate(chunks)}  # last one of a repeated id wins

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -187,10 +186,7 @@ def model_id(collection: str, pipeline: str, default: str) -> str:
 
 
 def _created(state: ServiceState, name: str) -> int:
-    try:
-        return int((Path(state.collections.store_dir) / "collections" / name / "collection.yaml").stat().st_mtime)
-    except OSError:
-        return 0
+    return state.collections.created(name)
 
 
 def _cards(state: ServiceState, principal: Principal) -> list[ModelCard]:

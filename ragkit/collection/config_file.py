@@ -1,0 +1,62 @@
+"""Reading and writing ``collection.yaml``: a collection's config and the embedding it was made with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ragkit import __version__, yaml_io
+from ragkit.collection.layout import CollectionFolder
+from ragkit.config import CollectionConfig
+from ragkit.errors import ConflictError, StorageError
+
+
+@dataclass
+class CollectionRecord:
+    """What ``collection.yaml`` holds: the configuration and the embedder's dimension and fingerprint."""
+
+    config: CollectionConfig
+    embedding: dict[str, Any] = field(default_factory=dict)
+
+
+def read_record(folder: CollectionFolder) -> CollectionRecord:
+    """The record saved in ``folder`` (a :class:`StorageError` if it cannot be read)."""
+    config_file = folder.config_file
+    try:
+        data = yaml_io.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise StorageError(f"cannot read {config_file}: {exc}") from None
+    config = CollectionConfig.parse(data.get("config", {}), where=str(config_file))
+    return CollectionRecord(config, dict(data.get("embedding", {})))
+
+
+def write_record(folder: CollectionFolder, record: CollectionRecord) -> None:
+    """Save ``record`` atomically (a temporary file renamed over the old one)."""
+    data = {
+        "name": folder.name,
+        "ragkit_version": __version__,
+        "embedding": record.embedding,
+        "config": record.config.model_dump(mode="json"),
+    }
+    target = folder.config_file
+    tmp = target.with_suffix(".yaml.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+
+
+def check_same_config(name: str, stored: CollectionConfig, wanted: CollectionConfig) -> None:
+    """A :class:`ConflictError` naming each setting where ``wanted`` differs from the ``stored`` config."""
+    have = stored.model_dump(mode="json")
+    given = wanted.model_dump(mode="json")
+    differing = [key for key in have if have[key] != given.get(key)]
+    if differing:
+        details = "; ".join(f"{key}: stored {have[key]!r}, given {given.get(key)!r}" for key in differing)
+        raise ConflictError(
+            f"collection {name!r} was created with a different configuration ({details}); "
+            "open it without a config, or create a new collection"
+        )

@@ -1,0 +1,282 @@
+"""The :class:`Collection`: lifecycle, ingest and search over one collection's components.
+
+The parts live beside it: the folder layout in :mod:`ragkit.collection.layout`,
+``collection.yaml`` in :mod:`ragkit.collection.config_file`, component
+building and the embedder check in :mod:`ragkit.collection.components`, the
+writer lock in :mod:`ragkit.collection.writer_lock` and the keyword index's
+upkeep in :mod:`ragkit.collection.keyword`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from ragkit.collection.components import Components, validate_components
+from ragkit.collection.config_file import CollectionRecord, check_same_config, read_record, write_record
+from ragkit.collection.keyword import KeywordUpkeep
+from ragkit.collection.layout import CollectionFolder, HomeLayout
+from ragkit.collection.writer_lock import writer_lock
+from ragkit.config import CollectionConfig
+from ragkit.errors import ConfigError, ConflictError, InputError, NotFoundError, StorageError
+from ragkit.filters import FilterLike
+from ragkit.ingest import IngestPipeline, IngestReport, ProgressCallback
+from ragkit.protocols import DroppableStore, Embedder, LexicalIndex, VectorStore, capabilities_of
+from ragkit.schema import Hit
+from ragkit.stores.base import store_stats
+
+if TYPE_CHECKING:
+    from ragkit.retrieval import DenseRetriever, LexicalRetriever
+
+log = logging.getLogger(__name__)
+
+SearchMode = str
+"""A retriever type: ``dense``, ``lexical``, or one a connector registers."""
+
+
+class Collection:
+    """A named, persistent set of documents with their vectors and keyword index."""
+
+    def __init__(self, name: str, folder: Path, config: CollectionConfig, embedding: dict[str, Any]) -> None:
+        """Use :meth:`create`, :meth:`open` or :meth:`open_or_create` rather than this."""
+        self.name = name
+        self.folder = folder
+        self.config = config
+        self.files = CollectionFolder(folder)
+        """Where this collection's files are (see :mod:`ragkit.collection.layout`)."""
+        self._parts = Components(name, self.files, config, embedding)
+
+    @property
+    def embedding(self) -> dict[str, Any]:
+        """The embedder's ``dimension`` and ``fingerprint`` recorded when the collection was created."""
+        return self._parts.embedding
+
+    @embedding.setter
+    def embedding(self, value: dict[str, Any]) -> None:
+        self._parts.embedding = value
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        config: CollectionConfig | dict[str, Any] | None = None,
+        store_dir: str | Path | None = None,
+    ) -> Collection:
+        """Create a new collection; :class:`ConflictError` if one of that name exists."""
+        files = HomeLayout.of(store_dir).collection(name)
+        if files.config_file.exists():
+            raise ConflictError(f"collection {name!r} already exists in {files.path.parent}")
+        parsed = config if isinstance(config, CollectionConfig) else CollectionConfig.parse(config or {})
+        collection = cls(name, files.path, parsed, {})
+        validate_components(parsed)
+        embedder = collection.embedder  # fixes the vector dimension before anything is stored
+        collection.embedding = {"dimension": int(embedder.dimension), "fingerprint": embedder.fingerprint}
+        try:
+            files.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create collection folder {files.path}: {exc.strerror}") from None
+        write_record(files, CollectionRecord(parsed, collection.embedding))
+        return collection
+
+    @classmethod
+    def open(cls, name: str, store_dir: str | Path | None = None) -> Collection:
+        """Open an existing collection; :class:`NotFoundError` lists the ones that exist."""
+        files = HomeLayout.of(store_dir).collection(name)
+        if not files.config_file.exists():
+            existing = ", ".join(cls.names(store_dir)) or "none"
+            raise NotFoundError(f"collection {name!r} does not exist in {files.path.parent} (existing: {existing})")
+        record = read_record(files)
+        return cls(name, files.path, record.config, record.embedding)
+
+    @classmethod
+    def open_or_create(
+        cls,
+        name: str,
+        config: CollectionConfig | dict[str, Any] | None = None,
+        store_dir: str | Path | None = None,
+    ) -> Collection:
+        """Open ``name`` if it exists (checking ``config``, if given, matches), else create it."""
+        if not HomeLayout.of(store_dir).collection(name).config_file.exists():
+            return cls.create(name, config, store_dir)
+        collection = cls.open(name, store_dir)
+        if config is not None:
+            wanted = config if isinstance(config, CollectionConfig) else CollectionConfig.parse(config)
+            check_same_config(name, collection.config, wanted)
+        return collection
+
+    @staticmethod
+    def names(store_dir: str | Path | None = None) -> list[str]:
+        """Names of the collections in the store folder."""
+        return HomeLayout.of(store_dir).collection_names()
+
+    @classmethod
+    def delete(cls, name: str, store_dir: str | Path | None = None) -> None:
+        """Delete a collection and all its data (in an outside store such as Milvus too)."""
+        collection = cls.open(name, store_dir)
+        folder = collection.folder
+        store = collection.store
+        if "drop" in capabilities_of(store):  # a store whose data lives outside the folder
+            cast(DroppableStore, store).drop()
+        collection.close()
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {folder}: {exc.strerror}") from None
+
+    @property
+    def exists(self) -> bool:
+        """Whether the collection is still on disk (another process may have deleted it)."""
+        return self.files.config_file.exists()
+
+    def close(self) -> None:
+        """Flush and release the store, the keyword index and the embedding cache."""
+        self._parts.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- components ------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        """The collection's embedder (wrapped in the embedding cache when enabled)."""
+        return self._parts.embedder
+
+    @property
+    def store(self) -> VectorStore:
+        """The collection's vector store, opened on first use."""
+        return self._parts.store
+
+    @property
+    def splitter(self) -> Any:
+        """The splitter, bound to the embedder's tokenizer when it measures in tokens."""
+        return self._parts.splitter
+
+    @property
+    def lexical(self) -> LexicalIndex | None:
+        """The BM25 index, or ``None`` when the collection has none."""
+        return self._parts.lexical
+
+    def _keyword_upkeep(self) -> KeywordUpkeep | None:
+        lexical = self.lexical
+        return None if lexical is None else KeywordUpkeep(self.files, lexical, self.store)
+
+    # -- ingestion ---------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        sync: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders incrementally; see :mod:`ragkit.ingest`.
+
+        ``sync=True`` also deletes sources under ``paths`` that no longer exist.
+        The keyword index is updated with the same chunks (only those).
+        """
+        from ragkit.loaders import LoaderSet
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        with writer_lock(self.files):
+            upkeep = self._keyword_upkeep()
+            caught_up = upkeep.catch_up() if upkeep is not None else None
+            pipeline = IngestPipeline(
+                LoaderSet(self.config.loader),
+                self.splitter,
+                self.embedder,
+                self.store,
+                batch_size=self.config.embed_batch_size,
+                progress=progress,
+                chunk_headers=self.config.chunk_headers,
+                context_cache=self.files.home.context_cache,
+                destinations=[upkeep.index] if upkeep is not None else [],
+            )
+            if upkeep is None:
+                return pipeline.run(paths, sync=sync)
+            with upkeep.writing():
+                report = pipeline.run(paths, sync=sync)
+            if caught_up is not None:
+                report.stage_seconds["lexical"] = report.stage_seconds.get("lexical", 0.0) + caught_up
+        return report
+
+    def delete_sources(self, sources: Sequence[str]) -> int:
+        """Delete sources (their chunks and records); returns the number of chunks deleted."""
+        with writer_lock(self.files):
+            upkeep = self._keyword_upkeep()
+            if upkeep is None:
+                deleted = self.store.delete_sources(list(sources))
+                self.store.flush()
+                return deleted
+            upkeep.catch_up()
+            with upkeep.writing():
+                deleted = self.store.delete_sources(list(sources))
+                self.store.flush()
+                upkeep.index.delete_sources(list(sources))
+                upkeep.index.flush()
+        return deleted
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(self, query: str, top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense") -> list[Hit]:
+        """The ``top_k`` best chunks for ``query``; ``filter`` restricts by metadata."""
+        return self.search_many([query], top_k, filter, mode)[0]
+
+    def search_many(
+        self, queries: Sequence[str], top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense"
+    ) -> list[list[Hit]]:
+        """Batch form of :meth:`search` (one embedding call for all queries).
+
+        ``mode`` is a registered retriever type (``dense``, ``lexical``, or one a connector adds).
+        """
+        if top_k < 1:
+            raise InputError(f"top_k must be at least 1, got {top_k}")
+        from ragkit.query.retrievers import retriever_of
+        from ragkit.query.state import Query
+
+        return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filter)
+
+    def dense_retriever(self) -> DenseRetriever:
+        """A :class:`~ragkit.retrieval.DenseRetriever` over this collection."""
+        from ragkit.retrieval import DenseRetriever
+
+        return DenseRetriever(self.embedder, self.store, self.name)
+
+    def lexical_retriever(self) -> LexicalRetriever:
+        """A :class:`~ragkit.retrieval.LexicalRetriever` over this collection's keyword index.
+
+        An index that may not match the vectors (missing, in an older format,
+        or left stale by a crash) is rebuilt from the chunk store first.
+        """
+        from ragkit.retrieval import LexicalRetriever
+
+        upkeep = self._keyword_upkeep()
+        if upkeep is None:
+            raise ConfigError(f"collection {self.name!r} has no lexical index (its config sets lexical: null)")
+        if upkeep.needs_rebuild:
+            try:
+                with writer_lock(self.files):
+                    upkeep.catch_up()
+            except (StorageError, ConflictError) as exc:
+                log.warning("keyword index of %r may be out of date: %s", self.name, exc)
+        return LexicalRetriever(upkeep.index, self.name)
+
+    # -- information -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Name, configuration, embedding and counts, as a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "folder": str(self.folder),
+            "embedding": self.embedding,
+            "config": self.config.model_dump(mode="json"),
+            "stats": store_stats(self.store),
+        }
