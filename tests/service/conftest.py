@@ -4,13 +4,11 @@ server for the upstream-failure cases."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from ragkit.collection import Collection
 from ragkit.generation import BaseGenerator, GenerationDelta, GenerationOptions, Message
 from ragkit.rag import PipelineConfig, RagPipeline, shared_generator
 from ragkit.service import ApiKey, ServiceSettings, build_pipelines, create_app
+from ragkit.testing.fake_openai import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "evaluation" / "datasets" / "sample-docs"
@@ -86,96 +85,43 @@ class LiveServer:
         self.thread.join(timeout=60)
 
 
-# -- a FAKE OpenAI-compatible server ---------------------------------------------------------------
+# -- FAKE OpenAI-compatible servers ---------------------------------------------------------------
 
 
-class FakeOpenAIServer:
-    """A FAKE OpenAI-compatible chat server on loopback, misbehaving on purpose.
+FAKE_MODES: dict[str, dict[str, Any]] = {
+    "fail": {"fail_always": 500, "error_message": "the fake upstream exploded"},
+    "slow": {"delay": 3.0, "fail_always": 500, "error_message": "too late"},
+    "broken": {"reply": "Levi", "drop_after": 2},  # the role chunk and "Levi", then the cut
+}
+"""The knobs of the fake behind each misbehaving pipeline."""
 
-    The first path segment picks the behaviour: ``/fail/v1/...`` answers 500,
-    ``/slow/v1/...`` waits 3 s before answering (past a 1 s client timeout),
-    ``/broken/v1/...`` streams one token and then drops the connection mid-body.
-    """
+
+class FakeUpstreams:
+    """FAKE OpenAI-compatible chat servers on loopback (the shared ``ragkit.testing.fake_openai``), one per
+    misbehaviour: ``fail`` answers 500, ``slow`` waits 3 s before answering (past a 1 s client timeout),
+    ``broken`` streams one token and then drops the connection mid-body."""
 
     def __init__(self) -> None:
-        self.requests: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_POST(self) -> None:
-                try:
-                    self._answer()
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up first (the timeout case)
-                    self.close_connection = True
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("content-length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                mode = self.path.strip("/").split("/")[0]
-                owner.requests.append(mode)
-                if mode == "fail":
-                    self._json(500, {"error": {"message": "the fake upstream exploded", "type": "server_error"}})
-                elif mode == "slow":
-                    time.sleep(3)
-                    self._json(500, {"error": {"message": "too late", "type": "server_error"}})
-                elif mode == "broken" and body.get("stream"):
-                    self.send_response(200)
-                    self.send_header("content-type", "text/event-stream")
-                    self.send_header("transfer-encoding", "chunked")
-                    self.end_headers()
-                    chunk = {
-                        "id": "fake",
-                        "object": "chat.completion.chunk",
-                        "created": 0,
-                        "model": "fake",
-                        "choices": [
-                            {"index": 0, "delta": {"role": "assistant", "content": "Levi"}, "finish_reason": None}
-                        ],
-                    }
-                    data = f"data: {json.dumps(chunk)}\n\n".encode()
-                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                    self.wfile.flush()
-                    time.sleep(0.2)
-                    self.connection.shutdown(socket.SHUT_RDWR)  # no terminating chunk: the body breaks off
-                    self.close_connection = True
-                else:
-                    self._json(404, {"error": {"message": f"unknown fake mode {mode!r}", "type": "not_found"}})
-
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-openai", daemon=True)
+        self.servers = {mode: FakeOpenAIServer(**knobs) for mode, knobs in FAKE_MODES.items()}
 
     def generator(self, mode: str) -> dict[str, Any]:
-        """The generator config of a pipeline that talks to this fake in ``mode``."""
+        """The generator config of a pipeline that talks to the fake in ``mode``."""
         return {
             "type": "openai",
             "model": "fake-model",
-            "base_url": f"{self.url}/{mode}/v1",
+            "base_url": self.servers[mode].v1,
             "timeout": 1,
             "max_retries": 0,
         }
 
-    def __enter__(self) -> FakeOpenAIServer:
-        self.thread.start()
+    def __enter__(self) -> FakeUpstreams:
+        for server in self.servers.values():
+            server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        for server in self.servers.values():
+            server.stop()
 
 
 # -- a spy around the real generator ---------------------------------------------------------------
@@ -246,7 +192,7 @@ class Service:
     """The running session service and what the tests need to know about it."""
 
     def __init__(
-        self, url: str, home: Path, roots: Path, corpus: Path, app: Any, spy: SpyGenerator, fake: FakeOpenAIServer
+        self, url: str, home: Path, roots: Path, corpus: Path, app: Any, spy: SpyGenerator, fake: FakeUpstreams
     ) -> None:
         self.url = url
         self.home = home
@@ -262,13 +208,13 @@ class Service:
 
 
 @pytest.fixture(scope="session")
-def fake_openai() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
+def fake_openai() -> Iterator[FakeUpstreams]:
+    with FakeUpstreams() as fake:
         yield fake
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAIServer) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeUpstreams) -> Iterator[Service]:
     """The service on a free port, with 'docs' (the 5 sample documents, PDF included) and an empty 'other'."""
     home = tmp_path_factory.mktemp("service-home")
     roots = tmp_path_factory.mktemp("ingest-root")
