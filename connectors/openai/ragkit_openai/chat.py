@@ -33,7 +33,7 @@ from ragkit.generation.base import (
     Message,
     Usage,
 )
-from ragkit_openai.client import OpenAIClients
+from ragkit_openai.client import OpenAIConnected
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-class OpenAIChatGenerator(BaseGenerator):
+class OpenAIChatGenerator(OpenAIConnected, BaseGenerator):
     """Writes answers through an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     Args:
@@ -119,23 +119,9 @@ class OpenAIChatGenerator(BaseGenerator):
                 raise ConfigError(f"generator option 'extra_body': not JSON-serialisable: {exc}") from None
         if tokenizer is not None and (not isinstance(tokenizer, str) or not tokenizer):
             raise ConfigError(f"generator option 'tokenizer': expected a tiktoken encoding name, got {tokenizer!r}")
-        self.model = model
-        self._clients = OpenAIClients(
-            role="generator",
-            server="generation server",
-            base_url=base_url,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            async_http_client=async_http_client,
-            not_found=f" for model {model!r}: check the 'model' and 'base_url' options",
+        self._connect(
+            "generator", model, base_url, api_key, api_key_env, timeout, max_retries, http_client, async_http_client
         )
-        self.base_url = self._clients.base_url
-        self.api_key_env = api_key_env
-        self.timeout = float(timeout)
-        self.max_retries = max_retries
         self._context_window = context_window
         self.extra_body = dict(extra_body) if extra_body else None
         self.tokenizer = tokenizer
@@ -147,18 +133,6 @@ class OpenAIChatGenerator(BaseGenerator):
             self._check_tokenizer_name(tokenizer)
 
     # -- config and identity ------------------------------------------------------------
-
-    def to_config(self) -> dict[str, Any]:
-        """The constructor's arguments, without the injected HTTP clients (and never an environment key)."""
-        config = super().to_config()
-        config.pop("http_client", None)
-        config.pop("async_http_client", None)
-        return config
-
-    @property
-    def where(self) -> str:
-        """The server's API root, for messages."""
-        return self._clients.where
 
     @property
     def model_name(self) -> str:
@@ -179,10 +153,6 @@ class OpenAIChatGenerator(BaseGenerator):
     def _client(self) -> Any:
         """The sync client if one has been made (``None`` before first use and after :meth:`close`)."""
         return self._clients.current
-
-    def close(self) -> None:
-        """Close the sync client's connections (async clients close with their loops)."""
-        self._clients.close()
 
     # -- requests -------------------------------------------------------------------------
 

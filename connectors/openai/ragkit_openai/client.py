@@ -175,3 +175,64 @@ class OpenAIClients:
         if isinstance(exc, openai.APIError):  # an answer the client could not make sense of
             return upstream.unreadable(str(getattr(exc, "message", exc)))
         return upstream.error(exc)
+
+
+class OpenAIConnected:
+    """What the OpenAI-compatible components share: their connection options, clients, ``where`` and ``close``.
+
+    A component mixes this in before its ragkit base class and calls
+    :meth:`_connect` from its constructor once its own options are checked.
+    """
+
+    _clients: OpenAIClients
+    model: str
+    base_url: str | None
+    api_key_env: str
+    timeout: float
+    max_retries: int
+
+    def _connect(
+        self,
+        role: str,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        api_key_env: str,
+        timeout: float,
+        max_retries: int,
+        http_client: Any,
+        async_http_client: Any,
+    ) -> None:
+        self.model = model
+        self._clients = OpenAIClients(
+            role=role,
+            server="generation server" if role == "generator" else "embedding server",
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            not_found=f" for model {model!r}: check the 'model' and 'base_url' options",
+        )
+        self.base_url = self._clients.base_url
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+
+    def to_config(self) -> dict[str, Any]:
+        """The constructor's arguments, without the injected HTTP clients (and never an environment key)."""
+        config: dict[str, Any] = super().to_config()  # type: ignore[misc]  # the ragkit Component's
+        config.pop("http_client", None)
+        config.pop("async_http_client", None)
+        return config
+
+    @property
+    def where(self) -> str:
+        """The server's API root, for messages."""
+        return self._clients.where
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients close with their loops)."""
+        self._clients.close()

@@ -26,14 +26,14 @@ from ragkit.embedders.inputs import check_texts
 from ragkit.embedders.prefixes import default_prefixes
 from ragkit.errors import ConfigError, UpstreamError
 from ragkit.protocols import Vectors
-from ragkit_openai.client import OpenAIClients
+from ragkit_openai.client import OpenAIConnected
 
 logger = logging.getLogger(__name__)
 
 _PROBE_TEXT = "dimension probe"
 
 
-class OpenAIEmbedder(Component):
+class OpenAIEmbedder(OpenAIConnected, Component):
     """Embeds texts through an OpenAI-compatible ``/v1/embeddings`` endpoint.
 
     Args:
@@ -102,26 +102,12 @@ class OpenAIEmbedder(Component):
             )
         if request_dimensions and dimension is None:
             raise ConfigError("embedder option 'request_dimensions' needs 'dimension' to be set")
-        self.model = model
-        self._clients = OpenAIClients(
-            role="embedder",
-            server="embedding server",
-            base_url=base_url,
-            api_key=api_key,
-            api_key_env=api_key_env,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            async_http_client=async_http_client,
-            not_found=f" for model {model!r}: check the 'model' and 'base_url' options",
+        self._connect(
+            "embedder", model, base_url, api_key, api_key_env, timeout, max_retries, http_client, async_http_client
         )
-        self.base_url = self._clients.base_url
-        self.api_key_env = api_key_env
         self._dimension = dimension
         self.request_dimensions = request_dimensions
         self.batch_size = batch_size
-        self.max_retries = max_retries
-        self.timeout = float(timeout)
         auto_query, auto_document = default_prefixes(model)
         self.query_prefix: str = auto_query if query_prefix is None else query_prefix
         self.document_prefix: str = auto_document if document_prefix is None else document_prefix
@@ -131,18 +117,6 @@ class OpenAIEmbedder(Component):
         self._tokenizer_tried = False
 
     # -- config and identity ------------------------------------------------------------
-
-    def to_config(self) -> dict[str, Any]:
-        """The constructor's arguments, without the injected HTTP clients (and never an environment key)."""
-        config = super().to_config()
-        config.pop("http_client", None)
-        config.pop("async_http_client", None)
-        return config
-
-    @property
-    def where(self) -> str:
-        """The server's API root, for messages."""
-        return self._clients.where
 
     @property
     def fingerprint(self) -> str:
@@ -165,12 +139,6 @@ class OpenAIEmbedder(Component):
             self._request_sync([self.document_prefix + _PROBE_TEXT])
         assert self._dimension is not None
         return self._dimension
-
-    # -- clients --------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the sync client's connections (async clients close with their loops)."""
-        self._clients.close()
 
     # -- embedding --------------------------------------------------------------------------
 
