@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -53,6 +54,10 @@ _DICT_OPS: dict[str, Operator] = {
     "$nin": "not in",
 }
 _NAMED_CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
+MAX_FILTER_DEPTH = 32
+"""How deeply a filter may nest (``and``/``or``/``not``, ``$and``/``$or``/``$not``, dotted names, unary signs)."""
+MAX_FILTER_CHARS = 10_000
+"""The longest filter text accepted (expression or JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,15 +156,31 @@ def parse_filter(spec: FilterLike) -> Filter | None:
         text = spec.strip()
         if not text:
             return None
+        if len(text) > MAX_FILTER_CHARS:
+            raise FilterError(f"filter is {len(text):,} characters long; the limit is {MAX_FILTER_CHARS:,}")
         if text.startswith("{"):
             try:
-                return _from_dict(json.loads(text))
+                data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise FilterError(f"filter is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise _too_deep() from None
+            return _from_dict(data, 0)
         return _from_expression(text)
     if isinstance(spec, Mapping):
-        return _from_dict(spec)
+        return _from_dict(spec, 0)
     raise FilterError(f"filter must be a string or a dict, not {type(spec).__name__}")
+
+
+def _too_deep(where: str = "") -> FilterError:
+    return FilterError(f"filter nests more than {MAX_FILTER_DEPTH} levels deep{where}; write it flatter")
+
+
+def _deeper(depth: int, where: str = "") -> int:
+    """``depth + 1``, or a :class:`FilterError` past :data:`MAX_FILTER_DEPTH` (before Python's own limit)."""
+    if depth >= MAX_FILTER_DEPTH:
+        raise _too_deep(where)
+    return depth + 1
 
 
 def check_fields(flt: Filter | None, known: set[str], where: str) -> None:
@@ -180,16 +201,22 @@ def _from_expression(text: str) -> Filter:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise FilterError(f"cannot parse filter {text!r}: {exc.msg} at column {exc.offset}") from None
-    return _convert(tree.body, text)
+        hint = ""
+        if re.search(r"(?<![=!<>])=(?!=)", text):
+            hint = "; compare with == (a single = assigns)"
+        raise FilterError(f"cannot parse filter {text!r}: {exc.msg} at column {exc.offset}{hint}") from None
+    except (RecursionError, MemoryError):
+        raise _too_deep() from None
+    return _convert(tree.body, text, 0)
 
 
-def _convert(node: ast.expr, text: str) -> Filter:
+def _convert(node: ast.expr, text: str, depth: int) -> Filter:
+    depth = _deeper(depth)
     if isinstance(node, ast.BoolOp):
-        items = tuple(_convert(value, text) for value in node.values)
+        items = tuple(_convert(value, text, depth) for value in node.values)
         return And(items) if isinstance(node.op, ast.And) else Or(items)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return Not(_convert(node.operand, text))
+        return Not(_convert(node.operand, text, depth))
     if isinstance(node, ast.Compare):
         return _convert_compare(node, text)
     if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
@@ -227,23 +254,32 @@ def _comparison(left: ast.expr, op: Operator, right: ast.expr, text: str) -> Com
 
 
 def _field_name(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):  # a.b.c, read without recursion
+        parts.append(node.attr)
+        node = node.value
+        if len(parts) > MAX_FILTER_DEPTH:
+            raise _too_deep(" (a dotted field name)")
     if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _field_name(node.value)
-        return f"{base}.{node.attr}" if base else None
+        return ".".join([node.id, *reversed(parts)])
     return None
 
 
-def _literal(node: ast.expr, text: str) -> Any:
+def _literal(node: ast.expr, text: str, depth: int = 0) -> Any:
+    depth = _deeper(depth)
     if isinstance(node, ast.Name) and node.id in _NAMED_CONSTANTS:
         return _NAMED_CONSTANTS[node.id]
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return tuple(_literal(element, text) for element in node.elts)
+        return tuple(_literal(element, text, depth) for element in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.UnaryOp):
+        # -5 is one sign; a chain of them is refused, not handed to literal_eval's recursion
+        raise FilterError(f"expected a literal value, got {_snippet(node, text)[:40]!r}")
     try:
         return ast.literal_eval(node)
     except ValueError:
         raise FilterError(f"expected a literal value, got {_snippet(node, text)!r}") from None
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def _snippet(node: ast.AST, text: str) -> str:
@@ -253,7 +289,8 @@ def _snippet(node: ast.AST, text: str) -> str:
 # -- dict form ---------------------------------------------------------------
 
 
-def _from_dict(spec: Any) -> Filter:
+def _from_dict(spec: Any, depth: int) -> Filter:
+    depth = _deeper(depth)
     if not isinstance(spec, Mapping) or not spec:
         raise FilterError(f"filter dict must be a non-empty object, got {spec!r}")
     parts: list[Filter] = []
@@ -261,10 +298,10 @@ def _from_dict(spec: Any) -> Filter:
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{key} takes a non-empty list of filters, got {value!r}")
-            items = tuple(_from_dict(item) for item in value)
+            items = tuple(_from_dict(item, depth) for item in value)
             parts.append(And(items) if key == "$and" else Or(items))
         elif key == "$not":
-            parts.append(Not(_from_dict(value)))
+            parts.append(Not(_from_dict(value, depth)))
         elif key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}; use $and, $or, $not at the top level")
         elif isinstance(value, Mapping):

@@ -83,3 +83,42 @@ def test_unknown_field_is_refused_with_the_known_ones():
     with pytest.raises(FilterError, match=r"'langauge' does not exist in collection 'docs'; known fields: lang, page"):
         check_fields(flt, {"lang", "page"}, "collection 'docs'")
     check_fields(parse_filter("page > 1"), {"lang", "page"}, "x")  # known fields pass
+
+
+def nested_not(inner, times):
+    for _ in range(times):
+        inner = {"$not": inner}
+    return inner
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "not " * 1000 + "draft",
+        "page == " + "-" * 3000 + "1",
+        "a" + ".a" * 1500 + " == 1",
+        "(" * 40 + "not " * 40 + "draft" + ")" * 40,
+        '{"$not": ' * 900 + '{"page": 1}' + "}" * 900,
+        nested_not({"page": 1}, 40),
+    ],
+)
+def test_filters_nested_past_the_limit_are_refused_not_a_recursion_error(spec):
+    with pytest.raises(FilterError, match="nests more than 32 levels"):
+        parse_filter(spec)
+
+
+def test_nesting_within_the_limit_and_long_flat_filters_still_work():
+    assert matching("not " * 30 + "draft") == ["a.md"]  # 30 negations: an even count keeps "draft"
+    flat = " or ".join(f"page == {n}" for n in range(1, 400))
+    assert matching(flat) == ["a.md", "b.md", "c.pdf"]
+    assert matching("page == -1") == []
+
+
+def test_filter_text_over_the_length_limit_is_refused():
+    with pytest.raises(FilterError, match="characters long; the limit is 10,000"):
+        parse_filter("page == 1 or " * 2000 + "page == 2")
+
+
+def test_a_single_equals_sign_gets_a_hint():
+    with pytest.raises(FilterError, match="compare with =="):
+        parse_filter('lang = "en"')

@@ -36,12 +36,26 @@ def test_search_lexical_mode_with_filter(admin: httpx.Client) -> None:
     assert all(h["metadata"]["file_type"] == "md" for h in expression.json()["hits"])
 
 
+def nested_not(inner: dict[str, object], times: int) -> dict[str, object]:
+    for _ in range(times):
+        inner = {"$not": inner}
+    return inner
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
         ("file_type ===", "cannot parse filter"),
         ("no_such_field == 1", "filter field 'no_such_field' does not exist"),
         ({"$bogus": []}, "unknown filter operator"),
+        # nesting bombs: once a 500 RecursionError, now a 400 naming the limit
+        ("not " * 1000 + "file_type", "nests more than 32 levels"),
+        ('{"$not": ' * 900 + '{"file_type": "md"}' + "}" * 900, "nests more than 32 levels"),
+        ('{"$not": ' * 3000 + '{"file_type": "md"}' + "}" * 3000, "the limit is 10,000"),
+        (nested_not({"file_type": "md"}, 40), "nests more than 32 levels"),
+        ("page == " + "-" * 3000 + "1", "nests more than 32 levels"),
+        ("a" + ".a" * 1500 + " == 1", "nests more than 32 levels"),
+        ("file_type = 'md'", "compare with =="),
     ],
 )
 def test_bad_filters_are_400_with_the_reason(admin: httpx.Client, filters: object, expected: str) -> None:
