@@ -52,3 +52,41 @@ def test_serve_runs_uvicorn_and_logs_json_lines(tmp_path: Path) -> None:
     assert listing_line[0]["key"] == "anonymous", "no keys configured (loopback): the caller is anonymous"
     assert any("Uvicorn running" in line["message"] for line in lines), "uvicorn's own logs are JSON too"
     assert all(line.startswith("{") for line in stderr.splitlines() if line.strip()), stderr
+
+
+TEXT_SCRIPT = """
+import sys
+from ragkit.service import ServiceSettings, serve
+serve(ServiceSettings(port=int(sys.argv[1]), store_dir=sys.argv[2], log_level="INFO", log_json=False))
+"""
+
+
+def test_text_logs_escape_a_newline_in_the_path_so_no_line_is_forged(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", TEXT_SCRIPT, str(port), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    forged = "FORGED 200 key=admin"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.2)
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/collections/x%0a{forged.replace(' ', '%20')}")
+        assert response.status_code in (400, 404)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    lines = stderr.splitlines()
+    assert not any(line.startswith(forged) for line in lines), stderr
+    logged = [line for line in lines if forged in line]
+    assert logged and all("ragkit.service.access" in line or "uvicorn" in line for line in logged), stderr
+    assert any(f"/v1/collections/x\\n{forged}" in line for line in logged), stderr
