@@ -87,3 +87,35 @@ def test_config_round_trip_and_validation(tmp_path):
         BM25Index(path=tmp_path, stemmer="klingon")
     with pytest.raises(ConfigError, match="0 <= b <= 1"):
         BM25Index(path=tmp_path, b=2)
+
+
+@pytest.mark.parametrize("method", ["lucene", "bm25+"])
+def test_incremental_updates_rank_exactly_like_a_full_rebuild(tmp_path, method):
+    from ragkit.schema import SourceRecord
+
+    growing = BM25Index(path=tmp_path / "growing", method=method)
+    growing.add(chunks()[:2])
+    growing.add(chunks()[2:])
+    growing.add([Chunk(id="c5", document_id="d5", source="s5.md", text="Zebras graze", start=0, end=12)])
+    growing.delete_sources(["s5.md"])  # its words stay in the vocabulary, not in the scores
+    growing.commit_sources([SourceRecord("s3.md", "h", 1, 0.0, [], 0, [])])  # s3.md now has no chunks
+    fresh = BM25Index(path=tmp_path / "fresh", method=method)
+    fresh.rebuild(iter([[c for c in chunks() if c.source != "s3.md"]]))
+    queries = ["stadium game", "cats and dogs", "zebras", "quantum"]
+    got, want = growing.search(queries, 5), fresh.search(queries, 5)
+    assert [[i for i, _ in hits] for hits in got] == [[i for i, _ in hits] for hits in want]
+    assert [s for hits in got for _, s in hits] == pytest.approx([s for hits in want for _, s in hits])
+    assert growing.count() == fresh.count() == 4
+
+
+def test_hits_carry_the_chunks_the_index_keeps(index, tmp_path):
+    [hits] = BM25Index(path=tmp_path / "lexical").search_hits(["super bowl stadium"], 2)
+    assert hits[0].chunk.to_dict() == chunks()[2].to_dict() and hits[0].origin == "lexical"
+    assert index.metadata_fields() == {"n", "lang", "source", "document_id"}
+
+
+def test_a_searching_process_sees_another_writers_changes(index, tmp_path):
+    reader = BM25Index(path=tmp_path / "lexical")
+    assert reader.search(["zebras"], 1) == [[]]
+    index.add([Chunk(id="z", document_id="dz", source="z.md", text="Zebras graze", start=0, end=12)])
+    assert reader.search(["zebras"], 1)[0][0][0] == "z"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pytest
@@ -37,8 +37,16 @@ import pytest
 from ragkit.errors import ConflictError
 from ragkit.filters import FilterLike, parse_filter
 from ragkit.hashing import content_hash
-from ragkit.protocols import VectorStore
+from ragkit.protocols import (
+    STORE_CAPABILITIES,
+    DocumentChunks,
+    DroppableStore,
+    StoreWithStats,
+    VectorStore,
+    capabilities_of,
+)
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.stores.base import StoreBase
 
 StoreFactory = Callable[[Path, int], VectorStore]
 Metadata = dict[str, Any]
@@ -743,6 +751,46 @@ class VectorStoreConformance:
         """A filter that matches nothing gives empty lists."""
         store, _ = filter_store
         assert store.search(self.queries(2), top_k=5, filter=parse_filter('lang == "xx"')) == [[], []]
+
+    # -- the contract: construction and capabilities ---------------------------------------
+
+    def test_config_leaves_out_what_the_collection_injects(self, store: VectorStore) -> None:
+        """``to_config()`` holds only the store's own options: no path, dimension or name."""
+        config = store.to_config()
+        assert not {"path", "dimension", "name"} & set(config), config
+
+    def test_from_config_with_injected_values_builds_the_same_store(self, store: VectorStore, tmp_path: Path) -> None:
+        """A collection builds the store as ``cls.from_config(options, path=, dimension=, name=)``."""
+        if not isinstance(store, StoreBase):
+            pytest.skip("the store does not derive from ragkit.stores.base.StoreBase")
+        config = store.to_config()
+        again = type(store).from_config(config, path=tmp_path / "again", dimension=self.dimension, name="again")
+        try:
+            assert again.dimension == self.dimension
+            assert again.to_config() == config
+        finally:
+            again.close()
+
+    def test_declared_capabilities_are_implemented(self, store: VectorStore) -> None:
+        """Each capability the class declares is one ragkit knows, with its method present."""
+        protocols: dict[str, type] = {
+            "drop": DroppableStore,
+            "stats": StoreWithStats,
+            "chunks_of_documents": DocumentChunks,
+        }
+        declared = capabilities_of(store)
+        assert declared <= set(STORE_CAPABILITIES), declared
+        for capability in declared:
+            assert isinstance(store, protocols[capability]), f"declares {capability!r} but lacks its method"
+        if "stats" in declared:
+            chunks, vectors = self.corpus(3)
+            store.upsert(chunks, vectors)
+            assert cast(StoreWithStats, store).stats()["chunks"] == 3
+        if "chunks_of_documents" in declared:
+            chunks, vectors = self.corpus(3)
+            store.upsert(chunks, vectors)
+            found = cast(DocumentChunks, store).chunks_of_documents([chunks[0].document_id])
+            assert {chunk.id for chunk in found} == {chunk.id for chunk in chunks}
 
 
 def expected_filter_ids(chunks: Sequence[Chunk], flt: FilterLike) -> set[str]:
