@@ -95,8 +95,9 @@ class FakeState:
 
     model: str | None = None
     """The one model name served (others get 404 on the OpenAI routes); ``None``: any name."""
-    reply: str | None = None
-    """Scripted answer; ``None``: ``"Echo: <last user message>"`` (chat) or :data:`FAKE_ANSWER` (TGI)."""
+    reply: str | Callable[[list[dict[str, Any]]], str] | None = None
+    """Scripted answer, or a function of the chat messages (or ``[{"role": "user", "content": <prompt>}]``
+    for TGI) that writes it; ``None``: ``"Echo: <last user message>"`` (chat) or :data:`FAKE_ANSWER` (TGI)."""
     tool_call: dict[str, Any] | None = None
     """Answer requests that offer tools with this call (``{"name": ..., "arguments": ...}``) instead of text."""
     embed: Callable[[list[str]], Any] = hashed_embedding
@@ -319,7 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._chat_stream(chunks)
 
     def _chat_answer(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[list[str], str]:
-        if self.state.reply is not None:
+        if callable(self.state.reply):
+            text = self.state.reply(messages)
+        elif self.state.reply is not None:
             text = self.state.reply
         else:
             last: dict[str, Any] = next((m for m in reversed(messages) if m.get("role") == "user"), {})
@@ -407,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(422, "`temperature` must be strictly positive")
         if params.get("top_p") is not None and not 0 < params["top_p"] < 1:
             return self._error(422, "`top_p` must be > 0.0 and < 1.0")
-        tokens, finish = self._tgi_tokens(params)
+        tokens, finish = self._tgi_tokens(inputs, params)
         if self.path == "/generate":
             text = "".join(t["text"] for t in tokens if not t["special"])
             details = {
@@ -420,8 +423,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, {"generated_text": text, "details": details})
         return self._tgi_stream(tokens, finish, len(fake_tokens(inputs)) + 1, params)
 
-    def _tgi_tokens(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-        pieces = fake_tokens(self.state.reply if self.state.reply is not None else FAKE_ANSWER)
+    def _tgi_tokens(self, prompt: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        reply = self.state.reply
+        if callable(reply):
+            reply = reply([{"role": "user", "content": prompt}])
+        pieces = fake_tokens(reply if reply is not None else FAKE_ANSWER)
         limit = params.get("max_new_tokens") or 20
         stops = params.get("stop") or []
         tokens: list[dict[str, Any]] = []
