@@ -120,7 +120,7 @@ async def delete_collection(
     state: ServiceState = Depends(get_state),
     _: Principal = Depends(require_collection("admin")),
 ) -> Response:
-    """Delete a collection, its data and its uploaded files; queued ingest jobs into it fail."""
+    """Delete a collection, its data and its uploaded files; queued ingest jobs into it are cancelled."""
     await state.run(state.collections.get, name)  # 404 before anything is cancelled
     await state.run(state.jobs.cancel_queued, name, f"collection {name!r} was deleted")
     future = state.jobs.run_exclusive(name, lambda: state.collections.delete(name))
@@ -331,8 +331,28 @@ async def get_job(
     state: ServiceState = Depends(get_state),
     principal: Principal = Depends(require("read")),
 ) -> JobInfo:
-    """Status (queued, running, succeeded, failed), counts, per-file errors and timestamps."""
+    """Status (queued, running, succeeded, failed, cancelled), counts, per-file errors and timestamps."""
     job = state.jobs.get(job_id)
     if not principal.may_access(job.collection):
         raise NotFoundError(f"no job {job_id!r}")
+    return JobInfo.model_validate(job.to_dict())
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobInfo,
+    responses=error_responses(*_AUTH, 404, 409, 422),
+    summary="Cancel an ingest job",
+    tags=["jobs"],
+)
+async def cancel_job(
+    job_id: str,
+    state: ServiceState = Depends(get_state),
+    principal: Principal = Depends(require("write")),
+) -> JobInfo:
+    """A queued job is cancelled at once; a running one only before its ingest starts (409 once finished)."""
+    job = state.jobs.get(job_id)
+    if not principal.may_access(job.collection):
+        raise NotFoundError(f"no job {job_id!r}")
+    state.jobs.cancel(job_id)
     return JobInfo.model_validate(job.to_dict())
