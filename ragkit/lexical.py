@@ -71,6 +71,8 @@ class _Corpus:
     def __init__(self) -> None:
         self.docs: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
         self.fields: set[str] = set(_BUILTIN_FIELDS)
+        self.tokens: dict[int, str] = {}
+        """The vocabulary, id to token."""
 
 
 @register("lexical", "bm25")
@@ -153,11 +155,12 @@ class BM25Index(Component):
             return
         tokens = self._tokenize([indexed_text(chunk) for chunk in latest])
         with self._lock, self._write() as conn:
-            ids = _token_ids(conn, tokens)
+            ids, added = _token_ids(conn, tokens)
             _delete_ids(conn, [chunk.id for chunk in latest])
             rows = [_row(chunk, token_ids) for chunk, token_ids in zip(latest, ids, strict=True)]
             conn.executemany("INSERT INTO chunks (id, source, chunk, fields, tokens) VALUES (?, ?, ?, ?, ?)", rows)
             if self._corpus is not None:
+                self._corpus.tokens.update((i, token) for token, i in added.items())
                 for chunk, token_ids in zip(latest, ids, strict=True):
                     fields = _filter_fields(chunk)
                     self._corpus.docs.pop(chunk.id, None)
@@ -223,7 +226,7 @@ class BM25Index(Component):
                         latest = list({chunk.id: chunk for chunk in batch}.values())
                         tokens = self._tokenize([indexed_text(chunk) for chunk in latest])
                         with _transaction(conn):
-                            ids = _token_ids(conn, tokens)
+                            ids, _ = _token_ids(conn, tokens)
                             _delete_ids(conn, [chunk.id for chunk in latest])
                             conn.executemany(
                                 "INSERT INTO chunks (id, source, chunk, fields, tokens) VALUES (?, ?, ?, ?, ?)",
@@ -328,6 +331,7 @@ class BM25Index(Component):
             fields = json.loads(fields_json)
             corpus.docs[chunk_id] = (fields, np.frombuffer(blob, dtype=np.int32))
             corpus.fields.update(fields)
+        corpus.tokens = {int(i): token for token, i in conn.execute("SELECT token, id FROM vocab")}
         self._corpus = corpus
         self._model_stale = True
 
@@ -347,19 +351,12 @@ class BM25Index(Component):
         arrays = [tokens for _, tokens in docs.values()]
         flat = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int32)
         live, dense = np.unique(flat, return_inverse=True)
-        tokens_of = self._vocabulary_for(live)
+        tokens_of = [self._corpus.tokens[int(i)] for i in live]
         per_doc = np.split(dense, np.cumsum([len(a) for a in arrays])[:-1])
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         vocab = {token: i for i, token in enumerate(tokens_of)}
         model.index(Tokenized(ids=[doc.tolist() for doc in per_doc], vocab=vocab), show_progress=False)
         self._model = model
-
-    def _vocabulary_for(self, token_ids: np.ndarray) -> list[str]:
-        conn = self._connection()
-        assert conn is not None
-        wanted = {int(i) for i in token_ids}
-        by_id = {int(i): token for token, i in conn.execute("SELECT token, id FROM vocab") if int(i) in wanted}
-        return [by_id[int(i)] for i in token_ids]
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         import bm25s
@@ -456,18 +453,20 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def _token_ids(conn: sqlite3.Connection, tokens: list[list[str]]) -> list[np.ndarray]:
-    """Each text's tokens as vocabulary ids (new tokens are added to the vocabulary)."""
+def _token_ids(conn: sqlite3.Connection, tokens: list[list[str]]) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Each text's tokens as vocabulary ids, and the tokens this added to the vocabulary (with their ids)."""
     distinct = {token for text in tokens for token in text}
     known = {token: int(i) for token, i in _select_in(conn, "token, id", "token", sorted(distinct), table="vocab")}
     new = sorted(distinct - set(known))
+    added: dict[str, int] = {}
     if new:
         row = conn.execute("SELECT COALESCE(MAX(id), -1) FROM vocab").fetchone()
         first = int(row[0]) + 1
         added = {token: first + i for i, token in enumerate(new)}
         conn.executemany("INSERT INTO vocab VALUES (?, ?)", added.items())
         known.update(added)
-    return [np.fromiter((known[token] for token in text), dtype=np.int32, count=len(text)) for text in tokens]
+    ids = [np.fromiter((known[token] for token in text), dtype=np.int32, count=len(text)) for text in tokens]
+    return ids, added
 
 
 def _row(chunk: Chunk, token_ids: np.ndarray) -> tuple[str, str, str, str, bytes]:
