@@ -553,20 +553,18 @@ def eval_testset(
     """Generate a question set from documents; every question's source span is checked against the documents."""
 
     def action() -> None:
-        from ragkit.errors import InputError, MissingDependencyError
+        from ragkit.errors import InputError
+        from ragkit.evaluation.testset import DEFAULT_TESTSET_GENERATOR, build_testset_generator
 
-        try:
-            from ragkit_ragas.testset import generate_testset
-        except ImportError:
-            raise MissingDependencyError("test-set generation", "ragkit-ragas") from None
         text = generator.strip()
         try:
             config = json.loads(text) if text.startswith("{") else {"type": text}
         except json.JSONDecodeError as exc:
             raise InputError(f"--generator is not valid JSON: {exc}") from None
-        report = generate_testset(documents, config, count, seed, out)
+        writer = build_testset_generator({"type": DEFAULT_TESTSET_GENERATOR, "generator": config})
+        report = writer.generate(documents, count, seed, out)
         if as_json:
-            typer.echo(json.dumps(report.__dict__, indent=2, default=str))
+            typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
             return
         typer.echo(
             f"wrote {report.written} of {report.requested} questions to {report.out} "

@@ -9,7 +9,8 @@
 * :mod:`ragkit_ragas.llm`: ragas' LLM and embeddings interfaces over a
   ragkit generator and embedder (imports ragas);
 * :mod:`ragkit_ragas.testset`: questions with verified source spans from a
-  folder of documents;
+  folder of documents, also the ``testset_generator`` component ``ragas``
+  that ``ragkit eval testset`` finds through the registry;
 * :mod:`ragkit_ragas.testing`: ``FakeOpenAIJudgeServer``, a fake
   OpenAI-compatible judge for tests.
 
@@ -40,7 +41,7 @@ from ragkit_ragas.metrics import (
     resolve_ragas_metric,
 )
 from ragkit_ragas.sample import MetricScore, ProgressCallback, RagasSample
-from ragkit_ragas.testset import TestsetReport, generate_testset, verify_testset
+from ragkit_ragas.testset import TestsetReport, VerifiedTestsetGenerator, generate_testset, verify_testset
 
 __all__ = [
     "AnswerRelevancyMetric",
@@ -62,6 +63,7 @@ __all__ = [
     "RougeMetric",
     "StringSimilarityMetric",
     "TestsetReport",
+    "VerifiedTestsetGenerator",
     "generate_testset",
     "ragas_metric_classes",
     "resolve_ragas_metric",

@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit.component import Component
 from ragkit.errors import ConfigError, InputError, LoaderError
 from ragkit.generation.base import Message
 from ragkit.hashing import content_hash
@@ -78,6 +79,9 @@ _ANSWER = re.compile(r"^[\W\d_]*(?:the\s+)?answer\s*\d*\s*[:\-]\s*(.+)$", re.IGN
 _QUESTION_PREFIX = re.compile(r"^[\W\d_]*question\s*\d*\s*[:\-]\s*", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^[\W\d_]*(?:the\s+)?answer(?:\s*[:\-]|\s+is\b:?)\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’`«»"
+
+ANSWER_MATCHES = ("exact", "sentence")
+"""The ``answer_match`` modes of :func:`generate_testset`."""
 
 TestsetProgress = Callable[[int, int], None]
 """Called as ``progress(written, attempted)`` after each passage."""
@@ -212,7 +216,7 @@ async def agenerate_testset(
         raise InputError(f"testset: n must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"testset: seed must be an integer, got {seed!r}")
-    if answer_match not in ("exact", "sentence"):
+    if answer_match not in ANSWER_MATCHES:
         raise InputError(f"testset: answer_match must be 'exact' or 'sentence', got {answer_match!r}")
     started = time.perf_counter()
     report = TestsetReport(requested=n, out=str(out), seed=seed)
@@ -283,6 +287,78 @@ async def agenerate_testset(
     _write_jsonl(Path(out), verified)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+class VerifiedTestsetGenerator(Component):
+    """The ``testset_generator`` component ``ragas``: :func:`generate_testset` with its options fixed when built.
+
+    ``ragkit eval testset`` finds it through the registry (the
+    ``testset_generator.ragas`` entry point), so the core never imports this
+    package. Its config round-trips through ``to_config`` / ``from_config``.
+
+    Args:
+        generator: The question writer: a ragkit generator config
+            (``{"type": "transformers"}``) or just its type name.
+        chunk_size: Passage length in characters.
+        min_passage_chars: Shorter passages are skipped.
+        max_attempts: Passages to try at most (default ``4 * n + 4``).
+        max_tokens: Length limit of each generation.
+        retries: Extra attempts of a failed generator call.
+        timeout: Seconds one generator call may take (``None``: no limit).
+        cache_dir: A folder for a cache of the generator's answers (``None``: no cache).
+        answer_match: ``exact`` or ``sentence``, see :func:`generate_testset`.
+
+    Raises:
+        ConfigError: An option is out of range or of the wrong kind.
+
+    """
+
+    def __init__(
+        self,
+        generator: Mapping[str, Any] | str = "transformers",
+        chunk_size: int = 700,
+        min_passage_chars: int = 200,
+        max_attempts: int | None = None,
+        max_tokens: int = 96,
+        retries: int = 1,
+        timeout: float | None = 120.0,
+        cache_dir: str | None = None,
+        answer_match: str = "exact",
+    ) -> None:
+        where = "testset_generator 'ragas'"
+        config = {"type": generator} if isinstance(generator, str) else generator
+        if not isinstance(config, Mapping) or not isinstance(config.get("type"), str):
+            raise ConfigError(f"{where}: generator must be a generator config with a 'type' key, got {generator!r}")
+        for name, value, least in (
+            ("chunk_size", chunk_size, 1),
+            ("min_passage_chars", min_passage_chars, 0),
+            ("max_attempts", 1 if max_attempts is None else max_attempts, 1),
+            ("max_tokens", max_tokens, 1),
+            ("retries", retries, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{where}: {name} must be an integer of at least {least}, got {value!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ConfigError(f"{where}: timeout must be a positive number of seconds or null, got {timeout!r}")
+        if answer_match not in ANSWER_MATCHES:
+            raise ConfigError(f"{where}: answer_match must be one of {', '.join(ANSWER_MATCHES)}, got {answer_match!r}")
+        self.generator = dict(config)
+        self.options: dict[str, Any] = {
+            "chunk_size": chunk_size,
+            "min_passage_chars": min_passage_chars,
+            "max_attempts": max_attempts,
+            "max_tokens": max_tokens,
+            "retries": retries,
+            "timeout": timeout,
+            "cache_dir": cache_dir,
+            "answer_match": answer_match,
+        }
+
+    def generate(
+        self, documents: Path | str, n: int, seed: int, out: Path | str, progress: TestsetProgress | None = None
+    ) -> TestsetReport:
+        """Write up to ``n`` verified questions about ``documents`` to ``out``; see :func:`generate_testset`."""
+        return generate_testset(documents, self.generator, n, seed, out, progress=progress, **self.options)
 
 
 def load_documents(documents: Path | str) -> tuple[list[Document], list[str]]:
