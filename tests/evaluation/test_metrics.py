@@ -57,6 +57,21 @@ def test_answer_metrics_score_the_best_reference_and_explain_missing_inputs():
     assert f1.score(sample([], answers=["a"])).error == "the pipeline gave no answer"
 
 
+def test_answer_contains_credits_a_correct_sentence_that_exact_match_and_f1_call_wrong():
+    answer = "The Great Awakening swept through colonial America during the 1730s and 1740s."
+    s = sample([], answers=["1730s and 1740s"], answer=answer)
+    [em] = build_metric("exact_match")
+    [f1] = build_metric("f1")
+    [contains] = build_metric("answer_contains")
+    assert em.score(s).value == 0.0 and f1.score(s).value < 0.5
+    assert contains.score(s).value == 1.0 and contains.score(s).details == {"reference": "1730s and 1740s"}
+    # whole words only, after SQuAD normalisation: "1730" is not inside "1730s", "Denver" not in "Denverite"
+    assert contains.score(sample([], answers=["1730"], answer=answer)).value == 0.0
+    assert contains.score(sample([], answers=["Denver"], answer="A Denverite won.")).value == 0.0
+    assert contains.score(sample([], answers=["the Denver Broncos"], answer="Denver broncos!")).value == 1.0
+    assert contains.score(sample([], answers=["a"])).error == "the pipeline gave no answer"
+
+
 # -- answer-hit -----------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Evaluation metrics: the :class:`Metric` protocol, the built-in metrics, and building them by name.
 
 Built in (no LLM): ``answer_hit``, ``answer_hit_normalised``, ``recall``,
-``precision``, ``ndcg`` (each per cut-off ``k``), ``mrr``, ``exact_match``
-and ``f1``. Other metrics come from connectors through the ``metric`` role
+``precision``, ``ndcg`` (each per cut-off ``k``), ``mrr``, ``exact_match``,
+``f1`` and ``answer_contains``. Other metrics come from connectors through the ``metric`` role
 of :mod:`ragkit.registry` (entry points ``metric.<name>``), e.g. the ragas
 metrics of ``ragkit-ragas``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from ragkit import registry
 from ragkit.errors import ConfigError, NotFoundError, RagkitError
-from ragkit.evaluation.metrics.answer import ExactMatch, TokenF1
+from ragkit.evaluation.metrics.answer import AnswerContains, ExactMatch, TokenF1
 from ragkit.evaluation.metrics.base import NEEDS, BaseMetric, Metric, MetricProgress, checked, safe_score
 from ragkit.evaluation.metrics.retrieval import (
     MRR,
@@ -31,6 +31,7 @@ __all__ = [
     "MRR",
     "NDCG",
     "NEEDS",
+    "AnswerContains",
     "AnswerHit",
     "AnswerHitNormalised",
     "BaseMetric",
