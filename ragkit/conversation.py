@@ -74,7 +74,7 @@ def new_conversation_id() -> str:
 
 def check_conversation_id(conversation_id: Any) -> str:
     """``conversation_id`` when it is a well-formed id, else an :class:`InputError` saying what is allowed."""
-    if not isinstance(conversation_id, str) or not ID_PATTERN.match(conversation_id):
+    if not isinstance(conversation_id, str) or not ID_PATTERN.fullmatch(conversation_id):
         shown = repr(conversation_id)
         if len(shown) > 80:
             shown = shown[:77] + "..."

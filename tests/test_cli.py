@@ -112,6 +112,8 @@ def test_collections_list_show_delete(store, tmp_path):
         (["search", "x", "-c", "demo", "--mode", "fuzzy"], 2, "error: --mode must be 'dense' or 'lexical'"),
         (["search", "-c", "demo"], 2, "error: give either a QUERY or --queries-file"),
         (["collections", "show", "nope"], 3, "error: collection 'nope' does not exist"),
+        (["ingest", ".", "-c", "demo\n"], 2, "error: collection name 'demo\\n' is not valid"),
+        (["search", "x", "-c", "demo\n"], 2, "error: collection name 'demo\\n' is not valid"),
         (["ingest", "/nonexistent/path", "-c", "demo"], 2, "/nonexistent/path"),
         (["ingest", ".", "-c", "demo", "--config", "nope"], 3, "error: no recipe named 'nope'"),
     ],

@@ -29,7 +29,7 @@ CONFIG_FILE = "collection.yaml"
 
 def check_collection_name(name: str) -> str:
     """``name`` if it is a valid collection name, else an :class:`InputError` saying what is allowed."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InputError(
             f"collection name {name!r} is not valid: use 1-64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"

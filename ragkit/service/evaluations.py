@@ -167,7 +167,7 @@ class EvaluationManager:
 
     def get(self, run_id: str) -> Evaluation:
         """The run ``run_id``, from memory or from its folder (:class:`NotFoundError` if unknown)."""
-        if not _ID.match(run_id):
+        if not _ID.fullmatch(run_id):
             raise NotFoundError(f"no evaluation {run_id!r}")
         run = self.queue.get(run_id)
         if isinstance(run, Evaluation):
@@ -182,7 +182,7 @@ class EvaluationManager:
         known = {task.id: task for task in self.queue.tasks(LANE) if isinstance(task, Evaluation)}
         if self.root.is_dir():
             for folder in self.root.iterdir():
-                if folder.name not in known and _ID.match(folder.name):
+                if folder.name not in known and _ID.fullmatch(folder.name):
                     run = self._read(folder)
                     if run is not None:
                         known[run.id] = run

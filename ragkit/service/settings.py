@@ -248,7 +248,7 @@ class ServiceSettings(BaseSettings):
     def _consistent(self) -> ServiceSettings:
         if not self.pipelines:
             raise ValueError("pipelines: configure at least one pipeline")
-        bad = [name for name in self.pipelines if not _PIPELINE_NAME.match(name)]
+        bad = [name for name in self.pipelines if not _PIPELINE_NAME.fullmatch(name)]
         if bad:
             raise ValueError(f"pipelines: invalid name(s) {', '.join(map(repr, bad))} (letters, digits, '_', '-', '.')")
         if self.default_pipeline not in self.pipelines:

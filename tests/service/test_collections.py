@@ -59,3 +59,13 @@ def test_create_refuses_bad_input(admin: httpx.Client) -> None:
     not_json = admin.post("/v1/collections", content=b"{", headers={"content-type": "application/json"})
     assert not_json.status_code == 422 and not_json.json()["error"]["type"] == "ValidationError"
     assert "r1" not in admin.get("/v1/collections").json()["collections"]
+
+
+def test_a_name_with_a_trailing_newline_is_400_not_404(admin: httpx.Client) -> None:
+    # `$` in a Python regex also matches before a final newline: "docs\n" once passed the name check
+    for path in ("/v1/collections/docs%0a", "/v1/collections/docs%0a/search"):
+        method = admin.post if path.endswith("search") else admin.get
+        response = method(path, **({"json": {"query": "x"}} if path.endswith("search") else {}))
+        assert response.status_code == 400, response.text
+        assert "is not valid" in response.json()["error"]["message"]
+    assert admin.post("/v1/collections", json={"name": "r2\n"}).status_code == 422

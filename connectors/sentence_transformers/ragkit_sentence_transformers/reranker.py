@@ -125,7 +125,7 @@ def resolve_cross_encoder(model: str) -> Path:
             f"{_WHERE} option 'model': there is no reranker named {model!r} in {home} and no folder {model!r}; "
             f"train one with `ragkit rerank train` (it writes {home / 'default'}) or give a folder"
         )
-    looks_like_path = model.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.match(model)
+    looks_like_path = model.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(model)
     if looks_like_path:
         check_cross_encoder_folder(path)
         return path.resolve()

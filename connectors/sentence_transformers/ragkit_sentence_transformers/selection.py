@@ -117,7 +117,7 @@ def read_cpu_flags() -> set[str]:
 
 def looks_like_hub_name(name: str) -> bool:
     """Whether ``name`` could be a Hugging Face hub id (``org/model`` or ``model``)."""
-    return bool(_HUB_NAME.match(name)) and ".." not in name
+    return bool(_HUB_NAME.fullmatch(name)) and ".." not in name
 
 
 __all__ = [
