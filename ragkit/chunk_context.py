@@ -182,7 +182,7 @@ class ContextWriter:
 
     def __init__(self, options: ChunkContext, cache_path: Path | None = None) -> None:
         from ragkit.generation.fingerprint import generator_fingerprint
-        from ragkit.rag.pipeline import shared_generator
+        from ragkit.generation.shared import shared_generator
 
         self.options = options
         try:

@@ -22,18 +22,17 @@ the whole :class:`Answer`, so a streaming client keeps its citations.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ragkit import registry
 from ragkit.collection import Collection
 from ragkit.errors import InputError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import FinishReason, GenerationDelta, GenerationOptions, Generator, Message, Usage
+from ragkit.generation.shared import shared_generator as shared_generator  # re-exported: its old home
 from ragkit.query.driver import iterate_now, run_now
 from ragkit.query.engine import QueryPipeline, SearchResult
 from ragkit.query.stages import PipelineContext
@@ -49,18 +48,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _BLOCK_SEPARATOR = "\n\n"
-_generators: dict[str, Generator] = {}
-_generators_lock = threading.Lock()
-
-
-def shared_generator(config: dict[str, Any]) -> Generator:
-    """The generator built from ``config``, one per distinct config per process."""
-    key = json.dumps(config, sort_keys=True, default=str)
-    with _generators_lock:
-        generator = _generators.get(key)
-        if generator is None:
-            generator = _generators[key] = registry.build("generator", config)
-        return generator
 
 
 @dataclass(slots=True)
@@ -109,6 +96,7 @@ class AskExtras:
 
 
 _default_stores: dict[str, ConversationStore] = {}
+_default_stores_lock = threading.Lock()
 
 
 def default_conversations() -> ConversationStore:
@@ -117,7 +105,7 @@ def default_conversations() -> ConversationStore:
     from ragkit.conversation import ConversationStore
 
     path = Settings.load().home / "conversations.sqlite"
-    with _generators_lock:
+    with _default_stores_lock:
         store = _default_stores.get(str(path))
         if store is None:
             store = _default_stores[str(path)] = ConversationStore(path)
