@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from formatting import get, table
 from pipelines_bench import SYSTEMS
 
 HEADING = "## Query pipelines"
@@ -33,20 +34,12 @@ def _ms(value: Any) -> str:
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _hit(systems: dict[str, Any], key: str, metric: str) -> float | None:
-    row = systems.get(key)
-    return None if row is None else row.get(metric)
+    return get(systems, key, metric)
 
 
 def _p50(systems: dict[str, Any], key: str) -> float | None:
-    row = systems.get(key)
-    return None if row is None else row.get("latency", {}).get("p50_ms")
+    return get(systems, key, "latency", "p50_ms")
 
 
 def _chunks(data: dict[str, Any], key: str) -> Any:
@@ -145,14 +138,14 @@ def section(data: dict[str, Any]) -> str:
                 str(_chunks(data, key) or "–"),
             ]
         )
-    lines.append(_table(["system", "hit@1", "hit@5", "p50 ms", "p95 ms", "ingest s", "chunks"], rows) + "\n")
+    lines.append(table(["system", "hit@1", "hit@5", "p50 ms", "p95 ms", "ingest s", "chunks"], rows) + "\n")
 
     comparisons = data.get("comparisons") or []
     if comparisons:
         lines.append("ragkit against the alternative a user would pick (quality: ragkit minus the other; speed-up: "
                      "the other's p50 / ragkit's):\n")  # fmt: skip
         lines.append(
-            _table(
+            table(
                 ["ragkit", "vs", "hit@1 delta", "hit@5 delta", "p50 speed-up"],
                 [
                     [
@@ -170,7 +163,7 @@ def section(data: dict[str, Any]) -> str:
     targets = data.get("targets") or []
     if targets:
         lines.append(
-            _table(
+            table(
                 ["target", "measured", "met"],
                 [[t["target"], t["measured"], "yes" if t["met"] else "**no**"] for t in targets],
             )
