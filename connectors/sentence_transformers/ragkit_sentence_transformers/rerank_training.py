@@ -116,11 +116,22 @@ class TrainingReport:
     held_out_ids: list[str] = field(default_factory=list)
     train_ids: list[str] = field(default_factory=list)
 
+    @property
+    def verdict(self) -> str:
+        """``better``, ``worse`` or ``same``: the reranked held-out MRR against retrieval order's.
+
+        ``worse`` means the model ranks the held-out questions' candidates
+        below retrieval's own order: using it would lower answer quality
+        (train longer, on more questions, or on a GPU).
+        """
+        return ranking_verdict(self.before, self.after)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (question ids left out: see ``held_out_ids`` / ``train_ids``)."""
+        """A JSON-ready dict (question ids left out: see ``held_out_ids`` / ``train_ids``), with the verdict."""
         data = asdict(self)
         data.pop("held_out_ids")
         data.pop("train_ids")
+        data["verdict"] = self.verdict
         return data
 
     def summary(self) -> str:
@@ -133,8 +144,26 @@ class TrainingReport:
             f"held-out {self.held_out_questions} questions, candidates in retrieval order -> reranked:\n"
             f"  hit@1 {b.hit_at_1:.3f} -> {a.hit_at_1:.3f}   hit@5 {b.hit_at_5:.3f} -> {a.hit_at_5:.3f}   "
             f"MRR {b.mrr:.3f} -> {a.mrr:.3f}\n"
-            f"saved to {self.out_dir}"
+            f"saved to {self.out_dir}" + (f"\n{WORSE_WARNING}" if self.verdict == "worse" else "")
         )
+
+
+WORSE_WARNING = (
+    "warning: this reranker ranks the held-out questions WORSE than retrieval alone; do not use it as it is "
+    "(train longer: hundreds to thousands of steps, more questions, or on a GPU)"
+)
+"""What the trainer prints, and the reranker logs when it loads such a model."""
+
+
+def ranking_verdict(before: RankingFigures, after: RankingFigures, margin: float = 0.005) -> str:
+    """``better``/``worse``/``same``: ``after``'s MRR against ``before``'s, beyond ``margin``."""
+    if before.questions == 0:
+        return "same"
+    if after.mrr > before.mrr + margin:
+        return "better"
+    if after.mrr < before.mrr - margin:
+        return "worse"
+    return "same"
 
 
 # -- labelling --------------------------------------------------------------------------------------

@@ -252,7 +252,27 @@ def _load(folder: Path, device: str, precision: str, torch: Any) -> LoadedCrossE
     logger.info(
         "loaded cross-encoder %s on %s (%s) in %.1f s", folder, device, precision, time.perf_counter() - started
     )
+    _warn_if_trained_worse(folder)
     return LoadedCrossEncoder(model, device, precision, max_length, threading.Lock())
+
+
+def _warn_if_trained_worse(folder: Path) -> None:
+    """Log a warning when ``ragkit rerank train`` measured this model ranking worse than retrieval."""
+    from ragkit_sentence_transformers.rerank_training import REPORT_FILE, WORSE_WARNING
+
+    report = folder / REPORT_FILE
+    if not report.is_file():
+        return
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        before, after = float(data["before"]["mrr"]), float(data["after"]["mrr"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if data.get("verdict") == "worse" or after < before - 0.005:
+        logger.warning(
+            "cross-encoder %s: held-out MRR %.3f in retrieval order, %.3f reranked (%s); %s",
+            folder, before, after, report, WORSE_WARNING.removeprefix("warning: "),
+        )  # fmt: skip
 
 
 # -- the stage ------------------------------------------------------------------------------------

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 from ragkit_sentence_transformers.rerank_training import (
+    RankingFigures,
     label_candidate,
     ranking_figures,
+    ranking_verdict,
     read_questions,
     split_questions,
 )
@@ -65,6 +69,13 @@ def test_ranking_figures():
     assert figures.mrr == pytest.approx((1 + 0.5 + 1 / 7) / 4, abs=1e-4)
 
 
+def test_the_verdict_compares_reranked_mrr_with_retrieval_order():
+    retrieval = ranking_figures([[True, False], [False, True]])  # MRR 0.75
+    assert ranking_verdict(retrieval, ranking_figures([[True, False], [True, False]])) == "better"
+    assert ranking_verdict(retrieval, ranking_figures([[False, True], [False, True]])) == "worse"
+    assert ranking_verdict(retrieval, retrieval) == "same"
+
+
 def test_squad_dev_questions_read_with_a_sample(trained):
     questions = read_questions(trained["questions"], "squad-dev", sample=5, seed=1)
     assert len(questions) == 5 and all(q.answers and q.gold_spans for q in questions)
@@ -89,6 +100,19 @@ def test_the_report_holds_out_questions_it_never_trained_on(trained):
         assert 0 <= figures["hit_at_1"] <= figures["hit_at_5"] <= 1
     assert report["source"]["format"] == "squad-dev"
     assert report["options"]["max_steps"] == 3
+    assert report["verdict"] == ranking_verdict(RankingFigures(**report["before"]), RankingFigures(**report["after"]))
+
+
+def test_a_model_measured_worse_than_retrieval_warns_when_loaded(trained, tmp_path, caplog):
+    folder = tmp_path / "worse"
+    shutil.copytree(trained["folder"], folder)
+    report = json.loads((folder / "ragkit-rerank.json").read_text(encoding="utf-8"))
+    report["before"]["mrr"], report["after"]["mrr"], report["verdict"] = 0.88, 0.12, "worse"
+    (folder / "ragkit-rerank.json").write_text(json.dumps(report), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="ragkit_sentence_transformers.reranker"):
+        build_stage({"type": "cross-encoder", "model": str(folder), "device": "cpu"}).score_pairs([("q", "p")])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("0.880 in retrieval order, 0.120 reranked" in m and "WORSE than retrieval" in m for m in warned)
 
 
 def test_the_saved_folder_loads_as_a_stage(trained):
