@@ -13,7 +13,9 @@ all-MiniLM-L6-v2 embedder and the same trained cross-encoder folder):
   cross-encoder (``pipelines/rerank.yaml``) over the default collection
   recipe; e5-small + BM25 DBSF (`advanced`) and the same + cross-encoder
   (``pipelines/advanced.yaml``) over a collection made with
-  ``pipelines/e5.yaml``.
+  ``pipelines/e5.yaml``; EmbeddingGemma-300m dense, and with BM25 by the
+  ``advanced`` stages, over a collection made with the default recipe and
+  the assembled EmbeddingGemma (``python -m ragkit_sentence_transformers.packaged``).
 - LangChain: ``EnsembleRetriever`` (BM25Retriever + FAISS retriever,
   weights 0.5/0.5), and the same under a ``ContextualCompressionRetriever``
   with ``CrossEncoderReranker(HuggingFaceCrossEncoder(<folder>))``.
@@ -27,7 +29,7 @@ query embedding, retrievers, fusion, reranking; no generation), after a
 warm-up on questions from the tune half; p50 / p95 per question.
 
     .venv/bin/python evaluation/benchmarks/pipelines_bench.py                 # full run, all steps
-    .venv/bin/python evaluation/benchmarks/pipelines_bench.py --quick         # smoke: 3+3 articles, 40 questions, no e5
+    .venv/bin/python evaluation/benchmarks/pipelines_bench.py --quick         # smoke: 3+3 articles, 40 questions
     .venv/bin/python evaluation/benchmarks/pipelines_bench.py --steps ragkit  # one step (merged into --out)
 
 Writes ``--out`` (``bench-out/steps/pipelines.json``) and prints a Markdown table.
@@ -51,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
 
-STEPS = ("ragkit", "ragkit-e5", "langchain", "llamaindex")
+STEPS = ("ragkit", "ragkit-e5", "ragkit-gemma", "langchain", "llamaindex")
 DEFAULT_RERANKER = Path("/tmp/ragkit-reranker-squad")
 DEFAULT_WORK = Path("/tmp/ragkit-pipelines-bench")
 DEFAULT_OUT = common.REPO / "bench-out" / "steps" / "pipelines.json"
@@ -91,6 +93,8 @@ SYSTEMS: list[tuple[str, str, str]] = [
     ("ragkit_hybrid_ce", "ragkit hybrid + cross-encoder (`rerank`)", "ragkit"),
     ("ragkit_e5_hybrid", "ragkit e5-small+BM25 DBSF (`advanced`)", "ragkit"),
     ("ragkit_e5_hybrid_ce", "ragkit e5-small+BM25 DBSF + cross-encoder", "ragkit"),
+    ("ragkit_gemma_dense", "ragkit dense (EmbeddingGemma-300m)", "ragkit"),
+    ("ragkit_gemma_hybrid", "ragkit EmbeddingGemma+BM25 DBSF (`advanced` stages)", "ragkit"),
     ("langchain_ensemble", "LangChain EnsembleRetriever (BM25 + FAISS, 0.5/0.5)", "langchain"),
     ("langchain_ensemble_ce", "LangChain ensemble + CrossEncoderReranker", "langchain"),
     ("llamaindex_fusion", "LlamaIndex QueryFusionRetriever (vector + BM25, RRF)", "llamaindex"),
@@ -210,14 +214,23 @@ def _with_reranker(stages: list[Any], folder: Path, candidates: int | None) -> l
     return out
 
 
+def _gemma_embedder() -> dict[str, Any]:
+    """The assembled EmbeddingGemma-300m's embedder config (``python -m ragkit_sentence_transformers.packaged``)."""
+    from ragkit_sentence_transformers.packaged import embedder_config
+
+    return embedder_config()
+
+
 def _ragkit_collection(
-    name: str, recipe: str, folder: Path, store: Path, reuse: bool = False
+    name: str, recipe: str, folder: Path, store: Path, reuse: bool = False, embedder: dict[str, Any] | None = None
 ) -> tuple[Any, dict[str, Any]]:
-    """A fresh collection from a collection recipe (embedding cache off), ingested and timed."""
+    """A fresh collection from a collection recipe (embedding cache off; ``embedder`` replaces its one), timed."""
     from ragkit import Collection
 
     config = dict(_recipe(recipe)["collection"])
     config["embedding_cache"] = False
+    if embedder is not None:
+        config["embedder"] = embedder
     record = store / f"{name}.ingest.json"
     if reuse and record.is_file() and name in Collection.names(store):
         saved = json.loads(record.read_text(encoding="utf-8"))
@@ -250,7 +263,8 @@ def _ragkit_collection(
 
 
 def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
-    """ragkit's recipes over the default (MiniLM) collection (step ``ragkit``) or an e5-small one (``ragkit-e5``)."""
+    """ragkit's recipes over the default (MiniLM) collection (step ``ragkit``), e5-small (``ragkit-e5``) or
+    EmbeddingGemma-300m (``ragkit-gemma``)."""
     from ragkit.rag import PipelineConfig, RagPipeline
 
     sets = question_sets(args)
@@ -270,6 +284,11 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
             ("ragkit_hybrid", "minilm", hybrid, "pipelines/hybrid.yaml"),
             ("ragkit_hybrid_ce", "minilm", rerank, "pipelines/rerank.yaml"),
         ]
+    elif args.step_name == "ragkit-gemma":
+        plans += [
+            ("ragkit_gemma_dense", "gemma", [{"type": "dense", "top_k": TOP_K}], "inline: [dense]"),
+            ("ragkit_gemma_hybrid", "gemma", advanced, "pipelines/advanced.yaml stages"),
+        ]
     else:
         plans += [
             ("ragkit_e5_hybrid", "e5", advanced, "pipelines/advanced.yaml"),
@@ -282,8 +301,11 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
         plans = [plan for plan in plans if plan[0] in args.systems.split(",")]
     for key, where, stages, source in plans:
         if where not in collections:
-            recipe = "default" if where == "minilm" else "e5"
-            collections[where], ingest[where] = _ragkit_collection(where, recipe, sets["folder"], store, args.reuse)
+            recipe = {"minilm": "default", "e5": "e5", "gemma": "default"}[where]
+            embedder = _gemma_embedder() if where == "gemma" else None
+            collections[where], ingest[where] = _ragkit_collection(
+                where, recipe, sets["folder"], store, args.reuse, embedder=embedder
+            )
         collection = collections[where]
         config = PipelineConfig.parse({"type": "rag", "stages": stages, "retrieval": {"top_k": TOP_K}})
         pipeline = RagPipeline(config, name=key)
@@ -539,7 +561,13 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
 # -- the driver ---------------------------------------------------------------------------------------------
 
 
-RUNNERS = {"ragkit": run_ragkit, "ragkit-e5": run_ragkit, "langchain": run_langchain, "llamaindex": run_llamaindex}
+RUNNERS = {
+    "ragkit": run_ragkit,
+    "ragkit-e5": run_ragkit,
+    "ragkit-gemma": run_ragkit,
+    "langchain": run_langchain,
+    "llamaindex": run_llamaindex,
+}
 
 
 def run_step(args: argparse.Namespace) -> None:
@@ -576,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen steps (each in a child process), merge them into ``--out``, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated: ragkit, langchain, llamaindex")
-    parser.add_argument("--quick", action="store_true", help="3 articles per half, 40 questions, no e5")
+    parser.add_argument("--quick", action="store_true", help="3 articles per half, 40 questions, no e5 or gemma")
     parser.add_argument("--dataset", help="the squad-dev folder (default: the shared one)")
     parser.add_argument("--reranker", default=str(DEFAULT_RERANKER), help="the trained cross-encoder folder")
     parser.add_argument("--systems", help="ragkit steps: only these systems (comma-separated keys)")
@@ -586,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=None, help="hits the cross-encoder reranks (the recipes')")
     parser.add_argument("--articles", type=int, help="articles per half (default 24; 3 when quick)")
     parser.add_argument("--no-e5", action="store_true", help="leave out the e5-small collection")
+    parser.add_argument(
+        "--no-gemma", action="store_true", help="leave out the EmbeddingGemma collection (it must be assembled)"
+    )
     parser.add_argument(
         "--parallel", action="store_true", help="run the steps at the same time (they share the cores: slower each)"
     )
@@ -599,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         args.questions = 40 if args.quick else 1000
     if args.quick:
         args.no_e5 = True
+        args.no_gemma = True
     if args.candidates is None:
         args.candidates = _recipe_candidates()
     if args.step:
@@ -625,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
             data = {}
     if args.no_e5:
         steps = [s for s in steps if s != "ragkit-e5"]
+    if args.no_gemma:
+        steps = [s for s in steps if s != "ragkit-gemma"]
     load_before = common.busy_share(2.0)
     started = time.perf_counter()
     running: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
