@@ -7,6 +7,7 @@ score retrieval, the same way for every framework.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -17,7 +18,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,42 @@ def prepare_documents(dataset: Path, work: Path, max_docs: int | None) -> Path:
     return target
 
 
+def add_subset_arguments(parser: argparse.ArgumentParser, work: str) -> None:
+    """The options of a side benchmark over a subset of squad-dev: ``--dataset``, ``--work``, ``--max-docs``,
+    ``--questions``."""
+    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
+    parser.add_argument("--work", default=work, help="where the collections are kept")
+    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
+    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
+
+
+def subset(args: argparse.Namespace) -> tuple[Path, Path, list[str], list[dict[str, Any]]]:
+    """The work folder, the documents folder, its file names and their questions, from
+    :func:`add_subset_arguments`'s options."""
+    dataset = dataset_dir(args.dataset)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    documents = prepare_documents(dataset, work, args.max_docs)
+    names = sorted(p.name for p in documents.iterdir() if p.is_file())
+    return work, documents, names, load_questions(dataset, names, args.questions)
+
+
+def override_sizes(defaults: dict[str, Any], pairs: Iterable[str], option: str) -> dict[str, Any]:
+    """``defaults`` with ``NAME=VALUE`` overrides (a benchmark's ``--size``): an int where it reads as one,
+    None for ``none``, ``key:value,...`` for a size that is a mapping of ints (``1:4,8:8``), else the text."""
+    sizes = dict(defaults)
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in sizes:
+            raise SystemExit(f"{option} {pair}: expected NAME=VALUE with NAME one of {', '.join(sizes)}")
+        if isinstance(sizes[name], dict):
+            items = (item.split(":", 1) for item in text.split(","))
+            sizes[name] = {int(key): int(value) for key, value in items}
+        else:
+            sizes[name] = None if text.lower() == "none" else int(text) if text.isdigit() else text
+    return sizes
+
+
 _SPACES = re.compile(r"\s+")
 
 
@@ -277,3 +314,22 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def run_step(
+    runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]],
+    name: str,
+    args: argparse.Namespace,
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> int:
+    """Run one step of a benchmark script (``runners[name]``) and write its JSON to ``args.out``.
+
+    ``args.work`` is created first; the result gets ``extra()``'s keys and the process's peak RSS.
+    """
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    result = runners[name](args)
+    if extra is not None:
+        result.update(extra())
+    result["peak_rss_bytes_process"] = peak_rss_bytes()
+    write_json(Path(args.out), result)
+    return 0

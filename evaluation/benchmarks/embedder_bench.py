@@ -127,6 +127,18 @@ def evaluate_retrieval(name: str, store: Path, questions: list[dict[str, Any]]) 
     return out
 
 
+def retriever_rows(quality: dict[str, dict[str, Any]]) -> list[str]:
+    """The answer-hit table (after a blank line): each embedder dense, BM25, each embedder fused with BM25."""
+    first = next(iter(quality))
+    rows = ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
+    retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
+    retrievers.append(("BM25", quality[first]["lexical"]))
+    retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
+    for label, hits in retrievers:
+        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
+    return rows
+
+
 def _table(ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]]) -> str:
     rows = [
         "| embedder | chunks | ingest s/chunk (wall) | CPU s/chunk | query embed p50 ms (CPU ms) "
@@ -140,34 +152,20 @@ def _table(ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]]
             f"| {q['query_embed']['p50_ms']:.1f} ({q['query_embed_cpu']['p50_ms']:.1f}) "
             f"| {q['dense_search']['p50_ms']:.1f} |"
         )
-    first = next(iter(quality))
-    rows += ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
-    retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
-    retrievers.append(("BM25", quality[first]["lexical"]))
-    retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
-    for label, hits in retrievers:
-        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
+    rows += retriever_rows(quality)
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
-    parser.add_argument("--work", default="/tmp/ragkit-embedder-bench", help="where the collections are kept")
-    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
-    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
+    common.add_subset_arguments(parser, work="/tmp/ragkit-embedder-bench")
     parser.add_argument("--only", choices=sorted(EMBEDDERS), action="append", help="run these embedders only")
     parser.add_argument("--fresh", action="store_true", help="re-ingest even where a collection exists")
     args = parser.parse_args(argv)
 
-    dataset = common.dataset_dir(args.dataset)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    work, documents, names, questions = common.subset(args)
     store = work / "store"
-    documents = common.prepare_documents(dataset, work, args.max_docs)
-    names = sorted(p.name for p in documents.iterdir() if p.is_file())
-    questions = common.load_questions(dataset, names, args.questions)
     busy = common.busy_share(1.0)
     log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
 

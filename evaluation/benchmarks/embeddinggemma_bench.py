@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
-from embedder_bench import evaluate_retrieval, ingest_timed
+from embedder_bench import evaluate_retrieval, ingest_timed, retriever_rows
 
 
 def _embedders(models_dir: str | None) -> dict[str, dict[str, Any]]:
@@ -95,13 +95,7 @@ def _table(
             f"| {timing['cpu_s_per_chunk']:.3f} | {q['query_embed']['p50_ms']:.1f} "
             f"| {q['dense_search']['p50_ms']:.1f} |"
         )
-    first = next(iter(quality))
-    rows += ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
-    retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
-    retrievers.append(("BM25", quality[first]["lexical"]))
-    retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
-    for label, hits in retrievers:
-        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
+    rows += retriever_rows(quality)
     if sample:
         rows += ["", "| same chunks, one process | s/chunk | mean cosine to bf16 |", "| --- | --- | --- |"]
         for label, row in sample.items():
@@ -112,23 +106,15 @@ def _table(
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
-    parser.add_argument("--work", default="/tmp/ragkit-embeddinggemma-bench", help="where the collections are kept")
+    common.add_subset_arguments(parser, work="/tmp/ragkit-embeddinggemma-bench")
     parser.add_argument("--models-dir", help="where EmbeddingGemma was assembled (default: $RAGKIT_HOME/models)")
-    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
-    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
     parser.add_argument("--precision-sample", type=int, default=64, help="chunks for the bf16/fp32 timing (0: skip)")
     parser.add_argument("--fresh", action="store_true", help="re-ingest even where a collection exists")
     args = parser.parse_args(argv)
 
     embedders = _embedders(args.models_dir)
-    dataset = common.dataset_dir(args.dataset)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    work, documents, names, questions = common.subset(args)
     store = work / "store"
-    documents = common.prepare_documents(dataset, work, args.max_docs)
-    names = sorted(p.name for p in documents.iterdir() if p.is_file())
-    questions = common.load_questions(dataset, names, args.questions)
     busy = common.busy_share(1.0)
     log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
 

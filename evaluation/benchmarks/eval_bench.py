@@ -138,6 +138,22 @@ def squad_suite(dataset: Path, sample: int | None) -> Any:
     return Suite.parse(data, base_dir=SUITES, where=str(SQUAD_SUITE.relative_to(common.REPO))).check()
 
 
+def prepare(
+    args: argparse.Namespace, t_import: float, load: Callable[[], Any], warm: Callable[[Any], object]
+) -> tuple[Path, Any, dict[str, float]]:
+    """What a system's evaluation sets up before its clock starts: ragkit's evaluation modules imported, the
+    dataset (or its first ``--max-docs`` documents), the model loaded and warmed with one short text.
+
+    Returns the dataset folder, the model, and the set-up's seconds (imports since ``t_import``, the model).
+    """
+    import_evaluation()
+    dataset = eval_dataset(common.dataset_dir(args.dataset), Path(args.work), args.max_docs)
+    t_model = time.perf_counter()
+    model = load()
+    warm(model)
+    return dataset, model, {"import_s": t_model - t_import, "load_model_s": time.perf_counter() - t_model}
+
+
 def import_evaluation() -> None:
     """Import ragkit's evaluation modules (before the clock starts: imports are timed apart)."""
     import ragkit.evaluation.html_report
@@ -274,6 +290,48 @@ def write_foreign_reports(
     return write_reports(result, out_dir)
 
 
+def score_and_report(
+    suite: Any,
+    questions: Sequence[Any],
+    lists: Sequence[list[Any]],
+    name: str,
+    collection: dict[str, Any],
+    clock: tuple[float, float, float, float, float],
+    started_at: str,
+    work: Path,
+) -> tuple[list[Any], list[str], dict[str, float], dict[str, Path]]:
+    """Another framework's hits scored by ragkit's code and reported under ``<work>/<name>-eval-report``.
+
+    ``clock``: ``perf_counter`` at the start, after loading the questions, after ingest, after retrieval and
+    after turning the results into hits. Returns the samples, the metrics applied, the seconds of each part
+    (questions, ingest, retrieve, convert, score, report) and the reports' paths.
+    """
+    t0, t1, t2, t3, t_converted = clock
+    samples, applied = score_hits(suite, questions, lists, name, (t3 - t2) / max(len(questions), 1))
+    t4 = time.perf_counter()
+    paths = write_foreign_reports(
+        suite,
+        questions,
+        samples,
+        applied,
+        name,
+        {**collection, "ingest": {"seconds": _r(t2 - t1)}},
+        {"answer": t3 - t2, "score": t4 - t_converted},
+        started_at,
+        t4 - t0,
+        work / f"{name}-eval-report",
+    )
+    parts = {
+        "questions": t1 - t0,
+        "ingest": t2 - t1,
+        "retrieve": t3 - t2,
+        "convert": t_converted - t3,
+        "score": t4 - t_converted,
+        "report": time.perf_counter() - t4,
+    }
+    return samples, applied, parts, paths
+
+
 def metric_means(aggregates: dict[str, Any]) -> dict[str, float | None]:
     return {name: entry.get("mean") for name, entry in aggregates.get("metrics", {}).items()}
 
@@ -371,13 +429,13 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
     from ragkit.config import CollectionConfig
     from ragkit.evaluation import evaluate
 
-    import_evaluation()
-    dataset = eval_dataset(common.dataset_dir(args.dataset), Path(args.work), args.max_docs)
-    t_model = time.perf_counter()
     # the model loads once per process: load and warm it before the clock, as the other systems do
-    embedder = registry.build("embedder", CollectionConfig.parse({}).embedder)
-    embedder.embed_documents([WARMUP_TEXT])
-    setup = {"import_s": t_model - t_import, "load_model_s": time.perf_counter() - t_model}
+    dataset, _, setup = prepare(
+        args,
+        t_import,
+        lambda: registry.build("embedder", CollectionConfig.parse({}).embedder),
+        lambda embedder: embedder.embed_documents([WARMUP_TEXT]),
+    )
     store = _fresh(Path(args.work) / "ragkit-eval-store")
     out = Path(args.work) / "ragkit-eval-report"
 
@@ -480,12 +538,12 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     warnings.filterwarnings("ignore", message=".*HuggingFaceEmbeddings.*deprecated")
-    import_evaluation()
-    dataset = eval_dataset(common.dataset_dir(args.dataset), Path(args.work), args.max_docs)
-    t_model = time.perf_counter()
-    embeddings = HuggingFaceEmbeddings(model_name=common.model_path())
-    embeddings.embed_documents([WARMUP_TEXT])
-    setup = {"import_s": t_model - t_import, "load_model_s": time.perf_counter() - t_model}
+    dataset, embeddings, setup = prepare(
+        args,
+        t_import,
+        lambda: HuggingFaceEmbeddings(model_name=common.model_path()),
+        lambda model: model.embed_documents([WARMUP_TEXT]),
+    )
     started_at = _now()
 
     t0 = time.perf_counter()
@@ -528,30 +586,10 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
             )
         lists.append(hits)
     t_converted = time.perf_counter()
-    samples, applied = score_hits(suite, questions, lists, "langchain", (t3 - t2) / max(len(questions), 1))
-    t4 = time.perf_counter()
-    collection = {"name": "langchain-faiss", "chunks": len(splits), "ingest": {"seconds": _r(t2 - t1)}}
-    paths = write_foreign_reports(
-        suite,
-        questions,
-        samples,
-        applied,
-        "langchain",
-        collection,
-        {"answer": t3 - t2, "score": t4 - t_converted},
-        started_at,
-        t4 - t0,
-        Path(args.work) / "langchain-eval-report",
-    )
-    t5 = time.perf_counter()
-    parts = {
-        "questions": t1 - t0,
-        "ingest": t2 - t1,
-        "retrieve": t3 - t2,
-        "convert": t_converted - t3,
-        "score": t4 - t_converted,
-        "report": t5 - t4,
-    }
+    samples, applied, parts, paths = score_and_report(
+        suite, questions, lists, "langchain", {"name": "langchain-faiss", "chunks": len(splits)},
+        (t0, t1, t2, t3, t_converted), started_at, Path(args.work),
+    )  # fmt: skip
     return system_result(
         "langchain",
         suite,
@@ -590,12 +628,12 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
     from llama_index.core.schema import QueryBundle
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    import_evaluation()
-    dataset = eval_dataset(common.dataset_dir(args.dataset), Path(args.work), args.max_docs)
-    t_model = time.perf_counter()
-    Settings.embed_model = HuggingFaceEmbedding(model_name=common.model_path())
-    Settings.embed_model.get_text_embedding(WARMUP_TEXT)
-    setup = {"import_s": t_model - t_import, "load_model_s": time.perf_counter() - t_model}
+    dataset, Settings.embed_model, setup = prepare(
+        args,
+        t_import,
+        lambda: HuggingFaceEmbedding(model_name=common.model_path()),
+        lambda model: model.get_text_embedding(WARMUP_TEXT),
+    )
     started_at = _now()
 
     t0 = time.perf_counter()
@@ -634,30 +672,10 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
         source = Path(doc.metadata["file_path"]).resolve().as_posix()
         whole_file += doc.text == files.text(source)
     t_converted = time.perf_counter()
-    samples, applied = score_hits(suite, questions, lists, "llamaindex", (t3 - t2) / max(len(questions), 1))
-    t4 = time.perf_counter()
-    collection = {"name": "llamaindex-simple-vector-store", "chunks": chunks, "ingest": {"seconds": _r(t2 - t1)}}
-    paths = write_foreign_reports(
-        suite,
-        questions,
-        samples,
-        applied,
-        "llamaindex",
-        collection,
-        {"answer": t3 - t2, "score": t4 - t_converted},
-        started_at,
-        t4 - t0,
-        Path(args.work) / "llamaindex-eval-report",
-    )
-    t5 = time.perf_counter()
-    parts = {
-        "questions": t1 - t0,
-        "ingest": t2 - t1,
-        "retrieve": t3 - t2,
-        "convert": t_converted - t3,
-        "score": t4 - t_converted,
-        "report": t5 - t4,
-    }
+    samples, applied, parts, paths = score_and_report(
+        suite, questions, lists, "llamaindex", {"name": "llamaindex-simple-vector-store", "chunks": chunks},
+        (t0, t1, t2, t3, t_converted), started_at, Path(args.work),
+    )  # fmt: skip
     offsets = files.summary()
     splitter = Settings.node_parser
     return system_result(
@@ -1051,20 +1069,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", help="judge --phase warm/warm-answers: the cold run's JSON, to compare with")
     parser.add_argument("--judge-questions", type=int, default=10, help="judge: smoke questions to judge (10)")
     args = parser.parse_args(argv)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    runner = {
+    runners = {
         "ragkit": run_ragkit,
         "langchain": run_langchain,
         "llamaindex": run_llamaindex,
         "overhead": run_overhead,
         "judge": run_judge,
-    }[args.system]
-    result = runner(args)
-    result["versions"] = common.versions(VERSIONED)
-    result["peak_rss_bytes_process"] = common.peak_rss_bytes()
-    result["process_s"] = _r(time.perf_counter() - PROCESS_START)
-    common.write_json(Path(args.out), result)
-    return 0
+    }
+    return common.run_step(runners, args.system, args, extra=_process_facts)
+
+
+def _process_facts() -> dict[str, Any]:
+    """What every evaluation step records about its process: the versions, and its whole time so far."""
+    return {"versions": common.versions(VERSIONED), "process_s": _r(time.perf_counter() - PROCESS_START)}
 
 
 if __name__ == "__main__":

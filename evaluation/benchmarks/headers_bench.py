@@ -106,19 +106,11 @@ def _table(quality: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", help="the squad-dev folder (default: <repo>/../shared/datasets/squad-dev)")
-    parser.add_argument("--work", default="/tmp/ragkit-headers-bench", help="where the collections are kept")
-    parser.add_argument("--max-docs", type=int, help="ingest only the first N articles")
-    parser.add_argument("--questions", type=int, default=200, help="an even sample of this many questions")
+    common.add_subset_arguments(parser, work="/tmp/ragkit-headers-bench")
     args = parser.parse_args(argv)
 
-    dataset = common.dataset_dir(args.dataset)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    work, documents, names, questions = common.subset(args)
     store = work / "store"
-    documents = common.prepare_documents(dataset, work, args.max_docs)
-    names = sorted(p.name for p in documents.iterdir() if p.is_file())
-    questions = common.load_questions(dataset, names, args.questions)
     log(f"{len(names)} articles, {len(questions)} questions")
 
     ingest: dict[str, dict[str, Any]] = {}

@@ -124,6 +124,16 @@ def _effective_batch_size(embedder: Any) -> Any:
 # -- ragkit --------------------------------------------------------------------------------
 
 
+def _setup(t_import: float, t_model: float, loaded: str = "load_model_s") -> dict[str, Any]:
+    """What came before the clock: imports (``t_import`` to ``t_model``), loading and warming the model (from
+    ``t_model`` to now, under the key ``loaded``), and the RSS they leave."""
+    return {
+        "import_s": round(t_model - t_import, 3),
+        loaded: round(time.perf_counter() - t_model, 3),
+        "rss_before_ingest_bytes": common.rss_bytes(),
+    }
+
+
 def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
     t_import = time.perf_counter()
     from ragkit import Collection
@@ -141,11 +151,7 @@ def run_ragkit(args: argparse.Namespace) -> dict[str, Any]:
     embedder = col.embedder
     embedder.embed_documents([WARMUP_TEXT])  # the model is loaded by create(); this warms it like the others
     inner = _inner_embedder(embedder)
-    setup = {
-        "import_s": round(t_create - t_import, 3),
-        "create_and_load_model_s": round(time.perf_counter() - t_create, 3),
-        "rss_before_ingest_bytes": common.rss_bytes(),
-    }
+    setup = _setup(t_import, t_create, loaded="create_and_load_model_s")
     log(f"ragkit: ingesting {documents} ({_file_count(documents)} files)")
     t0 = time.perf_counter()
     report = col.ingest([documents])
@@ -304,11 +310,7 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
     t_model = time.perf_counter()
     embeddings = HuggingFaceEmbeddings(model_name=common.model_path())
     embeddings.embed_documents([WARMUP_TEXT])
-    setup = {
-        "import_s": round(t_model - t_import, 3),
-        "load_model_s": round(time.perf_counter() - t_model, 3),
-        "rss_before_ingest_bytes": common.rss_bytes(),
-    }
+    setup = _setup(t_import, t_model)
     log(f"langchain: ingesting {documents}")
     t0 = time.perf_counter()
     loader = DirectoryLoader(str(documents), glob="**/*.md", loader_cls=TextLoader, loader_kwargs={"encoding": "utf-8"})
@@ -369,11 +371,7 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
     if args.chunk_size:  # a variant: chunks sized to the model's input limit instead of the defaults
         Settings.chunk_size = args.chunk_size
         Settings.chunk_overlap = args.chunk_overlap
-    setup = {
-        "import_s": round(t_model - t_import, 3),
-        "load_model_s": round(time.perf_counter() - t_model, 3),
-        "rss_before_ingest_bytes": common.rss_bytes(),
-    }
+    setup = _setup(t_import, t_model)
     log(f"llamaindex: ingesting {documents}")
     t0 = time.perf_counter()
     docs = SimpleDirectoryReader(str(documents)).load_data()
@@ -480,18 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="encode: batch size (sentence-transformers default)")
     parser.add_argument("--repeat", type=int, default=2, help="encode: timed passes (the best one counts)")
     args = parser.parse_args(argv)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    runner = {
+    runners = {
         "ragkit": run_ragkit,
         "reingest": run_reingest,
         "langchain": run_langchain,
         "llamaindex": run_llamaindex,
         "encode": run_encode,
-    }[args.pipeline]
-    result = runner(args)
-    result["peak_rss_bytes_process"] = common.peak_rss_bytes()
-    common.write_json(Path(args.out), result)
-    return 0
+    }
+    return common.run_step(runners, args.pipeline, args)
 
 
 if __name__ == "__main__":

@@ -379,12 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-seconds-per-filter", type=float, default=90, help="search: stop timing a filter after this long"
     )
     args = parser.parse_args(argv)
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    runner = {"truth": run_truth, "insert": run_insert, "search": run_search}[args.step]
-    result = runner(args)
-    result["peak_rss_bytes_process"] = common.peak_rss_bytes()
-    common.write_json(Path(args.out), result)
-    return 0
+    runners = {"truth": run_truth, "insert": run_insert, "search": run_search}
+    return common.run_step(runners, args.step, args)
 
 
 if __name__ == "__main__":
