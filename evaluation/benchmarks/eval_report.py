@@ -152,15 +152,11 @@ def _same_ids(evaluation: dict[str, Any]) -> str:
 
 
 def section(results: dict[str, Any]) -> str:
-    """The "Evaluation" section ("" without evaluation results)."""
+    """The "Evaluation" section: three systems on one sample, the suite's overhead, the judge cache ("" without
+    evaluation results)."""
     evaluation = results.get("eval")
     if not evaluation:
         return ""
-    return _eval_section(evaluation)
-
-
-def _eval_section(evaluation: dict[str, Any]) -> str:
-    """The evaluation step: three systems on one sample, the suite's overhead, the judge cache."""
     out = ["## Evaluation\n"]
     systems = [(key, label, evaluation.get(key)) for key, label in SYSTEMS]
     ran = [(key, label, run) for key, label, run in systems if run]

@@ -134,15 +134,11 @@ def text(results: dict[str, Any]) -> list[str]:
 
 
 def section(results: dict[str, Any]) -> str:
-    """The "REST service" section ("" without service results)."""
+    """The "REST service" section: load per route and concurrency, the HTTP layer's cost, streaming, the
+    generator, memory ("" without service results)."""
     service = results.get("service")
     if not service:
         return ""
-    return _service_section(service)
-
-
-def _service_section(service: dict[str, Any]) -> str:
-    """The REST service: load per route and concurrency, the HTTP layer's cost, streaming, generator, memory."""
     versions = service.get("versions", {})
     settings = get(service, "server", "settings") or {}
     generator = service.get("generator") or {}

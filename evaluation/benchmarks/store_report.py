@@ -64,13 +64,9 @@ def text(results: dict[str, Any]) -> list[str]:
 
 def section(results: dict[str, Any]) -> str:
     """The "Vector stores at scale" section ("" without store results)."""
-    if not results.get("store"):
+    store = results.get("store")
+    if not store:
         return ""
-    return _store_section(results)
-
-
-def _store_section(results: dict[str, Any]) -> str:
-    store = results["store"]
     truth = store.get("truth") or {}
     out = ["## Vector stores at scale\n"]
     filters = truth.get("filters", {})
