@@ -177,11 +177,13 @@ def existing_notes(path: Path) -> str:
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
+    """Write the page to ``path``, keeping the notes of the page already there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(results, existing_notes(path)), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Score the targets of a saved results file, print the summary, and (with ``--docs``) write the page."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="results.json written by run_all.py")
     parser.add_argument("--docs", help="Markdown page to (re)write")
