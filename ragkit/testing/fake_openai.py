@@ -23,10 +23,12 @@ TGI server, it speaks both APIs:
   end-of-sequence token last), ``POST /tokenize``, ``GET /info`` and
   ``GET /health``, with errors in TGI's ``{"error", "error_type"}`` shape.
 
-Knobs on :class:`FakeState` make it misbehave: fail the next requests or
-every request with a status (and ``Retry-After``), answer slowly, demand a
-key, stall or drop a stream, send an error event or garbage. It records
-every request. Use it as a context manager::
+Knobs on :class:`FakeState` make it misbehave: fail the next requests,
+every n-th or every request with a status (and ``Retry-After``), answer
+slowly, demand a key, stall or drop a stream, send an error event or
+garbage. It records every request, and counts the failures it sent and the
+most model requests it had in flight at once (:meth:`FakeOpenAIServer.wait_idle`
+waits for the slow ones to finish). Use it as a context manager::
 
     with FakeOpenAIServer(model="fake-model") as fake:
         state = fake.reset(fail_next=[429])      # fresh knobs for one test
@@ -107,6 +109,8 @@ class FakeState:
     fail_next: list[int] = field(default_factory=list)
     """Statuses to answer the next model requests with, one per request (e.g. ``[429, 500]``)."""
     fail_always: int | None = None
+    fail_every: int | None = None
+    """Every n-th model request (counted from the last reset) answers 500, e.g. ``3``: the 3rd, 6th, ..."""
     error_message: str = "simulated failure"
     retry_after: str | None = None
     """``Retry-After`` header sent with error answers."""
@@ -137,6 +141,14 @@ class FakeState:
     """TGI: whether ``/tokenize`` exists."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Every request: ``{"path", "body", "headers"}`` (header names in lower case)."""
+    model_requests: int = 0
+    """Requests to the model routes so far (what ``fail_every`` counts)."""
+    failures: int = 0
+    """Model requests answered with a failure knob's status (``fail_next``, ``fail_always``, ``fail_every``)."""
+    in_flight: int = 0
+    """Model requests being answered now."""
+    max_in_flight: int = 0
+    """The most model requests answered at once."""
     events_sent: int = 0
     events_planned: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
@@ -276,12 +288,27 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path not in _MODEL_ROUTES:
             return self._error(404, f"no route {self.path}")
         with state.lock:
+            state.model_requests += 1
             status = state.fail_next.pop(0) if state.fail_next else state.fail_always
+            if status is None and state.fail_every and state.model_requests % state.fail_every == 0:
+                status = 500
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(state, body, status)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, state: FakeState, body: dict[str, Any], status: int | None) -> None:
+        """A model route's answer, once the request is counted: a knob's failure, or the route's reply."""
         if state.delay:
             time.sleep(state.delay)
         if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
             return self._error(401, "Incorrect API key provided", "authentication_error")
         if status is not None:
+            with state.lock:
+                state.failures += 1
             return self._error(status, state.error_message)
         if self.openai and state.model is not None and body.get("model") != state.model:
             return self._error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
@@ -550,6 +577,18 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no model request is in flight (slow answers to clients that gave up finish too).
+
+        Returns:
+            Whether the server went idle within ``timeout`` seconds.
+
+        """
+        deadline = time.monotonic() + timeout
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.state.in_flight
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet: clients that time out or hang up leave broken pipes here on purpose."""

@@ -1,21 +1,23 @@
-"""``FakeOpenAIJudgeServer``: a **fake** OpenAI chat-completions server for testing judged metrics.
+"""``FakeOpenAIJudgeServer``: the project's fake OpenAI server, answering ragas judge prompts.
 
-It is a test double, not a model: a small ``http.server`` on 127.0.0.1 that
-speaks the OpenAI wire protocol (``POST /v1/chat/completions``, JSON
-answers; ``GET /v1/models``) and answers each judge prompt with JSON that
-fits the schema the prompt asks for. ragas prompts embed their output's
-JSON Schema; the fake reads it from the last user message and writes a
-minimal instance: every required field, two items per array, strings
-``"statement 1"``, ``"statement 2"`` ..., and integer fields alternating
-``1, 0`` along an array (so faithfulness and context recall come out at
-0.5). A prompt without a schema gets ``{}``.
+It is a test double, not a model: :class:`ragkit.testing.fake_openai.FakeOpenAIServer`
+(real HTTP on 127.0.0.1, the OpenAI wire protocol) with a scripted
+``reply`` that answers each judge prompt with JSON that fits the schema the
+prompt asks for. ragas prompts embed their output's JSON Schema; the fake
+reads it from the user messages and writes a minimal instance: every
+required field, two items per array, strings ``"statement 1"``,
+``"statement 2"`` ..., and integer fields alternating ``1, 0`` along an
+array (so faithfulness and context recall come out at 0.5). A prompt
+without a schema gets ``{}``.
 
 Knobs (attributes, safe to change between runs): ``fail_every`` (every
 n-th request answers 500), ``delay`` (seconds to wait before answering),
 ``garbage`` (answer with text that is not JSON), ``array_items`` (items per
-list; ``0`` makes ragas find nothing to score). It records the number of
-requests, the request bodies, and the most requests it had in flight at
-once. Use it as a context manager::
+list; ``0`` makes ragas find nothing to score). It counts the chat
+requests (``requests``), the failures it sent (``failed``), keeps the
+request bodies (``bodies``) and the most requests it had in flight at once
+(``max_in_flight``); :meth:`reset` forgets those and keeps the knobs. Use it
+as a context manager::
 
     with FakeOpenAIJudgeServer() as server:
         judge = {"type": "openai", "model": "fake-judge", "base_url": server.url, "max_retries": 0}
@@ -24,139 +26,90 @@ once. Use it as a context manager::
 from __future__ import annotations
 
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ragkit.testing.fake_openai import FakeOpenAIServer, FakeState
+
 SCHEMA_MARKER = "JSON Schema:"
+GARBAGE_ANSWER = "I think the answer is fine."
+"""What the judge answers when ``garbage`` is on: text that is not JSON."""
+_CHAT = "/v1/chat/completions"
 
 
-class FakeOpenAIJudgeServer(ThreadingHTTPServer):
-    """A fake OpenAI-compatible judge on 127.0.0.1 (a test double: schema-shaped JSON, no model)."""
+class FakeOpenAIJudgeServer(FakeOpenAIServer):
+    """The shared fake OpenAI server answering judge prompts with schema-shaped JSON (a test double, no model).
 
-    daemon_threads = True
+    Args:
+        fail_every: Every n-th chat request answers 500 (``None``: none).
+        delay: Seconds each answer waits.
+        garbage: Answer with :data:`GARBAGE_ANSWER` instead of JSON.
+        array_items: Items per array in the answers.
+
+    """
 
     def __init__(
         self, *, fail_every: int | None = None, delay: float = 0.0, garbage: bool = False, array_items: int = 2
     ) -> None:
-        self.fail_every = fail_every
-        self.delay = delay
         self.garbage = garbage
         self.array_items = array_items
-        self.requests = 0
-        self.failed = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.bodies: list[dict[str, Any]] = []
-        self._counter_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        super().__init__(("127.0.0.1", 0), _JudgeHandler)
+        super().__init__(reply=self._reply, fail_every=fail_every, delay=delay)
 
     @property
     def url(self) -> str:
-        """The API root to give the ``openai`` generator as ``base_url``."""
+        """The API root to give the ``openai`` generator as ``base_url`` (the shared fake's ``v1``)."""
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def reset(self) -> None:
-        """Forget the counts and bodies (the knobs stay)."""
-        with self._counter_lock:
-            self.requests = 0
-            self.failed = 0
-            self.max_in_flight = self.in_flight
-            self.bodies = []
+    @property
+    def v1(self) -> str:
+        """The OpenAI API root, as :attr:`url`."""
+        return self.url
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until no request is in flight (slow answers to clients that gave up finish too)."""
-        deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return not self.in_flight
+    @property
+    def fail_every(self) -> int | None:
+        """Every n-th chat request answers 500 (``None``: none)."""
+        return self.state.fail_every
 
-    def start(self) -> FakeOpenAIJudgeServer:
-        """Serve on a daemon thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-openai-judge", daemon=True)
-        self._thread.start()
-        return self
+    @fail_every.setter
+    def fail_every(self, value: int | None) -> None:
+        self.state.fail_every = value
 
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.shutdown()
-        self.server_close()
+    @property
+    def delay(self) -> float:
+        """Seconds each answer waits."""
+        return self.state.delay
 
-    def __enter__(self) -> FakeOpenAIJudgeServer:
-        return self.start()
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self.state.delay = value
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    @property
+    def requests(self) -> int:
+        """Chat requests since the last :meth:`reset`."""
+        return len(self.state.on(_CHAT))
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and hang up are expected here: stay quiet."""
+    @property
+    def failed(self) -> int:
+        """Requests answered with a 500 since the last :meth:`reset`."""
+        return self.state.failures
 
-    # called by the handler
-    def _begin(self, body: dict[str, Any]) -> int:
-        with self._counter_lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.bodies.append(body)
-            return self.requests
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The chat requests' JSON bodies since the last :meth:`reset`, in order."""
+        return [r["body"] for r in self.state.on(_CHAT)]
 
-    def _end(self) -> None:
-        with self._counter_lock:
-            self.in_flight -= 1
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests answered at once since the last :meth:`reset`."""
+        return self.state.max_in_flight
 
+    def reset(self, **knobs: Any) -> FakeState:
+        """Forget the counts and bodies; the knobs (``fail_every``, ``delay``) stay unless given."""
+        return super().reset(**{"fail_every": self.fail_every, "delay": self.delay, **knobs})
 
-class _JudgeHandler(BaseHTTPRequestHandler):
-    server: FakeOpenAIJudgeServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": "fake-judge", "object": "model"}]})
-        else:
-            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            self._send(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
-            return
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
-            return
-        server = self.server
-        number = server._begin(body)
-        try:
-            if server.delay:
-                time.sleep(server.delay)
-            if server.fail_every and number % server.fail_every == 0:
-                with server._counter_lock:
-                    server.failed += 1
-                self._send(500, {"error": {"message": f"fake failure of request {number}", "type": "server_error"}})
-                return
-            prompt = _user_text(body.get("messages") or [])
-            answer = answer_for_prompt(prompt, server.array_items)
-            text = "I think the answer is fine." if server.garbage else json.dumps(answer)
-            self._send(200, _completion(body, text))
-        finally:
-            server._end()
+    def _reply(self, messages: list[dict[str, Any]]) -> str:
+        if self.garbage:
+            return GARBAGE_ANSWER
+        return json.dumps(answer_for_prompt(_user_text(messages), self.array_items))
 
 
 def answer_for_prompt(prompt: str, array_items: int = 2) -> Any:
@@ -218,18 +171,3 @@ def _user_text(messages: list[dict[str, Any]]) -> str:
                 content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
             parts.append(str(content or ""))
     return "\n".join(parts)
-
-
-def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model", "fake-judge"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": 10,
-            "completion_tokens": max(1, len(text) // 4),
-            "total_tokens": 10 + len(text) // 4,
-        },
-    }
