@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -96,8 +97,20 @@ class ApiKey(BaseModel):
 
 
 def parse_api_keys(text: str) -> list[ApiKey]:
-    """Keys from the compact form ``key:scope+scope[:coll1|coll2]``, comma-separated."""
+    """Keys from the compact form ``key:scope+scope[:coll1|coll2]``, comma-separated.
+
+    A lone key with no scope (``RAGKIT_API_KEYS=secret``) is one full-access
+    (admin) key, the way other OpenAI-compatible servers take one ``--api-key``;
+    a warning says so.
+    """
     keys: list[ApiKey] = []
+    lone = text.strip()
+    if lone and ":" not in lone and "," not in lone:
+        logging.getLogger("ragkit.service").warning(
+            "RAGKIT_API_KEYS holds one key without a scope: it is a full-access (admin) key named env-1; "
+            "use key:read, key:write or key:admin[:collection|...] to limit it"
+        )
+        return [ApiKey(key=SecretStr(lone), name="env-1", scopes={"admin"})]  # type: ignore[arg-type]
     for number, entry in enumerate((e.strip() for e in text.split(",")), 1):
         if not entry:
             continue

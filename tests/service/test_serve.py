@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,14 +62,16 @@ serve(ServiceSettings(port=int(sys.argv[1]), store_dir=sys.argv[2], log_level="I
 """
 
 
-def test_text_logs_escape_a_newline_in_the_path_so_no_line_is_forged(tmp_path: Path) -> None:
+def test_text_logs_escape_a_newline_in_the_path_and_a_lone_key_is_one_admin_key(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", TEXT_SCRIPT, str(port), str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "RAGKIT_API_KEYS": "lone-secret-0123"},
     )
+    auth = {"Authorization": "Bearer lone-secret-0123"}
     forged = "FORGED 200 key=admin"
     try:
         deadline = time.monotonic() + 60
@@ -80,12 +83,18 @@ def test_text_logs_escape_a_newline_in_the_path_so_no_line_is_forged(tmp_path: P
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 assert time.monotonic() < deadline, "the service did not start"
                 time.sleep(0.2)
-        response = httpx.get(f"http://127.0.0.1:{port}/v1/collections/x%0a{forged.replace(' ', '%20')}")
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/collections").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/collections", headers=auth).status_code == 200
+        deleted = httpx.delete(f"http://127.0.0.1:{port}/v1/collections/nope", headers=auth)
+        assert deleted.status_code == 404, "the lone key may delete (admin): a missing collection is 404, not 403"
+        path = f"/v1/collections/x%0a{forged.replace(' ', '%20')}"
+        response = httpx.get(f"http://127.0.0.1:{port}{path}", headers=auth)
         assert response.status_code in (400, 404)
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     lines = stderr.splitlines()
+    assert any("one key without a scope: it is a full-access (admin) key" in line for line in lines), stderr
     assert not any(line.startswith(forged) for line in lines), stderr
     logged = [line for line in lines if forged in line]
     assert logged and all("ragkit.service.access" in line or "uvicorn" in line for line in logged), stderr

@@ -26,7 +26,19 @@ def test_api_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert "k-admin" not in repr(settings), "keys are secrets: never printed"
 
 
-@pytest.mark.parametrize("value", ["k1", "k1:superuser", ":read", "k1:read:a:b"])
+def test_a_lone_key_without_a_scope_is_one_full_access_key(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RAGKIT_API_KEYS", "  s3cret-only  ")
+    with caplog.at_level("WARNING", logger="ragkit.service"):
+        [key] = ServiceSettings.load().api_keys
+    assert key.key.get_secret_value() == "s3cret-only" and key.collections is None
+    assert key.granted() == {"admin", "write", "read"}
+    assert any("full-access (admin) key" in r.getMessage() for r in caplog.records), "the log says so"
+
+
+# "k1" alone was refused here until it became one full-access key (issue 14, item 12)
+@pytest.mark.parametrize("value", ["k1,k2", "k1:superuser", ":read", "k1:read:a:b"])
 def test_malformed_env_keys_are_a_config_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("RAGKIT_API_KEYS", value)
     with pytest.raises(ConfigError, match="API key entry 1"):
