@@ -328,10 +328,10 @@ def _conversation_extras(conversation: str | None, store_dir: Path | None) -> An
 
     if conversation is None:
         return AskExtras()
-    from ragkit.collection import _home
+    from ragkit.collection import HomeLayout
     from ragkit.conversation import ConversationStore
 
-    store = ConversationStore(_home(store_dir) / "conversations.sqlite")
+    store = ConversationStore(HomeLayout.of(store_dir).conversations)
     if conversation == "new":
         conversation = store.create(None).id
     else:

@@ -138,9 +138,9 @@ def train(
         if format not in ("ragkit", "squad-dev"):
             raise InputError(f"--format must be 'ragkit' or 'squad-dev', got {format!r}")
         trainer = find_trainer()
-        from ragkit.collection import _home
+        from ragkit.collection import HomeLayout
 
-        target = out if out is not None else _home(store_dir) / "rerankers" / "default"
+        target = out if out is not None else HomeLayout.of(store_dir).rerankers / "default"
         started = time.perf_counter()
         with Collection.open(collection, store_dir) as col, _progress(not as_json) as progress:
             report = trainer(

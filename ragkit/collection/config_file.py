@@ -7,10 +7,11 @@ from typing import Any
 
 import yaml
 
-from ragkit import __version__, yaml_io
+from ragkit import __version__
 from ragkit.collection.layout import CollectionFolder
 from ragkit.config import CollectionConfig
-from ragkit.errors import ConflictError, StorageError
+from ragkit.errors import ConfigError, ConflictError, StorageError
+from ragkit.yaml_io import read_mapping
 
 
 @dataclass
@@ -25,9 +26,9 @@ def read_record(folder: CollectionFolder) -> CollectionRecord:
     """The record saved in ``folder`` (a :class:`StorageError` if it cannot be read)."""
     config_file = folder.config_file
     try:
-        data = yaml_io.safe_load(config_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise StorageError(f"cannot read {config_file}: {exc}") from None
+        data = read_mapping(config_file, "collection record")
+    except ConfigError as exc:  # unreadable or damaged: the store's fault, not the caller's input
+        raise StorageError(str(exc)) from None
     config = CollectionConfig.parse(data.get("config", {}), where=str(config_file))
     return CollectionRecord(config, dict(data.get("embedding", {})))
 

@@ -7,6 +7,8 @@ A home (``Settings.home``, or the ``store_dir`` a caller passes) holds::
     collections/NAME/lexical/          the keyword index
     cache/embeddings.sqlite            the embedding cache, shared by collections
     cache/chunk-context.sqlite         the chunk-context answer cache
+    conversations.sqlite               stored conversations (``conversation_id``)
+    rerankers/NAME/                    cross-encoders ``ragkit rerank train`` wrote (``default`` unless told)
     documents/NAME/                    files uploaded through the service
     staging/                           uploads while they arrive
 
@@ -119,6 +121,16 @@ class HomeLayout:
     def context_cache(self) -> Path:
         """The chunk-context answer cache's database."""
         return self.root / "cache" / "chunk-context.sqlite"
+
+    @property
+    def conversations(self) -> Path:
+        """The conversation store's database."""
+        return self.root / "conversations.sqlite"
+
+    @property
+    def rerankers(self) -> Path:
+        """The folder of named rerankers (``model: NAME`` of a cross-encoder stage finds ``rerankers/NAME``)."""
+        return self.root / "rerankers"
 
     def documents(self, name: str) -> Path:
         """Where the service keeps the uploaded files of collection ``name``."""

@@ -216,7 +216,7 @@ class CondenseStage(QueryTransformStage):
     def generator(self) -> Generator:
         """The generator (built on first use, shared per process with every user of the same config)."""
         if self._generator is None:
-            from ragkit.rag.pipeline import shared_generator
+            from ragkit.generation.shared import shared_generator
 
             self._generator = shared_generator(self.generator_config or PipelineContext().generator)
         return self._generator

@@ -1,7 +1,7 @@
 """What every LLM-backed query stage shares: one cached, time-limited model caller and robust output parsers.
 
 :class:`LLMCaller` builds (or reuses) the stage's generator through
-:func:`~ragkit.rag.pipeline.shared_generator`, calls it greedily
+:func:`~ragkit.generation.shared.shared_generator`, calls it greedily
 (``temperature=0``) with a ``max_tokens`` cap and an optional per-call
 ``timeout``, and caches each answer on disk in the collection's store home
 (``<store>/cache/llm-stages.sqlite``, next to the embedding cache), keyed by
@@ -151,7 +151,7 @@ class LLMCaller:
         with self._lock:
             if self._generator is None:
                 from ragkit.generation.fingerprint import generator_fingerprint
-                from ragkit.rag.pipeline import shared_generator
+                from ragkit.generation.shared import shared_generator
 
                 self._generator = shared_generator(self.config or {"type": "transformers"})
                 self._fingerprint = generator_fingerprint(self._generator)

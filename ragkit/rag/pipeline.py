@@ -101,10 +101,10 @@ _default_stores_lock = threading.Lock()
 
 def default_conversations() -> ConversationStore:
     """The conversation store of the current store home, opened once per process (not once per ask)."""
-    from ragkit.config import Settings
+    from ragkit.collection.layout import HomeLayout
     from ragkit.conversation import ConversationStore
 
-    path = Settings.load().home / "conversations.sqlite"
+    path = HomeLayout.of(None).conversations
     with _default_stores_lock:
         store = _default_stores.get(str(path))
         if store is None:

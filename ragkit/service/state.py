@@ -92,9 +92,10 @@ class ServiceState:
         """The stored conversations, ``{store_dir}/conversations.sqlite`` (opened on first use)."""
         with self._lock:
             if self._conversations is None:
+                from ragkit.collection.layout import HomeLayout
                 from ragkit.conversation import ConversationStore
 
-                self._conversations = ConversationStore(self.settings.store_dir / "conversations.sqlite")
+                self._conversations = ConversationStore(HomeLayout(self.settings.store_dir).conversations)
             return self._conversations
 
     def ask_slots(self) -> asyncio.Semaphore:

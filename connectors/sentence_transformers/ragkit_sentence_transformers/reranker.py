@@ -142,9 +142,9 @@ def resolve_cross_encoder(model: str) -> Path:
 
 
 def _rerankers_home() -> Path:
-    from ragkit.config import Settings
+    from ragkit.collection import HomeLayout
 
-    return Settings.load().home / "rerankers"
+    return HomeLayout.of(None).rerankers
 
 
 def _named_reranker(model: str) -> Path | None:

@@ -16,10 +16,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 
+from ragkit.evaluation.report_data import REPORT_FILES
 from ragkit.evaluation.suite import Suite, load_suite
 from ragkit.service.auth import Principal, require
 from ragkit.service.errors import ServiceHTTPError, error_responses
-from ragkit.service.evaluations import REPORT_FILES, Evaluation
+from ragkit.service.evaluations import Evaluation
 from ragkit.service.models import EvaluationInfo, EvaluationList, EvaluationRequest
 from ragkit.service.paths import check_inside_roots, resolve_server_path
 from ragkit.service.state import ServiceState, get_state
