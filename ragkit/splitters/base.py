@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ragkit.component import Component
 from ragkit.errors import ConfigError, InputError
@@ -108,15 +107,6 @@ def count_tokens(counter: TokenCounter, texts: Sequence[str]) -> list[int]:
     for i in range(0, len(texts), COUNT_BATCH):
         counts.extend(counter.count_tokens(list(texts[i : i + COUNT_BATCH])))
     return counts
-
-
-def check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, or a :class:`ConfigError` naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"splitter {owner!r}: {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"splitter {owner!r}: {name} must be >= {minimum}, got {value}")
-    return value
 
 
 def strip_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import ClassVar, Literal
 
 from ragkit.errors import ConfigError
+from ragkit.options import check_int
 from ragkit.registry import register
 from ragkit.schema import Chunk
 from ragkit.splitters._engine import DEFAULT_SEPARATORS, SpanChunker, TokenMeasure
-from ragkit.splitters.base import BaseSplitter, Span, check_int
+from ragkit.splitters.base import BaseSplitter, Span
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,12 @@ class RecursiveSplitter(BaseSplitter):
         separators: list[str] | None = None,
     ) -> None:
         name = self.component_type or type(self).__name__
-        self.chunk_size = check_int(name, "chunk_size", chunk_size, 1)
+        self.chunk_size = check_int(f"splitter {name!r}", "chunk_size", chunk_size, 1, wording="must", symbols=True)
         if chunk_overlap is None:
             chunk_overlap = chunk_size // self._overlap_share
-        self.chunk_overlap = check_int(name, "chunk_overlap", chunk_overlap, 0)
+        self.chunk_overlap = check_int(
+            f"splitter {name!r}", "chunk_overlap", chunk_overlap, 0, wording="must", symbols=True
+        )
         if chunk_overlap >= chunk_size:
             raise ConfigError(
                 f"splitter {name!r}: chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size})"

@@ -6,9 +6,10 @@ import itertools
 import re
 from collections.abc import Callable
 
+from ragkit.options import check_int
 from ragkit.registry import register
 from ragkit.splitters._engine import SpanChunker
-from ragkit.splitters.base import BaseSplitter, Span, check_int, strip_span
+from ragkit.splitters.base import BaseSplitter, Span, strip_span
 
 # a run of sentence-ending punctuation, closing quotes or brackets, then a space or the end
 _END = re.compile(r"[.!?…]+['\"”’)\]»]*(?=\s|\Z)|[。！？]+['\"”’)\]」』»]*")
@@ -88,8 +89,10 @@ class SentenceSplitter(BaseSplitter):
     """
 
     def __init__(self, chunk_size: int = 1000, sentence_overlap: int = 1) -> None:
-        self.chunk_size = check_int("sentence", "chunk_size", chunk_size, 1)
-        self.sentence_overlap = check_int("sentence", "sentence_overlap", sentence_overlap, 0)
+        self.chunk_size = check_int("splitter 'sentence'", "chunk_size", chunk_size, 1, wording="must", symbols=True)
+        self.sentence_overlap = check_int(
+            "splitter 'sentence'", "sentence_overlap", sentence_overlap, 0, wording="must", symbols=True
+        )
 
     def _spanner(self) -> Callable[[str], list[Span]]:
         long_sentences = SpanChunker(self.chunk_size, 0)

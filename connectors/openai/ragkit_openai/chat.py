@@ -33,6 +33,7 @@ from ragkit.generation.base import (
     Message,
     Usage,
 )
+from ragkit.options import check_int, check_number
 from ragkit_openai.client import OpenAIConnected
 
 logger = logging.getLogger(__name__)
@@ -105,11 +106,11 @@ class OpenAIChatGenerator(OpenAIConnected, BaseGenerator):
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"generator option 'model': expected the model's name, got {model!r}")
-        _check_number("timeout", timeout, minimum=0.0, strict=True)
-        _check_int("max_retries", max_retries, minimum=0)
-        _check_int("max_tokens", max_tokens, minimum=1)
-        _check_number("temperature", temperature, minimum=0.0)
-        _check_int("context_window", context_window, minimum=1)
+        check_number("generator", "timeout", timeout, 0.0, strict=True)
+        check_int("generator", "max_retries", max_retries, 0)
+        check_int("generator", "max_tokens", max_tokens, 1)
+        check_number("generator", "temperature", temperature, 0.0)
+        check_int("generator", "context_window", context_window, 1)
         if extra_body is not None:
             if not isinstance(extra_body, dict):
                 raise ConfigError(f"generator option 'extra_body': expected a mapping, got {type(extra_body).__name__}")
@@ -400,17 +401,3 @@ def _load_encoding(name: str) -> Any:
     except Exception as exc:  # the encoding file could not be fetched (offline)
         logger.warning("tiktoken could not load the encoding %r (%s); estimating token counts", name, exc)
         return None
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"generator option {name!r}: expected an integer of at least {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: Any, minimum: float, strict: bool = False) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | float)
-    if not bad:
-        bad = value <= minimum if strict else value < minimum
-    if bad:
-        bound = f"more than {minimum:g}" if strict else f"at least {minimum:g}"
-        raise ConfigError(f"generator option {name!r}: expected a number {bound}, got {value!r}")

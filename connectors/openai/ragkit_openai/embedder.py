@@ -25,6 +25,7 @@ from ragkit.component import Component
 from ragkit.embedders.inputs import check_texts
 from ragkit.embedders.prefixes import default_prefixes
 from ragkit.errors import ConfigError, UpstreamError
+from ragkit.options import check_int
 from ragkit.protocols import Vectors
 from ragkit_openai.client import OpenAIConnected
 
@@ -90,10 +91,10 @@ class OpenAIEmbedder(OpenAIConnected, Component):
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"embedder option {name!r}: expected a string, got {type(value).__name__}")
-        _check_int("dimension", dimension, minimum=1, optional=True)
-        _check_int("batch_size", batch_size, minimum=1)
-        _check_int("max_retries", max_retries, minimum=0)
-        _check_int("max_tokens", max_tokens, minimum=1)
+        check_int("embedder", "dimension", dimension, 1, optional=True)
+        check_int("embedder", "batch_size", batch_size, 1)
+        check_int("embedder", "max_retries", max_retries, 0)
+        check_int("embedder", "max_tokens", max_tokens, 1)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigError(f"embedder option 'timeout': expected a positive number of seconds, got {timeout!r}")
         if not isinstance(request_dimensions, bool):
@@ -269,13 +270,6 @@ class OpenAIEmbedder(OpenAIConnected, Component):
                 )
                 self._tokenizer = None
         return self._tokenizer
-
-
-def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"embedder option {name!r}: expected an integer of at least {minimum}, got {value!r}")
 
 
 def _decode(embedding: Any) -> np.ndarray:

@@ -67,6 +67,7 @@ from ragkit.generation.base import (
     Message,
     Usage,
 )
+from ragkit.options import check_int, check_number
 from ragkit.upstream import Upstream, retry_after, server_message
 
 logger = logging.getLogger(__name__)
@@ -147,16 +148,16 @@ class TGIGenerator(BaseGenerator):
             raise ConfigError(f"generator option 'chat_template': expected a Jinja template, got {chat_template!r}")
         if tokenizer is not None and (not isinstance(tokenizer, str) or not tokenizer):
             raise ConfigError(f"generator option 'tokenizer': expected a path, got {tokenizer!r}")
-        _check_number("timeout", timeout, minimum=0.0, strict=True)
-        _check_int("max_new_tokens", max_new_tokens, minimum=1)
-        _check_number("temperature", temperature, minimum=0.0)
-        _check_int("context_window", context_window, minimum=1)
+        check_number("generator", "timeout", timeout, 0.0, strict=True)
+        check_int("generator", "max_new_tokens", max_new_tokens, 1)
+        check_number("generator", "temperature", temperature, 0.0)
+        check_int("generator", "context_window", context_window, 1)
         if not isinstance(model_name, str) or not model_name.strip():
             raise ConfigError(f"generator option 'model_name': expected a name, got {model_name!r}")
         if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
             raise ConfigError(f"generator option 'api_key_env': expected a variable name, got {api_key_env!r}")
-        _check_int("max_retries", max_retries, minimum=0)
-        _check_number("backoff", backoff, minimum=0.0)
+        check_int("generator", "max_retries", max_retries, 0)
+        check_number("generator", "backoff", backoff, 0.0)
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self._context_window = context_window
@@ -695,17 +696,3 @@ def _load_tokenizer(path: Path) -> tuple[Any, str | None, dict[str, Any]]:
         if isinstance(eos, str):
             variables["eos_token"] = eos
     return tokenizer, template, variables
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"generator option {name!r}: expected an integer of at least {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: Any, minimum: float, strict: bool = False) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | float)
-    if not bad:
-        bad = value <= minimum if strict else value < minimum
-    if bad:
-        bound = f"more than {minimum:g}" if strict else f"at least {minimum:g}"
-        raise ConfigError(f"generator option {name!r}: expected a number {bound}, got {value!r}")
