@@ -39,6 +39,7 @@ import numpy as np
 
 from ragkit.errors import ConfigError
 from ragkit.hashing import chunk_id, content_hash
+from ragkit.options import check_int
 from ragkit.query.stages import ContextShaperStage
 from ragkit.query.state import QueryState
 from ragkit.registry import register
@@ -245,15 +246,6 @@ def shaped_chunk(template: Chunk, start: int, end: int, text: str, extra: dict[s
 # -- shared parts of the stages -----------------------------------------------------------------
 
 
-def _check_int(owner: str, name: str, value: Any, minimum: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"context shaper {owner!r}: {name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"context shaper {owner!r}: {name} must be at least {minimum}, got {value}")
-
-
 @dataclass(slots=True)
 class _Block:
     """One output hit of an expanding shaper while it is being built."""
@@ -411,8 +403,8 @@ class ParentDocumentShaper(_ExpandingShaper):
             raise ConfigError(
                 f"context shaper 'parent-document': scope must be one of {', '.join(PARENT_SCOPES)}, got {scope!r}"
             )
-        _check_int("parent-document", "parent_chars", parent_chars, 1)
-        _check_int("parent-document", "max_chars", max_chars, 1, optional=True)
+        check_int("context shaper 'parent-document'", "parent_chars", parent_chars, 1, wording="must")
+        check_int("context shaper 'parent-document'", "max_chars", max_chars, 1, optional=True, wording="must")
         if scope == "window" and max_chars is not None and parent_chars > max_chars:
             raise ConfigError(
                 f"context shaper 'parent-document': parent_chars ({parent_chars}) is larger than "
@@ -471,8 +463,8 @@ class SentenceWindowShaper(_ExpandingShaper):
     """
 
     def __init__(self, window: int = 1, max_chars: int | None = None, within_section: bool = True) -> None:
-        _check_int("sentence-window", "window", window, 0)
-        _check_int("sentence-window", "max_chars", max_chars, 1, optional=True)
+        check_int("context shaper 'sentence-window'", "window", window, 0, wording="must")
+        check_int("context shaper 'sentence-window'", "max_chars", max_chars, 1, optional=True, wording="must")
         if not isinstance(within_section, bool):
             raise ConfigError(
                 f"context shaper 'sentence-window': within_section must be true or false, got {within_section!r}"
@@ -584,7 +576,7 @@ class CompressShaper(ContextShaperStage):
                     f"context shaper 'compress': min_similarity must lie in [{low:g}, 1] for method {method!r}, "
                     f"got {min_similarity!r}"
                 )
-        _check_int("compress", "keep_at_least", keep_at_least, 1)
+        check_int("context shaper 'compress'", "keep_at_least", keep_at_least, 1, wording="must")
         self.method = method
         self.min_similarity = min_similarity
         self.keep_at_least = keep_at_least
@@ -736,7 +728,7 @@ class DedupeShaper(ContextShaperStage):
             or not 0 < threshold <= 1
         ):
             raise ConfigError(f"context shaper 'dedupe': threshold must lie in (0, 1], got {threshold!r}")
-        _check_int("dedupe", "shingle", shingle, 1)
+        check_int("context shaper 'dedupe'", "shingle", shingle, 1, wording="must")
         self.threshold = threshold
         self.shingle = shingle
 
