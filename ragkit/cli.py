@@ -565,13 +565,22 @@ def eval_testset(
         report = writer.generate(documents, count, seed, out)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
-            return
-        typer.echo(
-            f"wrote {report.written} of {report.requested} questions to {report.out} "
-            f"({report.attempted} passages tried, {report.dropped} answers dropped as unverifiable or malformed)"
-        )
-        for reason, times in sorted(report.drop_reasons.items()):
-            typer.echo(f"  dropped {times}: {reason}", err=True)
+        else:
+            typer.echo(
+                f"wrote {report.written} of {report.requested} questions to {report.out} "
+                f"({report.attempted} passages tried, {report.dropped} answers dropped as unverifiable or malformed)"
+            )
+            for reason, times in sorted(report.drop_reasons.items()):
+                typer.echo(f"  dropped {times}: {reason}", err=True)
+        if report.written < report.requested:
+            from ragkit.errors import RagkitError
+
+            reasons = sorted(report.drop_reasons.items(), key=lambda item: -item[1])[:2]
+            why = "; ".join(f"{reason} ({times}x)" for reason, times in reasons) or "too few passages to ask about"
+            raise RagkitError(
+                f"wrote only {report.written} of the {report.requested} questions asked for: {why}; "
+                "try a stronger --generator, more documents or another --seed"
+            )
 
     _run(action)
 

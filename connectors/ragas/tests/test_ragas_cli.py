@@ -9,6 +9,7 @@ from ragkit_ragas.testset import verify_testset
 from typer.testing import CliRunner
 
 from ragkit.cli import app
+from ragkit.testing.fake_openai import FakeOpenAIServer
 
 DOCS = Path(__file__).resolve().parents[3] / "evaluation" / "datasets" / "sample-docs" / "black-death.txt"
 
@@ -31,3 +32,17 @@ def test_testset_command_rejects_a_malformed_generator_config(tmp_path):
     )
     assert result.exit_code == 2
     assert "--generator is not valid JSON" in result.output
+
+
+def test_fewer_questions_than_asked_is_a_non_zero_exit_saying_why(tmp_path):
+    # a FAKE OpenAI-compatible writer whose every answer is unusable: nothing can be verified
+    out = tmp_path / "q.jsonl"
+    with FakeOpenAIServer(model="fake-writer", reply="I cannot help with that.") as server:
+        config = {"type": "openai", "model": "fake-writer", "base_url": server.v1, "api_key": "x"}
+        result = CliRunner().invoke(
+            app, ["eval", "testset", str(DOCS), "--out", str(out), "-n", "3", "--generator", json.dumps(config)]
+        )
+    assert result.exit_code == 1, result.output
+    assert "wrote 0 of 3 questions" in result.output
+    assert "error: wrote only 0 of the 3 questions asked for:" in result.output
+    assert "Traceback" not in result.output
