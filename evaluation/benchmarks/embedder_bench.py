@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
+from formatting import table
 
 EMBEDDERS: dict[str, dict[str, Any]] = {
     "MiniLM": {"type": "sentence-transformers"},
@@ -130,30 +131,27 @@ def evaluate_retrieval(name: str, store: Path, questions: list[dict[str, Any]]) 
 def retriever_rows(quality: dict[str, dict[str, Any]]) -> list[str]:
     """The answer-hit table (after a blank line): each embedder dense, BM25, each embedder fused with BM25."""
     first = next(iter(quality))
-    rows = ["", "| retriever | answer-hit@1 | answer-hit@5 |", "| --- | --- | --- |"]
     retrievers = [(f"{name} dense", quality[name]["dense"]) for name in quality]
     retrievers.append(("BM25", quality[first]["lexical"]))
     retrievers += [(f"RRF({name} + BM25)", quality[name]["rrf"]) for name in quality]
-    for label, hits in retrievers:
-        rows.append(f"| {label} | {hits['hit@1']:.3f} | {hits['hit@5']:.3f} |")
-    return rows
+    rows = [[label, f"{hits['hit@1']:.3f}", f"{hits['hit@5']:.3f}"] for label, hits in retrievers]
+    return ["", table(["retriever", "answer-hit@1", "answer-hit@5"], rows)]
 
 
 def _table(ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]]) -> str:
+    header = ["embedder", "chunks", "ingest s/chunk (wall)", "CPU s/chunk", "query embed p50 ms (CPU ms)"]
     rows = [
-        "| embedder | chunks | ingest s/chunk (wall) | CPU s/chunk | query embed p50 ms (CPU ms) "
-        "| dense search p50 ms |",
-        "| --- | --- | --- | --- | --- | --- |",
+        [
+            name,
+            str(timing["chunks"]),
+            f"{timing['s_per_chunk']:.3f}",
+            f"{timing['cpu_s_per_chunk']:.3f}",
+            f"{quality[name]['query_embed']['p50_ms']:.1f} ({quality[name]['query_embed_cpu']['p50_ms']:.1f})",
+            f"{quality[name]['dense_search']['p50_ms']:.1f}",
+        ]
+        for name, timing in ingest.items()
     ]
-    for name, timing in ingest.items():
-        q = quality[name]
-        rows.append(
-            f"| {name} | {timing['chunks']} | {timing['s_per_chunk']:.3f} | {timing['cpu_s_per_chunk']:.3f} "
-            f"| {q['query_embed']['p50_ms']:.1f} ({q['query_embed_cpu']['p50_ms']:.1f}) "
-            f"| {q['dense_search']['p50_ms']:.1f} |"
-        )
-    rows += retriever_rows(quality)
-    return "\n".join(rows)
+    return "\n".join([table([*header, "dense search p50 ms"], rows), *retriever_rows(quality)])
 
 
 def main(argv: list[str] | None = None) -> None:

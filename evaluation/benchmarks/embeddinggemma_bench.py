@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
 from embedder_bench import evaluate_retrieval, ingest_timed, retriever_rows
+from formatting import table
 
 
 def _embedders(models_dir: str | None) -> dict[str, dict[str, Any]]:
@@ -83,24 +84,27 @@ def _precision_sample(
 def _table(
     ingest: dict[str, dict[str, Any]], quality: dict[str, dict[str, Any]], sample: dict[str, dict[str, Any]]
 ) -> str:
+    header = ["embedder", "precision", "chunks", "ingest s/chunk (wall)", "CPU s/chunk", "query embed p50 ms"]
     rows = [
-        "| embedder | precision | chunks | ingest s/chunk (wall) | CPU s/chunk | query embed p50 ms "
-        "| dense search p50 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        [
+            name,
+            str(timing.get("precision", "?")),
+            str(timing["chunks"]),
+            f"{timing['s_per_chunk']:.3f}",
+            f"{timing['cpu_s_per_chunk']:.3f}",
+            f"{quality[name]['query_embed']['p50_ms']:.1f}",
+            f"{quality[name]['dense_search']['p50_ms']:.1f}",
+        ]
+        for name, timing in ingest.items()
     ]
-    for name, timing in ingest.items():
-        q = quality[name]
-        rows.append(
-            f"| {name} | {timing.get('precision', '?')} | {timing['chunks']} | {timing['s_per_chunk']:.3f} "
-            f"| {timing['cpu_s_per_chunk']:.3f} | {q['query_embed']['p50_ms']:.1f} "
-            f"| {q['dense_search']['p50_ms']:.1f} |"
-        )
-    rows += retriever_rows(quality)
+    out = [table([*header, "dense search p50 ms"], rows), *retriever_rows(quality)]
     if sample:
-        rows += ["", "| same chunks, one process | s/chunk | mean cosine to bf16 |", "| --- | --- | --- |"]
-        for label, row in sample.items():
-            rows.append(f"| {label} | {row['s_per_chunk']:.3f} | {row.get('mean_cosine_to_bf16', '')} |")
-    return "\n".join(rows)
+        same = [
+            [label, f"{row['s_per_chunk']:.3f}", str(row.get("mean_cosine_to_bf16", ""))]
+            for label, row in sample.items()
+        ]
+        out += ["", table(["same chunks, one process", "s/chunk", "mean cosine to bf16"], same)]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> None:
