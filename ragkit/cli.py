@@ -26,14 +26,18 @@ if TYPE_CHECKING:
     from ragkit.config import CollectionConfig
     from ragkit.schema import Hit
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="ragkit",
     help="Retrieval-augmented generation: ingest documents, search them, ask questions, serve them over HTTP.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
-collections_app = typer.Typer(help="List, show and delete collections.", no_args_is_help=True)
+collections_app = typer.Typer(
+    help="List, show and delete collections.", no_args_is_help=True, context_settings=HELP_OPTIONS
+)
 app.add_typer(collections_app, name="collections")
 app.add_typer(rerank_app, name="rerank")
 
@@ -45,6 +49,24 @@ StoreDir = Annotated[
 ]
 CollectionName = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ragkit import __version__
+
+        typer.echo(f"ragkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Retrieval-augmented generation: ingest documents, search them, ask questions, serve them over HTTP."""
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -62,7 +84,7 @@ def _load_config(config: str | None) -> CollectionConfig | None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.", metavar="PATH")],
     collection: CollectionName,
     config: Annotated[
         str | None,

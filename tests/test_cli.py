@@ -144,3 +144,16 @@ def test_installed_script_runs():
     script = Path(sys.executable).parent / "ragkit"
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "ingest" in done.stdout and "search" in done.stdout
+
+
+def test_version_and_short_help_flags():
+    from ragkit import __version__
+
+    for flag in ("--version", "-V"):
+        result = run(flag)
+        assert result.exit_code == 0 and result.output.strip() == f"ragkit {__version__}"
+    for args in (["-h"], ["ingest", "-h"], ["eval", "-h"], ["collections", "list", "-h"], ["rerank", "train", "-h"]):
+        result = run(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage: ragkit" in result.output
+    assert "{PATH}..." in run("ingest", "-h").output, "the usage names what the arguments are"
