@@ -128,6 +128,18 @@ def evaluate_retrieval(name: str, store: Path, questions: list[dict[str, Any]]) 
     return out
 
 
+def measure(
+    embedders: dict[str, tuple[str, Any]], documents: Path, store: Path, questions: list[dict[str, Any]], fresh: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each embedder (label: collection name and embedder) in turn: its timed ingest and its retrieval quality."""
+    ingest: dict[str, dict[str, Any]] = {}
+    quality: dict[str, dict[str, Any]] = {}
+    for label, (name, embedder) in embedders.items():
+        ingest[label] = ingest_timed(name, embedder, documents, store, fresh)
+        quality[label] = evaluate_retrieval(name, store, questions)
+    return ingest, quality
+
+
 def retriever_rows(quality: dict[str, dict[str, Any]]) -> list[str]:
     """The answer-hit table (after a blank line): each embedder dense, BM25, each embedder fused with BM25."""
     first = next(iter(quality))
@@ -167,14 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     busy = common.busy_share(1.0)
     log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
 
-    ingest: dict[str, dict[str, Any]] = {}
-    quality: dict[str, dict[str, Any]] = {}
-    for label, embedder in EMBEDDERS.items():
-        if args.only and label not in args.only:
-            continue
-        name = "squad-" + label.lower().replace("-", "")
-        ingest[label] = ingest_timed(name, embedder, documents, store, args.fresh)
-        quality[label] = evaluate_retrieval(name, store, questions)
+    chosen = {
+        label: ("squad-" + label.lower().replace("-", ""), embedder)
+        for label, embedder in EMBEDDERS.items()
+        if not args.only or label in args.only
+    }
+    ingest, quality = measure(chosen, documents, store, questions, args.fresh)
 
     results = {
         "machine": common.machine(),

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
-from embedder_bench import evaluate_retrieval, ingest_timed, retriever_rows
+from embedder_bench import measure, retriever_rows
 from formatting import table
 
 
@@ -122,12 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     busy = common.busy_share(1.0)
     log(f"{len(names)} articles, {len(questions)} questions; machine {busy:.0%} busy before the run")
 
-    ingest: dict[str, dict[str, Any]] = {}
-    quality: dict[str, dict[str, Any]] = {}
-    for label, embedder in embedders.items():
-        name = "squad-" + label.lower()
-        ingest[label] = ingest_timed(name, embedder, documents, store, args.fresh)
-        quality[label] = evaluate_retrieval(name, store, questions)
+    chosen = {label: ("squad-" + label.lower(), embedder) for label, embedder in embedders.items()}
+    ingest, quality = measure(chosen, documents, store, questions, args.fresh)
     sample = _precision_sample(embedders, store, "squad-minilm", args.precision_sample) if args.precision_sample else {}
 
     results = {
