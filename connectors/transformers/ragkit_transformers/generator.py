@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError, InputError, RagkitError, UnavailableError
 from ragkit.generation.base import BaseGenerator, FinishReason, GenerationDelta, GenerationOptions, Message, Usage
+from ragkit.options import check_int
 from ragkit_transformers.selection import check_device_dtype, validate_device, validate_dtype
 from ragkit_transformers.source import ModelSource, resolve_model
 from ragkit_transformers.stops import StopScanner, normalize_stops
@@ -25,12 +26,6 @@ if TYPE_CHECKING:
     from ragkit_transformers.runtime import GenerationJob, LoadedModel, SamplingSettings
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(option: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"generator option {option!r}: expected an integer of at least {minimum}, got {value!r}")
-    return value
 
 
 def _temperature(value: Any, error: type[InputError], option: str) -> float:
@@ -98,15 +93,15 @@ class TransformersGenerator(BaseGenerator):
         self._device = validate_device(device)
         self._dtype = validate_dtype(dtype)
         check_device_dtype(device, dtype)
-        self._max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
+        self._max_new_tokens = check_int("generator", "max_new_tokens", max_new_tokens, 1)
         self._temperature = _temperature(temperature, ConfigError, "generator option 'temperature'")
-        self._context_window = None if context_window is None else _positive_int("context_window", context_window, 16)
+        self._context_window = check_int("generator", "context_window", context_window, 16, optional=True)
         if self._context_window is not None and self._max_new_tokens >= self._context_window:
             raise ConfigError(
                 f"generator option 'max_new_tokens': {max_new_tokens} leaves no room for a prompt "
                 f"in a context window of {context_window} tokens"
             )
-        self._threads = None if threads is None else _positive_int("threads", threads)
+        self._threads = check_int("generator", "threads", threads, 1, optional=True)
         self.default_options = GenerationOptions(max_tokens=self._max_new_tokens, temperature=self._temperature)
         self._loaded: LoadedModel | None = None
 
