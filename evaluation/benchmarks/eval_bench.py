@@ -154,6 +154,16 @@ def prepare(
     return dataset, model, {"import_s": t_model - t_import, "load_model_s": time.perf_counter() - t_model}
 
 
+def draw_questions(dataset: Path, sample: int | None) -> tuple[str, float, Any, list[Any], float]:
+    """The squad-dev suite on ``dataset`` and its sample of questions, between the date it started, its clock
+    before and its clock after (what the other frameworks' runs time as "loading the suite and its questions")."""
+    started_at = _now()
+    t0 = time.perf_counter()
+    suite = squad_suite(dataset, sample)
+    questions = sample_of(suite)
+    return started_at, t0, suite, questions, time.perf_counter()
+
+
 def import_evaluation() -> None:
     """Import ragkit's evaluation modules (before the clock starts: imports are timed apart)."""
     import ragkit.evaluation.html_report
@@ -544,12 +554,7 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
         lambda: HuggingFaceEmbeddings(model_name=common.model_path()),
         lambda model: model.embed_documents([WARMUP_TEXT]),
     )
-    started_at = _now()
-
-    t0 = time.perf_counter()
-    suite = squad_suite(dataset, args.questions)
-    questions = sample_of(suite)
-    t1 = time.perf_counter()
+    started_at, t0, suite, questions, t1 = draw_questions(dataset, args.questions)
     log(f"langchain: ingesting {dataset / 'documents'}")
     loader = DirectoryLoader(
         str(dataset / "documents"), glob="**/*.md", loader_cls=TextLoader, loader_kwargs={"encoding": "utf-8"}
@@ -634,12 +639,7 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
         lambda: HuggingFaceEmbedding(model_name=common.model_path()),
         lambda model: model.get_text_embedding(WARMUP_TEXT),
     )
-    started_at = _now()
-
-    t0 = time.perf_counter()
-    suite = squad_suite(dataset, args.questions)
-    questions = sample_of(suite)
-    t1 = time.perf_counter()
+    started_at, t0, suite, questions, t1 = draw_questions(dataset, args.questions)
     log(f"llamaindex: ingesting {dataset / 'documents'}")
     docs = SimpleDirectoryReader(str(dataset / "documents")).load_data()
     index = VectorStoreIndex.from_documents(docs)
