@@ -401,7 +401,7 @@ def serve(
 
 @collections_app.command("list")
 def collections_list(store_dir: StoreDir = None, as_json: JsonFlag = False) -> None:
-    """List the collections in the store folder."""
+    """List the collections in the store folder: name, chunks, sources, embedder and store (--json: the names)."""
 
     def action() -> None:
         from ragkit.collection import Collection
@@ -409,10 +409,22 @@ def collections_list(store_dir: StoreDir = None, as_json: JsonFlag = False) -> N
         names = Collection.names(store_dir)
         if as_json:
             typer.echo(json.dumps(names))
-        elif not names:
+            return
+        if not names:
             typer.echo("no collections")
-        else:
-            typer.echo("\n".join(names))
+            return
+        rows = [("NAME", "CHUNKS", "SOURCES", "EMBEDDER", "STORE")]
+        for name in names:
+            with Collection.open(name, store_dir) as col:
+                stats = col.info()["stats"]
+                embedder = str(col.embedding.get("fingerprint", "?")).rsplit(":", 1)[0]
+                rows.append(
+                    (name, str(stats.get("chunks", "?")), str(stats.get("sources", "?")), embedder,
+                     str(col.config.store.get("type", "?")))
+                )  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
     _run(action)
 

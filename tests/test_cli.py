@@ -92,7 +92,13 @@ def test_batch_search_from_stdin_writes_json_lines(store):
 
 def test_collections_list_show_delete(store, tmp_path):
     home, corpus = store
-    assert run("collections", "list", "--store-dir", str(home)).output.split() == ["demo"]
+    # a table since issue 14 item 20 (it showed names only): name, chunks, sources, embedder, store
+    header, row = run("collections", "list", "--store-dir", str(home)).output.splitlines()
+    assert header.split() == ["NAME", "CHUNKS", "SOURCES", "EMBEDDER", "STORE"]
+    name, chunks, sources, embedder, store_type = row.split()
+    assert (name, sources, store_type) == ("demo", "5", "faiss") and int(chunks) > 5
+    assert embedder.startswith("sentence-transformers:all-MiniLM-L6-v2")
+    assert json.loads(run("collections", "list", "--json", "--store-dir", str(home)).output) == ["demo"]
     shown = json.loads(run("collections", "show", "demo", "--json", "--store-dir", str(home)).output)
     assert shown["embedding"]["dimension"] == 384 and shown["stats"]["sources"] == 5
     other = tmp_path / "other"
