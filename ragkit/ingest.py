@@ -300,10 +300,23 @@ class IngestPipeline:
             out.put(("error", None, exc))
 
     def _chunks_of(self, file: SourceFile, documents: dict[str, str] | None = None) -> Iterator[list[Chunk]]:
-        """The file's chunks in buffers; ``documents`` (when given) collects each document's text for contexts."""
+        """The file's chunks in buffers; ``documents`` (when given) collects each document's text for contexts.
+
+        A file that gives more than the loaders' ``max_chunks_per_file`` fails
+        there with a :class:`LoaderError` naming the limit (the ingest goes on).
+        """
+        limit = self.loaders.limits.max_chunks_per_file
+        count = 0
         buffer: list[Chunk] = []
         for document in self.loaders.load(file):
             chunks = self.splitter.split([document])
+            count += len(chunks)
+            if limit is not None and count > limit:
+                raise LoaderError(
+                    str(file.path),
+                    f"the file gives more chunks than the max_chunks_per_file limit of {limit:,} "
+                    "(split the file, or raise the limit if it is genuine)",
+                )
             if documents is not None and chunks:
                 documents[document.id] = document.text if document.text is not None else _joined(chunks)
             buffer.extend(chunks)

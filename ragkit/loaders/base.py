@@ -47,6 +47,9 @@ class BaseLoader(Component):
     role: ClassVar[str] = "loader"
     extensions: ClassVar[tuple[str, ...]] = ()
     """Lower-case file suffixes it reads, with the dot (``.md``)."""
+    checks_archives: ClassVar[bool] = False
+    """True when :meth:`load` runs :func:`~ragkit.loaders.archive_limits.check_archive` itself on zip-based
+    files; otherwise :class:`~ragkit.loaders.LoaderSet` runs it before calling the loader."""
 
     def load(self, path: Path, source: str) -> Iterator[Document]:
         """Parse ``path``; ``source`` is the name its documents carry."""

@@ -6,12 +6,14 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ragkit import registry
 from ragkit.config import LoaderOptions
 from ragkit.errors import ConfigError, LoaderError, RagkitError
+from ragkit.loaders.archive_limits import ZIP_SUFFIXES, ArchiveLimits, check_archive
 from ragkit.loaders.base import BaseLoader, SourceFile, UnsupportedFileError
 from ragkit.schema import Document
 
@@ -19,6 +21,36 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_LOADERS: tuple[str, ...] = ("text", "markdown", "html", "pdf", "docx", "json", "jsonl", "csv")
 """Registered names of the loaders that ship with ragkit."""
+
+DEFAULT_MAX_CHUNKS_PER_FILE = 100_000
+"""Default cap on the chunks one file may give (a 100 MB text in 1,000-character chunks)."""
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """Per-file limits of an ingest: chunks per file, and how far a zip-based file may unpack.
+
+    ``None`` lifts a limit. :meth:`from_options` reads the same names from
+    :class:`~ragkit.config.LoaderOptions` where it has them.
+    """
+
+    max_chunks_per_file: int | None = DEFAULT_MAX_CHUNKS_PER_FILE
+    """A file that gives more chunks than this fails as a whole (the ingest goes on with the others)."""
+    archive: ArchiveLimits = field(default_factory=ArchiveLimits)
+    """Limits on zip-based files (docx, pptx, xlsx, odt, epub ...)."""
+
+    def __post_init__(self) -> None:
+        """Refuse a chunk limit that is not a positive whole number."""
+        limit = self.max_chunks_per_file
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+            raise ConfigError(f"max_chunks_per_file must be a positive whole number or null (no limit), not {limit!r}")
+
+    @classmethod
+    def from_options(cls, options: Any) -> FileLimits:
+        """The limits named in ``options`` (attributes of the same names), defaults for the rest."""
+        archive = {f.name: getattr(options, f.name) for f in fields(ArchiveLimits) if hasattr(options, f.name)}
+        chunks = {"max_chunks_per_file": options.max_chunks_per_file} if hasattr(options, "max_chunks_per_file") else {}
+        return cls(archive=ArchiveLimits(**archive), **chunks)
 
 
 def _normal_suffix(suffix: str) -> str:
@@ -42,10 +74,18 @@ class LoaderSet:
     each claiming its class's ``extensions``. ``options.encoding``, when set,
     is passed to every loader that takes an ``encoding`` option and was not
     given one.
+
+    ``limits`` (default: read from ``options``, see
+    :meth:`FileLimits.from_options`) bound each file: the archive limits are
+    passed to every loader that takes them as options and was not given
+    them, and a zip-based file (:data:`~ragkit.loaders.archive_limits.ZIP_SUFFIXES`)
+    whose loader does not check them itself is checked here before it is
+    loaded; ``limits.max_chunks_per_file`` is applied by the ingest.
     """
 
-    def __init__(self, options: LoaderOptions | None = None) -> None:
+    def __init__(self, options: LoaderOptions | None = None, limits: FileLimits | None = None) -> None:
         self.options = options or LoaderOptions()
+        self.limits = limits if limits is not None else FileLimits.from_options(self.options)
         self._overrides: dict[str, BaseLoader] = {}
         for suffix, config in self.options.loaders.items():
             self._overrides[_normal_suffix(suffix)] = self._build(dict(config), where=f"loader override for {suffix!r}")
@@ -62,6 +102,9 @@ class LoaderSet:
             cls = registry.get("loader", str(config.get("type")))
             if self.options.encoding is not None and "encoding" not in config and _accepts(cls, "encoding"):
                 config["encoding"] = self.options.encoding
+            for limit in fields(ArchiveLimits):
+                if limit.name not in config and _accepts(cls, limit.name):
+                    config[limit.name] = getattr(self.limits.archive, limit.name)
             loader = registry.build("loader", config)
         except RagkitError as exc:
             raise ConfigError(f"{where}: {exc}") from None
@@ -114,7 +157,8 @@ class LoaderSet:
     def load(self, file: SourceFile) -> Iterator[Document]:
         """Documents of one discovered file; every problem is a :class:`LoaderError` naming it.
 
-        Checks ``max_file_bytes`` and empty files first. Any other exception
+        Checks ``max_file_bytes`` and empty files first, and the archive
+        limits of a zip-based file whose loader does not. Any other exception
         a loader raises is wrapped, so one bad file never stops a batch. It
         is a generator: errors surface while iterating, possibly after some
         documents (drop the file's documents then).
@@ -126,6 +170,8 @@ class LoaderSet:
         if file.size == 0:
             raise LoaderError(str(path), "file is empty")
         loader = self.loader_for(path)
+        if path.suffix.lower() in ZIP_SUFFIXES and not getattr(loader, "checks_archives", False):
+            check_archive(path, self.limits.archive)
         try:
             yield from loader.load(path, file.source)
         except LoaderError:

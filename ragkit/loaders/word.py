@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ragkit.errors import LoaderError
+from ragkit.errors import ConfigError, LoaderError
+from ragkit.loaders.archive_limits import (
+    DEFAULT_MAX_ARCHIVE_MEMBERS,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_MEMBER_BYTES,
+    DEFAULT_MAX_UNPACKED_BYTES,
+    ArchiveLimits,
+    check_archive,
+)
 from ragkit.loaders.base import BaseLoader
 from ragkit.registry import register
 from ragkit.schema import Document
@@ -64,16 +72,35 @@ def docx_to_text(document: Any) -> str:
 class DocxLoader(BaseLoader):
     """Word .docx files: paragraphs, headings ("Heading N" styles) as ``#`` lines, tables one row a line.
 
-    ``title`` comes from the document's core properties when set.
+    ``title`` comes from the document's core properties when set. A .docx
+    is a zip archive: before it is parsed, it is held to the archive limits
+    (see :class:`~ragkit.loaders.archive_limits.ArchiveLimits`; ``None``
+    lifts one), so a decompression bomb fails as this file's error.
     """
 
     extensions = (".docx",)
+    checks_archives = True
+
+    def __init__(
+        self,
+        max_unpacked_bytes: int | None = DEFAULT_MAX_UNPACKED_BYTES,
+        max_member_bytes: int | None = DEFAULT_MAX_MEMBER_BYTES,
+        max_archive_members: int | None = DEFAULT_MAX_ARCHIVE_MEMBERS,
+        max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO,
+    ) -> None:
+        try:
+            self.archive_limits = ArchiveLimits(
+                max_unpacked_bytes, max_member_bytes, max_archive_members, max_compression_ratio
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"loader 'docx': {exc}") from None
 
     def load(self, path: Path, source: str) -> Iterator[Document]:
         """One document for the file."""
         import docx
         from docx.opc.exceptions import PackageNotFoundError
 
+        check_archive(path, self.archive_limits)
         try:
             document = docx.Document(str(path))
         except (PackageNotFoundError, zipfile.BadZipFile, KeyError) as exc:

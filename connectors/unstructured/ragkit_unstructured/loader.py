@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import ConfigError, LoaderError
-from ragkit.loaders import BaseLoader, html_to_text
+from ragkit.loaders import ZIP_SUFFIXES, ArchiveLimits, BaseLoader, check_archive, html_to_text
+from ragkit.loaders.archive_limits import (
+    DEFAULT_MAX_ARCHIVE_MEMBERS,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_MEMBER_BYTES,
+    DEFAULT_MAX_UNPACKED_BYTES,
+)
 from ragkit.schema import Document, Metadata
 
 logger = logging.getLogger(__name__)
@@ -144,15 +150,35 @@ class UnstructuredLoader(BaseLoader):
     with ``page`` metadata (and ``sheet`` for workbooks); otherwise one
     document per file. Email files get ``subject``, ``sent_from`` and
     ``sent_to`` metadata (attachments are not read).
+
+    The zip-based formats (.pptx, .xlsx, .odt, .epub) are held to the
+    archive limits before they are partitioned (the ``max_*`` options, see
+    :class:`~ragkit.loaders.ArchiveLimits`; ``None`` lifts one), so a
+    decompression bomb fails as that file's error.
     """
 
     extensions = tuple(PARTITIONERS)
+    checks_archives = True
 
-    def __init__(self, split_pages: bool = True, include_slide_notes: bool = True) -> None:
+    def __init__(
+        self,
+        split_pages: bool = True,
+        include_slide_notes: bool = True,
+        max_unpacked_bytes: int | None = DEFAULT_MAX_UNPACKED_BYTES,
+        max_member_bytes: int | None = DEFAULT_MAX_MEMBER_BYTES,
+        max_archive_members: int | None = DEFAULT_MAX_ARCHIVE_MEMBERS,
+        max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO,
+    ) -> None:
         if not isinstance(split_pages, bool) or not isinstance(include_slide_notes, bool):
             raise ConfigError("loader 'unstructured': split_pages and include_slide_notes must be true or false")
         self.split_pages = split_pages
         self.include_slide_notes = include_slide_notes
+        try:
+            self.archive_limits = ArchiveLimits(
+                max_unpacked_bytes, max_member_bytes, max_archive_members, max_compression_ratio
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"loader 'unstructured': {exc}") from None
 
     def partition(self, path: Path) -> list[Any]:
         """The unstructured elements of ``path`` (raises :class:`LoaderError` for any failure)."""
@@ -162,6 +188,8 @@ class UnstructuredLoader(BaseLoader):
         reason = _missing_tool_reason(suffix)
         if reason:
             raise LoaderError(str(path), reason)
+        if suffix in ZIP_SUFFIXES:
+            check_archive(path, self.archive_limits)
         from ragkit_unstructured.offline import ensure_offline
 
         ensure_offline()
