@@ -3,7 +3,9 @@
 A key travels as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is
 compared with :func:`hmac.compare_digest` against every configured key (no early
 exit, so timing tells nothing). Scopes nest: ``admin`` implies ``write`` implies
-``read``. A key limited to some collections gets 403 on the others. With no
+``read``. A key limited to some collections gets 404 on the others, the same
+answer (status, type and message) as for a collection that does not exist, so
+it cannot learn which other collections exist. With no
 keys configured (allowed on loopback hosts only) every request is let in.
 ``/healthz``, ``/readyz`` and ``/metrics`` need no key.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from ragkit.errors import NotFoundError
 from ragkit.service.errors import ServiceHTTPError
 from ragkit.service.settings import ApiKey, Scope
 
@@ -39,15 +42,31 @@ class Principal:
         """Whether this caller may touch ``collection``."""
         return self.collections is None or collection in self.collections
 
+    @property
+    def limited(self) -> bool:
+        """Whether this caller is limited to some collections."""
+        return self.collections is not None
+
+    @property
+    def unlimited_admin(self) -> bool:
+        """Whether this caller holds the admin scope with no collection limit."""
+        return "admin" in self.scopes and self.collections is None
+
+    def may_access_all(self, collections: Sequence[str] | None) -> bool:
+        """Whether this caller may touch every one of ``collections`` (``None``: unknown, only unlimited keys)."""
+        if self.collections is None:
+            return True
+        return collections is not None and all(name in self.collections for name in collections)
+
+    def not_found(self, collection: str) -> NotFoundError:
+        """The 404 a limited caller gets for ``collection``, whether it exists or not."""
+        allowed = ", ".join(self.collections or ()) or "none"
+        return NotFoundError(f"no collection {collection!r} that API key {self.name!r} may access (allowed: {allowed})")
+
     def check_collection(self, collection: str) -> None:
-        """403 unless this caller may touch ``collection``."""
+        """404 unless this caller may touch ``collection``: the same answer whether it exists or not."""
         if not self.may_access(collection):
-            allowed = ", ".join(self.collections or ()) or "none"
-            raise ServiceHTTPError(
-                403,
-                f"API key {self.name!r} may not access collection {collection!r} (allowed: {allowed})",
-                "Forbidden",
-            )
+            raise self.not_found(collection)
 
     def visible(self, names: Sequence[str]) -> list[str]:
         """The collections of ``names`` this caller may see."""
@@ -121,11 +140,20 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
 
 def require_collection(scope: Scope) -> Callable[..., Awaitable[Principal]]:
-    """Dependency factory: ``scope`` plus access to the ``{name}`` collection of the path."""
+    """Dependency factory: ``scope`` plus access to the ``{name}`` collection of the path.
+
+    A key limited to some collections gets the same 404 for a collection it may
+    not touch and for one of its own that does not exist (never the list of the
+    collections that do).
+    """
     needs_scope = require(scope)
 
-    async def dependency(name: str, principal: Principal = Depends(needs_scope)) -> Principal:
+    async def dependency(name: str, request: Request, principal: Principal = Depends(needs_scope)) -> Principal:
         principal.check_collection(name)
+        if principal.limited:
+            state = request.app.state.ragkit
+            if name not in await state.run(state.collections.names):
+                raise principal.not_found(name)
         return principal
 
     dependency.__name__ = f"require_{scope}_on_collection"

@@ -54,15 +54,16 @@ def test_key_limited_to_a_collection(service: Service) -> None:
         assert limited.get("/v1/collections").json()["collections"] == ["other"]
         assert limited.get("/v1/collections/other").status_code == 200
         refused = limited.post("/v1/collections/docs/search", json={"query": "plague"})
-        assert refused.status_code == 403
-        assert "may not access collection 'docs' (allowed: other)" in refused.json()["error"]["message"]
-        assert limited.get("/v1/collections/docs/documents").status_code == 403
+        assert refused.status_code == 404  # issue 14 item 9: the same answer as for a missing collection
+        message = refused.json()["error"]["message"]
+        assert "no collection 'docs' that API key 'other-only' may access (allowed: other)" in message
+        assert limited.get("/v1/collections/docs/documents").status_code == 404
         models = limited.get("/v1/models").json()["data"]
         assert models and {m["id"].split(":")[0] for m in models} == {"other"}
         chat = limited.post(
             "/v1/chat/completions", json={"model": "docs", "messages": [{"role": "user", "content": "hi"}]}
         )
-        assert chat.status_code == 403 and chat.json()["error"]["type"] == "permission_error"
+        assert chat.status_code == 404 and chat.json()["error"]["type"] == "not_found_error"
 
 
 def test_health_and_metrics_need_no_key(service: Service) -> None:
