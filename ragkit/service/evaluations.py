@@ -16,6 +16,10 @@ as ``failed`` with that reason. A cancel means what it means for every task:
 a queued run is cancelled at once, a running one at its next checkpoint
 (after the ingest, between batches of questions or judge calls, before the
 reports are written).
+
+A run belongs to the key that started it (``owner``) and to the collections
+it reads (``collections``: the suite's eval collection); the routes show a
+run only to keys that may read all of those collections.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ragkit.errors import ConflictError, NotFoundError
+from ragkit.evaluation.report_data import REPORT_FILES
 from ragkit.evaluation.suite import Suite
 from ragkit.service.tasks import Task, TaskCancelled, TaskQueue, TaskStatus, now
 
@@ -41,8 +46,6 @@ log = logging.getLogger("ragkit.service")
 EvaluationStatus = TaskStatus
 ReportFormat = Literal["json", "markdown", "html"]
 
-REPORT_FILES: dict[str, str] = {"json": "report.json", "markdown": "report.md", "html": "report.html"}
-"""The file of each report format inside a run's folder (as :func:`~ragkit.evaluation.write_reports` names them)."""
 
 STATE_FILE = "evaluation.json"
 _ID = re.compile(r"^eval_[0-9a-f]{32}$")
@@ -64,6 +67,11 @@ class Evaluation(Task):
     sample: int | None = None
     pipelines: list[str] | None = None
     requested_by: str | None = None
+    owner: str | None = None
+    """The name of the API key that started the run (it may cancel and delete it)."""
+    collections: list[str] | None = None
+    """The collections the run reads (its suite's eval collection); ``None`` for a run recorded before
+    runs kept them: only keys without a collection limit see such a run."""
     progress: dict[str, Any] = field(default_factory=lambda: {"stage": "queued", "done": 0, "total": 0, "errors": 0})
     summary: dict[str, Any] | None = None
     """The JSON report without its samples and chunks (config, versions, per-pipeline aggregates)."""
@@ -83,6 +91,8 @@ class Evaluation(Task):
             "sample": self.sample,
             "pipelines": self.pipelines,
             "requested_by": self.requested_by,
+            "owner": self.owner,
+            "collections": list(self.collections) if self.collections is not None else None,
             "status": self.status,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
@@ -108,6 +118,8 @@ class Evaluation(Task):
             sample=data.get("sample"),
             pipelines=data.get("pipelines"),
             requested_by=data.get("requested_by"),
+            owner=data.get("owner", data.get("requested_by")),
+            collections=_names(data.get("collections")),
             status=data["status"],
             created_at=when(data["created_at"]) or now(),
             started_at=when(data.get("started_at")),
@@ -120,6 +132,13 @@ class Evaluation(Task):
             run.status = "failed"
             run.error = {"type": "Interrupted", "message": "the service stopped before the evaluation finished"}
         return run
+
+
+def _names(value: Any) -> list[str] | None:
+    """The ``collections`` of a stored run: a list of names, or ``None`` when missing or malformed."""
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return list(value)
+    return None
 
 
 class EvaluationManager:
@@ -148,8 +167,13 @@ class EvaluationManager:
         sample: int | None = None,
         pipelines: list[str] | None = None,
         requested_by: str | None = None,
+        collections: list[str] | None = None,
     ) -> Evaluation:
-        """Queue a run of ``suite`` (already checked); returns it, ``queued``."""
+        """Queue a run of ``suite`` (already checked); returns it, ``queued``.
+
+        ``requested_by`` (the key's name) becomes the run's owner; ``collections`` are the collections
+        it reads (default: the suite's eval collection).
+        """
         run_id = f"eval_{uuid.uuid4().hex}"
         run = Evaluation(
             id=run_id,
@@ -159,6 +183,8 @@ class EvaluationManager:
             sample=sample if sample is not None else suite.sample,
             pipelines=pipelines or [p.name for p in suite.pipelines],
             requested_by=requested_by,
+            owner=requested_by,
+            collections=list(collections) if collections is not None else [suite.collection_name()],
             loaded=suite,
         )
         run.folder.mkdir(parents=True, exist_ok=False)

@@ -20,7 +20,8 @@ environment are named ``env-1``, ``env-2`` ... in order (the name, never the
 key, is what the request log shows); a key cannot contain ``:`` or ``,``
 there (use the YAML file for such keys). ``RAGKIT_CORS_ORIGINS`` is a comma-
 separated list, ``RAGKIT_INGEST_ROOTS`` a list separated by ``os.pathsep``
-(``:``); both also accept a JSON list. The pipelines come from
+(``:``), ``RAGKIT_ALLOWED_ENDPOINTS`` (the server URLs an evaluation suite may
+name) a comma-separated list; all three also accept a JSON list. The pipelines come from
 ``RAGKIT_SERVICE_PIPELINES`` (JSON), since ``RAGKIT_PIPELINES`` names the
 recipe folder. Other variables: ``RAGKIT_HOST``, ``RAGKIT_PORT``,
 ``RAGKIT_STORE_DIR`` (default: ``RAGKIT_HOME``, ``~/.ragkit``),
@@ -40,6 +41,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -196,6 +198,10 @@ class ServiceSettings(BaseSettings):
     """Server-side folders that ``POST /v1/collections/{name}/ingest`` and ``POST /v1/evaluations`` may read.
 
     Anything else is 403: a suite file, and every file or folder it names, must lie inside them."""
+    allowed_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Server URLs an evaluation suite may name as generator, judge or embedder (``base_url`` ...), besides
+    those the service's own pipelines use; a URL matches an entry with the same scheme, host and port whose
+    path it starts with. ``RAGKIT_ALLOWED_ENDPOINTS``: comma-separated or a JSON list. Default: none."""
     pipelines: dict[str, str | dict[str, Any]] = Field(default_factory=_default_pipelines)
     """Pipeline name → recipe name, YAML path, or an inline pipeline config dict."""
     default_pipeline: str = "basic"
@@ -236,6 +242,20 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
         return _split_list(value, ",")
+
+    @field_validator("allowed_endpoints", mode="before")
+    @classmethod
+    def _parse_endpoints(cls, value: Any) -> Any:
+        return _split_list(value, ",")
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL such as http://vllm:8000/v1")
+        return value
 
     @field_validator("ingest_roots", mode="before")
     @classmethod
