@@ -1,7 +1,8 @@
 """One validator for numeric component options: integers and numbers within bounds, as a :class:`ConfigError`.
 
 Components check their constructor options with :func:`check_int` and
-:func:`check_number` instead of each keeping a private copy. ``bool`` is
+:func:`check_number` instead of each keeping a private copy (an option that
+may be ``None``: ``None if value is None else check_int(...)``). ``bool`` is
 never taken for a number (``True`` is not ``1`` here). The error names the
 component and the option in one of two wordings, which callers keep so
 that messages stay as users and tests know them:
@@ -23,41 +24,13 @@ of words (``splitter 'recursive': chunk_size must be >= 1, got 0``).
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from typing import Literal
 
 from ragkit.errors import ConfigError
 
 Wording = Literal["expected", "must"]
 """How the error is worded: ``"expected"``: ``<owner> option '<option>': expected ...``;
 ``"must"``: ``<owner>: <option> must be ...``."""
-
-
-@overload
-def check_int(
-    owner: str,
-    option: str,
-    value: object,
-    minimum: int | None = ...,
-    maximum: int | None = ...,
-    *,
-    optional: Literal[False] = ...,
-    wording: Wording = ...,
-    symbols: bool = ...,
-) -> int: ...
-
-
-@overload
-def check_int(
-    owner: str,
-    option: str,
-    value: object,
-    minimum: int | None = ...,
-    maximum: int | None = ...,
-    *,
-    optional: bool,
-    wording: Wording = ...,
-    symbols: bool = ...,
-) -> int | None: ...
 
 
 def check_int(
@@ -67,10 +40,9 @@ def check_int(
     minimum: int | None = None,
     maximum: int | None = None,
     *,
-    optional: bool = False,
     wording: Wording = "expected",
     symbols: bool = False,
-) -> int | None:
+) -> int:
     """``value`` if it is an integer in ``[minimum, maximum]``, else a :class:`ConfigError` naming the option.
 
     Args:
@@ -80,7 +52,6 @@ def check_int(
         value: What was given.
         minimum: The smallest value allowed (``None``: no lower bound).
         maximum: The largest value allowed (``None``: no upper bound).
-        optional: ``None`` is allowed too (and returned).
         wording: The message's wording (see :data:`Wording`).
         symbols: Write the bounds as ``>=`` / ``<=`` instead of words.
 
@@ -91,44 +62,12 @@ def check_int(
         ConfigError: ``value`` is not an integer (a ``bool`` is not), or is out of bounds.
 
     """
-    if value is None and optional:
-        return None
     bounds = _bounds(minimum, maximum, strict=False, symbols=symbols)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(_message(owner, option, value, "an integer", bounds, False, wording))
     if not _within(value, minimum, maximum, strict=False):
         raise ConfigError(_message(owner, option, value, "an integer", bounds, True, wording))
     return value
-
-
-@overload
-def check_number(
-    owner: str,
-    option: str,
-    value: object,
-    minimum: float | None = ...,
-    maximum: float | None = ...,
-    *,
-    strict: bool = ...,
-    optional: Literal[False] = ...,
-    wording: Wording = ...,
-    symbols: bool = ...,
-) -> float: ...
-
-
-@overload
-def check_number(
-    owner: str,
-    option: str,
-    value: object,
-    minimum: float | None = ...,
-    maximum: float | None = ...,
-    *,
-    strict: bool = ...,
-    optional: bool,
-    wording: Wording = ...,
-    symbols: bool = ...,
-) -> float | None: ...
 
 
 def check_number(
@@ -139,33 +78,15 @@ def check_number(
     maximum: float | None = None,
     *,
     strict: bool = False,
-    optional: bool = False,
     wording: Wording = "expected",
     symbols: bool = False,
-) -> float | None:
+) -> float:
     """``value`` if it is a number (int or float) in bounds, else a :class:`ConfigError` naming the option.
 
-    Args:
-        owner: What has the option, as the message starts (``"generator"``).
-        option: The option's name.
-        value: What was given.
-        minimum: The lower bound (``None``: none).
-        maximum: The largest value allowed (``None``: no upper bound).
-        strict: ``value`` must be more than ``minimum``, not equal to it
-            (a timeout: more than 0).
-        optional: ``None`` is allowed too (and returned).
-        wording: The message's wording (see :data:`Wording`).
-        symbols: Write the bounds as ``>`` / ``>=`` / ``<=`` instead of words.
-
-    Returns:
-        ``value``, unchanged (an int stays an int).
-
-    Raises:
-        ConfigError: ``value`` is not a number (a ``bool`` is not), or is out of bounds.
-
+    The arguments are :func:`check_int`'s, the bounds floats, and ``strict``:
+    ``value`` must be more than ``minimum``, not equal to it (a timeout: more
+    than 0). An int ``value`` comes back as it is.
     """
-    if value is None and optional:
-        return None
     bounds = _bounds(minimum, maximum, strict=strict, symbols=symbols)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(_message(owner, option, value, "a number", bounds, False, wording))

@@ -22,12 +22,10 @@ def _raises(message: str) -> pytest.RaisesContext[ConfigError]:
 def test_good_values_come_back_unchanged() -> None:
     assert check_int("generator", "max_tokens", 5, 1) == 5
     assert check_int("generator", "max_retries", 0, 0) == 0
-    assert check_int("embedder", "dimension", None, 1, optional=True) is None
     assert check_int("x", "n", 10**9) == 10**9  # no bounds: any integer
     assert check_number("generator", "timeout", 0.5, 0.0, strict=True) == 0.5
     assert check_number("generator", "temperature", 0, 0.0) == 0
     assert check_number("x", "p", 1.0, 0.0, 1.0) == 1.0  # both bounds are inclusive unless strict
-    assert check_number("x", "p", None, 0.0, optional=True) is None
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, "3", None, [1]])
@@ -46,7 +44,7 @@ def test_the_expected_wording_of_the_openai_and_tgi_connectors() -> None:
     with _raises("generator option 'max_tokens': expected an integer of at least 1, got 0"):
         check_int("generator", "max_tokens", 0, 1)
     with _raises("embedder option 'dimension': expected an integer of at least 1, got 'big'"):
-        check_int("embedder", "dimension", "big", 1, optional=True)
+        check_int("embedder", "dimension", "big", 1)
     with _raises("generator option 'timeout': expected a number more than 0, got 0"):
         check_number("generator", "timeout", 0, 0.0, strict=True)
     with _raises("generator option 'backoff': expected a number at least 0, got -0.5"):
@@ -60,7 +58,7 @@ def test_the_must_wording_of_the_shapers_and_splitters() -> None:
     with _raises("context shaper 'dedupe': shingle must be at least 1, got 0"):
         check_int(owner, "shingle", 0, 1, wording="must")
     with _raises("context shaper 'parent-document': max_chars must be an integer, got 'big'"):
-        check_int("context shaper 'parent-document'", "max_chars", "big", 1, optional=True, wording="must")
+        check_int("context shaper 'parent-document'", "max_chars", "big", 1, wording="must")
     with _raises("splitter 'recursive': chunk_size must be >= 1, got -5"):
         check_int("splitter 'recursive'", "chunk_size", -5, 1, wording="must", symbols=True)
     with _raises("splitter 'recursive': chunk_size must be an integer, got True"):

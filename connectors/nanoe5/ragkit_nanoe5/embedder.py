@@ -184,7 +184,8 @@ class E5SmallEmbedder(Component):
             raise ConfigError(
                 f"embedder 'e5-small' option 'variant': expected one of {', '.join(VARIANTS)}, got {variant!r}"
             )
-        check_int("embedder 'e5-small'", "num_threads", num_threads, 1, optional=True)
+        if num_threads is not None:
+            check_int("embedder 'e5-small'", "num_threads", num_threads, 1)
         check_int("embedder 'e5-small'", "batch_size", batch_size, 1)
         self.variant = variant
         self.num_threads = num_threads

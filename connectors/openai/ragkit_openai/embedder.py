@@ -91,7 +91,8 @@ class OpenAIEmbedder(OpenAIConnected, Component):
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"embedder option {name!r}: expected a string, got {type(value).__name__}")
-        check_int("embedder", "dimension", dimension, 1, optional=True)
+        if dimension is not None:
+            check_int("embedder", "dimension", dimension, 1)
         check_int("embedder", "batch_size", batch_size, 1)
         check_int("embedder", "max_retries", max_retries, 0)
         check_int("embedder", "max_tokens", max_tokens, 1)

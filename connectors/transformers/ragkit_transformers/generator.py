@@ -95,13 +95,15 @@ class TransformersGenerator(BaseGenerator):
         check_device_dtype(device, dtype)
         self._max_new_tokens = check_int("generator", "max_new_tokens", max_new_tokens, 1)
         self._temperature = _temperature(temperature, ConfigError, "generator option 'temperature'")
-        self._context_window = check_int("generator", "context_window", context_window, 16, optional=True)
+        self._context_window = (
+            None if context_window is None else check_int("generator", "context_window", context_window, 16)
+        )
         if self._context_window is not None and self._max_new_tokens >= self._context_window:
             raise ConfigError(
                 f"generator option 'max_new_tokens': {max_new_tokens} leaves no room for a prompt "
                 f"in a context window of {context_window} tokens"
             )
-        self._threads = check_int("generator", "threads", threads, 1, optional=True)
+        self._threads = None if threads is None else check_int("generator", "threads", threads, 1)
         self.default_options = GenerationOptions(max_tokens=self._max_new_tokens, temperature=self._temperature)
         self._loaded: LoadedModel | None = None
 
