@@ -404,7 +404,8 @@ class ParentDocumentShaper(_ExpandingShaper):
                 f"context shaper 'parent-document': scope must be one of {', '.join(PARENT_SCOPES)}, got {scope!r}"
             )
         check_int("context shaper 'parent-document'", "parent_chars", parent_chars, 1, wording="must")
-        check_int("context shaper 'parent-document'", "max_chars", max_chars, 1, optional=True, wording="must")
+        if max_chars is not None:
+            check_int("context shaper 'parent-document'", "max_chars", max_chars, 1, wording="must")
         if scope == "window" and max_chars is not None and parent_chars > max_chars:
             raise ConfigError(
                 f"context shaper 'parent-document': parent_chars ({parent_chars}) is larger than "
@@ -464,7 +465,8 @@ class SentenceWindowShaper(_ExpandingShaper):
 
     def __init__(self, window: int = 1, max_chars: int | None = None, within_section: bool = True) -> None:
         check_int("context shaper 'sentence-window'", "window", window, 0, wording="must")
-        check_int("context shaper 'sentence-window'", "max_chars", max_chars, 1, optional=True, wording="must")
+        if max_chars is not None:
+            check_int("context shaper 'sentence-window'", "max_chars", max_chars, 1, wording="must")
         if not isinstance(within_section, bool):
             raise ConfigError(
                 f"context shaper 'sentence-window': within_section must be true or false, got {within_section!r}"
