@@ -31,6 +31,7 @@ from ragkit.evaluation.report_data import (
     summary_header,
     summary_rows,
 )
+from ragkit.evaluation.results import percentile
 
 MAX_ROWS = 2000
 """Rows in the per-question table at most (failures first past it; a browser slows down past a few thousand)."""
@@ -50,14 +51,20 @@ tr.detail td{background:#fafafa;padding:8px 16px}
 .hit{margin:6px 0;padding:6px 8px;border-left:3px solid #ccc;background:#fff}
 .hit.gold{border-left-color:#59a14f}
 .hit .where{color:#555;font-size:12px}
-.hit pre{white-space:pre-wrap;margin:4px 0 0;font:12px/1.4 ui-monospace,monospace;max-height:18em;overflow:auto}
+.hit pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0 0;font:12px/1.4 ui-monospace,monospace;
+max-height:18em;overflow:auto}
 .charts{display:flex;flex-wrap:wrap;gap:12px}
 svg.chart{background:#fff;border:1px solid #eee}
 svg .grid{stroke:#eee}svg .tick,svg .legend{font-size:11px;fill:#555}svg .chart-title{font-size:13px;font-weight:600}
 .controls{margin:8px 0}.tag{font-size:11px;padding:0 4px;border-radius:3px;background:#59a14f;color:#fff}
 .error{color:#a33}
-#samples td:nth-child(2){min-width:220px}#samples td:nth-child(4){min-width:200px}
-#samples td:nth-child(5){min-width:260px}
+.table-wrap{max-width:100%;max-height:85vh;overflow:auto}
+#samples td.t{overflow-wrap:anywhere}
+#samples td.id{max-width:9em}#samples td.pipe{max-width:8em}
+#samples td.q{min-width:180px;max-width:26em}#samples td.a{min-width:180px;max-width:26em}
+#samples td.hitcell{min-width:200px;max-width:24em}
+#samples th{white-space:nowrap}
+tr.detail td{overflow-wrap:anywhere}tr.detail td p{max-width:110ch}
 """
 
 _JS = """
@@ -194,15 +201,10 @@ def charts(data: Mapping[str, Any]) -> list[str]:
         }
         if series:
             svgs.append(line_chart(f"{base} vs k", ks, series))
-    latency = {
-        (q, p["name"]): (
-            None if p["aggregates"]["latency_s"].get(q) is None else p["aggregates"]["latency_s"][q] * 1000
-        )
-        for p in pipelines
-        for q in ("p50", "p95")
-    }
+    latency = latency_ms(data)
     if any(v is not None for v in latency.values()):
-        svgs.append(bar_chart("Latency per question", ["p50", "p95"], names, latency, unit="ms"))
+        groups = list(dict.fromkeys(group for group, _ in latency))
+        svgs.append(bar_chart("Latency per question", groups, names, latency, unit="ms", log_scale=True))
     tokens = {
         (kind, p["name"]): p["aggregates"].get("tokens", {}).get(f"{kind}_tokens")
         for p in pipelines
@@ -211,6 +213,38 @@ def charts(data: Mapping[str, Any]) -> list[str]:
     if any(v for v in tokens.values()):
         svgs.append(bar_chart("Tokens per question", ["prompt", "completion"], names, tokens))
     return svgs
+
+
+STAGE_TIMINGS = (("retrieval p50", "retrieve"), ("generation p50", "generate"))
+"""The latency chart's per-stage groups and the sample timing each is the median of."""
+
+
+def latency_ms(data: Mapping[str, Any]) -> dict[tuple[str, str], float | None]:
+    """The latency chart's bars in milliseconds, keyed ``(group, pipeline)``.
+
+    ``total p50`` and ``total p95`` from each pipeline's aggregates, then, where the samples timed them,
+    the median retrieval (``retrieve``) and generation (``generate``) time of the questions that did not fail.
+    """
+    pipelines = data.get("pipelines", [])
+    values: dict[tuple[str, str], float | None] = {}
+    for q in ("p50", "p95"):
+        for p in pipelines:
+            seconds = p.get("aggregates", {}).get("latency_s", {}).get(q)
+            values[(f"total {q}", p["name"])] = None if seconds is None else seconds * 1000
+    timed: dict[tuple[str, str], list[float]] = {}
+    for sample in data.get("samples", []):
+        if sample.get("error"):
+            continue
+        timings = sample.get("timings") or {}
+        for group, key in STAGE_TIMINGS:
+            if timings.get(key) is not None:
+                timed.setdefault((group, sample["pipeline"]), []).append(timings[key])
+    for group, _ in STAGE_TIMINGS:
+        if any(g == group for g, _ in timed):
+            for p in pipelines:
+                median = percentile(timed.get((group, p["name"]), []), 0.5)
+                values[(group, p["name"])] = None if median is None else median * 1000
+    return values
 
 
 # -- the per-question table -----------------------------------------------------------------------
@@ -330,8 +364,9 @@ def sample_rows(
         rows.append(
             f'<tr class="sample" id="row-{index}" data-index="{index}" '
             f'data-failed="{1 if is_failure(sample, names) else 0}">'
-            f"<td>{_e(sample['id'])}</td><td>{_e(sample['question'])}</td><td>{snippets.escaped(sample['pipeline'])}</td>"
-            f"<td>{answer_cell}</td><td>{top}</td>{cells}</tr>"
+            f'<td class="t id">{_e(sample["id"])}</td><td class="t q">{_e(sample["question"])}</td>'
+            f'<td class="t pipe">{snippets.escaped(sample["pipeline"])}</td>'
+            f'<td class="t a">{answer_cell}</td><td class="t hitcell">{top}</td>{cells}</tr>'
         )
         rows.append(empty_detail)
     return rows, detail_data(data, samples)
@@ -389,9 +424,9 @@ def render_html_bytes(data: Mapping[str, Any]) -> bytes:
             '(an error, or a metric that scored 0)</label> · <span id="shown">?</span> of '
             f'<span id="total">{total}</span> rows shown · click a row for its retrieved chunks</div>',
             note,
-            f'<table id="samples"><thead><tr>{header_cells}</tr></thead><tbody>',
+            f'<div class="table-wrap"><table id="samples"><thead><tr>{header_cells}</tr></thead><tbody>',
             *rows,
-            '</tbody></table><script type="application/json" id="details">',
+            '</tbody></table></div><script type="application/json" id="details">',
         ]
     )
     tail = f"</script><script>{_JS}</script></body></html>\n"
