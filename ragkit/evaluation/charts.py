@@ -2,7 +2,10 @@
 
 Each function returns one ``<svg>`` element as a string. Values that are
 ``None`` are left out (a gap in a line, no bar). Every bar and point has a
-``<title>`` with its exact value, which browsers show on hover.
+``<title>`` with its exact value, which browsers show on hover. Bars can
+use a base-10 log axis (latency: milliseconds to seconds in one chart);
+lines that would coincide are drawn a few pixels apart and named in the
+legend.
 """
 
 from __future__ import annotations

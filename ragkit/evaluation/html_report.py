@@ -11,7 +11,9 @@ holds every chunk once: ten hits per question rendered as HTML on the server
 made the page several times larger and cost most of the report's writing
 time. A link to ``report.html#row-N`` opens that question. A checkbox keeps
 only the failures: rows with a pipeline or metric error, or a metric that
-scored 0.
+scored 0. Text cells (``td.t``) and chunk text wrap anywhere, so a question
+without spaces cannot push the metric columns (``td.v``, never wrapped) off
+a 1,400 px window; the table scrolls in its own box only as a last resort.
 """
 
 from __future__ import annotations
