@@ -168,8 +168,29 @@ async def ragkit_error_handler(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RagkitError)
     status = int(exc.http_status)
     if status >= 500:
+        gone = deleted_collection(request.app, request.url.path)
+        if gone is not None:
+            return error_json(request, 404, "NotFoundError", deleted_message(gone))
         log.warning("request %s failed: %s: %s", request_id_of(request), type(exc).__name__, exc)
     return error_json(request, status, type(exc).__name__, str(exc))
+
+
+def deleted_collection(app: Any, path: str) -> str | None:
+    """The collection ``path`` names if it was deleted (e.g. while this request ran), else ``None``."""
+    from ragkit.service.stores import collection_deleted_under
+
+    state = getattr(getattr(app, "state", None), "ragkit", None)
+    if state is None:
+        return None
+    try:
+        return collection_deleted_under(path, state.collections)
+    except Exception:  # deciding how to answer an error must not raise another
+        return None
+
+
+def deleted_message(name: str) -> str:
+    """What a request on a collection deleted under it is told."""
+    return f"collection {name!r} does not exist (it was deleted while this request ran)"
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragkit.service.auth import KEY_NAME_KEY
-from ragkit.service.errors import REQUEST_ID_KEY, ServiceHTTPError, error_body
+from ragkit.service.errors import REQUEST_ID_KEY, ServiceHTTPError, deleted_collection, deleted_message, error_body
 from ragkit.service.logs import ACCESS_LOGGER
 from ragkit.service.metrics import Metrics
 
@@ -89,14 +89,20 @@ class RequestContextMiddleware:
                 extra={"fields": {"request_id": request_id}},
             )
             if not state["started"]:
-                body = error_body(
-                    scope.get("path", ""),
-                    500,
-                    "InternalError",
-                    f"internal error; quote request id {request_id} when reporting it",
-                    request_id,
-                )
-                await send_json(send_with_id, 500, body)
+                path = scope.get("path", "")
+                gone = deleted_collection(scope.get("app"), path)
+                if gone is not None:  # a search racing DELETE /v1/collections/X: the collection is gone, not broken
+                    body = error_body(path, 404, "NotFoundError", deleted_message(gone), request_id)
+                    await send_json(send_with_id, 404, body)
+                else:
+                    body = error_body(
+                        path,
+                        500,
+                        "InternalError",
+                        f"internal error; quote request id {request_id} when reporting it",
+                        request_id,
+                    )
+                    await send_json(send_with_id, 500, body)
         finally:
             self.metrics.in_flight.dec()
             seconds = time.perf_counter() - started

@@ -13,14 +13,16 @@ a file in is atomic).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ragkit.collection import Collection, HomeLayout
 from ragkit.config import CollectionConfig
-from ragkit.errors import StorageError
+from ragkit.errors import InputError, StorageError
 
 log = logging.getLogger("ragkit.service")
 
@@ -50,6 +52,13 @@ class CollectionCache:
     def names(self) -> list[str]:
         """Names of the collections in the store."""
         return Collection.names(self.store_dir)
+
+    def deleted(self, name: str) -> bool:
+        """``True`` when ``name`` is a valid collection name whose collection does not exist (any more)."""
+        try:
+            return not self.layout.collection(name).config_file.exists()
+        except InputError:
+            return False
 
     def created(self, name: str) -> int:
         """When collection ``name`` was created (its config file's time, in Unix seconds); 0 if unknown."""
@@ -111,3 +120,19 @@ class CollectionCache:
     def _warm(collection: Collection) -> None:
         """Build the lazily created parts now, under the lock, so threads never race to build them."""
         _ = collection.embedder, collection.store, collection.splitter, collection.lexical
+
+
+_COLLECTION_PATH = re.compile(r"/v1/collections/([^/]+)(?:/.*)?")
+
+
+def collection_deleted_under(path: str, collections: CollectionCache) -> str | None:
+    """The collection a request path names when it no longer exists, else ``None``.
+
+    A request that fails on a server error while its collection is deleted
+    (a search racing ``DELETE /v1/collections/X``) is answered 404, not 500.
+    """
+    match = _COLLECTION_PATH.fullmatch(path)
+    if match is None:
+        return None
+    name = unquote(match.group(1))
+    return name if collections.deleted(name) else None

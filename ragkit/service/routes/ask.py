@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import format_sse_event
 
+from ragkit.errors import NotFoundError
 from ragkit.query import SearchResult
 from ragkit.rag import AskEvent
 from ragkit.rag.pipeline import AskExtras
 from ragkit.schema import Hit
 from ragkit.service.auth import Principal, require_collection
-from ragkit.service.errors import error_responses, request_id_of
+from ragkit.service.errors import deleted_message, error_responses, request_id_of
 from ragkit.service.models import AnswerModel, AskRequest, SearchHit, SearchRequest, SearchResponse, Span
 from ragkit.service.routes.conversations import owner_of
 from ragkit.service.state import ServiceState, get_state
@@ -121,7 +122,10 @@ async def search(
     mode = body.mode if body.pipeline else None
 
     def run() -> SearchResult:
-        return searcher.search(body.query, state.collections.get(name), body.top_k, body.filters, mode)
+        found = searcher.search(body.query, state.collections.get(name), body.top_k, body.filters, mode)
+        if state.collections.deleted(name):  # deleted while it ran: its hits (or none) say nothing true
+            raise NotFoundError(deleted_message(name))
+        return found
 
     result = await state.run(run)
     return SearchResponse(
