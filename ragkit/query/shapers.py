@@ -33,13 +33,14 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ragkit.errors import ConfigError
 from ragkit.hashing import chunk_id, content_hash
 from ragkit.options import check_int
+from ragkit.protocols import DocumentChunks, capabilities_of
 from ragkit.query.stages import ContextShaperStage
 from ragkit.query.state import QueryState
 from ragkit.registry import register
@@ -71,14 +72,14 @@ _STOP = frozenset(_STOP_WORDS.split())
 def chunks_of_documents(store: VectorStore, document_ids: Sequence[str]) -> list[Chunk]:
     """Every stored chunk of these documents, by document in the order given, then by ``start``.
 
-    Uses the store's own ``chunks_of_documents`` (one indexed query in the
-    built-in stores); a store without it is scanned once through ``iter_chunks``.
+    Uses the store's own ``chunks_of_documents`` when it declares that
+    capability (one indexed query in the built-in stores); any other store is
+    scanned once through ``iter_chunks``.
     """
-    fetch = getattr(store, "chunks_of_documents", None)
-    if callable(fetch):
-        return list(fetch(list(document_ids)))
+    if "chunks_of_documents" in capabilities_of(store):
+        return list(cast(DocumentChunks, store).chunks_of_documents(list(document_ids)))
     log.debug(
-        "store %s has no chunks_of_documents(): scanning iter_chunks() for %d document(s)",
+        "store %s declares no chunks_of_documents capability: scanning iter_chunks() for %d document(s)",
         type(store).__name__,
         len(document_ids),
     )
