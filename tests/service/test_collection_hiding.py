@@ -78,8 +78,11 @@ def test_the_list_and_the_models_show_only_the_keys_collections(url: str) -> Non
     with _client(url, LIMITED) as limited:
         assert limited.get("/v1/collections").json()["collections"] == ["colA"]
         assert {m["id"].split(":")[0] for m in limited.get("/v1/models").json()["data"]} == {"colA"}
+        answers = []
         for model in ("secret", "nope"):
             chat = limited.post(
                 "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}]}
             )
             assert chat.status_code == 404, (model, chat.text)
+            answers.append(chat.json()["error"]["message"].replace(repr(model), "<MODEL>"))
+        assert answers[0] == answers[1], "a forbidden model reads exactly like a missing one"

@@ -211,9 +211,14 @@ def resolve_model(state: ServiceState, principal: Principal, model: str) -> tupl
     """The collection and pipeline a model id names (404 in OpenAI's shape if none)."""
     collection, _, pipeline_name = model.partition(":")
     pipeline = state.pipelines.get(pipeline_name or state.settings.default_pipeline)
-    if pipeline is None or not collection or collection not in state.collections.names():
+    # a collection the key may not access reads exactly like a missing one (no hint that it exists)
+    if (
+        pipeline is None
+        or not collection
+        or not principal.may_access(collection)
+        or collection not in state.collections.names()
+    ):
         raise ModelNotFound(f"The model {model!r} does not exist; GET /v1/models lists the models")
-    principal.check_collection(collection)
     return collection, pipeline
 
 
