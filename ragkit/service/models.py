@@ -186,6 +186,10 @@ class EvaluationInfo(BaseModel):
     sample: int | None
     pipelines: list[str] | None
     requested_by: str | None = Field(description="The API key name that started the run")
+    owner: str | None = Field(default=None, description="The key the run belongs to (may delete and cancel it)")
+    collections: list[str] | None = Field(
+        default=None, description="The collections the run reads; a key needs read access to all of them to see it"
+    )
     status: TaskStatus
     created_at: datetime
     started_at: datetime | None
