@@ -16,6 +16,7 @@ read or call anything beyond what it was set up for.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,18 @@ def is_inside(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
+def _resolved(path: Path, given: str) -> Path:
+    """``path.resolve()``, with a symbolic-link loop (``RuntimeError`` on Python 3.11) a 400 naming ``given``."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        raise InputError(f"path {given[:200]!r} runs into a symbolic link loop") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"path {given[:200]!r} runs into a symbolic link loop") from None
+        raise InputError(f"path {given[:200]!r} cannot be resolved: {exc.strerror}") from None
+
+
 def resolve_server_path(roots: list[Path], given: str) -> Path:
     """``given`` resolved inside one of ``roots``: 403 outside them, 404 if missing.
 
@@ -50,7 +63,7 @@ def resolve_server_path(roots: list[Path], given: str) -> Path:
     if "\x00" in given:
         raise InputError("the path contains a NUL character")
     raw = Path(given).expanduser()
-    candidates = [raw.resolve()] if raw.is_absolute() else [(root / raw).resolve() for root in roots]
+    candidates = [_resolved(raw, given)] if raw.is_absolute() else [_resolved(root / raw, given) for root in roots]
     inside = [c for c in candidates if is_inside(c, roots)]
     if not inside:
         listing = ", ".join(str(r) for r in roots)
@@ -66,7 +79,7 @@ def resolve_server_path(roots: list[Path], given: str) -> Path:
 
 def check_inside_roots(roots: list[Path], path: Path, what: str) -> None:
     """403 unless the resolved ``path`` (named ``what`` in the message) lies inside ``roots``."""
-    resolved = path.expanduser().resolve()
+    resolved = _resolved(path.expanduser(), str(path))
     if not is_inside(resolved, _roots_or_refuse(roots)):
         listing = ", ".join(str(r) for r in roots)
         raise ServiceHTTPError(403, f"{what} {str(resolved)!r} is outside the ingest roots ({listing})", "Forbidden")
