@@ -24,7 +24,7 @@ from ragkit.errors import RagkitError
 
 log = logging.getLogger("ragkit.service")
 
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/embeddings", "/v1/completions")
 """Routes that answer errors in OpenAI's shape."""
 
 REQUEST_ID_KEY = "ragkit.request_id"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -86,3 +89,61 @@ def test_chat_errors_are_in_openais_shape(client: openai.OpenAI, service: Servic
         f"{service.url}/v1/chat/completions", json={"model": "docs"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
     )
     assert raw.status_code == 422 and set(raw.json()["error"]) >= {"message", "type", "code"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "tool_choice": "required"},
+         "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+    ],
+)  # fmt: skip
+def test_parameters_the_models_cannot_honour_are_refused_in_openais_shape(
+    client: openai.OpenAI, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="docs", messages=[{"role": "user", "content": "hi"}], **extra)
+    assert refused.value.status_code == 400 and refused.value.code == f"unsupported_{param}"
+    assert param in refused.value.message and "not supported" in refused.value.message
+
+
+def test_tools_with_tool_choice_auto_are_accepted_and_never_called(client: openai.OpenAI) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    completion = client.chat.completions.create(
+        model="docs", messages=[{"role": "user", "content": QUESTION}], tools=tools, tool_choice="auto", max_tokens=8
+    )
+    assert completion.choices[0].message.content and not completion.choices[0].message.tool_calls
+
+
+def test_embeddings_use_the_collections_own_embedder(client: openai.OpenAI, service: Service) -> None:
+    from ragkit.collection import Collection
+
+    texts = ["Where was Super Bowl 50 played?", "The Black Death"]
+    response = client.embeddings.create(model="docs", input=texts)  # the client asks for base64 and decodes it
+    assert [d.index for d in response.data] == [0, 1] and response.model == "docs"
+    assert response.usage.prompt_tokens > 0
+    with Collection.open("docs", store_dir=service.home) as docs:
+        expected = docs.embedder.embed_documents(texts)
+    for got, want in zip(response.data, expected, strict=True):
+        assert len(got.embedding) == 384
+        assert np.allclose(got.embedding, want, atol=1e-4)
+    as_floats = client.embeddings.create(model="docs", input="one text", encoding_format="float")
+    assert len(as_floats.data) == 1 and len(as_floats.data[0].embedding) == 384
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="nope", input="x")
+    with pytest.raises(openai.BadRequestError) as wrong_size:
+        client.embeddings.create(model="docs", input="x", dimensions=64)
+    assert "384" in wrong_size.value.message
+
+
+def test_unknown_openai_routes_answer_in_openais_shape(service: Service) -> None:
+    raw = httpx.post(
+        f"{service.url}/v1/completions", json={"model": "docs", "prompt": "hi"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )  # fmt: skip
+    assert raw.status_code == 404
+    assert set(raw.json()["error"]) >= {"message", "type", "code"}, raw.text

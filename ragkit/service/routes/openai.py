@@ -11,20 +11,23 @@ field on the whole response and on the final chunk (the one with
 
 from __future__ import annotations
 
+import base64
 import json
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragkit.errors import InputError
 from ragkit.generation.base import Message
+from ragkit.protocols import TokenCounter, counts_tokens
 from ragkit.rag import AskEvent, RagPipeline
 from ragkit.rag.answer import Answer
 from ragkit.rag.pipeline import AskExtras
 from ragkit.service.auth import Principal, require
-from ragkit.service.errors import ModelNotFound, error_body, error_responses, request_id_of
+from ragkit.service.errors import ModelNotFound, ServiceHTTPError, error_body, error_responses, request_id_of
 from ragkit.service.models import CitationModel, FilterSpec, Mode, UsageModel
 from ragkit.service.routes.ask import CLIENT_CLOSED
 from ragkit.service.state import ServiceState, get_state
@@ -103,6 +106,38 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=100, description="ragkit: chunks to retrieve")
     filters: FilterSpec | None = Field(default=None, description="ragkit: a metadata filter")
     mode: Mode | None = Field(default=None, description="ragkit: dense or lexical retrieval")
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Accepted only with tool_choice 'auto' or 'none': these models never call tools"
+    )
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description="'auto' or 'none' only")
+    functions: list[dict[str, Any]] | None = Field(default=None, description="Legacy; as tools")
+    function_call: str | dict[str, Any] | None = Field(default=None, description="Legacy; 'auto' or 'none' only")
+    response_format: dict[str, Any] | None = Field(default=None, description="Only {'type': 'text'}")
+    logprobs: bool | None = Field(default=None, description="Not supported (only false)")
+    top_logprobs: int | None = Field(default=None, description="Not supported")
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """``(param, why)`` for the first parameter these models cannot honour, else ``None``.
+
+        Silently ignoring one would return an answer the caller did not ask
+        for (free text where JSON was required, no tool call where one was).
+        """
+        for param, choice in (("tool_choice", self.tool_choice), ("function_call", self.function_call)):
+            if choice is not None and choice not in ("auto", "none"):
+                return param, (
+                    f"{param} {choice!r} is not supported: ragkit's models answer from their collection and never "
+                    "call tools; send 'auto' or 'none' (or no tools)"
+                )
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            return "response_format", (
+                f"response_format {kind!r} is not supported: answers are cited free text; send {{'type': 'text'}}"
+            )
+        if self.logprobs:
+            return "logprobs", "logprobs is not supported: the answers carry citations, not token log-probabilities"
+        if self.top_logprobs is not None:
+            return "top_logprobs", "top_logprobs is not supported (logprobs is not)"
+        return None
 
     def _last_user(self) -> int:
         for index in range(len(self.messages) - 1, -1, -1):
@@ -323,6 +358,10 @@ async def chat_completions(
     follow-up standalone from them, and the most recent turns go into the prompt); system and developer
     messages are added to the pipeline's system prompt as the caller's instructions.
     """
+    refused = body.unsupported()
+    if refused is not None:
+        param, why = refused
+        raise ServiceHTTPError(400, why, "InvalidRequestError", code=f"unsupported_{param}")
     name, pipeline = await state.run(resolve_model, state, principal, body.model)
     question = body.question()
     history = body.history()
@@ -365,3 +404,95 @@ async def chat_completions(
         run.events(), encoder.encode, encoder.encode_error, state.metrics.observe_answer, request_id_of(request)
     )
     return EventStreamResponse(content, run)
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request: ``model`` names a collection, whose own embedder embeds ``input``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="'{collection}': the collection whose embedder to use")
+    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not supported)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1, description="Only the embedder's own dimension")
+
+    def texts(self) -> list[str]:
+        """The texts to embed (at least one, none empty)."""
+        texts = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not texts:
+            raise InputError("input: give at least one text")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise InputError(f"input: at most {MAX_EMBEDDING_INPUTS} texts per request, got {len(texts)}")
+        if any(not text.strip() for text in texts):
+            raise InputError("input: texts must not be empty")
+        return texts
+
+
+MAX_EMBEDDING_INPUTS = 2048
+"""OpenAI's own limit of inputs per embeddings request."""
+
+
+class EmbeddingData(BaseModel):
+    """One text's vector."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32 with encoding_format")
+
+
+class EmbeddingUsage(BaseModel):
+    """Tokens read."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    """The vectors, in input order."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingList,
+    responses=_OPENAI_ERRORS,
+    summary="Embeddings (OpenAI-compatible): a collection's own embedder",
+)
+async def embeddings(
+    body: EmbeddingRequest, state: ServiceState = Depends(get_state), principal: Principal = Depends(require("read"))
+) -> EmbeddingList:
+    """Embed ``input`` with the embedder of the collection ``model`` names (documents' side of the embedder).
+
+    The vectors are the ones the collection stores for its chunks, so a client can compare its own texts with
+    them; ``dimensions`` must be the embedder's own (no truncation).
+    """
+    name, _ = await state.run(resolve_model, state, principal, body.model.partition(":")[0])
+    texts = body.texts()
+    collection = await state.run(state.collections.get, name)
+    embedder = collection.embedder
+    if body.dimensions is not None and body.dimensions != embedder.dimension:
+        raise InputError(f"dimensions: {name!r}'s embedder gives {embedder.dimension}, not {body.dimensions}")
+
+    def embed() -> tuple[Any, list[int]]:
+        vectors = embedder.embed_documents(texts)
+        if counts_tokens(embedder):
+            return vectors, cast(TokenCounter, embedder).count_tokens(texts)
+        return vectors, [len(text.split()) for text in texts]  # words, for an embedder with no tokenizer
+
+    vectors, tokens = await state.run(embed)
+    data = []
+    for index, vector in enumerate(vectors):
+        row = np.asarray(vector, dtype="<f4")
+        value: list[float] | str = (
+            base64.b64encode(row.tobytes()).decode("ascii") if body.encoding_format == "base64" else row.tolist()
+        )
+        data.append(EmbeddingData(index=index, embedding=value))
+    used = int(sum(tokens))
+    return EmbeddingList(data=data, model=body.model, usage=EmbeddingUsage(prompt_tokens=used, total_tokens=used))
