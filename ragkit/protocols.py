@@ -204,13 +204,23 @@ class VectorStore(VectorIndex, ChunkStore, SourceBook, Protocol):
     """
 
 
-STORE_CAPABILITIES = ("drop", "stats", "chunks_of_documents")
+STORE_CAPABILITIES = ("drop", "stats", "chunks_of_documents", "refresh")
 """Optional store features a store class declares in ``capabilities``.
 
 - ``drop``: its data lives outside the collection folder; :meth:`DroppableStore.drop` deletes it.
 - ``stats``: :meth:`StoreWithStats.stats` gives counts and index details beyond ``count()``.
 - ``chunks_of_documents``: :meth:`DocumentChunks.chunks_of_documents` fetches whole documents in one query.
+- ``refresh``: :meth:`RefreshableStore.refresh` catches up with writes another process committed.
 """
+
+
+@runtime_checkable
+class RefreshableStore(Protocol):
+    """A store holding in-memory state (an index) that can catch up with another process's writes."""
+
+    def refresh(self) -> bool:
+        """Reload what changed on disk since this process last read or wrote it; whether anything did."""
+        ...
 
 
 @runtime_checkable

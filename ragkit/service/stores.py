@@ -17,12 +17,13 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from ragkit.collection import Collection, HomeLayout
 from ragkit.config import CollectionConfig
 from ragkit.errors import InputError, StorageError
+from ragkit.protocols import RefreshableStore, capabilities_of
 
 log = logging.getLogger("ragkit.service")
 
@@ -72,6 +73,9 @@ class CollectionCache:
         with self._lock:
             collection = self._open.get(name)
             if collection is not None and collection.exists:
+                store = collection.store
+                if "refresh" in capabilities_of(store):  # a CLI ingest beside the server: serve its chunks too
+                    cast(RefreshableStore, store).refresh()
                 return collection
             if collection is not None:  # deleted behind our back (CLI, another process)
                 self._forget(name)

@@ -77,7 +77,7 @@ _RETRAIN_GROWTH = 4
 class FaissStore(StoreBase):
     """FAISS vectors plus a SQLite document store, in one folder."""
 
-    capabilities = frozenset({"stats", "chunks_of_documents"})
+    capabilities = frozenset({"stats", "chunks_of_documents", "refresh"})
     unsaved_options = ("read_only",)  # how this process opens the folder, not a property of the store
 
     def __init__(
@@ -128,6 +128,7 @@ class FaissStore(StoreBase):
         self._count: int | None = None  # cached COUNT(*): a full scan at a million rows
         self._columns: MetadataColumns | None = None  # built on the first filtered search
         self._dirty = False
+        self._index_generation = -1  # the database generation the in-memory index (and caches) reflect
         self.read_only = read_only or not writable(self.path)
         self._db_path = self.path / "store.sqlite"
         self._connections: list[sqlite3.Connection] = []
@@ -205,6 +206,7 @@ class FaissStore(StoreBase):
 
         index_file, meta_file = self._index_files()
         generation = self._generation()
+        self._index_generation = generation
         count = self.count()
         try:
             meta = json.loads(meta_file.read_text())
@@ -222,6 +224,23 @@ class FaissStore(StoreBase):
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("vector index in %s is unreadable (%s); rebuilding it", self.path, exc)
         self._rebuild_index()
+
+    def refresh(self) -> bool:
+        """Catch up with writes another process committed (a CLI ingest beside a running server).
+
+        Compares the database generation with the one the in-memory index
+        reflects (one small query); when they differ, reloads the index (from
+        the saved file when it matches the database, else rebuilt from SQLite)
+        and drops the cached count and filter columns. Returns whether it did.
+        """
+        with self._lock:
+            if self._generation() == self._index_generation:
+                return False
+            log.info("store %s changed on disk (another writer): reloading its vector index", self.path)
+            self._count = None
+            self._columns = None
+            self._load_index()
+            return True
 
     def _wanted_kind(self, count: int) -> str:
         kind = self.index_kind
@@ -602,6 +621,8 @@ class _WriteTransaction:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StorageError(f"cannot write to {self.store._db_path}: {exc}") from None
+        row = self.conn.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()
+        self.before = int(row[0]) if row else None
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -614,6 +635,10 @@ class _WriteTransaction:
             self.conn.execute("UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.conn.execute("COMMIT")
             self.store._count = None
+            if self.before is not None and self.store._index_generation == self.before:
+                # the in-memory index was current and this write updates it itself: it stays current;
+                # after another process's write it stays behind, and refresh() reloads it
+                self.store._index_generation = self.before + 1
         except sqlite3.Error as exc:
             self.conn.execute("ROLLBACK")
             raise StorageError(f"write to {self.store._db_path} failed: {exc}") from exc

@@ -41,6 +41,7 @@ from ragkit.protocols import (
     STORE_CAPABILITIES,
     DocumentChunks,
     DroppableStore,
+    RefreshableStore,
     StoreWithStats,
     VectorStore,
     capabilities_of,
@@ -777,6 +778,7 @@ class VectorStoreConformance:
             "drop": DroppableStore,
             "stats": StoreWithStats,
             "chunks_of_documents": DocumentChunks,
+            "refresh": RefreshableStore,
         }
         declared = capabilities_of(store)
         assert declared <= set(STORE_CAPABILITIES), declared
@@ -791,6 +793,23 @@ class VectorStoreConformance:
             store.upsert(chunks, vectors)
             found = cast(DocumentChunks, store).chunks_of_documents([chunks[0].document_id])
             assert {chunk.id for chunk in found} == {chunk.id for chunk in chunks}
+
+    def test_a_refreshable_store_catches_up_with_another_writer(self, stores: StoreOpener) -> None:
+        """``refresh``: a second instance on the same folder (another process) writes; the first then finds it."""
+        reader = stores.open("shared")
+        if "refresh" not in capabilities_of(reader):
+            return  # the capability is optional; nothing to check
+        chunks, vectors = self.corpus(4)
+        reader.upsert(chunks[:2], vectors[:2])
+        assert cast(RefreshableStore, reader).refresh() is False, "its own writes keep it current"
+        writer = stores.open("shared")  # a second instance: what another process would hold
+        writer.upsert(chunks[2:], vectors[2:])
+        writer.flush()
+        assert cast(RefreshableStore, reader).refresh() is True
+        assert reader.count() == 4
+        [hits] = reader.search(vectors[3:4], 1)
+        assert hits and hits[0].chunk.id == chunks[3].id, "the other writer's chunk is found after refresh"
+        assert cast(RefreshableStore, reader).refresh() is False
 
 
 def expected_filter_ids(chunks: Sequence[Chunk], flt: FilterLike) -> set[str]:
