@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from ragkit import registry
 from ragkit.collection import Collection
 from ragkit.errors import StorageError
 from ragkit.query.stages import QueryTransformStage, RetrieverStage
 from ragkit.query.state import QueryState
 from ragkit.rag import PipelineConfig, RagPipeline
-from ragkit.registry import register
 from ragkit.service import ServiceSettings, create_app
 from tests.service.conftest import LiveServer
 
@@ -28,25 +28,32 @@ GATE_OPEN = threading.Event()
 GATE_REACHED = threading.Event()
 
 
-@register("query_transform", "test-gate")
 class GateStage(QueryTransformStage):
     """A TEST stage: signals that a search reached it, then waits until the test opens the gate."""
+
+    role = "query_transform"
+    component_type = "test-gate"
 
     def run(self, states: list[QueryState]) -> None:
         GATE_REACHED.set()
         assert GATE_OPEN.wait(120), "the test never opened the gate"
 
 
-@register("retriever", "test-store-gone")
 class StoreGoneRetriever(RetrieverStage):
     """A TEST retriever failing the way a store whose files were deleted under it fails."""
+
+    role = "retriever"
+    component_type = "test-store-gone"
 
     def retrieve_many(self, collection: Any, queries: Any, top_k: int, filters: Any) -> list[list[Any]]:
         raise StorageError(f"cannot open {collection.folder}/store/store.sqlite: no such file or directory")
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[LiveServer]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    # registered for this test only: other tests list the registry's retrievers (e.g. the CLI's --mode error)
+    for stage in (GateStage, StoreGoneRetriever):
+        monkeypatch.setitem(registry._registry, (stage.role, stage.component_type), stage)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "plague.txt").write_text("The Black Death killed a third of Europe in the 1340s.\n", encoding="utf-8")

@@ -17,8 +17,11 @@ DOCS = Path(__file__).resolve().parents[3] / "evaluation" / "datasets" / "sample
 def test_testset_command_writes_only_verified_questions(tmp_path):
     out = tmp_path / "questions.jsonl"
     result = CliRunner().invoke(app, ["eval", "testset", str(DOCS), "--out", str(out), "-n", "2", "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.output[: result.output.rindex("}") + 1])
+    # fewer than asked (the 135M model often manages one) is exit 1 with the reason since issue 14, item 21
+    assert result.exit_code == (0 if report["written"] == 2 else 1), result.output
+    if result.exit_code:
+        assert f"error: wrote only {report['written']} of the 2 questions asked for" in result.output
     assert report["attempted"] >= 1
     lines = [line for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert report["written"] == len(lines) <= 2
