@@ -114,7 +114,7 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
 def serve(settings: ServiceSettings) -> None:
     """Run the service with uvicorn in this process (one worker: the models are per process)."""
     settings.check_exposure()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.json_logs())
     app = create_app(settings)
     import uvicorn
 

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -215,8 +216,18 @@ class ServiceSettings(BaseSettings):
     """Finished evaluation runs kept in memory (all stay on disk under ``{store_dir}/evaluations/``)."""
     preload: bool = False
     """Load the pipelines' generators at start-up (the port opens once they are loaded)."""
-    log_json: bool = True
+    log_json: bool | None = None
+    """One JSON object per log line (``true``), plain escaped text (``false``), or ``null``: JSON unless
+    stderr is a terminal (a person reading gets text; a log collector gets JSON)."""
     log_level: str = "INFO"
+
+    def json_logs(self, stream: Any = None) -> bool:
+        """Whether to log JSON lines: ``log_json`` when set, else whether ``stream`` (stderr) is not a terminal."""
+        if self.log_json is not None:
+            return self.log_json
+        stream = sys.stderr if stream is None else stream
+        isatty = getattr(stream, "isatty", None)
+        return not (callable(isatty) and isatty())
 
     @classmethod
     def settings_customise_sources(

@@ -99,3 +99,44 @@ def test_text_logs_escape_a_newline_in_the_path_and_a_lone_key_is_one_admin_key(
     logged = [line for line in lines if forged in line]
     assert logged and all("ragkit.service.access" in line or "uvicorn" in line for line in logged), stderr
     assert any(f"/v1/collections/x\\n{forged}" in line for line in logged), stderr
+
+
+def test_on_a_terminal_the_server_logs_text_and_json_otherwise(tmp_path: Path) -> None:
+    import pty
+
+    from ragkit.service import ServiceSettings
+
+    assert ServiceSettings().log_json is None, "the default follows the terminal"
+    port = free_port()
+    primary, secondary = pty.openpty()  # stderr is a terminal, as when a person runs `ragkit serve`
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(port), str(tmp_path)], stdout=subprocess.DEVNULL, stderr=secondary
+    )
+    os.close(secondary)
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "tty-1"})
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "the service exited"
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(primary)
+    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    assert any("Uvicorn running" in line for line in lines), lines
+    assert not any(line.lstrip().startswith("{") for line in lines), "no JSON records on a terminal"
+    assert any("ragkit.service.access" in line and "/healthz" in line for line in lines), lines
