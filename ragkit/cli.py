@@ -9,6 +9,7 @@ without a traceback, with a non-zero exit code per error class.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -538,10 +539,15 @@ def eval_run(
             }
             typer.echo(json.dumps(summary, indent=2))
             return
-        typer.echo(summary_table(data))
-        tables = k_tables(data)
-        if tables:
-            typer.echo("\n" + tables)
+        if sys.stdout.isatty():  # a person reads it: a table that fits the window; the Markdown is in report.md
+            from ragkit.evaluation.terminal import summary_for_terminal
+
+            typer.echo(summary_for_terminal(data, shutil.get_terminal_size().columns))
+        else:
+            typer.echo(summary_table(data))
+            tables = k_tables(data)
+            if tables:
+                typer.echo("\n" + tables)
         typer.echo("")
         for path in paths.values():
             typer.echo(f"wrote {path}")
