@@ -332,10 +332,7 @@ async def get_job(
     principal: Principal = Depends(require("read")),
 ) -> JobInfo:
     """Status (queued, running, succeeded, failed, cancelled), counts, per-file errors and timestamps."""
-    job = state.jobs.get(job_id)
-    if not principal.may_access(job.collection):
-        raise NotFoundError(f"no job {job_id!r}")
-    return JobInfo.model_validate(job.to_dict())
+    return JobInfo.model_validate(_visible_job(state, principal, job_id).to_dict())
 
 
 @router.post(
@@ -351,8 +348,14 @@ async def cancel_job(
     principal: Principal = Depends(require("write")),
 ) -> JobInfo:
     """A queued job is cancelled at once; a running one only before its ingest starts (409 once finished)."""
+    job = _visible_job(state, principal, job_id)
+    state.jobs.cancel(job_id)
+    return JobInfo.model_validate(job.to_dict())
+
+
+def _visible_job(state: ServiceState, principal: Principal, job_id: str) -> Job:
+    """Job ``job_id`` if the caller may see its collection; the same 404 as an unknown job otherwise."""
     job = state.jobs.get(job_id)
     if not principal.may_access(job.collection):
         raise NotFoundError(f"no job {job_id!r}")
-    state.jobs.cancel(job_id)
-    return JobInfo.model_validate(job.to_dict())
+    return job
