@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -181,6 +181,69 @@ def _deeper(depth: int, where: str = "") -> int:
     if depth >= MAX_FILTER_DEPTH:
         raise _too_deep(where)
     return depth + 1
+
+
+def value_kind(value: Any) -> str:
+    """``number``, ``string``, ``boolean`` or ``other`` (lists, objects, null): what a comparison can meet."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+def field_kinds(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
+    """The kinds of value each field holds across ``rows``."""
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for name, value in row.items():
+            kinds.setdefault(name, set()).add(value_kind(value))
+    return kinds
+
+
+_KIND_WORDS = {"number": "numbers", "string": "strings", "boolean": "true/false values"}
+
+
+def check_kinds(flt: Filter | None, kinds: Mapping[str, set[str]], where: str) -> None:
+    """Refuse a comparison whose value can never equal or order against what its field holds.
+
+    ``page > "2"`` on a field of numbers matches nothing (Python cannot
+    order a number against a string), and ``ask`` would then say the
+    documents do not answer. A field holding several kinds, or lists and
+    objects, is left alone.
+    """
+    if flt is None:
+        return
+    if isinstance(flt, (And, Or)):
+        for item in flt.items:
+            check_kinds(item, kinds, where)
+        return
+    if isinstance(flt, Not):
+        check_kinds(flt.item, kinds, where)
+        return
+    held = kinds.get(flt.field)
+    if not held or len(held) != 1 or "other" in held:
+        return
+    [kind] = held
+    values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
+    wrong = [v for v in values if value_kind(v) != kind and not {value_kind(v), kind} <= {"number", "boolean"}]
+    if not wrong:
+        return
+    shown = json.dumps(flt.value if not isinstance(flt.value, tuple) else list(flt.value))
+    hint = ""
+    if kind == "number" and isinstance(wrong[0], str):
+        try:
+            hint = f"; write the number without quotes: {flt.field} {flt.op} {float(wrong[0]):g}"
+        except ValueError:
+            hint = ""
+    elif kind == "string":
+        hint = f"; quote it: {flt.field} {flt.op} {json.dumps(str(wrong[0]))}"
+    raise FilterError(
+        f"filter compares field {flt.field!r}, which holds {_KIND_WORDS.get(kind, kind)} in {where}, "
+        f"with {shown} ({value_kind(wrong[0])}): it could never match{hint}"
+    )
 
 
 def check_fields(flt: Filter | None, known: set[str], where: str) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from ragkit.component import Component
 from ragkit.config import indexed_text
 from ragkit.errors import ConfigError, MissingDependencyError, StorageError
-from ragkit.filters import Filter
+from ragkit.filters import Filter, check_kinds, field_kinds
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
 from ragkit.stores.files import writable
@@ -258,6 +258,7 @@ class BM25Index(Component):
             model, ids, fields = self._model, self._ids, self._fields
         mask = None
         if filter is not None:
+            check_kinds(filter, field_kinds(fields), "the keyword index")
             mask = np.fromiter((filter.matches(f) for f in fields), dtype=np.float32, count=len(fields))
             if not mask.any():
                 return [[] for _ in queries]

@@ -115,6 +115,8 @@ def test_collections_list_show_delete(store, tmp_path):
         (["search", "x", "-c", "demo", "--filter", "page >"], 2, "error: cannot parse filter"),
         (["search", "x", "-c", "demo", "--filter", "not " * 1000 + "page"], 2, "error: filter nests more than 32"),
         (["search", "x", "-c", "demo", "--filter", "page == " + "-" * 3000 + "1"], 2, "error: filter nests more"),
+        (["search", "x", "-c", "demo", "--filter", 'page > "2"'], 2, "without quotes: page > 2"),
+        (["search", "x", "-c", "demo", "--mode", "lexical", "--filter", 'page > "2"'], 2, "in the keyword index"),
         (["search", "x", "-c", "demo", "--mode", "fuzzy"], 2, "error: --mode must be 'dense' or 'lexical'"),
         (["search", "-c", "demo"], 2, "error: give either a QUERY or --queries-file"),
         (["collections", "show", "nope"], 3, "error: collection 'nope' does not exist"),

@@ -122,3 +122,20 @@ def test_filter_text_over_the_length_limit_is_refused():
 def test_a_single_equals_sign_gets_a_hint():
     with pytest.raises(FilterError, match="compare with =="):
         parse_filter('lang = "en"')
+
+
+def test_a_comparison_that_can_never_match_its_fields_kind_is_refused():
+    from ragkit.filters import check_kinds, field_kinds
+
+    kinds = field_kinds(DOCS)
+    with pytest.raises(FilterError, match=r"field 'page', which holds numbers in docs, with \"2\" \(string\)") as bad:
+        check_kinds(parse_filter('page > "2"'), kinds, "docs")
+    assert "write the number without quotes: page > 2" in str(bad.value)
+    with pytest.raises(FilterError, match=r"quote it: lang == \"1\""):
+        check_kinds(parse_filter("lang == 1"), kinds, "docs")
+    with pytest.raises(FilterError, match="holds strings"):
+        check_kinds(parse_filter('lang in ["en", 2]'), kinds, "docs")
+    # the same kind, numbers against booleans, unknown fields and mixed fields are left alone
+    for ok in ("page > 2", "score >= 1", "draft == true", 'lang in ["en", "de"]', "nope == 1", "page == true"):
+        check_kinds(parse_filter(ok), kinds, "docs")
+    check_kinds(parse_filter('mixed == "x"'), field_kinds([{"mixed": 1}, {"mixed": "a"}]), "docs")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.filters import And, Comparison, Filter, Not, Or
+from ragkit.filters import And, Comparison, Filter, Not, Or, value_kind
 
 
 class _Column:
@@ -79,8 +79,12 @@ class MetadataColumns:
         positions, wanted = positions[inside], wanted[inside]
         self.alive[positions[ids[positions] == wanted]] = False
 
+    def kinds(self) -> dict[str, set[str]]:
+        """The kinds of value (``number``, ``string`` ...) each field holds, from its distinct values."""
+        return {name: {value_kind(v) for v in column.values} for name, column in self.columns.items()}
+
     def matching_rowids(self, flt: Filter) -> np.ndarray:
-        """Ids of the live rows that satisfy ``flt``, in increasing order."""
+        """Ids of the live rows that satisfy ``flt``, in increasing order (exactly :meth:`Filter.matches`)."""
         mask = self._mask(flt) & self.alive[: self.size]
         return self.rowids[: self.size][mask]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.errors import ConfigError, ConflictError, StorageError
-from ragkit.filters import Filter
+from ragkit.filters import Filter, check_kinds
 from ragkit.protocols import Vectors
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
@@ -532,6 +532,8 @@ class FaissStore(StoreBase):
         with self._lock:
             if self._columns is None:
                 self._columns = self._load_columns()
+            # a comparison that can never match its field's kind of value (page > "2" on numbers) is refused
+            check_kinds(flt, self._columns.kinds(), f"collection {self.name!r}" if self.name else "the store")
             return self._columns.matching_rowids(flt)
 
     def _load_columns(self) -> MetadataColumns:
