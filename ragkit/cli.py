@@ -317,6 +317,7 @@ def ask(
         options = GenerationOptions(max_tokens=max_tokens)
         extras = _conversation_extras(conversation, store_dir)
         with Collection.open(collection, store_dir) as col:
+            _say_loading(rag.unloaded_models(col))
             if as_json:
                 answer = rag.ask(
                     question,
@@ -343,6 +344,14 @@ def ask(
                         typer.echo(f"conversation: {event.answer.conversation_id}", err=True)
 
     _run(action)
+
+
+def _say_loading(models: list[Any]) -> None:
+    """On a terminal, say which models the first answer waits for (30-60 s can otherwise look like a hang)."""
+    if not models or not sys.stderr.isatty():
+        return
+    names = ", ".join(str(getattr(m, "model_name", None) or type(m).__name__) for m in models)
+    typer.echo(f"loading {names}… (once per process; the answer follows)", err=True)
 
 
 def _conversation_extras(conversation: str | None, store_dir: Path | None) -> Any:

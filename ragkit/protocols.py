@@ -97,6 +97,25 @@ class TokenCounter(Protocol):
         ...
 
 
+@runtime_checkable
+class Preloadable(Protocol):
+    """A model-backed component that loads on first use and can be loaded ahead of it.
+
+    The RAG pipeline loads such components before it starts timing retrieval,
+    so an answer's ``timings`` show the load as ``load`` (not hidden inside
+    ``retrieve`` or ``generate``), and the CLI can say "loading…" first.
+    """
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model is in memory already (constructing the component loads nothing)."""
+        ...
+
+    def load(self) -> Any:
+        """Load the model now if it is not loaded (idempotent)."""
+        ...
+
+
 def counts_tokens(obj: object) -> bool:
     """Whether ``obj`` is a :class:`TokenCounter`, judged without reading ``max_tokens``.
 

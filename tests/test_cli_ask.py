@@ -88,3 +88,47 @@ def test_serve_refuses_a_public_interface_without_api_keys(tmp_path):
     )
     assert result.returncode == 2
     assert "API key" in result.stderr and "0.0.0.0" in result.stderr
+
+
+def test_the_first_answer_reports_model_loading_as_its_own_timing(sample_store):
+    from ragkit.collection import Collection
+    from ragkit.rag import PipelineConfig, RagPipeline
+    from ragkit.registry import build
+
+    config = PipelineConfig.parse({"answer": {"max_tokens": 8}})
+    rag = RagPipeline(config, generator=build("generator", {"type": "transformers"}))  # a fresh, unloaded one
+    with Collection.open("sample", sample_store) as collection:  # a fresh embedder too
+        assert len(rag.unloaded_models(collection)) == 2
+        first = rag.ask("Where was Super Bowl 50 played?", collection)
+        assert first.timings["load"] > 0 and {"retrieve", "generate", "total"} <= set(first.timings)
+        assert first.timings["total"] >= first.timings["load"] + first.timings["retrieve"]
+        assert rag.unloaded_models(collection) == []
+        second = rag.ask("Where was Super Bowl 50 played?", collection)
+        assert "load" not in second.timings, "loaded once per process"
+
+
+def test_ask_on_a_terminal_says_it_is_loading_first(sample_store):
+    import pty
+
+    primary, secondary = pty.openpty()  # stderr is a terminal: a person is waiting
+    process = subprocess.run(
+        [sys.executable, "-m", "ragkit.cli", "ask", "Where was Super Bowl 50 played?", "-c", "sample",
+         "--store-dir", str(sample_store), "--max-tokens", "8"],
+        stdout=subprocess.PIPE, stderr=secondary, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )  # fmt: skip
+    os.close(secondary)
+    said = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        said += chunk
+    os.close(primary)
+    assert process.returncode == 0, said
+    text = said.decode("utf-8", "replace")
+    assert "loading all-MiniLM-L6-v2" in text and "once per process" in text, text
+    assert b"Sources" in process.stdout

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.hashing import content_hash
-from ragkit.protocols import Embedder, Vectors, counts_tokens
+from ragkit.protocols import Embedder, Preloadable, Vectors, counts_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +286,21 @@ class CachedEmbedder:
         if to_config is None:
             raise AttributeError(f"{type(self.inner).__name__} has no to_config")
         return dict(to_config())
+
+    @property
+    def model_name(self) -> str:
+        """The inner embedder's model name (for messages), else its class name."""
+        return str(getattr(self.inner, "model_name", None) or type(self.inner).__name__)
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the inner embedder's model is loaded (true for one that has nothing to load)."""
+        return not isinstance(self.inner, Preloadable) or self.inner.is_loaded
+
+    def load(self) -> None:
+        """Load the inner embedder's model now, if it has one to load."""
+        if isinstance(self.inner, Preloadable):
+            self.inner.load()
 
     def reset_counters(self) -> None:
         """Set :attr:`hits` and :attr:`misses` back to zero."""

@@ -33,6 +33,7 @@ from ragkit.errors import InputError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import FinishReason, GenerationDelta, GenerationOptions, Generator, Message, Usage
 from ragkit.generation.shared import shared_generator as shared_generator  # re-exported: its old home
+from ragkit.protocols import Preloadable
 from ragkit.query.driver import iterate_now, run_now
 from ragkit.query.engine import QueryPipeline, SearchResult
 from ragkit.query.stages import PipelineContext
@@ -112,6 +113,11 @@ def default_conversations() -> ConversationStore:
         return store
 
 
+def _load_all(models: list[Preloadable]) -> None:
+    for model in models:
+        model.load()
+
+
 async def _call(sync: bool, function: Callable[..., T], *args: Any) -> T:
     """``function(*args)``: directly in sync mode, in a worker thread otherwise."""
     if sync:
@@ -125,6 +131,8 @@ class _Run:
 
     question: str
     started: float = field(default_factory=time.perf_counter)
+    retrieve_from: float = 0.0
+    """When retrieval started (after any model load); 0: at ``started``."""
     timings: dict[str, float] = field(default_factory=dict)
     trace: list[StageTrace] = field(default_factory=list)
     queries: list[Query] = field(default_factory=list)
@@ -534,6 +542,10 @@ class RagPipeline:
             past = await _call(sync, extras.history)
             request.history = [*past, *request.history]
         run.history = list(request.history)
+        pending = self.unloaded_models(collection)
+        if pending:  # the first answer in a process: the load is its own timing, not part of retrieve
+            await _call(sync, _load_all, pending)
+            run.retrieve_from = run.mark("load", run.started)
         if hits is None:
             assert collection is not None
             state = self.query.start(request, collection)
@@ -559,6 +571,17 @@ class RagPipeline:
             await _call(sync, extras.record, answer, run.standalone)
         yield AskEvent("answer", answer=answer)
 
+    def unloaded_models(self, collection: Collection | None) -> list[Preloadable]:
+        """The collection's embedder and this pipeline's generator when their models are not loaded yet.
+
+        What the first answer in a process waits for; ``ragkit ask`` says "loading…" on a terminal when
+        this is not empty, and the answer's ``timings["load"]`` is the time it took.
+        """
+        candidates: list[object] = [self.generator]
+        if collection is not None:
+            candidates.insert(0, collection.embedder)
+        return [c for c in candidates if isinstance(c, Preloadable) and not c.is_loaded]
+
     async def _search_and_prepare(
         self, run: _Run, state: QueryState, sync: bool
     ) -> tuple[PreparedPrompt | None, float]:
@@ -567,7 +590,7 @@ class RagPipeline:
             return await asyncio.to_thread(run_now, self._search_and_prepare(run, state, True))
         await self.query.execute([state], sync)
         run.absorb(state)
-        since = run.mark("retrieve", run.started)
+        since = run.mark("retrieve", run.retrieve_from or run.started)
         hits = state.hits
         prepared = await _call(sync, self._prepare_run, run, state.question, hits) if hits else None
         return prepared, run.mark("assemble", since)

@@ -393,6 +393,15 @@ class SentenceTransformerEmbedder(Component):
 
     # -- the model ------------------------------------------------------------------
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether this embedder has its model yet (constructing one loads nothing)."""
+        return self._loaded is not None
+
+    def load(self) -> LoadedModel:
+        """The loaded model, loading it now if needed (so its load time can be reported on its own)."""
+        return self._model()
+
     def _model(self) -> LoadedModel:
         if self._loaded is None:
             loaded = load_model(self._source, self._device, self._precision)
