@@ -58,7 +58,7 @@ def nested_not(inner: dict[str, object], times: int) -> dict[str, object]:
         ("file_type = 'md'", "compare with =="),
         # a comparison that can never match the kind its field holds: once an empty answer, now a 400
         ('page > "2"', "which holds numbers in collection 'docs', with \"2\" (string)"),
-        ("file_type == 3", "quote it: file_type == \"3\""),
+        ("file_type == 3", 'quote it: file_type == "3"'),
     ],
 )
 def test_bad_filters_are_400_with_the_reason(admin: httpx.Client, filters: object, expected: str) -> None:
