@@ -52,7 +52,7 @@ def test_a_store_class_without_the_base_is_still_built_the_old_way(
 
 
 def test_capabilities_are_declared_and_checked_when_the_class_is_made() -> None:
-    assert capabilities_of(FaissStore.__new__(FaissStore)) == {"stats", "chunks_of_documents"}
+    assert capabilities_of(FaissStore.__new__(FaissStore)) == {"stats", "chunks_of_documents", "refresh"}
     with pytest.raises(TypeError, match="unknown capabilities"):
 
         class _Boasting(StoreBase):
