@@ -48,8 +48,11 @@ def chromium_binary() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
-def dump_dom(page: Path, tmp_path: Path, fragment: str = "") -> str:
-    """The page's DOM after its scripts ran (``fragment``: e.g. ``#row-0``, as in a link to a question)."""
+def dump_dom(page: Path, tmp_path: Path, fragment: str = "", window: tuple[int, int] | None = None) -> str:
+    """The page's DOM after its scripts ran (``fragment``: e.g. ``#row-0``, as in a link to a question).
+
+    ``window``: the browser window's (width, height) in pixels, for layout checks.
+    """
     binary = chromium_binary()
     assert binary is not None
     command = [
@@ -62,6 +65,7 @@ def dump_dom(page: Path, tmp_path: Path, fragment: str = "") -> str:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        *([f"--window-size={window[0]},{window[1]}"] if window else []),
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--virtual-time-budget=2000",
         "--dump-dom",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from ragkit.evaluation.charts import bar_chart, line_chart
 from ragkit.evaluation.html_report import charts, render_html
 
-from .helpers import chromium_binary, needs_chromium
+from .helpers import dump_dom, needs_chromium
 from .test_reports import make_result
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -151,26 +150,9 @@ LAYOUT_PROBE = """<script>window.addEventListener('load', function () {
 def test_the_table_fits_1400_px_in_chromium(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render_html(long_report(tmp_path)).replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
-    binary = chromium_binary()
-    assert binary is not None
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=2000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r'data-layout="([^"]*)"', done.stdout)
-    assert found is not None, done.stdout[-2000:]
+    dom = dump_dom(page, tmp_path, window=(1400, 1000))
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found is not None, dom[-2000:]
     layout = json.loads(found.group(1).replace("&quot;", '"'))
     assert layout["page"] <= layout["viewport"]  # nothing runs off the right edge
     assert layout["lastHeader"] <= layout["viewport"]  # the last metric column (f1) is in sight
