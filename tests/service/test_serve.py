@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,20 @@ serve(ServiceSettings(port=int(sys.argv[1]), store_dir=sys.argv[2], log_level="I
 """
 
 
+def wait_until_serving(process: subprocess.Popen[Any], port: int, request_id: str | None = None) -> httpx.Response:
+    """The first answer of ``/healthz`` once the service in ``process`` listens (fails if it exits or takes >60 s)."""
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", headers=headers)
+        except httpx.TransportError:
+            stderr = process.stderr.read() if process.stderr and process.poll() is not None else ""
+            assert process.poll() is None, stderr or "the service exited"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+
+
 def test_serve_runs_uvicorn_and_logs_json_lines(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -30,15 +45,7 @@ def test_serve_runs_uvicorn_and_logs_json_lines(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "serve-1"})
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.2)
+        response = wait_until_serving(process, port, "serve-1")
         assert response.json() == {"status": "ok"}
         listing = httpx.get(f"http://127.0.0.1:{port}/v1/collections", headers={"X-Request-ID": "serve-2"})
         assert listing.json() == {"collections": []}
@@ -74,15 +81,7 @@ def test_text_logs_escape_a_newline_in_the_path_and_a_lone_key_is_one_admin_key(
     auth = {"Authorization": "Bearer lone-secret-0123"}
     forged = "FORGED 200 key=admin"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.2)
+        wait_until_serving(process, port)
         assert httpx.get(f"http://127.0.0.1:{port}/v1/collections").status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}/v1/collections", headers=auth).status_code == 200
         deleted = httpx.delete(f"http://127.0.0.1:{port}/v1/collections/nope", headers=auth)
@@ -115,15 +114,7 @@ def test_on_a_terminal_the_server_logs_text_and_json_otherwise(tmp_path: Path) -
     os.close(secondary)
     output = b""
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "tty-1"})
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "the service exited"
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.2)
+        wait_until_serving(process, port, "tty-1")
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
