@@ -124,6 +124,8 @@ class BM25Index(Component):
         self._model: Any = None
         self._ids: list[str] = []
         self._fields: list[dict[str, Any]] = []
+        self._field_kinds: dict[str, set[str]] = {}
+        """What kinds of value each filter field holds, computed with ``_fields`` (not per filtered query)."""
         self._model_stale = True
 
     def to_config(self) -> dict[str, Any]:
@@ -255,10 +257,10 @@ class BM25Index(Component):
         with self._lock:
             if not self._ready():
                 return [[] for _ in queries]
-            model, ids, fields = self._model, self._ids, self._fields
+            model, ids, fields, kinds = self._model, self._ids, self._fields, self._field_kinds
         mask = None
         if filter is not None:
-            check_kinds(filter, field_kinds(fields), "the keyword index")
+            check_kinds(filter, kinds, "the keyword index")
             mask = np.fromiter((filter.matches(f) for f in fields), dtype=np.float32, count=len(fields))
             if not mask.any():
                 return [[] for _ in queries]
@@ -345,6 +347,7 @@ class BM25Index(Component):
         docs = self._corpus.docs
         self._ids = list(docs)
         self._fields = [fields for fields, _ in docs.values()]
+        self._field_kinds = field_kinds(self._fields)
         self._model_stale = False
         if not docs:
             self._model = None
