@@ -5,11 +5,13 @@ A filter is written as a small Python-like expression::
     source == "guide.md" and page >= 2
     lang in ["en", "de"] and not draft
     1990 <= year < 2000 or author != "anon"
+    source.startswith("hr/")          # a folder, or any string prefix
 
 or as a JSON-style dict (handy in Python and over HTTP)::
 
     {"$and": [{"lang": {"$in": ["en", "de"]}}, {"page": {"$gte": 2}}]}
     {"source": "guide.md"}            # equality shorthand
+    {"source": {"$prefix": "hr/"}}
 
 Both parse into the same tree (:class:`Comparison`, :class:`And`, :class:`Or`,
 :class:`Not`), which each store evaluates its own way: the FAISS store and
@@ -30,7 +32,8 @@ from typing import Any, Literal, Union
 from ragkit.errors import FilterError
 
 Scalar = Union[str, int, float, bool]
-Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "prefix"]
+"""``prefix``: the field is a string starting with the value (``field.startswith("x")``, ``$prefix``)."""
 
 _AST_OPS: dict[type, Operator] = {
     ast.Eq: "==",
@@ -52,6 +55,7 @@ _DICT_OPS: dict[str, Operator] = {
     "$gte": ">=",
     "$in": "in",
     "$nin": "not in",
+    "$prefix": "prefix",
 }
 _NAMED_CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
 MAX_FILTER_DEPTH = 32
@@ -62,7 +66,7 @@ MAX_FILTER_CHARS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """``field op value``; for ``in`` / ``not in`` the value is a tuple."""
+    """``field op value``; for ``in`` / ``not in`` the value is a tuple, for ``prefix`` a string."""
 
     field: str
     op: Operator
@@ -78,6 +82,8 @@ class Comparison:
                 return actual in self.value  # type: ignore[operator]
             if self.op == "not in":
                 return actual not in self.value  # type: ignore[operator]
+            if self.op == "prefix":
+                return isinstance(actual, str) and actual.startswith(self.value)  # type: ignore[arg-type]
             return bool(_PY_COMPARE[self.op](actual, self.value))
         except TypeError:
             return False
@@ -227,6 +233,13 @@ def check_kinds(flt: Filter | None, kinds: Mapping[str, set[str]], where: str) -
     if not held or len(held) != 1 or "other" in held:
         return
     [kind] = held
+    if flt.op == "prefix":
+        if kind != "string":
+            raise FilterError(
+                f"filter {flt.field}.startswith({json.dumps(flt.value)}) needs a field of strings, but field "
+                f"{flt.field!r} holds {_KIND_WORDS.get(kind, kind)} in {where}: it could never match"
+            )
+        return
     values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
     wrong = [v for v in values if value_kind(v) != kind and not {value_kind(v), kind} <= {"number", "boolean"}]
     if not wrong:
@@ -282,6 +295,8 @@ def _convert(node: ast.expr, text: str, depth: int) -> Filter:
         return Not(_convert(node.operand, text, depth))
     if isinstance(node, ast.Compare):
         return _convert_compare(node, text)
+    if isinstance(node, ast.Call):
+        return _convert_call(node, text)
     if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
         # a bare field name means "field is true", as in `not draft`
         return Comparison(node.id, "==", True)
@@ -297,6 +312,20 @@ def _convert_compare(node: ast.Compare, text: str) -> Filter:
             raise FilterError(f"unsupported operator in {_snippet(node, text)!r}")
         parts.append(_comparison(left, op, right, text))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _convert_call(node: ast.Call, text: str) -> Comparison:
+    """``field.startswith("x")``: the one method call a filter may hold."""
+    func = node.func
+    field_name = _field_name(func.value) if isinstance(func, ast.Attribute) else None
+    if not isinstance(func, ast.Attribute) or func.attr != "startswith" or field_name is None:
+        raise FilterError(
+            f"unsupported filter syntax {_snippet(node, text)!r} in {text!r}; "
+            'the only call a filter may hold is field.startswith("prefix")'
+        )
+    if len(node.args) != 1 or node.keywords:
+        raise FilterError(f"{_snippet(node, text)!r}: startswith takes exactly one string")
+    return _checked(field_name, "prefix", _literal(node.args[0], text))
 
 
 def _comparison(left: ast.expr, op: Operator, right: ast.expr, text: str) -> Comparison:
@@ -382,6 +411,9 @@ def _checked(field_name: str, op: Operator, value: Any) -> Comparison:
     if op in ("in", "not in"):
         if not isinstance(value, tuple) or not all(_is_scalar(v) for v in value):
             raise FilterError(f"'{field_name} {op}' needs a list of plain values, got {value!r}")
+    elif op == "prefix":
+        if not isinstance(value, str):
+            raise FilterError(f"'{field_name}' prefix needs a string, got {value!r}")
     elif not _is_scalar(value):
         raise FilterError(f"'{field_name} {op}' needs a string, number or boolean, got {value!r}")
     return Comparison(field_name, op, value)

@@ -139,3 +139,53 @@ def test_a_comparison_that_can_never_match_its_fields_kind_is_refused():
     for ok in ("page > 2", "score >= 1", "draft == true", 'lang in ["en", "de"]', "nope == 1", "page == true"):
         check_kinds(parse_filter(ok), kinds, "docs")
     check_kinds(parse_filter('mixed == "x"'), field_kinds([{"mixed": 1}, {"mixed": "a"}]), "docs")
+
+
+FOLDERS = [
+    {"source": "hr/a.docx", "page": 1},
+    {"source": "hr/sub/b.md", "page": 2},
+    {"source": "hrx/c.md", "page": 3},
+    {"source": "it/hr/d.md"},
+    {"page": 5},
+]
+
+
+def test_a_prefix_filter_selects_a_folder_in_both_forms():
+    expression = parse_filter('source.startswith("hr/")')
+    assert expression == parse_filter({"source": {"$prefix": "hr/"}}) == parse_filter('{"source": {"$prefix": "hr/"}}')
+    assert [d.get("source") for d in FOLDERS if expression.matches(d)] == ["hr/a.docx", "hr/sub/b.md"]
+    negated = parse_filter('not source.startswith("hr/") and page > 0')
+    assert [d.get("page") for d in FOLDERS if negated.matches(d)] == [3, 5]
+    nested = parse_filter('meta.path.startswith("x")')
+    assert nested.field == "meta.path" and nested.matches({"meta.path": "xy"}) and not nested.matches({"meta.path": 1})
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("source.startswith(1)", "prefix needs a string"),
+        ({"source": {"$prefix": ["a"]}}, "prefix needs a string"),
+        ('source.endswith("x")', 'the only call a filter may hold is field.startswith("prefix")'),
+        ('startswith("x")', "the only call"),
+        ('source.startswith("a", 2)', "startswith takes exactly one string"),
+    ],
+)
+def test_bad_prefix_filters_say_what_is_wrong(spec, message):
+    with pytest.raises(FilterError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_filter(spec)
+
+
+def test_a_prefix_on_a_field_that_holds_no_strings_is_refused_with_its_kind():
+    from ragkit.filters import check_kinds, field_kinds
+
+    with pytest.raises(FilterError, match=r"field 'page' holds numbers in docs: it could never match"):
+        check_kinds(parse_filter('page.startswith("1")'), field_kinds(DOCS), "docs")
+    check_kinds(parse_filter('source.startswith("a")'), field_kinds(DOCS), "docs")
+
+
+def test_prefix_filters_keep_the_depth_and_length_bounds():
+    deep = "not " * 100 + 'source.startswith("a")'
+    with pytest.raises(FilterError, match="nests more than"):
+        parse_filter(deep)
+    with pytest.raises(FilterError, match="nests more than"):
+        parse_filter("a" + ".a" * 100 + '.startswith("x")')

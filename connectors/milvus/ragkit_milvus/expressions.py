@@ -20,6 +20,13 @@ Two Milvus behaviours are evened out so results match the rest of ragkit
 
 Strings are double-quoted with ``\``, ``"``, newline, carriage return and tab
 escaped, which both Milvus Lite and the Milvus server parse.
+
+A prefix filter (``source.startswith("hr/")``) becomes ``like "hr/%"``, with
+the pattern's wildcards ``%`` and ``_`` escaped by a backslash so they match
+themselves; a prefix holding a backslash, or on a metadata key, becomes a
+string range instead (``>= prefix and <`` the next string), since Milvus reads
+a backslash in a pattern inconsistently and matches patterns against the JSON
+text of metadata values.
 """
 
 from __future__ import annotations
@@ -69,6 +76,34 @@ def literal(value: Scalar) -> str:
     raise FilterError(f"filter value {value!r} must be a string, number or boolean")
 
 
+def like_pattern(prefix: str) -> str:
+    """The Milvus ``like`` pattern matching the strings that start with ``prefix`` (no backslash in it).
+
+    ``%`` and ``_`` are escaped with a backslash so they match themselves.
+    """
+    return "".join("\\" + ch if ch in "%_" else ch for ch in prefix) + "%"
+
+
+def _prefix_test(accessor: str, prefix: str, like: bool = True) -> str:
+    """``accessor`` starts with ``prefix``: ``like`` (when ``like``), or a string range.
+
+    Milvus reads a backslash in a ``like`` pattern as an escape in some
+    patterns and as itself in others, and matches a pattern with an escaped
+    wildcard against the JSON text of a metadata value, so a prefix with a
+    backslash, and any prefix on a metadata key, is written as ``accessor >=
+    prefix and accessor < next``, ``next`` being the first string after every
+    string that starts with ``prefix``.
+    """
+    if like and "\\" not in prefix:
+        return f"{accessor} like {quote(like_pattern(prefix))}"
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:  # every string starts with "" (and with U+10FFFF... only those at the top)
+        return f"{accessor} >= {quote(prefix)}"
+    following = ord(stem[-1]) + 1
+    upper = stem[:-1] + chr(0xE000 if following == 0xD800 else following)  # no lone surrogates
+    return f"({accessor} >= {quote(prefix)} and {accessor} < {quote(upper)})"
+
+
 def _values(flt: Comparison) -> tuple[Scalar, ...]:
     return flt.value if isinstance(flt.value, tuple) else (flt.value,)
 
@@ -76,6 +111,8 @@ def _values(flt: Comparison) -> tuple[Scalar, ...]:
 def _scalar_comparison(field: str, flt: Comparison) -> str:
     if flt.op in ("in", "not in"):
         return f"{field} {flt.op} [{', '.join(literal(v) for v in _values(flt))}]"
+    if flt.op == "prefix":
+        return _prefix_test(field, str(flt.value))
     return f"{field} {flt.op} {literal(flt.value)}"  # type: ignore[arg-type]
 
 
@@ -89,4 +126,6 @@ def _json_comparison(accessor: str, flt: Comparison) -> str:
         return f"({exists} and ({alternatives}))"
     if flt.op == "not in":
         return " and ".join([f"({exists}", *(f"{accessor} != {literal(v)}" for v in _values(flt))]) + ")"
+    if flt.op == "prefix":
+        return f"({exists} and {_prefix_test(accessor, str(flt.value), like=False)})"
     return f"({exists} and {accessor} {flt.op} {literal(flt.value)})"  # type: ignore[arg-type]

@@ -110,3 +110,14 @@ def test_other_json_field_and_scalar_fields():
     assert to_milvus_expr(flt, json_field="meta", scalar_fields={"source": "src"}) == (
         '((exists meta["page"] and meta["page"] == 1) and src == "s")'
     )
+
+
+def test_a_prefix_becomes_like_with_its_wildcards_escaped():
+    assert expr('source.startswith("hr/")') == 'source like "hr/%"'
+    assert expr({"lang": {"$prefix": "e"}}) == (
+        '(exists metadata["lang"] and (metadata["lang"] >= "e" and metadata["lang"] < "f"))'
+    )
+    assert expr('source.startswith("50%_a")') == r'source like "50\\%\\_a%"'
+    # a backslash: a string range instead of a pattern Milvus may read either way
+    assert expr('source.startswith("a\\\\b")') == r'(source >= "a\\b" and source < "a\\c")'
+    assert expr('not source.startswith("hr/")') == '(not source like "hr/%")'

@@ -358,6 +358,8 @@ def _comparisons(draw):
         return Comparison(field, op, tuple(draw(st.lists(_FIELDS[field], max_size=3))))
     if field == "draft":
         op = draw(st.sampled_from(["==", "!="]))
+    if field in ("lang", "source", "document_id") and draw(st.booleans()):
+        return Comparison(field, "prefix", draw(_FIELDS[field])[: draw(st.integers(0, 5))])
     return Comparison(field, op, draw(_FIELDS[field]))
 
 
@@ -405,3 +407,25 @@ def test_filtered_search_counts_match_on_a_bigger_store(tmp_path):
         assert [h.chunk.id for h in hits] == [chunks[i].id for i in best]
     finally:
         s.close()
+
+
+def test_prefix_filters_select_a_folder_with_wildcards_taken_literally(store):
+    sources = ["hr/a.md", "hr/sub/b.md", "hrx/c.md", "h_/d.md", "h%/e.md", "h\\/f.md", "h\\\\/g", "h\\%x", "hz/g.md"]
+    chunks = [make_chunk(str(i), source=source, metadata={"path": source}) for i, source in enumerate(sources)]
+    store.upsert(chunks, unit_vectors(len(chunks), DIM, 5))
+    store.flush()
+    for field in ("source", "path"):  # a scalar field and a key of the JSON metadata
+        for prefix, expected in [
+            ("hr/", {"hr/a.md", "hr/sub/b.md"}),
+            ("h_/", {"h_/d.md"}),
+            ("h%/", {"h%/e.md"}),
+            ("h\\/", {"h\\/f.md"}),
+            ("h\\", {"h\\/f.md", "h\\\\/g", "h\\%x"}),
+            ("h\\%", {"h\\%x"}),
+            ("h\\\\", {"h\\\\/g"}),
+            ("", set(sources)),
+        ]:
+            flt = Comparison(field, "prefix", prefix)
+            [hits] = store.search(unit_vectors(1, DIM, 3), top_k=20, filter=flt)
+            assert {hit.chunk.source for hit in hits} == expected, (field, prefix)
+            assert expected == {c.source for c in chunks if flt.matches({field: c.source})}
