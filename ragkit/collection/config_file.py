@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import yaml
 from ragkit import __version__
 from ragkit.collection.layout import CollectionFolder
 from ragkit.config import CollectionConfig
-from ragkit.errors import ConfigError, ConflictError, StorageError
+from ragkit.errors import ConfigError, ConflictError, StorageError, storage_error
 from ragkit.yaml_io import read_mapping
 
 
@@ -47,7 +48,9 @@ def write_record(folder: CollectionFolder, record: CollectionRecord) -> None:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         tmp.replace(target)
     except OSError as exc:
-        raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # half written on a full disk
+        raise storage_error(exc, f"cannot write {target}") from None
 
 
 def check_same_config(name: str, stored: CollectionConfig, wanted: CollectionConfig) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ragkit.collection.layout import CollectionFolder
-from ragkit.errors import ConflictError, StorageError
+from ragkit.errors import ConflictError, storage_error
 
 
 @contextmanager
@@ -15,13 +15,15 @@ def writer_lock(folder: CollectionFolder) -> Iterator[None]:
     """Hold the collection's writer lock for the block.
 
     A :class:`ConflictError` if another writer (thread or process) holds it, a
-    :class:`StorageError` if the folder is not writable.
+    :class:`~ragkit.errors.StorageError` if the folder is not writable
+    (:class:`~ragkit.errors.StorageReadOnlyError` on a read-only file system,
+    :class:`~ragkit.errors.StorageFullError` on a full one).
     """
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
         handle = open(folder.ingest_lock, "w")  # noqa: SIM115 - held for the whole block
     except OSError as exc:
-        raise StorageError(f"collection folder {folder.path} is not writable: {exc.strerror}") from None
+        raise storage_error(exc, f"collection folder {folder.path} is not writable") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ragkit.errors import RagkitError
+from ragkit.errors import RagkitError, StorageError, storage_error, storage_error_kind
 
 log = logging.getLogger("ragkit.service")
 
@@ -98,6 +98,7 @@ _ERROR_DESCRIPTIONS = {
     502: "The generator (or another upstream) answered with an error",
     503: "An upstream or optional component is unavailable",
     504: "The generator (or another upstream) did not answer in time",
+    507: "The store's disk is full",
 }
 
 _HTTP_TYPES = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
@@ -166,6 +167,8 @@ def error_json(
 async def ragkit_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """A :class:`RagkitError` → its ``http_status``."""
     assert isinstance(exc, RagkitError)
+    if type(exc) is StorageError and storage_error_kind(exc) is not None:
+        exc = storage_error(exc, str(exc))  # a full or read-only disk under a plain StorageError: 507 / 503
     status = int(exc.http_status)
     if status >= 500:
         gone = deleted_collection(request.app, request.url.path)

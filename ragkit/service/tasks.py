@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from ragkit.errors import ConflictError, RagkitError
+from ragkit.errors import ConflictError, RagkitError, StorageError, storage_error, storage_error_kind
 
 log = logging.getLogger("ragkit.service")
 
@@ -227,6 +227,8 @@ class TaskQueue:
         except TaskCancelled as exc:
             self._finish(entry, "cancelled", {"type": "Cancelled", "message": str(exc)})
         except RagkitError as exc:
+            if type(exc) is StorageError and storage_error_kind(exc) is not None:
+                exc = storage_error(exc, str(exc))  # say a full or read-only disk by its name
             self._finish(entry, "failed", {"type": type(exc).__name__, "message": str(exc)})
         except Exception as exc:
             log.exception("%s %s in lane %r failed", task.family, task.id, task.lane)

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ragkit.errors import InputError
+from ragkit.errors import InputError, storage_errors
 from ragkit.service.errors import ServiceHTTPError
 
 FILE_FIELD = "files"
@@ -163,18 +163,23 @@ class UploadReceiver:
     # -- driving ----------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Open, write and close files as the parser asked (runs in a worker thread)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for part in self._opens:
-            assert part.staged is not None
-            part.handle = open(part.staged.path, "wb")  # noqa: SIM115 - closed at the part's end
-            self._handles.append(part.handle)
-        for part, data in self._writes:
-            assert part.handle is not None
-            part.handle.write(data)
-        for part in self._closes:
-            assert part.handle is not None
-            part.handle.close()
+        """Open, write and close files as the parser asked (runs in a worker thread).
+
+        A full disk is a :class:`~ragkit.errors.StorageFullError` (507), a read-only
+        one a :class:`~ragkit.errors.StorageReadOnlyError` (503), both naming the folder.
+        """
+        with storage_errors(f"cannot store the upload in {self.folder}"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for part in self._opens:
+                assert part.staged is not None
+                part.handle = open(part.staged.path, "wb")  # noqa: SIM115 - closed at the part's end
+                self._handles.append(part.handle)
+            for part, data in self._writes:
+                assert part.handle is not None
+                part.handle.write(data)
+            for part in self._closes:
+                assert part.handle is not None
+                part.handle.close()
         self._opens, self._writes, self._closes = [], [], []
 
     async def receive(self, body: AsyncIterator[bytes]) -> list[StagedFile]:

@@ -54,7 +54,7 @@ def _collection_info(collection: Collection) -> CollectionInfo:
     "/collections",
     status_code=201,
     response_model=CollectionInfo,
-    responses=error_responses(400, *_AUTH, 404, 409, 413, 422, 503),
+    responses=error_responses(400, *_AUTH, 404, 409, 413, 422, 503, 507),
     summary="Create a collection",
 )
 async def create_collection(
@@ -112,7 +112,7 @@ async def get_collection(
     "/collections/{name}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(400, *_AUTH, 404, 422),
+    responses=error_responses(400, *_AUTH, 404, 422, 503),
     summary="Delete a collection",
 )
 async def delete_collection(
@@ -242,7 +242,7 @@ def _accepted(job: Job) -> JSONResponse:
     "/collections/{name}/documents",
     status_code=202,
     response_model=JobInfo,
-    responses=error_responses(400, *_AUTH, 404, 413, 415, 422),
+    responses=error_responses(400, *_AUTH, 404, 413, 415, 422, 503, 507),
     openapi_extra=_UPLOAD_BODY,
     summary="Upload documents",
     tags=["documents"],
