@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragkit import registry
+from ragkit.config import CollectionConfig
 from ragkit.errors import ConfigError, InputError
 from ragkit.schema import Chunk, Document
 from ragkit.splitters import (
@@ -466,12 +468,100 @@ def test_token_chunk_size_below_special_tokens(counter):
         splitter.split([doc("some text")])
 
 
-def test_character_chunks_the_model_would_truncate_are_reported(counter, caplog):
-    splitter = RecursiveSplitter(chunk_size=3000, chunk_overlap=0)
+def test_character_chunks_the_model_would_truncate_are_reported_when_fitting_is_off(counter, caplog):
+    splitter = RecursiveSplitter(chunk_size=3000, chunk_overlap=0, fit_embedder=False)
     splitter.bind_tokenizer(counter)
     with caplog.at_level(logging.WARNING, logger="ragkit.splitters"):
         splitter.split(squad_documents()[:1])
     assert "exceed the embedder's 256-token limit" in caplog.text
+
+
+def test_character_chunks_are_cut_again_to_fit_the_model(counter, caplog):
+    # issue 14 item 19: the default (markdown, 1000 characters) made chunks over the model's 256 tokens and
+    # warned once per file; now only those chunks are cut again, in tokens, and the others stay exactly as they were
+    documents = squad_documents()
+    whole = MarkdownSplitter(chunk_size=1000, chunk_overlap=100, fit_embedder=False)
+    whole.bind_tokenizer(counter)
+    fitted = registry.build("splitter", CollectionConfig().splitter)  # the collection default
+    fitted.bind_tokenizer(counter)
+    with caplog.at_level(logging.WARNING, logger="ragkit.splitters"):
+        before = whole.split(documents)
+        caplog.clear()
+        after = fitted.split(documents)
+    assert "exceed" not in caplog.text
+    counts = counter.count_tokens([c.text for c in before])
+    oversize = [c for c, n in zip(before, counts, strict=True) if n > 256]
+    assert 0 < len(oversize) < len(before) // 50  # the squad-dev articles: 13 of 2,365 chunks
+    assert max(counter.count_tokens([c.text for c in after])) <= 256
+    key = lambda c: (c.document_id, c.start, c.end, c.text, c.metadata["section"])  # noqa: E731
+    fitting = {key(c) for c, n in zip(before, counts, strict=True) if n <= 256}
+    assert fitting <= {key(c) for c in after}, "a chunk that fitted the model changed"
+    new = [c for c in after if key(c) not in fitting]
+    assert new and all(any(o.start <= c.start and c.end <= o.end for o in oversize) for c in new)
+    for document in documents:
+        check_chunks(document, [c for c in after if c.document_id == document.id])
+        assert not uncovered(document.text, [c for c in after if c.document_id == document.id])
+
+
+class WordCounter:
+    """Words as tokens, plus the two a BERT-like model adds to every input."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [2 + len(text.split()) for text in texts]
+
+
+def test_a_chunk_cut_again_ends_at_sentences_and_keeps_its_metadata():
+    sentences = [f"Sentence {i} has exactly six words." for i in range(1, 9)]
+    text = "# Title\n\nShort intro.\n\n## Long\n\n" + " ".join(sentences) + "\n\n## After\n\nA closing line."
+    document = doc(text)
+    splitter = MarkdownSplitter(chunk_size=1000, chunk_overlap=0)
+    splitter.bind_tokenizer(WordCounter(max_tokens=16))  # room for two sentences (12 words) and the heading
+    chunks = splitter.split([document])
+    check_chunks(document, chunks)
+    assert not uncovered(text, chunks)
+    long = [c for c in chunks if c.metadata["section"] == "Title > Long"]
+    assert len(long) > 1 and all(c.text.endswith(".") for c in long), [c.text for c in long]
+    assert all(WordCounter(16).count_tokens([c.text])[0] <= 16 for c in chunks)
+    assert [c.text for c in chunks if c.metadata["section"] != "Title > Long"] == [
+        "# Title\n\nShort intro.",
+        "## After\n\nA closing line.",
+    ]
+    sentence = SentenceSplitter(chunk_size=1000, sentence_overlap=0)
+    sentence.bind_tokenizer(WordCounter(max_tokens=16))
+    pieces = sentence.split([doc(" ".join(sentences))])
+    assert [c.text for c in pieces] == [" ".join(sentences[i : i + 2]) for i in range(0, 8, 2)]
+
+
+def test_fit_embedder_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="fit_embedder must be true or false"):
+        registry.build("splitter", {"type": "markdown", "fit_embedder": "yes"})
+    assert registry.build("splitter", {"type": "sentence"}).to_config()["fit_embedder"] is True
+
+
+def test_cli_ingest_of_the_default_splitter_prints_no_truncation_warning(tmp_path):
+    # the real CLI and embedder: the sample documents and a squad-dev article whose 1000-character chunks
+    # ran over 256 tokens printed "chunks exceed the embedder's 256-token limit" once per file
+    corpus = tmp_path / "docs"
+    shutil.copytree(ROOT / "evaluation" / "datasets" / "sample-docs", corpus)
+    shutil.copy(SQUAD_DOCUMENTS / "0006-martin-luther.md", corpus)
+    home = tmp_path / "home"
+    script = Path(sys.executable).with_name("ragkit")
+    done = subprocess.run(
+        [str(script), "ingest", str(corpus), "-c", "docs", "--store-dir", str(home)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "added 6" in done.stdout
+    assert "exceed" not in done.stderr and "truncated" not in done.stderr, done.stderr
+    from ragkit.collection import Collection
+
+    with Collection.open("docs", home) as col:
+        texts = [c.text for batch in col.store.iter_chunks() for c in batch]
+        counts = col.embedder.count_tokens(texts)
+        limit = col.embedder.max_tokens
+    assert len(texts) > 100 and max(counts) <= limit == 256
 
 
 # ---------------------------------------------------------------- config

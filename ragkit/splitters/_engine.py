@@ -23,9 +23,52 @@ from typing import Any, cast
 
 from ragkit.errors import ConfigError
 from ragkit.protocols import TokenCounter
-from ragkit.splitters.base import count_tokens, strip_span
+
+COUNT_BATCH = 256
+"""Texts per count_tokens call: large enough to batch, small enough that tokenizers stay fast
+(transformers' tokenizer call slows per text beyond about a thousand texts a call)."""
+
+
+def count_tokens(counter: TokenCounter, texts: Sequence[str]) -> list[int]:
+    """``counter.count_tokens(texts)``, in batches of :data:`COUNT_BATCH`."""
+    counts: list[int] = []
+    for i in range(0, len(texts), COUNT_BATCH):
+        counts.extend(counter.count_tokens(list(texts[i : i + COUNT_BATCH])))
+    return counts
+
+
+def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` so it neither starts nor ends with whitespace (may become empty)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+class PatternSeparator(str):
+    """A separator given as a regular expression: a piece starts where the pattern matches.
+
+    Plain separators are literal strings; this one lets a cut fall where no
+    single string marks it, such as the space after a sentence's full stop.
+    """
+
+    pattern: re.Pattern[str]
+
+
+def pattern_separator(name: str, pattern: str) -> PatternSeparator:
+    """A :class:`PatternSeparator` shown as ``name`` (in configs and reprs), cutting where ``pattern`` matches."""
+    separator = PatternSeparator(name)
+    separator.pattern = re.compile(pattern)
+    return separator
+
+
+SENTENCE_END = pattern_separator("<sentence end>", r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s")
+"""The whitespace after a sentence's closing punctuation (and any closing quote or bracket)."""
 
 DEFAULT_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", " ", "")
+FIT_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", SENTENCE_END, " ", "")
+"""Where a chunk too long for the embedder is cut again: paragraphs, lines, sentences, words, anywhere."""
 
 
 class _Piece(str):
@@ -179,7 +222,8 @@ def _ordered(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _choose(text: str, separators: list[str]) -> tuple[str, list[str]]:
     """The first separator found in ``text`` (``""`` when none is), and the finer ones after it."""
     for i, candidate in enumerate(separators):
-        if not candidate or candidate in text:
+        found = candidate.pattern.search(text) if isinstance(candidate, PatternSeparator) else candidate in text
+        if not candidate or found:
             return candidate, separators[i + 1 :]
     return "", []
 
@@ -193,7 +237,8 @@ def _cut(text: _Piece, separator: str, keep_until: int = 0) -> list[_Piece]:
     if not separator:
         return [_piece(char, text.start + i) for i, char in enumerate(text)]
     first = max(keep_until - text.start, 1)
-    bounds = [m.start() for m in re.finditer(re.escape(separator), text) if m.start() >= first]
+    pattern = separator.pattern if isinstance(separator, PatternSeparator) else re.compile(re.escape(separator))
+    bounds = [m.start() for m in pattern.finditer(text) if m.start() >= first]
     edges = [0, *bounds, len(text)]
     return [_piece(text[a:b], text.start + a) for a, b in itertools.pairwise(edges) if b > a]
 

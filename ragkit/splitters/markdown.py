@@ -129,6 +129,13 @@ class MarkdownSplitter(RecursiveSplitter):
     splitter's.
     """
 
+    def _fit_keep_until(self, text: str, start: int, end: int) -> int:
+        """A chunk cut again to fit the embedder keeps its heading with the first words of its text."""
+        headings = find_headings(text[start:end])
+        if not headings or headings[0].start > 0:
+            return 0
+        return strip_span(text, start + headings[0].end, end)[0]
+
     def _spanner(self) -> Callable[[str], list[Span]]:
         chunker = self._chunker()
 

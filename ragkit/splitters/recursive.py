@@ -35,6 +35,11 @@ class RecursiveSplitter(BaseSplitter):
             no chunk exceeds ``chunk_size``, nor the model's input limit.
         separators: Literal strings to cut at, coarsest first; cutting
             anywhere (``""``) is always the last resort.
+        fit_embedder: In characters, when the collection's embedder counts
+            tokens: cut again any chunk longer than the model reads (at a
+            paragraph, line, sentence or word inside it), so no chunk is
+            truncated when embedded; chunks that fit are left as they are.
+            Off, such chunks are kept whole and a warning says how many.
 
     """
 
@@ -47,8 +52,10 @@ class RecursiveSplitter(BaseSplitter):
         chunk_overlap: int | None = None,
         length_unit: LengthUnit = "characters",
         separators: list[str] | None = None,
+        fit_embedder: bool = True,
     ) -> None:
         name = self.component_type or type(self).__name__
+        self.fit_embedder = self._check_fit_embedder(fit_embedder)
         self.chunk_size = check_int(f"splitter {name!r}", "chunk_size", chunk_size, 1, wording="must", symbols=True)
         if chunk_overlap is None:
             chunk_overlap = chunk_size // self._overlap_share
@@ -100,6 +107,10 @@ class RecursiveSplitter(BaseSplitter):
                     overlap,
                 )
         return SpanChunker(size, overlap, self.separators, TokenMeasure(counter))
+
+    def _fit_overlap(self, limit: int) -> int:
+        """The overlap's share of the chunk, in the ``limit`` tokens a too-long chunk is cut again to."""
+        return limit * self.chunk_overlap // self.chunk_size
 
     def _spanner(self) -> Callable[[str], list[Span]]:
         chunker = self._chunker()

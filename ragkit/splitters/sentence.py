@@ -85,10 +85,14 @@ class SentenceSplitter(BaseSplitter):
     Args:
         chunk_size: The longest chunk, in characters.
         sentence_overlap: Sentences shared by consecutive chunks.
+        fit_embedder: When the collection's embedder counts tokens, cut
+            again any chunk longer than the model reads (at a paragraph,
+            line, sentence or word inside it); off, warn instead.
 
     """
 
-    def __init__(self, chunk_size: int = 1000, sentence_overlap: int = 1) -> None:
+    def __init__(self, chunk_size: int = 1000, sentence_overlap: int = 1, fit_embedder: bool = True) -> None:
+        self.fit_embedder = self._check_fit_embedder(fit_embedder)
         self.chunk_size = check_int("splitter 'sentence'", "chunk_size", chunk_size, 1, wording="must", symbols=True)
         self.sentence_overlap = check_int(
             "splitter 'sentence'", "sentence_overlap", sentence_overlap, 0, wording="must", symbols=True
