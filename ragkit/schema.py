@@ -6,6 +6,7 @@ Plain dataclasses (cheap to create by the million) with ``to_dict`` /
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -97,6 +98,39 @@ class Chunk:
         return cls(**data)
 
 
+LOCATION_FIELDS = ("source", "uri", "start", "end", "page", "section", "row", "title")
+"""Where a hit or a citation points, the same keys in both (see :func:`chunk_location`)."""
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def chunk_location(chunk: Chunk) -> dict[str, Any]:
+    """Where ``chunk`` lies, as hits and citations both show it.
+
+    ``source`` (the source id), ``uri`` (metadata ``uri``), ``start``/``end``
+    (character offsets in the document's text), ``page``, ``section``, ``row``
+    (the row or item of a CSV, JSON or JSONL file) and ``title``; a key the
+    chunk's metadata does not have (or holds with another type) is ``None``.
+    """
+    meta = chunk.metadata
+    return {
+        "source": chunk.source,
+        "uri": _text_or_none(meta.get("uri")),
+        "start": chunk.start,
+        "end": chunk.end,
+        "page": _number_or_none(meta.get("page")),
+        "section": _text_or_none(meta.get("section")),
+        "row": _number_or_none(meta.get("row")),
+        "title": _text_or_none(meta.get("title")),
+    }
+
+
 @dataclass(slots=True)
 class Hit:
     """A retrieved chunk with its score and the stage that produced the score.
@@ -114,20 +148,46 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict)
     ranks: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``scores`` and ``ranks`` only when a pipeline stage recorded them)."""
-        data: dict[str, Any] = {"chunk": self.chunk.to_dict(), "score": self.score, "origin": self.origin}
-        if self.scores:
-            data["scores"] = dict(self.scores)
-        if self.ranks:
-            data["ranks"] = dict(self.ranks)
-        return data
+    def to_dict(self, rank: int = 1) -> dict[str, Any]:
+        """The hit's JSON shape, the same in Python, the CLI, REST and reports; ``rank``: its place in its list.
+
+        ``rank``, ``score``, ``origin``, ``chunk_id``, ``document_id``, the
+        location (:data:`LOCATION_FIELDS`, from :func:`chunk_location`),
+        ``text``, ``metadata``, ``scores`` and ``ranks``.
+        """
+        chunk = self.chunk
+        return {
+            "rank": rank,
+            "score": float(self.score),
+            "origin": self.origin,
+            "chunk_id": chunk.id,
+            "document_id": chunk.document_id,
+            **chunk_location(chunk),
+            "text": chunk.text,
+            "metadata": dict(chunk.metadata),
+            "scores": dict(self.scores),
+            "ranks": dict(self.ranks),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Hit:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; also reads the older shape that nested the chunk (``{"chunk": {...}}``)."""
+        if "chunk" in data:
+            chunk = Chunk.from_dict(data["chunk"])
+        else:
+            text = data["text"]
+            chunk = Chunk(
+                id=data["chunk_id"],
+                document_id=data["document_id"],
+                source=data["source"],
+                text=text,
+                start=data["start"],
+                end=data["end"],
+                metadata=dict(data.get("metadata") or {}),
+                content_hash=content_hash(text),
+            )
         return cls(
-            chunk=Chunk.from_dict(data["chunk"]),
+            chunk=chunk,
             score=data["score"],
             origin=data["origin"],
             scores=dict(data.get("scores") or {}),
@@ -142,6 +202,11 @@ class Hit:
         if rank is not None:
             ranks[label] = rank
         return Hit(self.chunk, score, origin, scores, ranks)
+
+
+def hit_dicts(hits: Iterable[Hit]) -> list[dict[str, Any]]:
+    """The JSON shape of each hit of a list, best first, ranked from 1 (see :meth:`Hit.to_dict`)."""
+    return [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)]
 
 
 @dataclass(slots=True)

@@ -220,3 +220,23 @@ def test_ask_with_hits_answers_from_hits_retrieved_elsewhere(sample_collection):
     nothing = pipeline.ask_with_hits(QUESTION, [])
     assert not nothing.grounded and nothing.text == pipeline.config.answer.no_answer
     assert len(pipeline.generator.calls) == 1  # no hits: no model call
+
+
+def test_grounded_means_a_cited_or_inferred_source_on_every_path(sample_collection):
+    """Issue 14 item 18: an answer with an empty citation list is never ``grounded`` (sync, async, streamed)."""
+    silent = RagPipeline(generator=ScriptedGenerator("Purple elephants quietly juggle umbrellas."))
+    sync = silent.ask(QUESTION, sample_collection)
+    asynchronous = asyncio.run(silent.aask(QUESTION, sample_collection))
+    streamed = [e.answer for e in silent.stream(QUESTION, sample_collection) if e.answer is not None][-1]
+
+    async def last_event():
+        return [e.answer async for e in silent.astream(QUESTION, sample_collection) if e.answer is not None][-1]
+
+    for answer in (sync, asynchronous, streamed, asyncio.run(last_event())):
+        assert answer.hits and answer.model and answer.citations == []  # the model answered, citing nothing
+        assert answer.grounded is False and answer.to_dict()["grounded"] is False
+    cited = RagPipeline(generator=ScriptedGenerator("It killed 30-60% of Europe's population [1]."))
+    assert cited.ask(QUESTION, sample_collection).grounded is True
+    inferred = RagPipeline(generator=ScriptedGenerator("The Black Death killed millions of people in Europe."))
+    answer = inferred.ask(QUESTION, sample_collection)
+    assert answer.citations and all(c.inferred for c in answer.citations) and answer.grounded is True

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.kvstore import JsonStore
+from ragkit.rag.answer import Citation
 from ragkit.schema import Hit
 
 CACHE_FILE = "answers.sqlite3"
@@ -100,7 +101,7 @@ class CachedAnswer:
             entry = cls(
                 text=str(data["text"]),
                 used=used,
-                citations=[dict(c) for c in data["citations"]],
+                citations=[Citation(**c).to_dict() for c in data["citations"]],  # older entries: today's shape
                 usage={str(k): int(v) for k, v in data["usage"].items()},
                 timings={str(k): float(v) for k, v in data["timings"].items()},
                 latency=float(data["latency"]),

@@ -5,8 +5,13 @@
 read only that dict, so they work as well on a report loaded from disk.
 
 Each retrieved chunk is stored once, in the top-level ``chunks`` table
-(source, span, text) keyed by chunk id; a sample's ``hits`` list, best first,
-holds each hit's chunk id, score and origin. A sample's ``metrics`` maps each
+(source, span in the whole file, text) keyed by chunk id. A sample's ``hits``
+list, best first, holds each hit in its one JSON shape
+(:meth:`ragkit.schema.Hit.to_dict`: rank, score, origin, chunk and document
+ids, source, uri, start, end, page, section, row, title, scores, ranks; the
+score rounded to 6 digits) less its ``text`` and ``metadata``, which the
+``chunks`` table holds once; its ``citations`` are
+:meth:`ragkit.rag.Citation.to_dict`. A sample's ``metrics`` maps each
 metric to its value (``null`` when it could not score), ``metric_errors`` the
 failed ones to the reason, ``metric_details`` to whatever explains a value.
 """
@@ -155,7 +160,7 @@ class PipelineResult:
 
 def _sample_dict(sample: EvalSample, chunks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     hits = []
-    for hit in sample.hits:
+    for rank, hit in enumerate(sample.hits, 1):
         chunk = hit.chunk
         if chunk.id not in chunks:
             start, end = chunk_span(hit)
@@ -163,7 +168,10 @@ def _sample_dict(sample: EvalSample, chunks: dict[str, dict[str, Any]]) -> dict[
             page = chunk.metadata.get("page")
             if page is not None:  # PDF chunks: offsets are relative to the page
                 entry["page"] = page
-        hits.append({"chunk_id": chunk.id, "score": round(float(hit.score), 6), "origin": hit.origin})
+        shape = hit.to_dict(rank)  # the hit's one JSON shape; its text and metadata are kept once, in ``chunks``
+        del shape["text"], shape["metadata"]
+        shape["score"] = round(shape["score"], 6)
+        hits.append(shape)
     question = sample.question
     values: dict[str, float | None] = {}
     errors: dict[str, str] = {}

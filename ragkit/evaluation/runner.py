@@ -212,7 +212,9 @@ def _ask_one(
         timings=dict(answer.timings),
         latency=time.perf_counter() - began,
     )
-    if cached is not None and answer.grounded:  # no-answer replies cost no model call: nothing to keep
+    # keep every answer a model wrote, cited or not (``grounded`` says whether it cites): only the no-answer
+    # reply, given when no hit reached the prompt, cost no model call and is not worth keeping
+    if cached is not None and answer.hits:
         positions = {id(hit): i for i, hit in enumerate(hits)}
         used = [positions.get(id(hit)) for hit in answer.hits]
         if None not in used:  # the prompt's hits are the retrieved objects themselves

@@ -47,7 +47,7 @@ from ragkit.query.stages import (
     check_order,
 )
 from ragkit.query.state import Query, QueryRequest, QueryState, StageTrace, hit_summary
-from ragkit.schema import Hit
+from ragkit.schema import Hit, hit_dicts
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
@@ -67,7 +67,7 @@ class SearchResult:
         """A JSON-ready dict."""
         return {
             "question": self.question,
-            "hits": [h.to_dict() for h in self.hits],
+            "hits": hit_dicts(self.hits),
             "queries": [q.to_dict() for q in self.queries],
             "trace": [t.to_dict() for t in self.trace],
             "timings": dict(self.timings),

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ragkit.generation.base import FinishReason, Usage
 from ragkit.query.state import Query, StageTrace
-from ragkit.schema import Hit
+from ragkit.schema import Hit, chunk_location, hit_dicts
 
 
 @dataclass(slots=True)
@@ -16,9 +16,12 @@ class Citation:
 
     ``number`` is the block number as it appears in the answer (``[2]``).
     ``start``/``end`` are character offsets of the chunk in its document's
-    text. ``positions`` are the character offsets in the answer where the
-    marker appears. ``inferred`` is true when the model wrote no marker and
-    the pipeline attributed the answer to this source by word overlap.
+    text; ``uri``, ``page``, ``section``, ``row`` and ``title`` come from the
+    chunk's metadata (``None`` when it has none), spelled as a hit spells them
+    (:func:`ragkit.schema.chunk_location`). ``positions`` are the character
+    offsets in the answer where the marker appears. ``inferred`` is true when
+    the model wrote no marker and the pipeline attributed the answer to this
+    source by word overlap.
     """
 
     number: int
@@ -28,8 +31,10 @@ class Citation:
     start: int
     end: int
     score: float
+    uri: str | None = None
     page: int | None = None
     section: str | None = None
+    row: int | None = None
     title: str | None = None
     quote: str = ""
     positions: list[int] = field(default_factory=list)
@@ -39,44 +44,54 @@ class Citation:
     def from_hit(cls, number: int, hit: Hit, quote_chars: int = 240) -> Citation:
         """The citation of context block ``number``, built from the hit it shows."""
         chunk = hit.chunk
-        meta = chunk.metadata
-        page = meta.get("page")
+        where = chunk_location(chunk)
         return cls(
             number=number,
             chunk_id=chunk.id,
             document_id=chunk.document_id,
-            source=chunk.source,
-            start=chunk.start,
-            end=chunk.end,
-            score=hit.score,
-            page=page if isinstance(page, int) else None,
-            section=meta.get("section") or None,
-            title=meta.get("title") or None,
+            source=where["source"],
+            start=where["start"],
+            end=where["end"],
+            score=float(hit.score),
+            uri=where["uri"],
+            page=where["page"],
+            section=where["section"],
+            row=where["row"],
+            title=where["title"],
             quote=chunk.text[:quote_chars],
         )
 
     @property
     def location(self) -> str:
-        """``file › section, page N`` for humans."""
+        """``file › section, page N, row N [chars a-b]`` for humans."""
         where = self.source
         if self.section:
             where += f" › {self.section}"
         if self.page is not None:
             where += f", page {self.page}"
+        if self.row is not None:
+            where += f", row {self.row}"
         return f"{where} [chars {self.start}-{self.end}]"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """The citation's JSON shape, the same in Python, the CLI, REST and reports.
+
+        ``number``, ``chunk_id``, ``document_id``, ``score``, the location
+        (:data:`ragkit.schema.LOCATION_FIELDS`, spelled as in a hit), ``quote``,
+        ``positions`` and ``inferred``.
+        """
         return {
             "number": self.number,
             "chunk_id": self.chunk_id,
             "document_id": self.document_id,
+            "score": self.score,
             "source": self.source,
+            "uri": self.uri,
             "start": self.start,
             "end": self.end,
-            "score": self.score,
             "page": self.page,
             "section": self.section,
+            "row": self.row,
             "title": self.title,
             "quote": self.quote,
             "positions": list(self.positions),
@@ -90,9 +105,11 @@ class Answer:
 
     ``hits`` are the context blocks in order: block ``[n]`` is ``hits[n-1]``.
     ``dropped_citations`` are numbers the model cited that match no block
-    (removed from ``citations``, reported here). ``grounded`` is false when
-    no retrieved chunk cleared the pipeline's relevance threshold; the text
-    then says the documents do not answer the question and no model ran.
+    (removed from ``citations``, reported here). ``grounded`` is true when
+    the answer cites a source or one was inferred for it, so never with an
+    empty ``citations`` list. With no ``hits`` no retrieved chunk cleared the
+    pipeline's relevance threshold: the text then says the documents do not
+    answer the question and no model ran.
     ``timings`` holds seconds per stage (``retrieve``, ``assemble``,
     ``generate``, ``first_token``, ``total``).
     """
@@ -102,7 +119,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     dropped_citations: list[int] = field(default_factory=list)
-    grounded: bool = True
+    grounded: bool = False
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
@@ -123,7 +140,7 @@ class Answer:
             "question": self.question,
             "text": self.text,
             "citations": [c.to_dict() for c in self.citations],
-            "hits": [h.to_dict() for h in self.hits],
+            "hits": hit_dicts(self.hits),
             "dropped_citations": list(self.dropped_citations),
             "grounded": self.grounded,
             "usage": self.usage.to_dict(),
@@ -167,7 +184,7 @@ class AskEvent:
         if self.type == "retrieval":
             return {
                 "type": "retrieval",
-                "hits": [h.to_dict() for h in self.hits or []],
+                "hits": hit_dicts(self.hits or []),
                 "trace": [t.to_dict() for t in self.trace or []],
             }
         if self.type == "citation":

@@ -400,7 +400,7 @@ class RagPipeline:
             citations=citations,
             hits=hits,
             dropped_citations=dropped,
-            grounded=prepared is not None,
+            grounded=bool(citations),  # a cited or inferred source: never with no citations
             usage=usage or Usage(),
             timings=dict(run.timings),
             model=model,

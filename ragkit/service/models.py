@@ -1,22 +1,25 @@
 """Request and response models of the ragkit routes (the OpenAI-compatible ones are in ``routes/openai.py``).
 
 The models of what a pipeline returns (:class:`AnswerModel`, :class:`CitationModel`,
-:class:`HitModel`, :class:`ChunkModel`, :class:`UsageModel`) are made from the
-dataclasses of :mod:`ragkit.rag.answer` and :mod:`ragkit.schema` by
-:func:`~ragkit.service.model_mirror.mirrors`: every dataclass field is a REST
-field, so the REST shapes cannot drift from the Python ones.
+:class:`UsageModel`) are made from the dataclasses of :mod:`ragkit.rag.answer`
+by :func:`~ragkit.service.model_mirror.mirrors`: every dataclass field is a REST
+field, so the REST shapes cannot drift from the Python ones. :class:`HitModel`
+is declared field by field (a hit's JSON flattens its chunk); a test holds it to
+``Hit.to_dict()``. In REST, every hit and citation also carries the ``url`` of
+its source (:func:`rest_hits`, :func:`rest_citation`, :func:`rest_answer`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragkit.generation.base import Usage
 from ragkit.rag.answer import Answer, Citation
-from ragkit.schema import Chunk, Hit
+from ragkit.schema import Hit, hit_dicts
 from ragkit.service.model_mirror import mirrors
 from ragkit.service.tasks import TaskStatus
 
@@ -46,6 +49,22 @@ class CreateCollection(_Strict):
     )
     config: dict[str, Any] | None = Field(
         default=None, description="A collection config (loader, splitter, embedder, store, lexical ...)"
+    )
+
+
+class ReindexCollection(_Strict):
+    """A collection's new configuration: rebuilt from its sources in the background, then swapped in atomically."""
+
+    recipe: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="A collection recipe name (a file in the recipe folders, e.g. 'default'); never a path",
+    )
+    config: dict[str, Any] | None = Field(
+        default=None, description="The new collection config (loader, splitter, embedder, store, lexical ...)"
+    )
+    drop_missing: bool = Field(
+        default=False, description="Leave out sources whose files are gone (otherwise the job fails listing them)"
     )
 
 
@@ -135,7 +154,7 @@ class JobInfo(BaseModel):
 
     id: str
     collection: str
-    kind: Literal["upload", "path"]
+    kind: Literal["upload", "path", "reindex"]
     status: TaskStatus
     sources: list[str]
     created_at: datetime
@@ -146,6 +165,10 @@ class JobInfo(BaseModel):
     skipped: list[FileIssueModel] = Field(description="Files skipped (unsupported type ...)")
     report: dict[str, Any] | None = Field(description="The whole ingest report")
     error: JobError | None
+    reindex: dict[str, Any] | None = Field(
+        default=None,
+        description="A reindex job's report once it swapped: sources, dropped, chunks_before, chunks_after, config",
+    )
 
 
 # -- evaluations ---------------------------------------------------------------------------
@@ -226,35 +249,13 @@ class SearchRequest(_Strict):
     )
 
 
-class Span(BaseModel):
-    """Character offsets of a chunk in its document's text."""
-
-    start: int
-    end: int
-
-
-class SearchHit(BaseModel):
-    """One retrieved chunk, with its score and where the score came from."""
-
-    score: float
-    origin: str
-    chunk_id: str
-    document_id: str
-    source: str
-    span: Span
-    metadata: dict[str, Any]
-    text: str
-    scores: dict[str, float] = Field(default_factory=dict, description="Each stage's score for this hit, by stage")
-    ranks: dict[str, int] = Field(default_factory=dict, description="Each stage's rank for this hit (from 1)")
-
-
 class SearchResponse(BaseModel):
     """The best chunks, best first, with what each pipeline stage did."""
 
     query: str
     mode: Mode | None
     pipeline: str | None = None
-    hits: list[SearchHit]
+    hits: list[HitModel]
     queries: list[dict[str, Any]] = Field(default_factory=list, description="The queries retrieval used")
     trace: list[dict[str, Any]] = Field(
         default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"
@@ -281,23 +282,44 @@ class AskRequest(_Strict):
     )
 
 
-@mirrors(Chunk)
-class ChunkModel(BaseModel):
-    """A chunk as answers carry it."""
+_URL_DOC = "Where to download the source: /v1/collections/{collection}/sources/{source}"
 
 
-@mirrors(Hit)
 class HitModel(BaseModel):
-    """A context block of an answer: the chunk, its score and origin."""
+    """A retrieved chunk: rank, score, origin, location, text and metadata (``Hit.to_dict()`` + ``url``).
 
-    origin: str
-    scores: dict[str, float] = Field(default_factory=dict)
-    ranks: dict[str, int] = Field(default_factory=dict)
+    The location fields (``source`` ... ``title``) are spelled as in a citation.
+    """
+
+    rank: int = Field(description="Its 1-based position in its list")
+    score: float = Field(description="The score of the last stage that scored it")
+    origin: str = Field(description="That stage's kind: dense, lexical, fused or reranked")
+    chunk_id: str
+    document_id: str
+    source: str = Field(description="The source id: a path relative to its ingest root, or the upload's name")
+    uri: str | None = Field(description="The source's URI, when its loader recorded one")
+    start: int = Field(description="Character offset of the chunk in its document's text")
+    end: int = Field(description="Character offset just past the chunk in its document's text")
+    page: int | None
+    section: str | None
+    row: int | None = Field(description="The row or item of a CSV, JSON or JSONL file")
+    title: str | None
+    text: str
+    metadata: dict[str, Any]
+    scores: dict[str, float] = Field(description="Each stage's score for this hit, by stage")
+    ranks: dict[str, int] = Field(description="Each stage's rank for this hit (from 1)")
+    url: str = Field(description=_URL_DOC)
 
 
-@mirrors(Citation)
+SearchHit = HitModel
+"""The old name of :class:`HitModel` (search hits and an answer's hits have one shape)."""
+
+
+@mirrors(Citation, extra=("url",))
 class CitationModel(BaseModel):
-    """A numbered source the answer cites."""
+    """A numbered source the answer cites (``Citation.to_dict()`` + ``url``), located as a hit is."""
+
+    url: str = Field(description=_URL_DOC)
 
 
 @mirrors(Usage, extra=("total_tokens",))
@@ -312,6 +334,8 @@ class AnswerModel(BaseModel):
     """A generated answer with its citations, the hits it was built from, usage and timings."""
 
     finish_reason: str
+    citations: list[CitationModel]
+    hits: list[HitModel]
     queries: list[dict[str, Any]] = Field(default_factory=list, description="The queries retrieval used")
     trace: list[dict[str, Any]] = Field(
         default_factory=list, description="Each stage: its output, seconds, model calls, notes and errors"
@@ -365,3 +389,29 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "not ready"]
     checks: dict[str, str]
+
+
+# -- the REST form of hits, citations and answers ------------------------------------------
+
+
+def source_url(collection: str, source: str) -> str:
+    """The download route of ``source`` in ``collection``."""
+    return f"/v1/collections/{quote(collection)}/sources/{quote(source, safe='/')}"
+
+
+def rest_hits(hits: list[Hit], collection: str) -> list[dict[str, Any]]:
+    """Each hit's JSON shape (:meth:`Hit.to_dict`, ranked from 1) with its source's ``url``."""
+    return [{**data, "url": source_url(collection, data["source"])} for data in hit_dicts(hits)]
+
+
+def rest_citation(citation: Citation, collection: str) -> dict[str, Any]:
+    """The citation's JSON shape (:meth:`Citation.to_dict`) with its source's ``url``."""
+    return {**citation.to_dict(), "url": source_url(collection, citation.source)}
+
+
+def rest_answer(answer: Answer, collection: str) -> dict[str, Any]:
+    """:meth:`Answer.to_dict` with a ``url`` on every hit and citation."""
+    data = answer.to_dict()
+    data["hits"] = rest_hits(answer.hits, collection)
+    data["citations"] = [rest_citation(c, collection) for c in answer.citations]
+    return data

@@ -222,3 +222,17 @@ def test_the_page_marks_gold_hits_on_the_gold_page_only(tmp_path):
     first["gold_spans"][0]["page"] = 2  # the overlapping chunk is on page 3: nothing is gold now
     page.write_text(render_html(data), encoding="utf-8")
     assert '<div class="hit gold">' not in dump_dom(page, tmp_path, "#row-0")
+
+
+def test_report_hits_are_the_one_hit_shape_less_the_text_kept_once_in_chunks(tmp_path):
+    """Issue 14 item 13: a report's hit has the hit's one JSON shape (its text and metadata live in ``chunks``)."""
+    result = make_result(tmp_path)
+    data = result.to_dict()
+    first = result.pipelines[0].samples[0]
+    expected = [h.to_dict(rank) for rank, h in enumerate(first.hits, 1)]
+    for shape in expected:
+        del shape["text"], shape["metadata"]
+        shape["score"] = round(shape["score"], 6)
+    assert data["samples"][0]["hits"] == expected
+    assert [h["rank"] for h in expected] == [1, 2] and {"source", "uri", "page", "row"} <= set(expected[0])
+    assert all(data["chunks"][h["chunk_id"]]["text"] for h in expected)

@@ -13,7 +13,16 @@ from ragkit.query.state import Query, StageTrace
 from ragkit.rag.answer import Answer, Citation
 from ragkit.schema import Chunk, Hit
 from ragkit.service.model_mirror import mirror_of, mirrors
-from ragkit.service.models import AnswerModel, ChunkModel, CitationModel, HitModel, UsageModel
+from ragkit.service.models import (
+    AnswerModel,
+    CitationModel,
+    HitModel,
+    UsageModel,
+    rest_answer,
+    rest_citation,
+    rest_hits,
+    source_url,
+)
 
 
 def full_answer() -> Answer:
@@ -43,39 +52,47 @@ def full_answer() -> Answer:
 
 
 PAIRS: list[tuple[type, type[BaseModel], Any]] = [
-    (Answer, AnswerModel, lambda a: a),
-    (Citation, CitationModel, lambda a: a.citations[0]),
-    (Hit, HitModel, lambda a: a.hits[0]),
-    (Chunk, ChunkModel, lambda a: a.hits[0].chunk),
-    (Usage, UsageModel, lambda a: a.usage),
+    (Answer, AnswerModel, lambda a: rest_answer(a, "docs")),
+    (Citation, CitationModel, lambda a: rest_citation(a.citations[0], "docs")),
+    (Hit, HitModel, lambda a: rest_hits(a.hits, "docs")[0]),
+    (Usage, UsageModel, lambda a: a.usage.to_dict()),
 ]
 
 
 @pytest.mark.parametrize(("source", "model", "pick"), PAIRS, ids=[p[1].__name__ for p in PAIRS])
-def test_every_dataclass_field_is_a_rest_field_and_the_json_round_trips(
+def test_every_field_of_the_python_shape_is_a_rest_field_and_the_json_round_trips(
     source: type, model: type[BaseModel], pick: Any
 ) -> None:
-    value = pick(full_answer())
-    data = value.to_dict()
-    # a field added to the dataclass (and to its to_dict) is in the REST model, and nothing else is
+    data = pick(full_answer())
+    # a field added to the Python shape (to_dict) is in the REST model, and nothing else is
     assert set(model.model_fields) == set(data)
-    assert {f.name for f in dataclasses.fields(source)} <= set(model.model_fields)
-    assert mirror_of(source) is model
-    # the REST model reads what the pipeline writes and writes it back unchanged
+    if source is not Hit:  # a hit's JSON flattens its chunk: HitModel is declared field by field
+        assert {f.name for f in dataclasses.fields(source)} <= set(model.model_fields)
+        assert mirror_of(source) is model
+    # the REST model reads what the service writes and writes it back unchanged
     assert model.model_validate(data).model_dump(mode="json") == data
+
+
+def test_rest_hits_and_citations_are_the_python_shape_plus_a_source_url() -> None:
+    answer = full_answer()
+    hit, citation = rest_hits(answer.hits, "my docs")[0], rest_citation(answer.citations[0], "my docs")
+    assert hit == {**answer.hits[0].to_dict(1), "url": "/v1/collections/my%20docs/sources/a.md"}
+    assert citation == {**answer.citations[0].to_dict(), "url": "/v1/collections/my%20docs/sources/a.md"}
+    assert source_url("docs", "hr/pay #2.docx") == "/v1/collections/docs/sources/hr/pay%20%232.docx"
 
 
 def test_the_schema_keeps_what_is_required_and_what_is_optional() -> None:
     def required(model: type[BaseModel]) -> list[str]:
         return list(model.model_json_schema(mode="serialization")["required"])
 
-    assert required(HitModel) == ["chunk", "score", "origin"]  # scores and ranks only when a stage set them
+    assert required(HitModel) == list(HitModel.model_fields)  # one shape: every key always there
     assert "conversation_id" not in required(AnswerModel) and "skipped_hits" in required(AnswerModel)
     assert required(UsageModel) == ["prompt_tokens", "completion_tokens", "total_tokens"]
-    assert len(required(CitationModel)) == len(dataclasses.fields(Citation))
+    assert len(required(CitationModel)) == len(dataclasses.fields(Citation)) + 1  # and the url
     schema = AnswerModel.model_json_schema()
     assert schema["properties"]["finish_reason"] == {"title": "Finish Reason", "type": "string"}
     assert schema["properties"]["citations"]["items"] == {"$ref": "#/$defs/CitationModel"}
+    assert schema["properties"]["hits"]["items"] == {"$ref": "#/$defs/HitModel"}
     assert (AnswerModel.__doc__ or "").startswith("A generated answer with its citations, the hits")
 
 

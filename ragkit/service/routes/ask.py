@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -12,10 +13,18 @@ from ragkit.errors import NotFoundError
 from ragkit.query import SearchResult
 from ragkit.rag import AskEvent
 from ragkit.rag.pipeline import AskExtras
-from ragkit.schema import Hit
 from ragkit.service.auth import Principal, require_collection
 from ragkit.service.errors import deleted_message, error_responses, request_id_of
-from ragkit.service.models import AnswerModel, AskRequest, SearchHit, SearchRequest, SearchResponse, Span
+from ragkit.service.models import (
+    AnswerModel,
+    AskRequest,
+    HitModel,
+    SearchRequest,
+    SearchResponse,
+    rest_answer,
+    rest_citation,
+    rest_hits,
+)
 from ragkit.service.routes.conversations import owner_of
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.streaming import AnswerRun, ClientGone, EventStreamResponse, guarded, unless_disconnected
@@ -84,23 +93,6 @@ CLIENT_CLOSED = 499
 """Status logged for a request whose client went away before the answer (nginx's convention)."""
 
 
-def search_hit(hit: Hit) -> SearchHit:
-    """The API form of a hit."""
-    chunk = hit.chunk
-    return SearchHit(
-        score=hit.score,
-        origin=hit.origin,
-        chunk_id=chunk.id,
-        document_id=chunk.document_id,
-        source=chunk.source,
-        span=Span(start=chunk.start, end=chunk.end),
-        metadata=chunk.metadata,
-        text=chunk.text,
-        scores=hit.scores,
-        ranks=hit.ranks,
-    )
-
-
 @router.post(
     "/collections/{name}/search",
     response_model=SearchResponse,
@@ -132,7 +124,7 @@ async def search(
         query=body.query,
         mode=body.mode if body.pipeline else (body.mode or "dense"),
         pipeline=body.pipeline,
-        hits=[search_hit(h) for h in result.hits],
+        hits=[HitModel.model_validate(h) for h in rest_hits(result.hits, name)],
         queries=[q.to_dict() for q in result.queries],
         trace=[t.to_dict() for t in result.trace],
     )
@@ -142,20 +134,20 @@ def _sse(event: str, data: Any) -> bytes:
     return format_sse_event(data_str=json.dumps(data, ensure_ascii=False), event=event)
 
 
-def encode_ask_event(event: AskEvent) -> bytes:
-    """One pipeline event as a Server-Sent Event."""
+def encode_ask_event(event: AskEvent, collection: str) -> bytes:
+    """One pipeline event of an answer from ``collection`` as a Server-Sent Event (hits and citations with urls)."""
     if event.type == "retrieval":
         return _sse(
             "retrieval",
-            {"hits": [h.to_dict() for h in event.hits or []], "trace": [t.to_dict() for t in event.trace or []]},
+            {"hits": rest_hits(event.hits or [], collection), "trace": [t.to_dict() for t in event.trace or []]},
         )
     if event.type == "token":
         return _sse("token", {"text": event.text})
     if event.type == "citation":
         assert event.citation is not None
-        return _sse("citation", event.citation.to_dict())
+        return _sse("citation", rest_citation(event.citation, collection))
     assert event.answer is not None
-    return _sse("answer", event.answer.to_dict())
+    return _sse("answer", rest_answer(event.answer, collection))
 
 
 async def _conversation(state: ServiceState, principal: Principal, conversation_id: str | None) -> AskExtras:
@@ -215,7 +207,7 @@ async def ask(
                     conversations=extras.conversations,
                 )
             state.metrics.observe_answer(result)
-            return result.to_dict()
+            return rest_answer(result, name)
 
         try:
             return await unless_disconnected(request, answer())
@@ -229,6 +221,10 @@ async def ask(
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     content = guarded(
-        run.events(), encode_ask_event, encode_ask_error, state.metrics.observe_answer, request_id_of(request)
+        run.events(),
+        functools.partial(encode_ask_event, collection=name),
+        encode_ask_error,
+        state.metrics.observe_answer,
+        request_id_of(request),
     )
     return EventStreamResponse(content, run)

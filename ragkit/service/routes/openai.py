@@ -28,7 +28,7 @@ from ragkit.rag.answer import Answer
 from ragkit.rag.pipeline import AskExtras
 from ragkit.service.auth import Principal, require
 from ragkit.service.errors import ModelNotFound, ServiceHTTPError, error_body, error_responses, request_id_of
-from ragkit.service.models import CitationModel, FilterSpec, Mode, UsageModel
+from ragkit.service.models import CitationModel, FilterSpec, Mode, UsageModel, rest_citation
 from ragkit.service.routes.ask import CLIENT_CLOSED
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.streaming import AnswerRun, ClientGone, EventStreamResponse, guarded, unless_disconnected
@@ -274,22 +274,23 @@ def _finish_reason(answer: Answer) -> Literal["stop", "length", "tool_calls"]:
     return reason if reason in ("length", "tool_calls") else "stop"  # type: ignore[return-value]
 
 
-def _completion(completion_id: str, model: str, answer: Answer) -> ChatCompletion:
+def _completion(completion_id: str, model: str, answer: Answer, collection: str) -> ChatCompletion:
     return ChatCompletion(
         id=completion_id,
         created=int(time.time()),
         model=model,
         choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=_finish_reason(answer))],
         usage=UsageModel(**answer.usage.to_dict()),
-        citations=[CitationModel(**c.to_dict()) for c in answer.citations],
+        citations=[CitationModel.model_validate(rest_citation(c, collection)) for c in answer.citations],
     )
 
 
 class _ChunkEncoder:
     """Pipeline events → ``chat.completion.chunk`` Server-Sent Events."""
 
-    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
+    def __init__(self, completion_id: str, model: str, include_usage: bool, collection: str) -> None:
         self.completion_id = completion_id
+        self.collection = collection
         self.model = model
         self.include_usage = include_usage
         self.created = int(time.time())
@@ -328,7 +329,7 @@ class _ChunkEncoder:
         elif event.type == "answer":
             assert event.answer is not None
             answer = event.answer
-            citations = [c.to_dict() for c in answer.citations]
+            citations = [rest_citation(c, self.collection) for c in answer.citations]
             out += self._delta({}, _finish_reason(answer), citations=citations)
             if self.include_usage:
                 out += self._data(self._chunk([], usage=answer.usage.to_dict()))
@@ -385,14 +386,14 @@ async def chat_completions(
                     instructions=extras.instructions,
                 )
             state.metrics.observe_answer(result)
-            return _completion(completion_id, body.model, result)
+            return _completion(completion_id, body.model, result, name)
 
         try:
             return await unless_disconnected(request, answer())
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = _ChunkEncoder(completion_id, body.model, include_usage)
+    encoder = _ChunkEncoder(completion_id, body.model, include_usage, name)
     opening = AnswerRun.open(
         slots, pipeline, question, collection, body.top_k, body.filters, body.mode, options, history, extras
     )
