@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperGroup
 
-from ragkit.cli_support import run_action
+from ragkit.cli_support import CommandGroup, refuse_flag_values, run_action
 from ragkit.rerank_cli import rerank_app
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
+    cls=CommandGroup,
     name="ragkit",
     help="Retrieval-augmented generation: ingest documents, search them, ask questions, serve them over HTTP.",
     no_args_is_help=True,
@@ -37,7 +37,10 @@ app = typer.Typer(
     context_settings=HELP_OPTIONS,
 )
 collections_app = typer.Typer(
-    help="List, show and delete collections.", no_args_is_help=True, context_settings=HELP_OPTIONS
+    cls=CommandGroup,
+    help="List, show, reindex and delete collections.",
+    no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(collections_app, name="collections")
 app.add_typer(rerank_app, name="rerank")
@@ -92,17 +95,28 @@ def ingest(
         typer.Option("--config", help="Collection config: a YAML file or a recipe name (e.g. 'default', 'milvus')."),
     ] = None,
     sync: Annotated[bool, typer.Option("--sync", help="Delete sources under PATHS that no longer exist.")] = False,
+    source_prefix: Annotated[
+        str,
+        typer.Option(
+            "--source-prefix",
+            metavar="FOLDER",
+            help="Put the source ids of these files under FOLDER (team/ gives team/hr/a.docx).",
+        ),
+    ] = "",
     store_dir: StoreDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Ingest files into a collection (created on first use); unchanged files are skipped."""
+    """Ingest files into a collection (created on first use); unchanged files are skipped.
+
+    A file's source id is its path relative to the folder given (hr/a.docx), or its name for a file given directly.
+    """
 
     def action() -> None:
         from ragkit.collection import Collection
 
         wanted = _load_config(config)
         with Collection.open_or_create(collection, wanted, store_dir) as col, _progress(not as_json) as progress:
-            report = col.ingest(paths, sync=sync, progress=progress)
+            report = col.ingest(paths, sync=sync, progress=progress, source_prefix=source_prefix)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
             return
@@ -141,8 +155,14 @@ def search(
     collection: CollectionName,
     query: Annotated[str | None, typer.Argument(help="The query (omit with --queries-file).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many hits.")] = 5,
-    filter: Annotated[
-        str | None, typer.Option("--filter", "-f", help="Metadata filter, e.g. 'page >= 2 and lang == \"en\"'.")
+    filters: Annotated[
+        str | None,
+        typer.Option(
+            "--filters",
+            "--filter",
+            "-f",
+            help="Metadata filter, e.g. 'page >= 2 and lang == \"en\"' (--filter: old name).",
+        ),
     ] = None,
     mode: Annotated[
         str | None,
@@ -179,10 +199,10 @@ def search(
             searcher = RagPipeline.load(pipeline)
         with Collection.open(collection, store_dir) as col:
             if queries_file is not None:
-                _search_batch(col, searcher, queries_file, top_k, filter, mode if pipeline else None)
+                _search_batch(col, searcher, queries_file, top_k, filters, mode if pipeline else None)
                 return
             assert query is not None
-            result = searcher.search(query, col, top_k=top_k, filters=filter, mode=mode if pipeline else None)
+            result = searcher.search(query, col, top_k=top_k, filters=filters, mode=mode if pipeline else None)
         if as_json:
             typer.echo(json.dumps(_result_json(result), indent=2))
             return
@@ -252,19 +272,8 @@ def _print_trace(trace: list[Any]) -> None:
 
 
 def _hit_json(hit: Hit, rank: int) -> dict[str, Any]:
-    chunk = hit.chunk
-    return {
-        "rank": rank,
-        "score": round(hit.score, 6),
-        "origin": hit.origin,
-        "chunk_id": chunk.id,
-        "document_id": chunk.document_id,
-        "source": chunk.source,
-        "start": chunk.start,
-        "end": chunk.end,
-        "metadata": chunk.metadata,
-        "text": chunk.text,
-    }
+    """The hit's one JSON shape (:meth:`~ragkit.schema.Hit.to_dict`), as Python and REST give it."""
+    return hit.to_dict(rank)
 
 
 def _print_hits(hits: list[Hit]) -> None:
@@ -275,6 +284,8 @@ def _print_hits(hits: list[Hit]) -> None:
         where = chunk.source
         if "page" in chunk.metadata:
             where += f" p.{chunk.metadata['page']}"
+        if chunk.metadata.get("row") is not None:
+            where += f" row {chunk.metadata['row']}"
         if chunk.metadata.get("section"):
             where += f" § {chunk.metadata['section']}"
         snippet = " ".join(chunk.text.split())
@@ -292,7 +303,10 @@ def ask(
         str, typer.Option("--pipeline", "-p", help="Pipeline recipe name or YAML file (e.g. 'basic').")
     ] = "basic",
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Sources to retrieve.")] = None,
-    filter: Annotated[str | None, typer.Option("--filter", "-f", help="Metadata filter on the sources.")] = None,
+    filters: Annotated[
+        str | None,
+        typer.Option("--filters", "--filter", "-f", help="Metadata filter on the sources (--filter: old name)."),
+    ] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="dense or lexical retrieval.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Longest answer, in tokens.")] = None,
     store_dir: StoreDir = None,
@@ -323,7 +337,7 @@ def ask(
                     question,
                     col,
                     top_k=top_k,
-                    filters=filter,
+                    filters=filters,
                     mode=mode,
                     options=options,
                     conversation_id=extras.conversation_id,
@@ -331,7 +345,7 @@ def ask(
                 )
                 typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
                 return
-            events = rag.stream(question, col, top_k=top_k, filters=filter, mode=mode, options=options, extras=extras)
+            events = rag.stream(question, col, top_k=top_k, filters=filters, mode=mode, options=options, extras=extras)
             for event in events:
                 if event.type == "token":
                     sys.stdout.write(event.text)
@@ -382,8 +396,8 @@ def _print_answer_sources(answer: Any) -> None:
         typer.echo(f"\n{label}:")
         for citation in answer.citations:
             typer.echo(f"  [{citation.number}] {citation.location}")
-    elif answer.grounded:
-        typer.echo("\n(no sources cited)")
+    elif answer.hits:  # the model answered from sources but neither cited one nor could one be inferred
+        typer.echo("\n(no sources cited: the answer is not grounded in the documents)")
     if answer.dropped_citations:
         numbers = ", ".join(f"[{n}]" for n in answer.dropped_citations)
         typer.echo(f"  dropped citations to missing sources: {numbers}", err=True)
@@ -472,23 +486,63 @@ def collections_delete(
 
     def action() -> None:
         from ragkit.collection import Collection
+        from ragkit.errors import storage_errors
 
         if not yes and not typer.confirm(f"Delete collection {name!r} and all its data?"):
             raise typer.Exit(1)
-        Collection.delete(name, store_dir)
+        with storage_errors(f"cannot delete collection {name!r}"):  # a read-only disk: exit 10, not 5
+            Collection.delete(name, store_dir)
         typer.echo(f"deleted {name}")
 
     _run(action)
 
 
+@collections_app.command("reindex")
+def collections_reindex(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    config: Annotated[
+        str,
+        typer.Option("--config", help="The new collection config: a YAML file or a recipe name (e.g. 'default')."),
+    ],
+    drop_missing: Annotated[
+        bool, typer.Option("--drop-missing", help="Leave out sources whose files are gone (else: refuse).")
+    ] = False,
+    store_dir: StoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild a collection from its sources with a new config, then swap it in atomically.
+
+    Until the swap the old collection keeps answering; a failure or Ctrl-C leaves it unchanged.
+    """
+
+    def action() -> None:
+        from ragkit.collection import Collection, reindex
+
+        wanted = _load_config(config)
+        assert wanted is not None
+        with Collection.open(name, store_dir) as col, _progress(not as_json) as progress:
+            report = reindex(col, wanted, drop_missing=drop_missing, progress=progress)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+            return
+        typer.echo(f"{name}: {report.summary()}")
+        for source in report.dropped:
+            typer.echo(f"  dropped {source}: its file is gone", err=True)
+        for issue in report.ingest.skipped:
+            typer.echo(f"  skipped {issue.source}: {issue.reason}", err=True)
+
+    run_action(action, "interrupted; the collection is unchanged")
+
+
 # -- evaluation ---------------------------------------------------------------------------
 
 
-class _EvalGroup(TyperGroup):
+class _EvalGroup(CommandGroup):
     """Reads ``ragkit eval SUITE ...`` as ``ragkit eval run SUITE ...``."""
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-") and "run" in self.commands:
+            refuse_flag_values(self.commands["run"], args)
             return "run", self.commands["run"], args
         return super().resolve_command(ctx, args)
 

@@ -23,9 +23,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ragkit.cli_support import run_action
+from ragkit.cli_support import CommandGroup, run_action
 
 rerank_app = typer.Typer(
+    cls=CommandGroup,
     help="Rerankers: train a cross-encoder on your questions and documents.",
     no_args_is_help=True,
     add_completion=False,

@@ -58,7 +58,7 @@ def test_search_json_with_filter_and_lexical_mode(store):
         "demo",
         "--mode",
         "lexical",
-        "--filter",
+        "--filters",
         'file_type == "txt"',
         "--json",
         "--store-dir",
@@ -67,7 +67,7 @@ def test_search_json_with_filter_and_lexical_mode(store):
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)["hits"]
     assert hits and all(h["metadata"]["file_type"] == "txt" and h["origin"] == "lexical" for h in hits)
-    assert {"rank", "score", "chunk_id", "source", "start", "end", "text"} <= set(hits[0])
+    assert {"rank", "score", "chunk_id", "source", "start", "end", "page", "row", "text"} <= set(hits[0])
 
 
 def test_batch_search_from_stdin_writes_json_lines(store):
@@ -165,3 +165,79 @@ def test_version_and_short_help_flags():
         assert result.exit_code == 0, (args, result.output)
         assert "Usage: ragkit" in result.output
     assert "{PATH}..." in run("ingest", "-h").output, "the usage names what the arguments are"
+
+
+def _ragkit(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed ``ragkit`` script, its output piped (not a terminal), as a script or CI log runs it."""
+    import os
+
+    script = Path(sys.executable).parent / "ragkit"
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TERMINAL_WIDTH")}
+    environ.update(env or {})
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=environ, cwd=cwd, stdin=subprocess.DEVNULL
+    )
+
+
+COMMANDS = [
+    ["ingest"],
+    ["search"],
+    ["ask"],
+    ["serve"],
+    ["collections", "list"],
+    ["collections", "show"],
+    ["collections", "delete"],
+    ["eval", "run"],
+    ["eval", "compare"],
+    ["eval", "testset"],
+    ["rerank", "train"],
+]
+
+
+def test_flags_render_without_a_value_type_in_help():
+    # issue 14 item 20: "--sync <bool>", "--json <bool>", "--help -h <bool>" read as options taking a value
+    for command in COMMANDS:
+        result = run(*command, "--help")
+        assert result.exit_code == 0, (command, result.output)
+        assert "<bool>" not in result.output, command
+    help_text = _ragkit("ingest", "--help").stdout
+    assert [line.split()[1:] for line in help_text.splitlines() if "--sync" in line] == [
+        ["--sync", "Delete", "sources", "under", "PATHS", "that", "no", "longer", "exist.", "│"]
+    ]
+    pair = [line for line in run("eval", "run", "--help").output.splitlines() if "--answer-cache" in line]
+    assert pair and "--no-answer-cache" in pair[0] and "<bool>" not in pair[0]
+
+
+def test_help_uses_the_terminal_width_or_100_columns_without_one():
+    # issue 14 item 20: help was cut at 80 columns (rich's width when it finds no terminal)
+    piped = _ragkit("search", "--help").stdout
+    assert max(len(line) for line in piped.splitlines()) == 100
+    wide = _ragkit("search", "--help", env={"COLUMNS": "160"}).stdout
+    assert max(len(line) for line in wide.splitlines()) == 160
+    assert len(wide.splitlines()) < len(piped.splitlines())  # fewer wrapped lines in a wider window
+
+
+def test_a_value_after_a_flag_is_refused_not_taken_as_a_path(tmp_path):
+    # issue 14 item 20: "ragkit ingest notes --sync true" ingested a path named 'true'
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# A\n\nSome text.\n")
+    home = tmp_path / "home"
+    done = _ragkit("ingest", "notes", "-c", "notes", "--store-dir", str(home), "--sync", "true", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "'--sync': a flag takes no value, got 'true' after it: write --sync alone" in done.stderr
+    assert "does not exist" not in done.stderr and not home.exists()  # refused before any work
+    for args in (
+        ["search", "-c", "notes", "--json", "yes"],
+        ["collections", "delete", "notes", "-y", "no"],
+        ["eval", "suite.yaml", "--json", "TRUE"],
+        ["ask", "-c", "notes", "--trace", "false"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "a flag takes no value" in result.output, args
+    # a real argument of that name still works after the flag's own arguments, or after --
+    (tmp_path / "true").mkdir()
+    (tmp_path / "true" / "b.md").write_text("# B\n\nMore text.\n")
+    done = _ragkit("ingest", "notes", "-c", "notes", "--store-dir", str(home), "--sync", "--", "true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "added 2" in done.stdout
