@@ -8,6 +8,22 @@ version stays searchable until the new one is complete. With ``sync``,
 sources under the ingested roots that no longer exist are deleted. One bad
 file is reported with its reason and never stops the batch.
 
+Source ids are relative to the root they were found under (``hr/a.docx``;
+a file named directly is its name), optionally under a ``source_prefix``
+(``team/hr/a.docx``). Every chunk of a file read from disk carries the
+file's absolute ``file:`` URI in ``metadata["uri"]`` (unless ``record_uri``
+is off, as for uploads); it tells which root a source came from, so:
+
+- a file whose source record was made before ids were relative (its
+  absolute resolved path) is replaced by its relative id in the same write,
+  like a changed file (nothing duplicated);
+- ``sync`` deletes only the sources whose URI (or old absolute id) lies
+  under the roots being synced, never another root's;
+- a different file that would take a source id another root's file still
+  holds is refused with :class:`~ragkit.errors.ConflictError` before
+  anything is written (give one of the roots a ``source_prefix``). A file
+  whose recorded URI no longer exists (its folder moved) is just updated.
+
 Besides the vector store, an ingest writes to its *destinations*
 (:class:`~ragkit.protocols.IngestDestination`, such as the keyword index):
 each gets the very chunks, source commits and deletions the store gets, so it
@@ -36,18 +52,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ragkit.config import CHUNK_HEADER_KEY, ChunkHeaders
-from ragkit.errors import LoaderError, RagkitError
+from ragkit.errors import ConflictError, LoaderError, RagkitError
 from ragkit.loaders import LoaderSet, SourceFile, UnsupportedFileError, discover
-from ragkit.protocols import Embedder, IngestDestination, Splitter, VectorStore
+from ragkit.protocols import DocumentChunks, Embedder, IngestDestination, Splitter, VectorStore, capabilities_of
 from ragkit.schema import Chunk, SourceRecord
 
 if TYPE_CHECKING:
@@ -151,12 +168,57 @@ class _PendingFile:
     file: SourceFile
     content_hash: str
     is_new: bool
+    replaces: str | None = None
+    """The file's old absolute source id, replaced when its new record is committed."""
 
 
 @dataclass(slots=True)
 class _Batch:
     chunks: list[Chunk] = field(default_factory=list)
     done: list[SourceRecord] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+
+
+URI_KEY = "uri"
+"""The chunk metadata key holding the absolute ``file:`` URI of the file it came from."""
+
+
+def uri_path(uri: object) -> Path | None:
+    """The local path of a ``file:`` URI, else ``None``."""
+    if not isinstance(uri, str) or not uri.startswith("file:"):
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        return None
+    return Path(unquote(parts.path))
+
+
+def source_uris(store: VectorStore, records: Sequence[SourceRecord]) -> dict[str, str | None]:
+    """The ``uri`` recorded in the chunks of each source (``None``: an upload, or none recorded).
+
+    Reads the chunks of each record's first document (batched lookups; a
+    store without the ``chunks_of_documents`` capability is read through).
+    """
+    first = {record.document_ids[0]: record.source for record in records if record.document_ids}
+    found: dict[str, str | None] = {record.source: None for record in records}
+    if not first:
+        return found
+    ids = list(first)
+    batches: Iterator[list[Chunk]]
+    if "chunks_of_documents" in capabilities_of(store):
+        lookup = cast(DocumentChunks, store)
+        batches = (lookup.chunks_of_documents(ids[i : i + 500]) for i in range(0, len(ids), 500))
+    else:
+        batches = store.iter_chunks(1000)
+    for batch in batches:
+        for chunk in batch:
+            source = first.get(chunk.document_id)
+            if source is not None and found.get(source) is None:
+                uri = chunk.metadata.get(URI_KEY)
+                found[source] = uri if isinstance(uri, str) else None
+    return found
 
 
 def file_hash(path: Path) -> str:
@@ -209,12 +271,21 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.progress = progress or (lambda stage, done, total: None)
         self._written_sources: set[str] = set()
+        self._record_uri = True
 
-    def run(self, paths: Sequence[str | Path], sync: bool = False) -> IngestReport:
-        """Ingest ``paths`` (files or folders); with ``sync``, delete sources gone from them."""
+    def run(
+        self, paths: Sequence[str | Path], sync: bool = False, source_prefix: str = "", record_uri: bool = True
+    ) -> IngestReport:
+        """Ingest ``paths`` (files or folders); with ``sync``, delete sources gone from them.
+
+        Source ids are relative to each path (see the module docstring),
+        after ``source_prefix``; ``record_uri=False`` leaves out the chunks'
+        ``uri`` (for files whose path is nobody else's business, as uploads).
+        """
         started = time.perf_counter()
         report = IngestReport()
-        files = list(discover(paths, self.loaders.options))
+        self._record_uri = record_uri
+        files = list(discover(paths, self.loaders.options, source_prefix))
         pending = self._scan(files, report)
         stage = report.stage_seconds
         stage["scan"] = time.perf_counter() - started
@@ -241,6 +312,7 @@ class IngestPipeline:
         known = self.store.sources()
         supported = set(self.loaders.supported_suffixes())
         pending: list[_PendingFile] = []
+        leftovers: list[str] = []
         for done, file in enumerate(files, 1):
             self.progress("scan", done, len(files))
             suffix = file.path.suffix.lower()
@@ -248,6 +320,10 @@ class IngestPipeline:
                 report.skipped.append(FileIssue(file.source, f"unsupported file type {suffix or '(no suffix)'}"))
                 continue
             record = known.get(file.source)
+            old = file.resolved if file.resolved != file.source and file.resolved in known else None
+            if record is not None and old is not None:
+                leftovers.append(old)  # a replacement cut short: the new record is in, the old one stayed
+                old = None
             if record is not None and record.size == file.size and record.mtime == file.mtime:
                 report.unchanged += 1
                 continue
@@ -259,17 +335,51 @@ class IngestPipeline:
             if record is not None and record.content_hash == digest:
                 report.unchanged += 1
                 continue
-            pending.append(_PendingFile(file, digest, record is None))
+            pending.append(_PendingFile(file, digest, record is None and old is None, old))
+        self._check_owners([p for p in pending if p.file.source in known], known)
+        if leftovers:
+            report.chunks_deleted += self.store.delete_sources(leftovers)
+            self._to_destinations(report, lambda d: d.delete_sources(leftovers))
         return pending
 
+    def _check_owners(self, changed: list[_PendingFile], known: dict[str, SourceRecord]) -> None:
+        """Refuse a file that would replace a source id another root's (or an upload's) file holds."""
+        if not changed:
+            return
+        uris = source_uris(self.store, [known[p.file.source] for p in changed])
+        for item in changed:
+            file = item.file
+            held = uris.get(file.source)
+            mine = file.uri if self._record_uri else None
+            if held == mine:
+                continue
+            held_path = uri_path(held)
+            if held_path is not None and held_path == file.path.absolute():
+                continue
+            if held_path is not None and not held_path.exists():
+                continue  # the file it named is gone (its folder moved): an update
+            where = str(held_path) if held_path is not None else "an uploaded document"
+            new = str(file.path) if self._record_uri else f"the uploaded file {file.path.name!r}"
+            raise ConflictError(
+                f"source id {file.source!r} is already taken by {where}; {new} would replace it. "
+                "Give this root a different source prefix (--source-prefix, or source_prefix) "
+                "or delete the other source first"
+            )
+
     def _delete_missing(self, paths: Sequence[str | Path], files: list[SourceFile], report: IngestReport) -> None:
-        present = {f.source for f in files}
-        roots = [Path(p).resolve() for p in paths]
-        gone = [
-            source
-            for source in self.store.sources()
-            if source not in present and any(_is_under(source, root) for root in roots)
-        ]
+        """Delete the sources that came from ``paths`` (by their URI or old absolute id) and are no longer there."""
+        present = {f.source for f in files} | {f.resolved for f in files}
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots += [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
+        known = self.store.sources()
+        absent = [record for source, record in known.items() if source not in present]
+        # ids from before they were relative are absolute paths; the others are placed by their URI
+        uris = source_uris(self.store, [r for r in absent if not r.source.startswith("/")])
+        gone = []
+        for record in absent:
+            located = record.source if record.source.startswith("/") else uri_path(uris.get(record.source))
+            if located is not None and any(_is_under(str(located), root) for root in roots):
+                gone.append(record.source)
         if gone:
             report.chunks_deleted += self.store.delete_sources(gone)
             self._to_destinations(report, lambda d: d.delete_sources(gone))
@@ -309,6 +419,10 @@ class IngestPipeline:
         count = 0
         buffer: list[Chunk] = []
         for document in self.loaders.load(file):
+            if self._record_uri:
+                document.metadata[URI_KEY] = file.uri
+            else:
+                document.metadata.pop(URI_KEY, None)
             chunks = self.splitter.split([document])
             count += len(chunks)
             if limit is not None and count > limit:
@@ -366,6 +480,8 @@ class IngestPipeline:
                     report.failed.append(FileIssue(source, "no text to index"))
                 else:
                     batch.done.append(record)
+                    if item.replaces is not None:
+                        batch.replaced.append(item.replaces)
                     if item.is_new:
                         report.added += 1
                     else:
@@ -386,7 +502,7 @@ class IngestPipeline:
         """Undo what a file that failed half-way already wrote; returns a note for the report."""
         if item.file.source not in self._written_sources:
             return ""
-        if item.is_new:
+        if item.is_new or item.replaces is not None:  # its new id has no record yet (an old one may stay)
             self.store.delete_sources([item.file.source])
             self._to_destinations(None, lambda d: d.delete_sources([item.file.source]))
             return ""
@@ -417,8 +533,12 @@ class IngestPipeline:
         if batch.done:
             t0 = time.perf_counter()
             self.store.commit_sources(batch.done)
+            if batch.replaced:  # old absolute ids of the files just committed under relative ones
+                report.chunks_deleted += self.store.delete_sources(batch.replaced)
             store_seconds += time.perf_counter() - t0
             self._to_destinations(report, lambda d: d.commit_sources(batch.done))
+            if batch.replaced:
+                self._to_destinations(report, lambda d: d.delete_sources(batch.replaced))
         return embed_seconds, store_seconds
 
     def _to_destinations(self, report: IngestReport | None, write: Callable[[IngestDestination], object]) -> None:
@@ -490,4 +610,14 @@ def _is_under(source: str, root: Path) -> bool:
     return source == root_text or source.startswith(root_text.rstrip("/") + "/")
 
 
-__all__ = ["FileIssue", "IngestPipeline", "IngestReport", "ProgressCallback", "UnsupportedFileError", "file_hash"]
+__all__ = [
+    "URI_KEY",
+    "FileIssue",
+    "IngestPipeline",
+    "IngestReport",
+    "ProgressCallback",
+    "UnsupportedFileError",
+    "file_hash",
+    "source_uris",
+    "uri_path",
+]

@@ -41,12 +41,13 @@ def test_first_ingest_stores_every_file_with_exact_offsets(corpus, home):
     assert (report.added, report.updated, report.unchanged, report.failed) == (5, 0, 0, [])
     assert report.chunks_written == col.store.count() > 20
     sources = col.store.sources()
-    assert set(sources) == {p.resolve().as_posix() for p in corpus.iterdir()}
+    assert set(sources) == {p.name for p in corpus.iterdir()}  # relative to the folder ingested
     # chunks of plain-text formats are exact slices of the file's text
     md = (corpus / "packet-switching.md").resolve()
     text = md.read_text(encoding="utf-8")
-    chunks = [c for batch in col.store.iter_chunks() for c in batch if c.source == md.as_posix()]
+    chunks = [c for batch in col.store.iter_chunks() for c in batch if c.source == md.name]
     assert chunks and all(text[c.start : c.end] == c.text for c in chunks)
+    assert all(c.metadata["uri"] == (corpus / md.name).absolute().as_uri() for c in chunks)
     assert all(c.metadata["file_type"] == "md" for c in chunks)
     # PDF chunks carry their page
     pdf_chunks = [c for batch in col.store.iter_chunks() for c in batch if c.source.endswith(".pdf")]
@@ -61,7 +62,7 @@ def test_search_finds_the_answer_dense_and_lexical(corpus, home):
     assert all(h.origin == "dense" for h in dense) and dense[0].score >= dense[-1].score
     lexical = col.search("bubonic plague Yersinia pestis", top_k=3, mode="lexical")
     assert lexical and lexical[0].origin == "lexical" and lexical[0].chunk.source.endswith("black-death.txt")
-    filtered = col.search("plague packets", top_k=5, mode="lexical", filter='file_type == "md"')
+    filtered = col.search("plague packets", top_k=5, mode="lexical", filters='file_type == "md"')
     assert filtered and all(h.chunk.metadata["file_type"] == "md" for h in filtered)
 
 
@@ -112,7 +113,7 @@ def test_changed_file_replaces_only_its_chunks_and_sync_deletes_removed_files(co
     report = col.ingest(corpus)
     assert (report.added, report.updated, report.unchanged) == (0, 1, 4)
     # the edited file's chunks are rewritten, but only text the model has not seen is embedded
-    edited = [c for b in col.store.iter_chunks() for c in b if c.source == txt.resolve().as_posix()]
+    edited = [c for b in col.store.iter_chunks() for c in b if c.source == txt.name]
     assert report.chunks_written == len(edited)
     assert 0 < report.chunks_embedded < 5
     assert col.search("quokka marmalade", top_k=1, mode="lexical")[0].chunk.source.endswith("black-death.txt")
@@ -123,7 +124,7 @@ def test_changed_file_replaces_only_its_chunks_and_sync_deletes_removed_files(co
     synced = col.ingest(corpus, sync=True)
     assert synced.deleted == 1 and synced.chunks_deleted > 0
     assert not any(s.endswith("amazon-rainforest.md") for s in col.store.sources())
-    assert not col.search("Amazon rainforest", top_k=5, filter='file_name == "amazon-rainforest.md"')
+    assert not col.search("Amazon rainforest", top_k=5, filters='file_name == "amazon-rainforest.md"')
 
 
 def test_bad_files_are_reported_and_the_rest_lands(corpus, home):
@@ -145,11 +146,11 @@ def test_a_file_that_turns_corrupt_keeps_its_stored_chunks(corpus, home):
     col = Collection.create("docs", store_dir=home)
     col.ingest(corpus)
     pdf = corpus / "super-bowl-50.pdf"
-    before = [c.id for batch in col.store.iter_chunks() for c in batch if c.source == pdf.resolve().as_posix()]
+    before = [c.id for batch in col.store.iter_chunks() for c in batch if c.source == pdf.name]
     pdf.write_bytes(b"%PDF-1.4 truncated")
     report = col.ingest(corpus)
     assert [Path(f.source).name for f in report.failed] == ["super-bowl-50.pdf"]
-    after = [c.id for batch in col.store.iter_chunks() for c in batch if c.source == pdf.resolve().as_posix()]
+    after = [c.id for batch in col.store.iter_chunks() for c in batch if c.source == pdf.name]
     assert after == before and before
 
 
@@ -201,7 +202,7 @@ def test_clear_errors_for_bad_requests(corpus, home):
     col = Collection.create("docs", store_dir=home)
     col.ingest(corpus)
     with pytest.raises(FilterError, match="'pagee' does not exist in collection 'docs'; known fields: .*page"):
-        col.search("x", filter="pagee > 1")
+        col.search("x", filters="pagee > 1")
     with pytest.raises(InputError, match="does not exist"):
         col.ingest(corpus / "missing-folder")
     with pytest.raises(InputError, match="top_k must be at least 1"):
@@ -280,8 +281,8 @@ def test_the_milvus_recipe_gives_the_same_results_as_faiss(corpus, home):
     assert on_faiss.store.count() == on_milvus.store.count()
     queries = ["Where was Super Bowl 50 played?", "What causes the plague?", "What is packet switching?"]
     for flt in (None, 'file_type in ["md", "txt"] and not (page > 1)'):
-        local = [[h.chunk.id for h in hits] for hits in on_faiss.search_many(queries, top_k=4, filter=flt)]
-        lite = [[h.chunk.id for h in hits] for hits in on_milvus.search_many(queries, top_k=4, filter=flt)]
+        local = [[h.chunk.id for h in hits] for hits in on_faiss.search_many(queries, top_k=4, filters=flt)]
+        lite = [[h.chunk.id for h in hits] for hits in on_milvus.search_many(queries, top_k=4, filters=flt)]
         assert local == lite
     on_milvus.close()
     Collection.delete("lite", store_dir=home)

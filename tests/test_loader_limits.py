@@ -339,10 +339,10 @@ def test_ingest_fails_the_bomb_alone_and_keeps_the_rest(tmp_path: Path) -> None:
         report = col.ingest(folder)
         assert report.added == 1 and len(report.failed) == 1, report.summary()
         failure = report.failed[0]
-        assert failure.source.endswith("/bomb.docx")
+        assert failure.source == "bomb.docx"
         assert "max_member_bytes limit of 50,000,000" in failure.reason
         assert report.chunks_written < 10, "the bomb wrote nothing"
-        assert set(col.store.sources()) == {(folder / "lighthouses.md").resolve().as_posix()}
+        assert set(col.store.sources()) == {"lighthouses.md"}
         hits = col.search("Where is the Eddystone lighthouse?", top_k=1)
         assert "Plymouth" in hits[0].chunk.text
 
@@ -358,8 +358,8 @@ def test_max_chunks_per_file_fails_that_file_and_keeps_the_rest(tmp_path: Path) 
         pipeline = IngestPipeline(loaders, col.splitter, col.embedder, col.store, batch_size=2)
         report = pipeline.run([folder])
         assert report.added == 1 and len(report.failed) == 1, report.summary()
-        assert report.failed[0].source.endswith("/long.md")
+        assert report.failed[0].source == "long.md"
         assert "more chunks than the max_chunks_per_file limit of 5" in report.failed[0].reason
-        assert set(col.store.sources()) == {(folder / "lighthouses.md").resolve().as_posix()}
+        assert set(col.store.sources()) == {"lighthouses.md"}
         kept = [c for batch in col.store.iter_chunks() for c in batch]
-        assert kept and all(c.source.endswith("/lighthouses.md") for c in kept), "no chunk of long.md stays"
+        assert kept and all(c.source == "lighthouses.md" for c in kept), "no chunk of long.md stays"

@@ -298,7 +298,16 @@ class TestJson:
         path = tmp_path / "records.json"
         path.write_text(json.dumps(self.RECORDS), encoding="utf-8")
         docs = load(JsonLoader(text_field="body.text", metadata_fields=["lang"], id_field="id"), path)
-        assert set(docs[0].metadata) == {"source", "file_name", "file_type", "encoding", "item", "lang", "record_id"}
+        assert set(docs[0].metadata) == {
+            "source",
+            "file_name",
+            "file_type",
+            "encoding",
+            "item",
+            "row",
+            "lang",
+            "record_id",
+        }
         assert docs[1].id == document_id(f"{source_of(path)}#id=b2")
         # ids follow the record, not its position
         path.write_text(json.dumps(list(reversed(self.RECORDS))), encoding="utf-8")
@@ -612,7 +621,9 @@ class TestDiscover:
             "drafts/f.md",
         ]
         first = found[0]
-        assert first.source == (tmp_path / "a.md").resolve().as_posix()
+        assert first.source == "a.md"  # relative to the folder walked
+        assert first.resolved == (tmp_path / "a.md").resolve().as_posix()
+        assert first.uri == (tmp_path / "a.md").absolute().as_uri()
         assert first.size == 3
         assert first.mtime == pytest.approx((tmp_path / "a.md").stat().st_mtime)
         assert first.path.is_absolute()
@@ -674,7 +685,8 @@ class TestDiscover:
         found = list(discover([root], LoaderOptions(follow_symlinks=True)))
         # the same target reached twice comes once; the broken link is skipped
         assert [f.relative for f in found] == ["linked-dir/x.md", "real.md"]
-        assert found[0].source == (outside / "x.md").resolve().as_posix()
+        assert found[0].source == "linked-dir/x.md"
+        assert found[0].resolved == (outside / "x.md").resolve().as_posix()
 
     def test_symlink_loop(self, tmp_path: Path) -> None:
         root = tmp_path / "root"

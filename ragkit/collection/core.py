@@ -9,8 +9,11 @@ upkeep in :mod:`ragkit.collection.keyword`.
 
 from __future__ import annotations
 
+import enum
+import functools
 import logging
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -29,12 +32,36 @@ from ragkit.schema import Hit
 from ragkit.stores.base import store_stats
 
 if TYPE_CHECKING:
+    from ragkit.collection.reindex import ReindexReport
     from ragkit.retrieval import DenseRetriever, LexicalRetriever
 
 log = logging.getLogger(__name__)
 
 SearchMode = str
 """A retriever type: ``dense``, ``lexical``, or one a connector registers."""
+
+
+class _Missing(enum.Enum):
+    """The default of a deprecated keyword, told apart from an explicit ``None``."""
+
+    MISSING = enum.auto()
+
+
+_MISSING = _Missing.MISSING
+
+
+def _renamed_filter(filters: FilterLike, old: FilterLike | _Missing, method: str) -> FilterLike:
+    """``filters``, or the value given under the old keyword ``filter=`` (with a :class:`DeprecationWarning`)."""
+    if old is _MISSING:
+        return filters
+    warnings.warn(
+        f"Collection.{method}(filter=...) is deprecated: use filters=... (the name every ragkit API uses)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if filters is not None:
+        raise InputError(f"Collection.{method}: give filters=... only (filter= is its deprecated old name), not both")
+    return old
 
 
 class Collection:
@@ -176,10 +203,18 @@ class Collection:
         paths: str | Path | Sequence[str | Path],
         sync: bool = False,
         progress: ProgressCallback | None = None,
+        source_prefix: str = "",
+        *,
+        record_uri: bool = True,
     ) -> IngestReport:
         """Ingest files and folders incrementally; see :mod:`ragkit.ingest`.
 
-        ``sync=True`` also deletes sources under ``paths`` that no longer exist.
+        Each file's source id is its path relative to the folder given
+        (``hr/a.docx``; a file given directly: its name), after
+        ``source_prefix`` (``team/`` gives ``team/hr/a.docx``); its chunks
+        carry the file's ``file:`` URI in ``metadata["uri"]`` unless
+        ``record_uri`` is off (the service's uploads). ``sync=True`` also
+        deletes the sources that came from ``paths`` and no longer exist.
         The keyword index is updated with the same chunks (only those).
         """
         from ragkit.loaders import LoaderSet
@@ -200,10 +235,11 @@ class Collection:
                 context_cache=self.files.home.context_cache,
                 destinations=[upkeep.index] if upkeep is not None else [],
             )
+            run = functools.partial(pipeline.run, paths, sync, source_prefix, record_uri)
             if upkeep is None:
-                return pipeline.run(paths, sync=sync)
+                return run()
             with upkeep.writing():
-                report = pipeline.run(paths, sync=sync)
+                report = run()
             if caught_up is not None:
                 report.stage_seconds["lexical"] = report.stage_seconds.get("lexical", 0.0) + caught_up
         return report
@@ -224,25 +260,66 @@ class Collection:
                 upkeep.index.flush()
         return deleted
 
+    def reindex(
+        self,
+        config: CollectionConfig | dict[str, Any],
+        drop_missing: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> ReindexReport:
+        """Rebuild the collection from its recorded sources with a new ``config``; see :mod:`ragkit.collection.reindex`.
+
+        The new generation is built beside this one and swapped in atomically;
+        until then searches are answered from the old one, and a failure leaves
+        it untouched. Afterwards this object serves the new generation.
+        """
+        from ragkit.collection.reindex import reindex
+
+        report = reindex(self, config, drop_missing=drop_missing, progress=progress)
+        self.close()
+        record = read_record(self.files)
+        self.config = record.config
+        self._parts = Components(self.name, self.files, record.config, record.embedding)
+        return report
+
     # -- search ---------------------------------------------------------------------------
 
-    def search(self, query: str, top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense") -> list[Hit]:
-        """The ``top_k`` best chunks for ``query``; ``filter`` restricts by metadata."""
-        return self.search_many([query], top_k, filter, mode)[0]
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: FilterLike = None,
+        mode: SearchMode = "dense",
+        *,
+        filter: FilterLike | _Missing = _MISSING,
+    ) -> list[Hit]:
+        """The ``top_k`` best chunks for ``query``; ``filters`` restricts by metadata.
+
+        ``filter=`` is the deprecated old name of ``filters=`` (a :class:`DeprecationWarning`).
+        """
+        filters = _renamed_filter(filters, filter, "search")
+        return self.search_many([query], top_k, filters, mode)[0]
 
     def search_many(
-        self, queries: Sequence[str], top_k: int = 5, filter: FilterLike = None, mode: SearchMode = "dense"
+        self,
+        queries: Sequence[str],
+        top_k: int = 5,
+        filters: FilterLike = None,
+        mode: SearchMode = "dense",
+        *,
+        filter: FilterLike | _Missing = _MISSING,
     ) -> list[list[Hit]]:
         """Batch form of :meth:`search` (one embedding call for all queries).
 
         ``mode`` is a registered retriever type (``dense``, ``lexical``, or one a connector adds).
+        ``filter=`` is the deprecated old name of ``filters=``.
         """
+        filters = _renamed_filter(filters, filter, "search_many")
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
         from ragkit.query.retrievers import retriever_of
         from ragkit.query.state import Query
 
-        return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filter)
+        return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filters)
 
     def dense_retriever(self) -> DenseRetriever:
         """A :class:`~ragkit.retrieval.DenseRetriever` over this collection."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ragkit.errors import LoaderError
 from ragkit.loaders.archive_limits import ZIP_SUFFIXES, ArchiveLimitError, ArchiveLimits, check_archive
 from ragkit.loaders.base import BaseLoader, SourceFile, UnsupportedFileError
-from ragkit.loaders.discovery import discover, glob_to_regex, matches_any
+from ragkit.loaders.discovery import discover, glob_to_regex, matches_any, source_prefix
 from ragkit.loaders.encoding import decode_bytes, read_text
 from ragkit.loaders.html import HtmlLoader, html_to_text
 from ragkit.loaders.loaderset import BUILTIN_LOADERS, DEFAULT_MAX_CHUNKS_PER_FILE, FileLimits, LoaderSet
@@ -55,4 +55,5 @@ __all__ = [
     "html_to_text",
     "matches_any",
     "read_text",
+    "source_prefix",
 ]

@@ -25,13 +25,20 @@ class SourceFile:
     path: Path
     """Where to read it (absolute, as walked; may be a followed symlink)."""
     source: str
-    """The file's absolute resolved POSIX path: the name its documents carry."""
+    """The name its documents carry: the source prefix (if any) plus :attr:`relative` (``hr/a.docx``)."""
     size: int
     """Size in bytes."""
     mtime: float
     """Modification time (seconds since the epoch)."""
     relative: str = ""
     """Its POSIX path relative to the root it was found under (the file name for a file named directly)."""
+    resolved: str = ""
+    """Its absolute resolved POSIX path: the source id ragkit gave files before source ids were relative."""
+
+    @property
+    def uri(self) -> str:
+        """The absolute ``file:`` URI of :attr:`path` (as walked, not resolved)."""
+        return self.path.absolute().as_uri()
 
 
 class BaseLoader(Component):
@@ -86,7 +93,8 @@ def scalar_metadata(values: dict[str, Any]) -> Metadata:
     return kept
 
 
-RESERVED_METADATA = frozenset({"source", "file_name", "file_type"})
+RESERVED_METADATA = frozenset({"source", "file_name", "file_type", "uri", "row"})
+"""Metadata keys ragkit sets itself; a record's or column's own value under these names is not kept."""
 
 
 def open_error(path: Path, exc: OSError) -> LoaderError:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ragkit.config import LoaderOptions
-from ragkit.errors import InputError
+from ragkit.errors import ConflictError, InputError
 from ragkit.loaders.base import SourceFile
 
 logger = logging.getLogger(__name__)
@@ -75,14 +75,48 @@ def matches_any(patterns: Sequence[str], relative: str) -> bool:
     return any(glob_to_regex(p).match(relative) for p in patterns)
 
 
-def _source_file(path: Path, relative: str) -> SourceFile | None:
+def source_prefix(prefix: str | None) -> str:
+    """``prefix`` checked and made a folder (``team`` -> ``team/``); ``""`` for none.
+
+    A prefix namespaces the source ids of one ingest root (``team/`` +
+    ``hr/a.docx``). It must be a relative POSIX path without ``.`` or ``..``
+    parts, empty parts, backslashes or control characters
+    (:class:`~ragkit.errors.InputError` otherwise).
+    """
+    if prefix is None or prefix == "":
+        return ""
+    if not isinstance(prefix, str):
+        raise InputError(f"source prefix must be text, not {type(prefix).__name__}")
+    shown = prefix.encode("unicode_escape").decode("ascii")[:200]
+    if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        raise InputError(f"source prefix {shown!r} contains control characters")
+    if "\\" in prefix:
+        raise InputError(f"source prefix {shown!r} contains a backslash; separate folders with '/'")
+    if prefix.startswith("/"):
+        raise InputError(f"source prefix {shown!r} is absolute; give a relative folder such as 'team/'")
+    parts = prefix.rstrip("/").split("/")
+    if any(part in ("", ".", "..") or part != part.strip() for part in parts):
+        raise InputError(
+            f"source prefix {shown!r} has an empty, '.', '..' or space-padded part; give a folder such as 'team/'"
+        )
+    return "/".join(parts) + "/"
+
+
+def _source_file(path: Path, relative: str, prefix: str) -> SourceFile | None:
     try:
         stat = path.stat()
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # vanished, permission, symlink loop
         logger.warning("skipping %s: %s", path, getattr(exc, "strerror", None) or exc)
         return None
-    return SourceFile(path=path, source=resolved.as_posix(), size=stat.st_size, mtime=stat.st_mtime, relative=relative)
+    return SourceFile(
+        path=path,
+        source=prefix + relative,
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        relative=relative,
+        resolved=resolved.as_posix(),
+    )
 
 
 def _walk(root: Path, options: LoaderOptions, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[Path, str]]:
@@ -135,8 +169,17 @@ def _walk(root: Path, options: LoaderOptions, seen_dirs: set[tuple[int, int]]) -
     yield from visit(root, "")
 
 
-def discover(paths: Sequence[str | Path] | str | Path, options: LoaderOptions | None = None) -> Iterator[SourceFile]:
+def discover(
+    paths: Sequence[str | Path] | str | Path, options: LoaderOptions | None = None, prefix: str = ""
+) -> Iterator[SourceFile]:
     """The files to load under ``paths`` (folders are walked, files taken as they are).
+
+    Each file's source id is ``prefix`` (see :func:`source_prefix`) plus its
+    POSIX path relative to the folder given (``hr/a.docx``), or its name for a
+    file given directly. A file reached twice (the same resolved file under
+    two of ``paths``) comes once, the first time. Two different files that
+    would get the same source id raise :class:`~ragkit.errors.ConflictError`
+    naming both (give the roots different prefixes).
 
     In a folder, a file is taken when its POSIX path relative to that folder
     matches one of ``options.include`` and none of ``options.exclude``
@@ -161,11 +204,12 @@ def discover(paths: Sequence[str | Path] | str | Path, options: LoaderOptions | 
         if not (path.is_dir() or path.is_file()):
             raise InputError(f"{given}: not a regular file or folder")
         roots.append((given, Path(os.path.abspath(path))))
-    return _discover(roots, options)
+    return _discover(roots, options, source_prefix(prefix))
 
 
-def _discover(roots: list[tuple[str | Path, Path]], options: LoaderOptions) -> Iterator[SourceFile]:
-    seen_sources: set[str] = set()
+def _discover(roots: list[tuple[str | Path, Path]], options: LoaderOptions, prefix: str) -> Iterator[SourceFile]:
+    seen_files: set[str] = set()
+    seen_sources: dict[str, Path] = {}
     seen_dirs: set[tuple[int, int]] = set()
     for _given, root in roots:
         if root.is_dir():
@@ -175,8 +219,15 @@ def _discover(roots: list[tuple[str | Path, Path]], options: LoaderOptions) -> I
                 continue
             found = iter([(root, root.name)])
         for path, relative in found:
-            source_file = _source_file(path, relative)
-            if source_file is None or source_file.source in seen_sources:
+            source_file = _source_file(path, relative, prefix)
+            if source_file is None or source_file.resolved in seen_files:
                 continue
-            seen_sources.add(source_file.source)
+            other = seen_sources.get(source_file.source)
+            if other is not None:
+                raise ConflictError(
+                    f"two files would get the same source id {source_file.source!r}: {other} and {path}; "
+                    "ingest their folders separately with different source prefixes (--source-prefix)"
+                )
+            seen_files.add(source_file.resolved)
+            seen_sources[source_file.source] = path
             yield source_file

@@ -56,6 +56,8 @@ class _RecordReader:
         metadata = loader.base_metadata(self.path, self.source, encoding=encoding)
         if fragment is not None:
             metadata[self.where] = position
+            # the row a citation names, 1-based: the array item's position, or the file's line number
+            metadata["row"] = position + 1 if self.where == "item" else position
         text: str | None
         if isinstance(record, str):
             text = record
@@ -144,7 +146,9 @@ class JsonLoader(_JsonBase):
     Options: ``text_field`` (dotted path, default ``"text"``), ``metadata_fields``
     (dotted paths; default every other scalar top-level field), ``id_field``
     (a field whose value makes the document id stable across reordering;
-    default: the element's index). Elements may also be plain strings. A
+    default: the element's index). Each element's document has metadata
+    ``item`` (0-based index) and ``row`` (its 1-based position, what a
+    citation names). Elements may also be plain strings. A
     record whose text is empty is skipped; a record without the text field
     fails the file.
     """
@@ -177,6 +181,9 @@ class JsonLoader(_JsonBase):
 @register("loader", "jsonl")
 class JsonlLoader(_JsonBase):
     """JSON Lines: one document per line (same options as ``json``), read as a stream.
+
+    Each document has metadata ``line`` and ``row``: the line's 1-based number
+    in the file (blank lines count, so it is the line an editor shows).
 
     Blank lines are skipped. A line that is not valid JSON fails the whole
     file, naming the line number (documents of earlier lines may already

@@ -48,7 +48,9 @@ class CsvLoader(BaseLoader):
 
     ``mode="row"`` (default): one document per row, its text the
     ``text_columns`` (default: all) as ``column: value`` lines, its metadata
-    ``row`` (1-based, the header not counted) and the ``metadata_columns``
+    ``row`` (the 1-based data row: the header is not counted, so the first row
+    under the header is row 1; a quoted cell spanning lines is still one row)
+    and the ``metadata_columns``
     (numbers become numbers). Rows with no text are skipped. Read as a
     stream, so large files are fine. ``mode="file"``: the whole file is one
     document.
