@@ -18,16 +18,27 @@ class), :mod:`~ragkit.collection.layout` (the on-disk layout),
 :mod:`~ragkit.collection.config_file` (``collection.yaml``),
 :mod:`~ragkit.collection.components` (building components, the embedder
 check), :mod:`~ragkit.collection.writer_lock` and
-:mod:`~ragkit.collection.keyword` (keyword-index upkeep).
+:mod:`~ragkit.collection.keyword` (keyword-index upkeep) and
+:mod:`~ragkit.collection.reindex` (rebuilding with a new configuration, swapped in atomically).
 """
 
 from __future__ import annotations
 
 from ragkit.collection.core import Collection, SearchMode
 from ragkit.collection.layout import CollectionFolder, HomeLayout, check_collection_name, home_dir
+from ragkit.collection.reindex import ReindexReport, reindex
 from ragkit.ingest import IngestReport
 
 _home = home_dir
 """Kept for callers that imported the private name (``ragkit.cli``, ``ragkit.rerank_cli``)."""
 
-__all__ = ["Collection", "CollectionFolder", "HomeLayout", "IngestReport", "SearchMode", "check_collection_name"]
+__all__ = [
+    "Collection",
+    "CollectionFolder",
+    "HomeLayout",
+    "IngestReport",
+    "ReindexReport",
+    "SearchMode",
+    "check_collection_name",
+    "reindex",
+]

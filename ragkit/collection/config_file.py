@@ -34,10 +34,13 @@ def read_record(folder: CollectionFolder) -> CollectionRecord:
     return CollectionRecord(config, dict(data.get("embedding", {})))
 
 
-def write_record(folder: CollectionFolder, record: CollectionRecord) -> None:
-    """Save ``record`` atomically (a temporary file renamed over the old one)."""
+def write_record(folder: CollectionFolder, record: CollectionRecord, name: str | None = None) -> None:
+    """Save ``record`` atomically (a temporary file renamed over the old one).
+
+    ``name``: the collection's name when the folder is not (yet) named after it (a reindex's new generation).
+    """
     data = {
-        "name": folder.name,
+        "name": name or folder.name,
         "ragkit_version": __version__,
         "embedding": record.embedding,
         "config": record.config.model_dump(mode="json"),

@@ -5,6 +5,8 @@ A home (``Settings.home``, or the ``store_dir`` a caller passes) holds::
     collections/NAME/collection.yaml   the collection's config and embedding
     collections/NAME/store/            the vector store's folder
     collections/NAME/lexical/          the keyword index
+    collections/NAME/generation        an id that changes when a reindex swaps in a new generation
+    collections/.NAME.reindex-ID/      a reindex's new generation while it is built (removed after the swap)
     cache/embeddings.sqlite            the embedding cache, shared by collections
     cache/chunk-context.sqlite         the chunk-context answer cache
     conversations.sqlite               stored conversations (``conversation_id``)
@@ -18,7 +20,9 @@ Everything else (the CLI, the service) asks :class:`HomeLayout` and
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +85,28 @@ class CollectionFolder:
         return self.path / ".ingest.lock"
 
     @property
+    def generation_file(self) -> Path:
+        """Holds the id of this generation of the collection (written by a reindex; absent before the first)."""
+        return self.path / "generation"
+
+    def generation(self) -> str:
+        """What identifies the generation now at :attr:`path`: the folder's inode and its generation id.
+
+        It changes when a reindex swaps a new generation in (or the collection is
+        deleted and created again), so a process holding the collection open can
+        tell that it must reopen it. ``""`` when the folder does not exist.
+        """
+        try:
+            inode = os.stat(self.path).st_ino
+        except OSError:
+            return ""
+        try:
+            marker = self.generation_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            marker = ""
+        return f"{inode}:{marker}"
+
+    @property
     def home(self) -> HomeLayout:
         """The home this collection belongs to."""
         return HomeLayout(self.path.parent.parent)
@@ -110,7 +136,23 @@ class HomeLayout:
         """Names of the collections in this home (folders with a ``collection.yaml``), sorted."""
         if not self.collections.is_dir():
             return []
-        return sorted(p.name for p in self.collections.iterdir() if (p / CONFIG_FILE).is_file())
+        return sorted(
+            p.name for p in self.collections.iterdir() if _NAME.fullmatch(p.name) and (p / CONFIG_FILE).is_file()
+        )
+
+    def reindex_staging(self, name: str) -> CollectionFolder:
+        """A new, unused folder beside collection ``name`` where a reindex builds its next generation.
+
+        Hidden (a leading dot, never a valid collection name), so it is never
+        listed as a collection; on the same file system, so it can be swapped in.
+        """
+        return CollectionFolder(self.collections / f".{check_collection_name(name)}.reindex-{uuid.uuid4().hex[:12]}")
+
+    def reindex_leftovers(self, name: str) -> list[Path]:
+        """Folders a reindex of ``name`` left behind (it was killed before it could remove them)."""
+        if not self.collections.is_dir():
+            return []
+        return sorted(self.collections.glob(f".{check_collection_name(name)}.reindex-*"))
 
     @property
     def embedding_cache(self) -> Path:

@@ -15,6 +15,9 @@ could not run (the store is not writable ...); it is ``cancelled`` when it was
 cancelled before its ingest started (its collection was deleted, the service
 shut down). An ingest that has started is not interrupted (a half-written
 store would need repair), so a cancel that comes later leaves it to finish.
+A reindex job (``kind: reindex``) runs in the same lane and can be cancelled
+while it runs: it builds a new generation beside the collection, so stopping
+it between files just removes that (see :mod:`ragkit.collection.reindex`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ragkit.service.tasks import Task, TaskQueue, TaskStatus
 log = logging.getLogger("ragkit.service")
 
 JobStatus = TaskStatus
-JobKind = Literal["upload", "path"]
+JobKind = Literal["upload", "path", "reindex"]
 
 
 def ingest_lane(collection: str) -> str:
@@ -52,6 +55,8 @@ class Job(Task):
     sources: list[str]
     """The uploaded file names, or the ingested path."""
     report: IngestReport | None = None
+    reindex: dict[str, Any] | None = None
+    """A reindex job's :class:`~ragkit.collection.ReindexReport` (as a dict) once it swapped."""
     cleanup: Callable[[], None] | None = field(default=None, repr=False)
     """Called once when the job ends, whatever happened (e.g. removes staged files)."""
 
@@ -93,6 +98,7 @@ class Job(Task):
             "skipped": [] if report is None else report["skipped"],
             "report": report,
             "error": self.error,
+            "reindex": self.reindex,
         }
 
 

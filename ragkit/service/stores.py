@@ -3,7 +3,8 @@
 Opening a collection builds its embedder and loads its index, so the service
 keeps each open :class:`~ragkit.collection.Collection` and hands the same object to
 every request. The cache is thread-safe (all its methods block: call them from a
-worker thread), closes a collection when it is deleted, and closes them all at
+worker thread), closes a collection when it is deleted, reopens one when a
+reindex swapped a new generation into its folder, and closes them all at
 shutdown. Where things are on disk comes from
 :class:`~ragkit.collection.layout.HomeLayout`: uploaded files live beside the
 collections, uploads are staged in a folder on the same file system (so moving
@@ -35,6 +36,8 @@ class CollectionCache:
         self.store_dir = Path(store_dir)
         self.layout = HomeLayout(self.store_dir)
         self._open: dict[str, Collection] = {}
+        self._generations: dict[str, str] = {}
+        """The generation (:meth:`CollectionFolder.generation`) each open collection was opened at."""
         self._lock = threading.RLock()
 
     # -- folders ---------------------------------------------------------------------
@@ -73,15 +76,21 @@ class CollectionCache:
         with self._lock:
             collection = self._open.get(name)
             if collection is not None and collection.exists:
-                store = collection.store
-                if "refresh" in capabilities_of(store):  # a CLI ingest beside the server: serve its chunks too
-                    cast(RefreshableStore, store).refresh()
-                return collection
-            if collection is not None:  # deleted behind our back (CLI, another process)
+                if collection.files.generation() == self._generations.get(name):
+                    store = collection.store
+                    if "refresh" in capabilities_of(store):  # a CLI ingest beside the server: serve its chunks too
+                        cast(RefreshableStore, store).refresh()
+                    return collection
+                # a reindex swapped a new generation in: open it; requests still on the old one finish there
+                log.info("collection %r has a new generation (reindexed): reopening it", name)
+                self._open.pop(name, None)
+            elif collection is not None:  # deleted behind our back (CLI, another process)
                 self._forget(name)
+            generation = self.layout.collection(name).generation()
             collection = Collection.open(name, self.store_dir)
             self._warm(collection)
             self._open[name] = collection
+            self._generations[name] = generation
             return collection
 
     def create(self, name: str, config: CollectionConfig | dict[str, Any] | None) -> Collection:
@@ -90,6 +99,7 @@ class CollectionCache:
             collection = Collection.create(name, config, self.store_dir)
             self._warm(collection)
             self._open[name] = collection
+            self._generations[name] = collection.files.generation()
             return collection
 
     def delete(self, name: str) -> None:
@@ -98,6 +108,7 @@ class CollectionCache:
             collection = self.get(name)
             collection.close()
             self._open.pop(name, None)
+            self._generations.pop(name, None)
             Collection.delete(name, self.store_dir)
             documents = self.documents_dir(name)
             if documents.exists():
@@ -113,6 +124,7 @@ class CollectionCache:
                 self._forget(name)
 
     def _forget(self, name: str) -> None:
+        self._generations.pop(name, None)
         collection = self._open.pop(name, None)
         if collection is not None:
             try:
