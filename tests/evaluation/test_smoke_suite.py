@@ -172,10 +172,15 @@ def test_full_smoke_suite_with_the_local_generator(runs, tmp_path):
     basic = next(p for p in report["pipelines"] if p["name"] == "basic")
     assert basic["kind"] == "rag" and basic["aggregates"]["errors"] == 0
     assert basic["aggregates"]["metrics"]["f1"]["scored"] == QUESTIONS
-    assert basic["aggregates"]["tokens"]["completion_tokens"] <= 12
+    assert basic["aggregates"]["tokens"]["completion_tokens"] <= 32
     assert basic["aggregates"]["latency_s"]["p50"] > 0
     rag = [s for s in report["samples"] if s["pipeline"] == "basic"]
     assert all(isinstance(s["answer"], str) and s["usage"] for s in rag)
+    # issue 14 item 21: answers cut at 12 tokens stopped mid-word, so exact match and answer_contains were 0 for
+    # every question; asked for a short answer with room to finish it, some answers hold their gold answer
+    matched = [s for s in rag if s["metrics"]["exact_match"] or s["metrics"]["answer_contains"]]
+    assert matched, [s["answer"] for s in rag]
+    assert basic["aggregates"]["metrics"]["answer_contains"]["mean"] > 0
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count('<tr class="sample"') == 3 * QUESTIONS and "Tokens per question" in html
     md = (out / "report.md").read_text(encoding="utf-8")
