@@ -119,6 +119,11 @@ class IngestPath(_Strict):
 
     path: str = Field(min_length=1, max_length=4096)
     sync: bool = Field(default=False, description="Also delete sources under the path that no longer exist")
+    source_prefix: str = Field(
+        default="",
+        max_length=1024,
+        description="Put the source ids under this folder ('team/' gives 'team/hr/a.docx'); ids are relative to path",
+    )
 
 
 class FileIssueModel(BaseModel):

@@ -8,6 +8,11 @@ names are checked before a byte is written: an empty name, one containing
 one is refused with 400 naming the file. The declared content type is kept for
 the record only: the loader is chosen by the file's suffix and checks the
 content itself. Disk writes run in a worker thread.
+
+A form field ``source_prefix`` (text, at most 1,024 bytes, anywhere in the
+body) puts the uploaded files' source ids under a folder: ``hr/`` and a file
+``a.docx`` give the source ``hr/a.docx`` (see
+:func:`ragkit.loaders.source_prefix` for what a prefix may be).
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ragkit.errors import InputError, storage_errors
+from ragkit.loaders.discovery import source_prefix
 from ragkit.service.errors import ServiceHTTPError
 
 FILE_FIELD = "files"
 """The multipart field name that carries files."""
+PREFIX_FIELD = "source_prefix"
+"""The multipart field name of the optional source prefix (text)."""
+_MAX_PREFIX_BYTES = 1024
 _MAX_NAME_BYTES = 255
 
 
@@ -70,6 +79,8 @@ class _Part:
     staged: StagedFile | None = None
     handle: BinaryIO | None = None
     skip: bool = False
+    text: bytearray | None = None
+    """The value of a text field that is kept (``source_prefix``)."""
 
 
 class UploadReceiver:
@@ -107,6 +118,8 @@ class UploadReceiver:
         self._opens: list[_Part] = []
         self._closes: list[_Part] = []
         self._handles: list[BinaryIO] = []
+        self.source_prefix = ""
+        """The ``source_prefix`` field, checked and ending in ``/`` (``""``: none)."""
 
     # -- parser callbacks (synchronous, no I/O) ---------------------------------------------
 
@@ -126,6 +139,9 @@ class UploadReceiver:
     def _on_headers_finished(self) -> None:
         _, options = parse_options_header(self._part.headers.get(b"content-disposition", b""))
         field_name = options.get(b"name", b"").decode("utf-8", "replace")
+        if field_name == PREFIX_FIELD:
+            self._part.text = bytearray()
+            return
         if field_name != FILE_FIELD:
             self._part.skip = True  # other form fields are ignored
             return
@@ -144,6 +160,11 @@ class UploadReceiver:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
+        if part.text is not None:
+            part.text += data[start:end]
+            if len(part.text) > _MAX_PREFIX_BYTES:
+                raise InputError(f"the {PREFIX_FIELD} field is longer than {_MAX_PREFIX_BYTES} bytes")
+            return
         if part.skip or part.staged is None:
             return
         part.staged.size += end - start
@@ -157,6 +178,12 @@ class UploadReceiver:
         self._writes.append((part, data[start:end]))
 
     def _on_part_end(self) -> None:
+        if self._part.text is not None:
+            try:
+                value = bytes(self._part.text).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"the {PREFIX_FIELD} field is not UTF-8 text") from None
+            self.source_prefix = source_prefix(value)
         if self._part.staged is not None:
             self._closes.append(self._part)
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mimetypes
 import os
 import shutil
 from concurrent.futures import Future
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
-from ragkit.collection import Collection
-from ragkit.errors import InputError, NotFoundError
-from ragkit.ingest import IngestReport
+from ragkit.collection import Collection, reindex
+from ragkit.collection.components import validate_components
+from ragkit.config import CollectionConfig
+from ragkit.errors import ConflictError, InputError, NotFoundError
+from ragkit.ingest import IngestReport, source_uris, uri_path
+from ragkit.loaders import source_prefix
 from ragkit.recipes import load_collection_config
 from ragkit.service.auth import Principal, require, require_collection
 from ragkit.service.errors import error_responses
@@ -29,8 +33,9 @@ from ragkit.service.models import (
     DocumentList,
     IngestPath,
     JobInfo,
+    ReindexCollection,
 )
-from ragkit.service.paths import resolve_server_path
+from ragkit.service.paths import is_inside, resolve_server_path
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.uploads import FILE_FIELD, UploadReceiver
 
@@ -139,17 +144,39 @@ def _document_id(source: str) -> str:
     return hashlib.blake2b(source.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def _upload_copy(state: ServiceState, name: str, source: str, uri: str | None) -> Path | None:
+    """Where the service keeps the uploaded file of ``source``, or ``None`` when it is not an upload.
+
+    An upload's chunks carry no ``uri``; its copy is ``documents/NAME/<source>``
+    (before source ids were relative: the source itself, an absolute path in that folder).
+    """
+    if uri is not None:
+        return None
+    uploads = state.collections.documents_dir(name).resolve()
+    path = Path(source) if source.startswith("/") else uploads / source
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if not resolved.is_relative_to(uploads) or resolved == uploads:
+        return None
+    if not source.startswith("/") or path.parent == uploads:
+        return resolved
+    return None
+
+
 def _documents(state: ServiceState, name: str) -> list[DocumentInfo]:
     collection = state.collections.get(name)
-    uploads = state.collections.documents_dir(name).resolve()
+    records = collection.store.sources()
+    uris = source_uris(collection.store, list(records.values()))
     documents = []
-    for source, record in sorted(collection.store.sources().items()):
+    for source, record in sorted(records.items()):
         path = Path(source)
-        uploaded = path.parent == uploads
+        uploaded = _upload_copy(state, name, source, uris.get(source)) is not None
         documents.append(
             DocumentInfo(
                 id=_document_id(source),
-                name=path.name if uploaded else source,
+                name=path.name if uploaded and source.startswith("/") else source,
                 source=source,
                 uploaded=uploaded,
                 chunks=record.chunk_count,
@@ -201,12 +228,72 @@ async def delete_document(
     target = match
 
     def delete() -> None:
-        state.collections.get(name).delete_sources([target.source])
-        if target.uploaded:
-            Path(target.source).unlink(missing_ok=True)
+        collection = state.collections.get(name)
+        copy = _upload_copy(state, name, target.source, None) if target.uploaded else None
+        collection.delete_sources([target.source])
+        if copy is not None:
+            copy.unlink(missing_ok=True)
 
     await _wait(state.jobs.run_exclusive(name, delete))
     return Response(status_code=204)
+
+
+def _source_file(state: ServiceState, name: str, source: str) -> Path:
+    """The file to send for ``source``: an upload's stored copy, or a server-side file inside the ingest roots.
+
+    Every other case (unknown source, file gone, file outside the roots now)
+    is the same :class:`NotFoundError`, so nothing about the server's files leaks.
+    """
+    collection = state.collections.get(name)
+    record = collection.store.sources().get(source)
+    missing = NotFoundError(f"collection {name!r} has no downloadable source {source!r}")
+    if record is None:
+        raise missing
+    uri = source_uris(collection.store, [record])[source]
+    path = _upload_copy(state, name, source, uri)
+    if path is None:
+        located = uri_path(uri) if uri is not None else Path(source) if source.startswith("/") else None
+        roots = state.settings.ingest_roots
+        if located is None or not roots:
+            raise missing
+        try:
+            path = located.resolve()
+        except (OSError, RuntimeError):
+            raise missing from None
+        if not is_inside(path, roots):
+            raise missing
+    if not path.is_file():
+        raise missing
+    return path
+
+
+@router.get(
+    "/collections/{name}/sources/{source:path}",
+    response_class=FileResponse,
+    responses={
+        **error_responses(400, *_AUTH, 404, 422),
+        200: {"content": {"application/octet-stream": {}}, "description": "The document's bytes"},
+    },
+    summary="Download a source document",
+    tags=["documents"],
+)
+async def download_source(
+    name: str,
+    source: str,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("read")),
+) -> FileResponse:
+    """The original bytes of one source, by its id (``hr/a.docx``), as hits and citations name it.
+
+    An uploaded document is sent from the copy the service keeps; a document
+    ingested from a server path is sent while its file still exists inside
+    the ``ingest_roots``. The content type is guessed from the name, and
+    ``Content-Disposition`` names the file. 404 for an unknown source, a file
+    that is gone or outside the roots, and a collection the key may not read.
+    """
+    path = await state.run(_source_file, state, name, source)
+    media_type = mimetypes.guess_type(PurePosixPath(source).name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, filename=PurePosixPath(source).name)
 
 
 # -- ingestion -------------------------------------------------------------------------------
@@ -257,8 +344,11 @@ async def upload_documents(
 
     Each file is streamed to a staging folder (413 as soon as one passes
     ``max_upload_bytes``: nothing reaches the collection), then, when the job
-    runs, moved into ``{store_dir}/documents/{name}/`` and ingested. Uploading
-    a file name again replaces that document (incrementally).
+    runs, moved into ``{store_dir}/documents/{name}/`` and ingested. A file's
+    source id is its name, after the optional form field ``source_prefix``
+    (``hr/`` and ``a.docx`` give ``hr/a.docx``). Uploading a name again
+    replaces that document (incrementally); a name that a server-side file of
+    the collection already holds fails the job with a conflict.
     """
     await state.run(state.collections.get, name)  # 404 before reading the body
     settings = state.settings
@@ -272,15 +362,26 @@ async def upload_documents(
     staged = await receiver.receive(request.stream())
     documents = state.collections.documents_dir(name)
 
+    prefix = receiver.source_prefix
+
     def work(job: Job) -> IngestReport:
         collection = state.collections.get(name)
-        documents.mkdir(parents=True, exist_ok=True)
-        targets = []
+        folder = documents / prefix
+        folder.mkdir(parents=True, exist_ok=True)
+        targets, created = [], []
         for file in staged:
-            target = documents / file.name
+            target = folder / file.name
+            if not target.exists():
+                created.append(target)
             os.replace(file.path, target)  # atomic: same file system
             targets.append(target)
-        return collection.ingest(targets)
+        try:
+            # the source id is the upload name (after the prefix); the server's path is nobody's business
+            return collection.ingest(targets, source_prefix=prefix, record_uri=False)
+        except ConflictError:
+            for target in created:  # refused: keep no copy of a file that is not in the collection
+                target.unlink(missing_ok=True)
+            raise
 
     def cleanup() -> None:
         shutil.rmtree(receiver.folder, ignore_errors=True)
@@ -306,15 +407,69 @@ async def ingest_path(
 ) -> JSONResponse:
     """Ingest a file or folder on the server; it must lie inside one of the ``ingest_roots`` (else 403).
 
-    A relative path is looked up under each ingest root in turn.
+    A relative path is looked up under each ingest root in turn. Source ids
+    are relative to the path (a file: its name), after ``source_prefix``.
     """
     await state.run(state.collections.get, name)
     target = await state.run(resolve_server_path, state.settings.ingest_roots, body.path)
+    prefix = source_prefix(body.source_prefix)  # a bad prefix is a 400 now, not a failed job
 
     def work(job: Job) -> IngestReport:
-        return state.collections.get(name).ingest([target], sync=body.sync)
+        return state.collections.get(name).ingest([target], sync=body.sync, source_prefix=prefix)
 
     job = state.jobs.submit(name, "path", [str(target)], work)
+    state.metrics.jobs_submitted.inc()
+    return _accepted(job)
+
+
+@router.post(
+    "/collections/{name}/reindex",
+    status_code=202,
+    response_model=JobInfo,
+    responses=error_responses(400, *_AUTH, 404, 422),
+    summary="Reindex a collection with a new configuration",
+)
+async def reindex_collection(
+    name: str,
+    body: ReindexCollection,
+    state: ServiceState = Depends(get_state),
+    _: Principal = Depends(require_collection("admin")),
+) -> JSONResponse:
+    """Rebuild the collection from its sources with a new config (a background job), then swap it in atomically.
+
+    The job waits behind the collection's other ingest jobs; while it runs the
+    collection keeps answering from its current generation, and other writes
+    wait. A failure or a cancel leaves the collection unchanged. Sources whose
+    files are gone fail the job, listing them, unless ``drop_missing``.
+    """
+    if body.recipe is not None and body.config is not None:
+        raise InputError("give either 'recipe' or 'config', not both")
+    await state.run(state.collections.get, name)
+
+    def parse() -> CollectionConfig:
+        if body.recipe is not None:
+            try:
+                return load_collection_config(body.recipe)
+            except NotFoundError as exc:
+                raise InputError(str(exc)) from None
+        return CollectionConfig.parse(body.config or {}, where="the request's config")
+
+    def checked() -> CollectionConfig:
+        config = parse()
+        try:
+            validate_components(config)
+        except NotFoundError as exc:  # an unknown component type: the request's fault (400), not a missing resource
+            raise InputError(f"config: {exc}") from None
+        return config
+
+    config = await state.run(checked)  # a bad config is a 400 now, not a failed job
+
+    def work(job: Job) -> IngestReport:
+        report = reindex(state.collections.get(name), config, drop_missing=body.drop_missing, checkpoint=job.checkpoint)
+        job.reindex = report.to_dict()
+        return report.ingest
+
+    job = state.jobs.submit(name, "reindex", [], work)
     state.metrics.jobs_submitted.inc()
     return _accepted(job)
 

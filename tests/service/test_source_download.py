@@ -1,0 +1,128 @@
+"""Source ids over REST: uploads named by their upload name, source prefixes, and downloading a source.
+
+Issue 14 item 14: an upload was cited by the server's own path
+(``<store>/documents/<collection>/<file>``) and there was no way to open a
+cited document. Over the real service on loopback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from ragkit import Collection
+from tests.service.conftest import OTHER_KEY, READER_KEY, Service, new_collection, wait_for_job
+
+NOTE = b"# Leave\n\nStaff get twenty-five days of paid leave each year.\n"
+BEES = b"# Bees\n\nBees make honey from the nectar of flowers.\n"
+
+
+def _sources(client: httpx.Client, name: str) -> set[str]:
+    return {d["source"] for d in client.get(f"/v1/collections/{name}/documents").json()["documents"]}
+
+
+def test_uploads_are_named_by_their_upload_name_and_can_be_downloaded(admin: httpx.Client, service: Service) -> None:
+    new_collection(admin, "up")
+    files = [("files", ("leave.md", NOTE, "text/markdown"))]
+    job = admin.post("/v1/collections/up/documents", files=files, data={"source_prefix": "hr/"})
+    assert job.status_code == 202, job.text
+    assert wait_for_job(admin, job.json()["id"])["status"] == "succeeded"
+    plain = admin.post("/v1/collections/up/documents", files=[("files", ("bees.md", BEES))])
+    assert wait_for_job(admin, plain.json()["id"])["status"] == "succeeded"
+    assert _sources(admin, "up") == {"hr/leave.md", "bees.md"}
+    listing = {d["source"]: d for d in admin.get("/v1/collections/up/documents").json()["documents"]}
+    assert listing["hr/leave.md"]["uploaded"] is True and listing["hr/leave.md"]["name"] == "hr/leave.md"
+
+    search = admin.post(
+        "/v1/collections/up/search",
+        json={"query": "paid leave", "top_k": 5, "filters": 'source.startswith("hr/")'},
+    )
+    assert search.status_code == 200, search.text
+    hits = search.json()["hits"]
+    assert [h["source"] for h in hits] == ["hr/leave.md"]
+    assert str(service.home) not in search.text, "the server's own folders are nobody's business"
+    exact = admin.post("/v1/collections/up/search", json={"query": "leave", "filters": {"source": "hr/leave.md"}})
+    assert [h["source"] for h in exact.json()["hits"]] == ["hr/leave.md"]
+
+    download = admin.get("/v1/collections/up/sources/hr/leave.md")
+    assert download.status_code == 200 and download.content == NOTE
+    assert download.headers["content-type"].startswith("text/markdown")
+    assert 'filename="leave.md"' in download.headers["content-disposition"]
+    with service.client(READER_KEY) as reader:  # read scope is enough
+        assert reader.get("/v1/collections/up/sources/bees.md").content == BEES
+
+    # deleting the document deletes the copy; the source is then unknown
+    assert admin.delete("/v1/collections/up/documents/" + listing["hr/leave.md"]["id"]).status_code == 204
+    assert not (service.home / "documents" / "up" / "hr" / "leave.md").exists()
+    gone = admin.get("/v1/collections/up/sources/hr/leave.md")
+    assert gone.status_code == 404 and "has no downloadable source 'hr/leave.md'" in gone.json()["error"]["message"]
+
+
+def test_a_bad_source_prefix_is_400(admin: httpx.Client) -> None:
+    new_collection(admin, "badprefix")
+    for bad in ("../x", "/abs", "a\\b"):
+        upload = admin.post(
+            "/v1/collections/badprefix/documents", files=[("files", ("a.md", NOTE))], data={"source_prefix": bad}
+        )
+        assert upload.status_code == 400 and "source prefix" in upload.json()["error"]["message"], upload.text
+        by_path = admin.post("/v1/collections/badprefix/ingest", json={"path": "corpus", "source_prefix": bad})
+        assert by_path.status_code == 400 and "source prefix" in by_path.json()["error"]["message"], by_path.text
+
+
+def test_server_side_files_are_relative_to_the_path_and_downloadable_inside_the_roots(
+    admin: httpx.Client, service: Service, tmp_path: Path
+) -> None:
+    new_collection(admin, "bypath")
+    folder = service.roots / "library"
+    (folder / "hr").mkdir(parents=True, exist_ok=True)
+    (folder / "hr" / "leave.md").write_bytes(NOTE)
+    (folder / "bees.md").write_bytes(BEES)
+    job = admin.post("/v1/collections/bypath/ingest", json={"path": "library", "source_prefix": "lib"})
+    assert job.status_code == 202, job.text
+    assert wait_for_job(admin, job.json()["id"])["status"] == "succeeded"
+    assert _sources(admin, "bypath") == {"lib/hr/leave.md", "lib/bees.md"}
+    download = admin.get("/v1/collections/bypath/sources/lib/hr/leave.md")
+    assert download.status_code == 200 and download.content == NOTE
+
+    # an upload may not take an id a server-side file holds
+    clash = admin.post(
+        "/v1/collections/bypath/documents",
+        files=[("files", ("bees.md", b"# Other bees\n"))],
+        data={"source_prefix": "lib"},
+    )
+    failed = wait_for_job(admin, clash.json()["id"])
+    assert failed["status"] == "failed" and "already taken" in str(failed), failed
+    assert admin.get("/v1/collections/bypath/sources/lib/bees.md").content == BEES
+    assert not (service.home / "documents" / "bypath" / "lib" / "bees.md").exists()
+
+    # a file that is gone, and one ingested from outside the roots, are the same 404 as an unknown source
+    (folder / "bees.md").unlink()
+    assert admin.get("/v1/collections/bypath/sources/lib/bees.md").status_code == 404
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_bytes(b"# Secret\n\nNot for the service to hand out.\n")
+    with Collection.open("bypath", store_dir=service.home) as col:
+        col.ingest(outside)  # e.g. by the CLI on the server's machine
+    assert "secret.md" in _sources(admin, "bypath")
+    refused = admin.get("/v1/collections/bypath/sources/secret.md")
+    assert refused.status_code == 404 and refused.json()["error"]["message"].endswith("'secret.md'")
+
+
+def test_download_needs_a_key_that_may_read_the_collection(admin: httpx.Client, service: Service) -> None:
+    ok = admin.get("/v1/collections/docs/sources/black-death.txt")
+    assert ok.status_code == 200
+    assert ok.content == (service.corpus / "black-death.txt").read_bytes()
+    assert ok.headers["content-type"].startswith("text/plain")
+    pdf = admin.get("/v1/collections/docs/sources/super-bowl-50.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    with service.client(None) as anonymous:
+        assert anonymous.get("/v1/collections/docs/sources/black-death.txt").status_code == 401
+    with service.client(OTHER_KEY) as limited:  # a key limited to 'other'
+        hidden = limited.get("/v1/collections/docs/sources/black-death.txt")
+        missing = limited.get("/v1/collections/nope/sources/black-death.txt")
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["error"]["type"] == missing.json()["error"]["type"]
+    unknown = admin.get("/v1/collections/docs/sources/no/such.md")
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"]
+    assert admin.get("/v1/collections/nope/sources/a.md").status_code == 404
