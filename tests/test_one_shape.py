@@ -28,6 +28,7 @@ from ragkit.generation import BaseGenerator, GenerationDelta, GenerationOptions,
 from ragkit.rag import Citation, RagPipeline
 from ragkit.schema import Chunk, Document, Hit
 from ragkit.service import ApiKey, ServiceSettings, create_app
+from tests.conftest import SAMPLE_DOCS
 from tests.service.conftest import LiveServer, parse_sse
 
 KEY = "one-shape-admin-key-0123456789"
@@ -93,7 +94,7 @@ def setup(sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     settings = ServiceSettings(
         store_dir=sample_store,
         api_keys=[ApiKey.model_validate({"key": KEY, "name": "admin", "scopes": ["admin"]})],
-        ingest_roots=[tmp_path],
+        ingest_roots=[SAMPLE_DOCS],  # where the sample store's files were read: their urls download them
         pipelines={"cites": pipeline_config(SCRIPT), "silent": pipeline_config(SCRIPT_NO_SOURCE)},
         default_pipeline="cites",
     )
@@ -147,6 +148,8 @@ def test_a_hit_and_a_citation_have_one_shape_in_python_cli_and_rest(setup: dict[
     assert rest_answer.status_code == 200, rest_answer.text
     assert rest_answer.json()["hits"] == [with_url(h) for h in py_answer["hits"]]
     assert rest_answer.json()["citations"] == [with_url(c) for c in py_answer["citations"]]
+    opened = api.get(rest_answer.json()["citations"][0]["url"])  # a citation a user can open
+    assert opened.status_code == 200 and opened.content == (SAMPLE_DOCS / citation["source"]).read_bytes()
 
     with api.stream("POST", "/v1/collections/sample/ask", json={"question": QUESTION, "stream": True}) as response:
         assert response.status_code == 200
@@ -164,6 +167,11 @@ def test_a_hit_and_a_citation_have_one_shape_in_python_cli_and_rest(setup: dict[
     )
     assert chat.status_code == 200, chat.text
     assert chat.json()["citations"] == [with_url(c) for c in py_answer["citations"]]
+    body = {"model": "sample:cites", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    with api.stream("POST", "/v1/chat/completions", json=body) as response:
+        lines = [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: {")]
+    [last] = [chunk for chunk in map(json.loads, lines) if "citations" in chunk]
+    assert last["citations"] == [with_url(c) for c in py_answer["citations"]]
 
 
 def test_filters_is_the_one_name_and_filter_still_works_with_a_warning(setup: dict[str, Any]) -> None:
