@@ -41,6 +41,8 @@ def test_uploads_are_named_by_their_upload_name_and_can_be_downloaded(admin: htt
     assert search.status_code == 200, search.text
     hits = search.json()["hits"]
     assert [h["source"] for h in hits] == ["hr/leave.md"]
+    assert hits[0]["url"] == "/v1/collections/up/sources/hr/leave.md" and hits[0]["uri"] is None
+    assert admin.get(hits[0]["url"]).content == NOTE, "a hit's url downloads its document"
     assert str(service.home) not in search.text, "the server's own folders are nobody's business"
     exact = admin.post("/v1/collections/up/search", json={"query": "leave", "filters": {"source": "hr/leave.md"}})
     assert [h["source"] for h in exact.json()["hits"]] == ["hr/leave.md"]
@@ -51,6 +53,16 @@ def test_uploads_are_named_by_their_upload_name_and_can_be_downloaded(admin: htt
     assert 'filename="leave.md"' in download.headers["content-disposition"]
     with service.client(READER_KEY) as reader:  # read scope is enough
         assert reader.get("/v1/collections/up/sources/bees.md").content == BEES
+
+    # a name that needs quoting in a URL: the hit's url still opens it
+    odd = admin.post("/v1/collections/up/documents", files=[("files", ("Bienen & Hummeln #1 ü.md", BEES))])
+    assert wait_for_job(admin, odd.json()["id"])["status"] == "succeeded"
+    hit = admin.post(
+        "/v1/collections/up/search", json={"query": "honey", "filters": {"source": "Bienen & Hummeln #1 ü.md"}}
+    ).json()["hits"][0]
+    opened = admin.get(hit["url"])
+    assert opened.status_code == 200 and opened.content == BEES
+    assert "filename*=utf-8''Bienen%20%26%20Hummeln%20%231%20%C3%BC.md" in opened.headers["content-disposition"]
 
     # deleting the document deletes the copy; the source is then unknown
     assert admin.delete("/v1/collections/up/documents/" + listing["hr/leave.md"]["id"]).status_code == 204
