@@ -354,8 +354,8 @@ class IngestPipeline:
             if held == mine:
                 continue
             held_path = uri_path(held)
-            if held_path is not None and held_path == file.path.absolute():
-                continue
+            if held_path is not None and _same_file(held_path, file.path):
+                continue  # the same file reached another way (a symbolic link to its folder)
             if held_path is not None and not held_path.exists():
                 continue  # the file it named is gone (its folder moved): an update
             where = str(held_path) if held_path is not None else "an uploaded document"
@@ -377,8 +377,11 @@ class IngestPipeline:
         uris = source_uris(self.store, [r for r in absent if not r.source.startswith("/")])
         gone = []
         for record in absent:
-            located = record.source if record.source.startswith("/") else uri_path(uris.get(record.source))
-            if located is not None and any(_is_under(str(located), root) for root in roots):
+            found = Path(record.source) if record.source.startswith("/") else uri_path(uris.get(record.source))
+            if found is None:
+                continue  # an upload, or a source another way recorded: not this root's
+            places = {found.as_posix(), _resolved_or_same(found).as_posix()}
+            if any(_is_under(place, root) for place in places for root in roots):
                 gone.append(record.source)
         if gone:
             report.chunks_deleted += self.store.delete_sources(gone)
@@ -603,6 +606,20 @@ def _add(destination: IngestDestination, chunks: list[Chunk]) -> None:
 def _joined(chunks: list[Chunk]) -> str:
     """A document's text rebuilt from its chunks (for a loader that left ``document.text`` unset)."""
     return "\n".join(chunk.text for chunk in chunks)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a == b.absolute() or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _resolved_or_same(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def _is_under(source: str, root: Path) -> bool:

@@ -221,3 +221,16 @@ def test_cli_ingest_takes_a_source_prefix_and_refuses_a_clash(tmp_path: Path, ho
     assert done.returncode == 0, done.stderr
     with Collection.open("cli", store_dir=home) as col:
         assert set(col.store.sources()) == {"hr/notes.md", "team/hr/notes.md"}
+
+
+def test_a_root_reached_through_a_symbolic_link_is_the_same_root(tmp_path: Path, home: Path) -> None:
+    real = write_tree(tmp_path / "real", {"a.md": "# A\n\nAlpacas.\n", "b.md": "# B\n\nBison.\n"})
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with Collection.create("linked", store_dir=home) as col:
+        col.ingest(link)
+        (real / "a.md").write_text("# A\n\nAlpacas, revised.\n", encoding="utf-8")
+        assert col.ingest(real).updated == 1, "the same file by its real path is an update, not a clash"
+        (real / "b.md").unlink()
+        assert col.ingest(real, sync=True).deleted == 1
+        assert set(col.store.sources()) == {"a.md"}
