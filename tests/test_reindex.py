@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
+from ragkit import registry
 from ragkit.collection import Collection, reindex
 from ragkit.collection.reindex import exchange
-from ragkit.errors import ConflictError, InputError
+from ragkit.errors import ConfigError, ConflictError, InputError
 
 WIDE = {"splitter": {"type": "recursive", "chunk_size": 1000, "chunk_overlap": 0}}
 NARROW = {"splitter": {"type": "recursive", "chunk_size": 200, "chunk_overlap": 0}}
@@ -204,3 +205,19 @@ def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:
     if not exchange(first, second):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; reindex falls back to two renames")
     assert (first / "which").read_text() == "second" and (second / "which").read_text() == "first"
+
+
+def test_a_store_keeping_its_data_outside_the_folder_is_refused(
+    ingested: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two generations of a Milvus-like store would share one outside collection: refused before anything is built."""
+
+    class OutsideStore:
+        capabilities = frozenset({"drop"})
+
+    monkeypatch.setitem(registry._registry, ("store", "outside-test"), OutsideStore)
+    home, _ = ingested
+    before = _show(home)
+    with Collection.open("notes", home) as live, pytest.raises(ConfigError, match="outside the collection folder"):
+        reindex(live, {**NARROW, "store": {"type": "outside-test"}})
+    assert _show(home) == before and _leftovers(home) == []

@@ -44,17 +44,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
+from ragkit import registry
 from ragkit.collection.components import Components, validate_components
 from ragkit.collection.config_file import CollectionRecord, write_record
 from ragkit.collection.keyword import KeywordUpkeep
 from ragkit.collection.layout import CollectionFolder
 from ragkit.collection.writer_lock import writer_lock
 from ragkit.config import CollectionConfig
-from ragkit.errors import ConflictError, InputError, storage_errors
-from ragkit.ingest import FileIssue, IngestPipeline, IngestReport, ProgressCallback
+from ragkit.errors import ConfigError, ConflictError, InputError, storage_errors
+from ragkit.ingest import FileIssue, IngestPipeline, IngestReport, ProgressCallback, source_uris, uri_path
 from ragkit.loaders import LoaderSet, SourceFile, discover
 
 if TYPE_CHECKING:
@@ -113,32 +112,6 @@ class ReindexReport:
 # -- finding each source's file ----------------------------------------------------------------
 
 
-def _file_of_uri(uri: object) -> Path | None:
-    """The local path of a ``file:`` URI, else ``None``."""
-    if not isinstance(uri, str) or not uri.startswith("file:"):
-        return None
-    parsed = urlparse(uri)
-    if parsed.netloc not in ("", "localhost"):
-        return None
-    return Path(url2pathname(unquote(parsed.path)))
-
-
-def _uris(collection: Collection, wanted: set[str]) -> dict[str, Path]:
-    """The file each source's chunks name in their ``uri`` metadata (one pass over the chunks, stopped early)."""
-    found: dict[str, Path] = {}
-    if not wanted:
-        return found
-    for batch in collection.store.iter_chunks(1000):
-        for chunk in batch:
-            if chunk.source in wanted and chunk.source not in found:
-                path = _file_of_uri(chunk.metadata.get("uri"))
-                if path is not None:
-                    found[chunk.source] = path
-        if len(found) == len(wanted):
-            break
-    return found
-
-
 @dataclass(frozen=True)
 class SourceFileLocation:
     """Where one recorded source is read from again."""
@@ -154,8 +127,10 @@ def locate_sources(collection: Collection) -> tuple[dict[str, SourceFileLocation
     Looks at the chunks' ``uri`` (a ``file:`` URI) first, then the source as an
     absolute path, then the uploads folder (``documents/NAME/<source>``).
     """
-    sources = sorted(collection.store.sources())
-    uris = _uris(collection, set(sources))
+    records = collection.store.sources()
+    sources = sorted(records)
+    recorded = source_uris(collection.store, list(records.values()))
+    uris = {source: path for source, uri in recorded.items() if (path := uri_path(uri)) is not None}
     uploads = collection.files.home.documents(collection.name)
     found: dict[str, SourceFileLocation] = {}
     missing: list[str] = []
@@ -299,6 +274,21 @@ def _no_checkpoint() -> None:
     return None
 
 
+def _check_store_in_folder(collection: Collection, config: CollectionConfig) -> None:
+    """A :class:`ConfigError` unless the old and the new store keep their data inside the collection folder.
+
+    A store that keeps it outside (``drop`` capability: Milvus) cannot hold two
+    generations of one collection side by side, nor be swapped with the folder.
+    """
+    for which, kind in (("current", collection.config.store["type"]), ("new", config.store["type"])):
+        if "drop" in frozenset(getattr(registry.get("store", str(kind)), "capabilities", ())):  # declared on the class
+            raise ConfigError(
+                f"cannot reindex collection {collection.name!r}: its {which} store {kind!r} keeps its data outside "
+                "the collection folder, so two generations cannot stand side by side; create a new collection "
+                "with the new config and ingest into it instead"
+            )
+
+
 def reindex(
     collection: Collection,
     config: CollectionConfig | dict[str, Any],
@@ -315,12 +305,14 @@ def reindex(
     does). ``checkpoint`` is called between steps; whatever it raises cancels
     the reindex with the collection unchanged. Raises
     :class:`~ragkit.errors.ConflictError` when sources' files are gone (without
-    ``drop_missing``) or another writer holds the collection, and
+    ``drop_missing``) or another writer holds the collection,
     :class:`~ragkit.errors.InputError` when files fail to ingest with the new
-    configuration.
+    configuration, and :class:`~ragkit.errors.ConfigError` for a store that
+    keeps its data outside the folder (Milvus).
     """
     started = time.perf_counter()
     wanted = config if isinstance(config, CollectionConfig) else CollectionConfig.parse(config)
+    _check_store_in_folder(collection, wanted)
     validate_components(wanted)
     progress = progress or (lambda stage, done, total: None)
     checkpoint = checkpoint or _no_checkpoint
