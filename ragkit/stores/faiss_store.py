@@ -629,7 +629,7 @@ class _WriteTransaction:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"write to {self.store._db_path} failed: {exc}") from exc
             return
@@ -642,8 +642,13 @@ class _WriteTransaction:
                 # after another process's write it stays behind, and refresh() reloads it
                 self.store._index_generation = self.before + 1
         except sqlite3.Error as exc:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise StorageError(f"write to {self.store._db_path} failed: {exc}") from exc
+
+    def _rollback(self) -> None:
+        """Roll back, unless SQLite already did (a full disk ends the transaction itself)."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
 
 def _filter_fields(chunk: Chunk) -> dict[str, Any]:

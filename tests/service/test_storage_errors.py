@@ -24,7 +24,7 @@ from ragkit.collection import Collection
 from ragkit.errors import StorageReadOnlyError
 from ragkit.service import ServiceSettings, create_app
 from ragkit.service import uploads as uploads_module
-from tests.service.conftest import LiveServer
+from tests.service.conftest import LiveServer, wait_for_job
 
 NOTE = "The Eddystone lighthouse stands on rocks fourteen kilometres south of Plymouth.\n"
 UPLOAD = ("files", ("notes.txt", b"Harbour notes: the tide turns at noon.\n" * 2500, "text/plain"))  # ~100 KB
@@ -60,7 +60,7 @@ def server_on(disk: Path, tmp_path: Path) -> Iterator[tuple[Path, LiveServer]]:
     (corpus / "lighthouse.txt").write_text(NOTE, encoding="utf-8")
     with Collection.create("docs", store_dir=home) as collection:
         assert collection.ingest([corpus]).added == 1
-    with LiveServer(create_app(ServiceSettings(store_dir=home))) as server:
+    with LiveServer(create_app(ServiceSettings(store_dir=home, ingest_roots=[tmp_path]))) as server:
         yield home, server
 
 
@@ -109,6 +109,25 @@ def test_an_upload_to_a_full_disk_is_507_naming_the_cause_and_the_staging_is_cle
     assert "disk is full" in error["message"] and str(home / "staging") in error["message"], error
     assert _staged(home) == [], "nothing staged is left behind"
     _search_answers(server)  # reading still works
+
+
+def test_an_ingest_job_on_a_full_disk_fails_as_storage_full(
+    server_on: tuple[Path, LiveServer], disk: Path, tmp_path: Path
+) -> None:
+    home, server = server_on
+    _search_answers(server)
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(40):
+        (more / f"harbour-{i}.txt").write_text(f"Harbour log {i}: the tide turned at noon. " * 200, encoding="utf-8")
+    _fill(disk)
+    response = httpx.post(f"{server.url}/v1/collections/docs/ingest", json={"path": str(more)}, timeout=60)
+    assert response.status_code == 202, response.text
+    job = wait_for_job(httpx.Client(base_url=server.url, timeout=60), response.json()["id"], timeout=600)
+    assert job["status"] == "failed", job
+    assert job["error"]["type"] == "StorageFullError", job["error"]
+    assert str(home / "collections" / "docs") in job["error"]["message"] and "disk is full" in job["error"]["message"]
+    _search_answers(server)  # what was committed before still answers
 
 
 def test_a_read_only_store_answers_503_for_upload_create_and_delete_and_still_serves_searches(
