@@ -9,6 +9,7 @@ or missing files leave the collection exactly as it was.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -221,3 +222,20 @@ def test_a_store_keeping_its_data_outside_the_folder_is_refused(
     with Collection.open("notes", home) as live, pytest.raises(ConfigError, match="outside the collection folder"):
         reindex(live, {**NARROW, "store": {"type": "outside-test"}})
     assert _show(home) == before and _leftovers(home) == []
+
+
+def test_without_renameat2_the_swap_falls_back_to_two_renames(
+    ingested: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the C library or the file system lacks RENAME_EXCHANGE (simulated), two renames do the swap."""
+    module = importlib.import_module("ragkit.collection.reindex")  # the package exports the function of that name
+    monkeypatch.setattr(module, "exchange", lambda first, second: False)
+    home, _ = ingested
+    with Collection.open("notes", home) as live:
+        report = live.reindex(NARROW)
+        assert report.swap == "rename"
+        assert live.config.splitter["chunk_size"] == 200, "Collection.reindex leaves the object on the new generation"
+        assert live.store.count() == report.chunks_after
+        assert "Etna" in live.search("Which volcano erupts every few years?", top_k=1)[0].chunk.text
+    assert _show(home)["config"]["splitter"]["chunk_size"] == 200
+    assert _leftovers(home) == []
