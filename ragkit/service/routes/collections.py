@@ -272,7 +272,10 @@ def _source_file(state: ServiceState, name: str, source: str) -> Path:
     response_class=FileResponse,
     responses={
         **error_responses(400, *_AUTH, 404, 422),
-        200: {"content": {"application/octet-stream": {}}, "description": "The document's bytes"},
+        200: {
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The document's bytes, with the content type its name suggests",
+        },
     },
     summary="Download a source document",
     tags=["documents"],
