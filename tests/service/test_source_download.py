@@ -8,10 +8,13 @@ cited document. Over the real service on loopback.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+import pytest
 
 from ragkit import Collection
+from ragkit.loaders import discovery
 from tests.service.conftest import OTHER_KEY, READER_KEY, Service, new_collection, wait_for_job
 
 NOTE = b"# Leave\n\nStaff get twenty-five days of paid leave each year.\n"
@@ -138,3 +141,35 @@ def test_download_needs_a_key_that_may_read_the_collection(admin: httpx.Client, 
     unknown = admin.get("/v1/collections/docs/sources/no/such.md")
     assert unknown.status_code == 404 and unknown.json()["error"]["message"]
     assert admin.get("/v1/collections/nope/sources/a.md").status_code == 404
+
+
+def test_an_upload_from_before_relative_ids_is_served_then_replaced_by_its_name(
+    admin: httpx.Client, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_collection(admin, "oldup")
+    folder = service.home / "documents" / "oldup"
+    folder.mkdir(parents=True)
+    (folder / "leave.md").write_bytes(NOTE)
+    real = discovery._source_file
+
+    def absolute(path: Path, relative: str, prefix: str):  # what ragkit named an upload before
+        found = real(path, relative, prefix)
+        if found is not None:
+            found.source = found.resolved
+        return found
+
+    with monkeypatch.context() as patch, Collection.open("oldup", store_dir=service.home) as col:
+        patch.setattr(discovery, "_source_file", absolute)
+        col.ingest([folder / "leave.md"], record_uri=False)
+    old = (folder / "leave.md").resolve().as_posix()
+    [listed] = admin.get("/v1/collections/oldup/documents").json()["documents"]
+    assert (listed["source"], listed["name"], listed["uploaded"]) == (old, "leave.md", True)
+    served = admin.get("/v1/collections/oldup/sources/" + quote(old, safe="/"))
+    assert served.status_code == 200 and served.content == NOTE
+
+    changed = NOTE + b"\nUnused days carry over to March.\n"
+    job = admin.post("/v1/collections/oldup/documents", files=[("files", ("leave.md", changed))])
+    done = wait_for_job(admin, job.json()["id"])
+    assert (done["counts"]["added"], done["counts"]["updated"]) == (0, 1), done
+    assert _sources(admin, "oldup") == {"leave.md"}, "the old absolute record was replaced, not duplicated"
+    assert admin.get("/v1/collections/oldup/sources/leave.md").content == changed
