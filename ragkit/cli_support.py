@@ -27,11 +27,13 @@ def fail(message: str, code: int) -> None:
 
 def run_action(action: Callable[[], T], interrupted: str = "interrupted") -> T:
     """Run ``action``, turning ragkit errors into one line on stderr and an exit code (130 on Ctrl-C)."""
-    from ragkit.errors import RagkitError
+    from ragkit.errors import RagkitError, StorageError, storage_error, storage_error_kind
 
     try:
         return action()
     except RagkitError as exc:
+        if type(exc) is StorageError and storage_error_kind(exc) is not None:
+            exc = storage_error(exc, "cannot write the store")  # a full or read-only disk: its own exit code
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         fail(interrupted, 130)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ragkit.collection import Collection
-from ragkit.errors import StorageReadOnlyError
+from ragkit.errors import StorageFullError, StorageReadOnlyError
 from ragkit.service import ServiceSettings, create_app
 from ragkit.service import uploads as uploads_module
 from tests.service.conftest import LiveServer, wait_for_job
@@ -128,6 +128,13 @@ def test_an_ingest_job_on_a_full_disk_fails_as_storage_full(
     assert job["error"]["type"] == "StorageFullError", job["error"]
     assert str(home / "collections" / "docs") in job["error"]["message"] and "disk is full" in job["error"]["message"]
     _search_answers(server)  # what was committed before still answers
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "ragkit.cli", "ingest", str(more), "-c", "docs", "--store-dir", str(home)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert cli.returncode == StorageFullError.exit_code, cli.stderr  # its own exit code, not a generic store error
+    assert "disk is full" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
 
 
 def test_a_read_only_store_answers_503_for_upload_create_and_delete_and_still_serves_searches(
