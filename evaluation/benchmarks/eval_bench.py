@@ -20,8 +20,9 @@ retrieval top 10. ``ragkit`` runs the real thing, ``evaluate()`` on the
 squad-dev suite reduced to its retrieval-only ``dense`` pipeline. ``langchain``
 (the RAG tutorial's indexing) and ``llamaindex`` (its defaults) retrieve with
 their own code, as ``ingest_bench.py`` builds them; their retrieved documents
-and nodes become ragkit hits (source file, text, character span in the file)
-and are scored and reported by the same ragkit code the suite uses
+and nodes become ragkit hits (source file, text, character span in the file;
+the file named by its path relative to the documents folder, as ragkit's
+ingest and the gold sources name it) and are scored and reported by the same ragkit code the suite uses
 (``score_samples``, ``aggregate``, ``write_reports``), so the numbers differ only
 by what each framework ingested and retrieved. The ragkit process also converts
 its own hits the same way and checks the scores come out identical.
@@ -196,18 +197,26 @@ def describe_sample(suite: Any, questions: Sequence[Any]) -> dict[str, Any]:
 
 
 class FileTexts:
-    """Document files' texts by resolved path, read once; finds a retrieved text's span in its file."""
+    """Document files' texts by source id (relative to the documents folder, as ragkit's ingest names them and
+    the gold sources are), read once; finds a retrieved text's span in its file."""
 
-    def __init__(self) -> None:
+    def __init__(self, documents: Path) -> None:
+        self.documents = documents
         self.texts: dict[str, str] = {}
         self.checked = 0
         self.matched = 0
         self.located = 0
         self.unplaced = 0
 
+    def source(self, path: str) -> str:
+        """The source id of a file another framework names by its own path (absolute or not)."""
+        from ragkit.evaluation.questions import source_id
+
+        return source_id(path, self.documents)
+
     def text(self, source: str) -> str:
         if source not in self.texts:
-            self.texts[source] = Path(source).read_text(encoding="utf-8")
+            self.texts[source] = (self.documents / source).read_text(encoding="utf-8")
         return self.texts[source]
 
     def span(self, source: str, text: str, start: int | None) -> tuple[int, int]:
@@ -496,7 +505,7 @@ def self_check(suite: Any, pipeline: Any, questions: Sequence[Any]) -> dict[str,
     from ragkit.evaluation.results import aggregate
     from ragkit.evaluation.sample import chunk_span
 
-    files = FileTexts()
+    files = FileTexts(suite.documents_dir)
     lists = []
     for sample in pipeline.samples:
         hits = []
@@ -572,12 +581,12 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
     vectors = np.asarray(embeddings.embed_documents([q.question for q in questions]), dtype=np.float32)
     found = [store.similarity_search_with_score_by_vector(v.tolist(), k=TOP_K) for v in vectors]
     t3 = time.perf_counter()
-    files = FileTexts()
+    files = FileTexts(suite.documents_dir)
     lists = []
     for row in found:
         hits = []
         for doc, distance in row:
-            source = Path(doc.metadata["source"]).resolve().as_posix()
+            source = files.source(doc.metadata["source"])
             start, end = files.span(source, doc.page_content, doc.metadata.get("start_index"))
             hits.append(
                 make_hit(
@@ -611,7 +620,8 @@ def run_langchain(args: argparse.Namespace) -> dict[str, Any]:
             "similarity_search_with_score_by_vector(k=10) per question",
             "offsets": files.summary(),
             "notes": [
-                "hits: the document's `source` (resolved) and `start_index` (a character offset into the file, "
+                "hits: the document's `source` (made relative to the documents folder, as ragkit's gold sources "
+                "and chunk sources are) and `start_index` (a character offset into the file, "
                 "from add_start_index=True), end = start + len(page_content); each checked against the file",
                 "scored and reported by ragkit's own code (score_samples, aggregate, write_reports); "
                 "score = minus FAISS's L2 distance",
@@ -656,21 +666,20 @@ def run_llamaindex(args: argparse.Namespace) -> dict[str, Any]:
         retriever.retrieve(QueryBundle(query_str=q, embedding=v.tolist())) for q, v in zip(texts, vectors, strict=True)
     ]
     t3 = time.perf_counter()
-    files = FileTexts()
+    files = FileTexts(suite.documents_dir)
     whole_file = 0
     lists = []
     for row in found:
         hits = []
         for scored in row:
             node = scored.node
-            source = Path(node.metadata["file_path"]).resolve().as_posix()
+            source = files.source(node.metadata["file_path"])
             text = node.get_content()
             start, end = files.span(source, text, node.start_char_idx)
             hits.append(make_hit(source, text, start, end, scored.score or 0.0, f"llamaindex:{node.node_id}"))
         lists.append(hits)
     for doc in docs:  # are the reader's documents the files as they are (offsets then are file offsets)?
-        source = Path(doc.metadata["file_path"]).resolve().as_posix()
-        whole_file += doc.text == files.text(source)
+        whole_file += doc.text == files.text(files.source(doc.metadata["file_path"]))
     t_converted = time.perf_counter()
     samples, applied, parts, paths = score_and_report(
         suite, questions, lists, "llamaindex", {"name": "llamaindex-simple-vector-store", "chunks": chunks},

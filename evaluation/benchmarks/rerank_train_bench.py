@@ -53,7 +53,9 @@ def main() -> None:
 
     articles = sorted((args.squad / "documents").glob("*.md"))
     train_articles = {p.name for p in articles[: len(articles) // 2]}
-    questions = load_questions(args.squad / "questions.jsonl", args.squad, "squad-dev")
+    # gold sources relative to the folder the collection ingests, as its chunks' sources are (not to args.squad:
+    # "documents/X.md" would match no chunk, and chunks in a gold paragraph would be taken for negatives)
+    questions = load_questions(args.squad / "questions.jsonl", args.squad / "documents", "squad-dev")
     train_qs = [q for q in questions if Path(q.metadata["document"]).name in train_articles]
     eval_qs = [q for q in questions if Path(q.metadata["document"]).name not in train_articles]
     train_qs = draw_sample(train_qs, args.train_sample, args.seed)

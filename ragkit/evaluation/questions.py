@@ -21,6 +21,7 @@ the distinct answer texts as references and the gold paragraph as the gold span.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,11 +69,28 @@ class _Sources:
         self._seen: dict[str, str | None] = {}
 
     def resolve(self, source: str, relative_to: Path | None = None) -> str | None:
+        """The file's source id as the ingest of the documents folder gives it (relative to it), else ``None``."""
         key = f"{relative_to}|{source}"
         if key not in self._seen:
             path = (relative_to or self.documents_dir) / Path(source).expanduser()
-            self._seen[key] = path.resolve().as_posix() if path.is_file() else None
+            self._seen[key] = source_id(path, self.documents_dir) if path.is_file() else None
         return self._seen[key]
+
+
+def source_id(path: str | Path, documents_dir: str | Path) -> str:
+    """The source id the ingest of ``documents_dir`` gives the file ``path``: its POSIX path relative to the folder.
+
+    ``path`` may be absolute or relative to the current directory, symlinked or not (``Super_Bowl_50.md`` for
+    ``<documents_dir>/Super_Bowl_50.md``). A file outside the folder keeps its absolute resolved path, which no
+    chunk of that folder's ingest carries. Other frameworks' retrieved file paths become comparable with gold
+    sources and ragkit's chunk sources this way.
+    """
+    path, documents_dir = Path(path), Path(documents_dir)
+    folder = Path(os.path.abspath(documents_dir))
+    for candidate, root in ((Path(os.path.abspath(path)), folder), (path.resolve(), folder.resolve())):
+        if candidate.is_relative_to(root):
+            return candidate.relative_to(root).as_posix()
+    return path.resolve().as_posix()
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

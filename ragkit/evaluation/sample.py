@@ -7,7 +7,8 @@ one pipeline handled it: the hits it retrieved, the answer it wrote, its
 token usage and timings, and each metric's :class:`MetricResult`.
 
 Gold sources are resolved to the same form as :attr:`ragkit.schema.Chunk.source`
-(the absolute, symlink-free path of the file), so relevance is a plain
+(the file's POSIX path relative to the documents folder the suite ingests,
+``Super_Bowl_50.md``; see :func:`ragkit.evaluation.questions.source_id`), so relevance is a plain
 comparison: a chunk is relevant when it lies in a gold document, or when its
 character span ``[start, end)`` overlaps a gold span ``[start, end)`` of the
 same file (and, when the gold span names a ``page``, the same page).

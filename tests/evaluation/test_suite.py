@@ -139,9 +139,33 @@ def test_question_file_errors_name_the_line(folder):
 
 def test_questions_resolve_gold_sources_like_chunk_sources(folder):
     questions = load_questions(folder / "q.jsonl", folder / "docs")
-    source = (folder / "docs" / "a.md").resolve().as_posix()
+    source = "a.md"  # relative to the documents folder, as the ingest names it
     assert questions[0].gold_spans[0].source == source and questions[0].gold_spans[0].end == 42
     assert questions[1].id == "line-2" and questions[1].gold_documents == [source]
+
+
+def test_source_id_names_a_file_as_the_ingest_of_its_folder_does(tmp_path, monkeypatch):
+    """Other frameworks' file paths (absolute, relative to the CWD, through a symlinked folder) become the ids the
+    ingest gives the same files, so their hits compare with gold sources (the eval benchmark relies on it)."""
+    from ragkit.evaluation.questions import source_id
+    from ragkit.loaders.discovery import discover
+
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "a.md").write_text("A\n", encoding="utf-8")
+    (docs / "sub" / "b.md").write_text("B\n", encoding="utf-8")
+    (tmp_path / "link").symlink_to(docs, target_is_directory=True)
+    ingested = sorted(f.source for f in discover(docs))
+    assert ingested == ["a.md", "sub/b.md"]
+    monkeypatch.chdir(tmp_path)
+    named = [
+        source_id(docs / "a.md", docs),  # absolute (LlamaIndex's file_path)
+        source_id("docs/sub/b.md", "docs"),  # relative to the CWD (LangChain's source for a relative folder)
+        source_id((docs / "a.md").resolve(), tmp_path / "link"),  # resolved file, folder given through a link
+        source_id(tmp_path / "link" / "sub" / "b.md", docs),  # file named through the link, the real folder
+    ]
+    assert named == ["a.md", "sub/b.md", "a.md", "sub/b.md"]
+    assert source_id(tmp_path / "q.md", docs) == (tmp_path / "q.md").resolve().as_posix()  # outside: absolute
 
 
 def test_squad_dev_format_is_converted_on_the_fly(tmp_path):
@@ -160,7 +184,7 @@ def test_squad_dev_format_is_converted_on_the_fly(tmp_path):
     [q] = load_questions(tmp_path / "questions.jsonl", tmp_path / "documents", "squad-dev")
     assert q.answers == ["one", "Paragraph one"]
     assert q.gold_spans[0].start == 5 and q.gold_spans[0].end == 19
-    assert q.gold_spans[0].source == (tmp_path / "documents" / "d.md").resolve().as_posix()
+    assert q.gold_spans[0].source == "d.md"
 
 
 def test_sampling_is_deterministic_and_keeps_file_order(folder):
@@ -208,7 +232,7 @@ def test_shipped_smoke_suite_is_valid():
     assert len(questions) == 10 and all(q.gold_spans and q.answers for q in questions)
     for q in questions:  # every reference answer lies inside its gold paragraph
         span = q.gold_spans[0]
-        text = Path(span.source).read_text(encoding="utf-8")[span.start : span.end]
+        text = (suite.documents_dir / span.source).read_text(encoding="utf-8")[span.start : span.end]
         assert any(a in text for a in q.answers), q.id
 
 
@@ -218,6 +242,6 @@ def test_shipped_squad_dev_suite_is_valid():
     questions = load_questions(suite.questions_file, suite.documents_dir, suite.questions.format)
     assert len(questions) == 10565
     q = questions[0]
-    text = Path(q.gold_spans[0].source).read_text(encoding="utf-8")
+    text = (suite.documents_dir / q.gold_spans[0].source).read_text(encoding="utf-8")
     assert "Denver Broncos" in text[q.gold_spans[0].start : q.gold_spans[0].end]
     assert q.answers == ["Denver Broncos"]
