@@ -516,12 +516,12 @@ def collections_reindex(
     """
 
     def action() -> None:
-        from ragkit.collection import Collection, reindex
+        from ragkit.collection import Collection, reindex_collection
 
         wanted = _load_config(config)
         assert wanted is not None
         with Collection.open(name, store_dir) as col, _progress(not as_json) as progress:
-            report = reindex(col, wanted, drop_missing=drop_missing, progress=progress)
+            report = reindex_collection(col, wanted, drop_missing=drop_missing, progress=progress)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
             return

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ragkit import registry
-from ragkit.collection import Collection, reindex
+from ragkit.collection import Collection, reindex_collection
 from ragkit.collection.reindex import exchange
 from ragkit.errors import ConfigError, ConflictError, InputError
 
@@ -137,7 +137,7 @@ def test_during_the_rebuild_the_old_generation_serves_and_other_writers_are_kept
     def run() -> None:
         with Collection.open("notes", home) as live:
             try:
-                outcome["report"] = reindex(live, NARROW, progress=hold)
+                outcome["report"] = reindex_collection(live, NARROW, progress=hold)
             except BaseException as exc:
                 outcome["error"] = exc
 
@@ -192,7 +192,7 @@ def test_a_failing_or_cancelled_rebuild_leaves_the_collection_as_it_was(
 
     with Collection.open("notes", home) as live:
         with pytest.raises(Stop):
-            reindex(live, NARROW, checkpoint=cancel_on_second_call)
+            reindex_collection(live, NARROW, checkpoint=cancel_on_second_call)
         assert "Etna" in live.search("Which volcano erupts every few years?", top_k=1)[0].chunk.text
     assert _show(home) == before and _leftovers(home) == []
 
@@ -220,7 +220,7 @@ def test_a_store_keeping_its_data_outside_the_folder_is_refused(
     home, _ = ingested
     before = _show(home)
     with Collection.open("notes", home) as live, pytest.raises(ConfigError, match="outside the collection folder"):
-        reindex(live, {**NARROW, "store": {"type": "outside-test"}})
+        reindex_collection(live, {**NARROW, "store": {"type": "outside-test"}})
     assert _show(home) == before and _leftovers(home) == []
 
 
@@ -228,7 +228,7 @@ def test_without_renameat2_the_swap_falls_back_to_two_renames(
     ingested: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where the C library or the file system lacks RENAME_EXCHANGE (simulated), two renames do the swap."""
-    module = importlib.import_module("ragkit.collection.reindex")  # the package exports the function of that name
+    module = importlib.import_module("ragkit.collection.reindex")
     monkeypatch.setattr(module, "exchange", lambda first, second: False)
     home, _ = ingested
     with Collection.open("notes", home) as live:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ragkit.collection.core import Collection, SearchMode
 from ragkit.collection.layout import CollectionFolder, HomeLayout, check_collection_name, home_dir
-from ragkit.collection.reindex import ReindexReport, reindex
+from ragkit.collection.reindex import ReindexReport, reindex_collection
 from ragkit.ingest import IngestReport
 
 _home = home_dir
@@ -40,5 +40,5 @@ __all__ = [
     "ReindexReport",
     "SearchMode",
     "check_collection_name",
-    "reindex",
+    "reindex_collection",
 ]

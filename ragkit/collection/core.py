@@ -272,9 +272,9 @@ class Collection:
         until then searches are answered from the old one, and a failure leaves
         it untouched. Afterwards this object serves the new generation.
         """
-        from ragkit.collection.reindex import reindex
+        from ragkit.collection.reindex import reindex_collection
 
-        report = reindex(self, config, drop_missing=drop_missing, progress=progress)
+        report = reindex_collection(self, config, drop_missing=drop_missing, progress=progress)
         self.close()
         record = read_record(self.files)
         self.config = record.config

@@ -1,7 +1,7 @@
 """Reindexing: rebuild a collection with a new configuration, then swap it in atomically.
 
 A collection's configuration (loader options, splitter, embedder, store,
-keyword index) is fixed when it is created. :func:`reindex` changes it: it
+keyword index) is fixed when it is created. :func:`reindex_collection` changes it: it
 reads the collection's recorded sources again from their files and ingests
 them with the new configuration into a new *generation*, a hidden folder
 beside the live one (``collections/.NAME.reindex-ID``), while the live
@@ -289,7 +289,7 @@ def _check_store_in_folder(collection: Collection, config: CollectionConfig) -> 
             )
 
 
-def reindex(
+def reindex_collection(
     collection: Collection,
     config: CollectionConfig | dict[str, Any],
     *,

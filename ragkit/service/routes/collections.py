@@ -14,8 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from ragkit.collection import Collection, reindex
+from ragkit.collection import Collection
 from ragkit.collection.components import validate_components
+from ragkit.collection.reindex import reindex_collection as rebuild_collection
 from ragkit.config import CollectionConfig
 from ragkit.errors import ConflictError, InputError, NotFoundError
 from ragkit.ingest import IngestReport, source_uris, uri_path
@@ -468,7 +469,8 @@ async def reindex_collection(
     config = await state.run(checked)  # a bad config is a 400 now, not a failed job
 
     def work(job: Job) -> IngestReport:
-        report = reindex(state.collections.get(name), config, drop_missing=body.drop_missing, checkpoint=job.checkpoint)
+        live = state.collections.get(name)
+        report = rebuild_collection(live, config, drop_missing=body.drop_missing, checkpoint=job.checkpoint)
         job.reindex = report.to_dict()
         return report.ingest
 
