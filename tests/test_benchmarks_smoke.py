@@ -309,6 +309,9 @@ def test_evaluation_numbers(results):
     for system in systems:
         assert set(system["metrics"]) >= {"answer_hit@1", "answer_hit@5", "recall@5", "mrr"}
         assert all(_rate(value) for value in system["metrics"].values())
+        # one article: some hit of every system lies in a gold paragraph, unless its hits' sources fail to match
+        # the gold sources' form (relative to the documents folder), which silently scores 0
+        assert system["metrics"]["recall@5"] > 0 and system["metrics"]["mrr"] > 0, system["system"]
         assert system["seconds_per_question"] > 0
         assert system["sanity"]["nan"] == 0
     assert evaluation["ragkit"]["self_check"]["identical"] is True
@@ -340,3 +343,24 @@ def test_each_benchmark_section_renders_numbers(results):
         ]
         measured = [row for row in body if any(re.search(r"\d", cell) for cell in row.split("|")[2:-1])]
         assert len(measured) >= 2, (heading, body[:3])
+
+
+def test_generator_benchmark_answers_and_scores_with_smollm2(tmp_path, dataset):
+    """evaluation/benchmarks/generator_bench.py end to end: one article, 2 questions, SmolLM2 only."""
+    out = tmp_path / "generator.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "evaluation" / "benchmarks" / "generator_bench.py"), "--models", "smollm2",
+         "--questions", "2", "--dataset", str(dataset), "--work", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["compared_on"] == 2 and list(data["systems"]) == ["smollm2"]
+    smol = data["systems"]["smollm2"]
+    assert smol["model_name"] == "SmolLM2-135M-Instruct" and smol["answered"] == 2
+    for metric in ("contains", "exact_match", "f1", "cited", "grounded", "retrieved"):
+        assert 0 <= smol[metric] <= 1, metric
+    assert smol["seconds_per_answer"] > 0 and smol["load_s"] > 0 and smol["peak_rss_mib"] > 100
+    answers = [json.loads(line) for line in (tmp_path / "work" / "smollm2.jsonl").read_text().splitlines()]
+    assert len(answers) == 2 and all(a["answer"].strip() and a["answers"] for a in answers)
+    assert "| SmolLM2-135M-Instruct (none) | 2/2 |" in done.stdout

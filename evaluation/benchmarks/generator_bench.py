@@ -58,6 +58,14 @@ MODELS: dict[str, dict[str, Any]] = {
     "qwen-0.5b": {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct", "quantize": "int8"},
     "qwen-1.5b": {"type": "transformers", "model": "qwen2.5-coder-1.5b-instruct", "quantize": "int8"},
 }
+SHORT_PROMPT = {
+    "user": "Sources:\n\n{context}\n\nQuestion: {question}\nAnswer the question with a short sentence taken from "
+    "the sources, followed by the source number in square brackets."
+}
+"""A user prompt without the default's closing "... like [1]:", which the Qwen models answer with a bare "[1]"."""
+PROMPTS: dict[str, dict[str, str]] = {"qwen-0.5b-short": SHORT_PROMPT}
+"""Systems that replace the recipe's prompt (the model is the one named before ``-short``)."""
+MODELS["qwen-0.5b-short"] = MODELS["qwen-0.5b"]
 BASELINE = "smollm2"
 CITATION = re.compile(r"\[\d+\]")
 VERSIONS = ["ragkit", "ragkit-transformers", "torch", "transformers", "gguf", "sentence-transformers", "faiss-cpu"]
@@ -143,7 +151,10 @@ def run_model(args: argparse.Namespace, key: str) -> None:
     answers_file.write_text("".join(json.dumps(row) + "\n" for row in done), encoding="utf-8")
     col = collection(args, folder)
     generator = {**MODELS[key], "threads": args.threads}
-    pipeline = RagPipeline(PipelineConfig.parse(pipeline_config(generator)), name=f"generator-{key}")
+    config = pipeline_config(generator)
+    if key in PROMPTS:
+        config["prompt"] = PROMPTS[key]
+    pipeline = RagPipeline(PipelineConfig.parse(config), name=f"generator-{key}")
     log(f"{key}: loading {generator['model']}")
     started = time.perf_counter()
     pipeline.generator.load()  # type: ignore[attr-defined]
@@ -234,9 +245,10 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     prefix of it: the models are compared on the longest common prefix.
     """
     work = Path(args.work)
-    counts = [len(rows) for key in MODELS if (rows := saved_answers(work, key))]
+    keys = [key.strip() for key in args.models.split(",") if key.strip() in MODELS]
+    counts = [len(rows) for key in keys if (rows := saved_answers(work, key))]
     common_n = min(counts) if counts else 0
-    systems = {key: s for key in MODELS if (s := summarise(work, key, common_n)) is not None}
+    systems = {key: s for key in keys if (s := summarise(work, key, common_n)) is not None}
     data = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": common.machine(),
@@ -267,7 +279,7 @@ def table(data: dict[str, Any]) -> str:
             speed_ratio = f"{s['seconds_per_answer'] / base['seconds_per_answer']:.2f}x"
         else:
             contains_ratio = speed_ratio = "1.00x" if base else "-"
-        name = f"{s['model_name']} ({s['model'].get('quantize', 'none')})"
+        name = f"{s['model_name']} ({s['model'].get('quantize', 'none')}{', short prompt' if key in PROMPTS else ''})"
         lines.append(
             f"| {name} | {s['answered_in_all']}/{s['questions']} | {s['contains']:.3f} | {s['exact_match']:.3f} "
             f"| {s['f1']:.3f} | {s['cited']:.3f} | {s['grounded']:.3f} | {s['retrieved']:.3f} "
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=200, help="a seeded sample of this many questions")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
+    parser.add_argument("--models", default="smollm2,qwen-0.5b,qwen-1.5b", help=f"comma-separated: {', '.join(MODELS)}")
     parser.add_argument("--resume", action="store_true", help="keep the answers saved before and go on")
     parser.add_argument("--report", action="store_true", help="only print the table of the saved answers")
     parser.add_argument("--step", help=argparse.SUPPRESS)

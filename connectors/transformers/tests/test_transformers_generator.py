@@ -510,3 +510,59 @@ def test_a_file_that_is_not_gguf_fails_on_load_with_the_path(tmp_path):
     bad.write_bytes(b"not a gguf file")
     with pytest.raises(ConfigError, match=rf"'model': {bad} could not be loaded as a causal LM.*GGUF"):
         TransformersGenerator(model=str(bad)).generate(QUESTION)
+
+
+# -- hub names and quantisation ---------------------------------------------------------------
+
+
+def hub_cache_with(folder: Path, cache: Path, repo_id: str) -> Path:
+    """``folder`` placed in a Hugging Face hub cache layout as ``repo_id``'s snapshot of ``main``."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        (snapshot / file.name).symlink_to(file)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_a_hub_name_is_found_in_the_local_cache_offline(folder, answer, tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    snapshot = hub_cache_with(folder, cache, "acme/smol-instruct")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gen = TransformersGenerator(model="acme/smol-instruct", device="cpu", max_new_tokens=32)
+    assert gen.source.kind == "hub"
+    assert gen.model_name == "acme/smol-instruct"
+    assert not gen.is_loaded  # nothing looked up until the model is used
+    result = gen.generate(QUESTION)
+    assert gen.load().source.directory == str(snapshot.resolve())
+    assert result.text == answer.text  # the same weights as the packaged model
+    assert result.model == "acme/smol-instruct"
+
+
+def test_a_hub_name_offline_and_not_cached_names_the_repo_and_the_cache(tmp_path, monkeypatch):
+    from ragkit.errors import UnavailableError
+
+    cache = tmp_path / "empty-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gen = TransformersGenerator(model="Qwen/Qwen2.5-0.5B-Instruct")
+    with pytest.raises(UnavailableError) as info:
+        gen.generate(QUESTION)
+    message = str(info.value)
+    assert "'Qwen/Qwen2.5-0.5B-Instruct' is not a local path and is not in the Hugging Face cache" in message
+    assert str(cache) in message and "HF_HUB_OFFLINE is set" in message
+
+
+def test_int8_quantisation_replaces_the_linear_layers_and_still_answers():
+    gen = TransformersGenerator(quantize="int8", device="cpu", max_new_tokens=32, threads=2)
+    assert gen.quantize == "int8"
+    model = gen.load().model
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert any(isinstance(m, dynamic) for m in model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in model.modules())  # every linear layer swapped
+    assert "1889" in gen.generate(QUESTION).text
+    assert TransformersGenerator(device="cpu").load() is not gen.load()  # the fp32 model is another entry
