@@ -109,7 +109,11 @@ def train(
     format: Annotated[str, typer.Option("--format", help="Questions format: ragkit or squad-dev.")] = "ragkit",
     documents: Annotated[
         Path | None,
-        typer.Option("--documents", help="Folder gold-span sources are relative to (default: the questions' folder)."),
+        typer.Option(
+            "--documents",
+            help="The folder the collection ingested; gold-span sources are relative to it "
+            "(default: the questions' folder; squad-dev: its documents/ folder).",
+        ),
     ] = None,
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Use this many questions (seeded).")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,

@@ -315,13 +315,45 @@ def read_questions(
         path = Path(questions).expanduser()
         if not path.is_file():
             raise InputError(f"questions file {path} does not exist")
-        folder = Path(documents_dir).expanduser() if documents_dir is not None else path.parent
-        loaded = load_questions(path, folder, format)
+        loaded = load_questions(path, _documents_folder(path, format, documents_dir), format)
     else:
         loaded = list(questions)
     if sample is not None and sample < 1:
         raise InputError(f"sample must be at least 1, got {sample}")
     return draw_sample(loaded, sample, seed)
+
+
+def _documents_folder(questions: Path, format: str, documents_dir: str | Path | None) -> Path:
+    """The folder gold sources are relative to: the one given, else squad-dev's ``documents/`` beside the file.
+
+    Gold sources become the ids an ingest of that folder gives its files
+    (``X.md``, not ``documents/X.md``), so it must be the folder the collection ingested.
+    """
+    if documents_dir is not None:
+        return Path(documents_dir).expanduser()
+    beside = questions.parent / "documents"
+    if format == "squad-dev" and beside.is_dir():
+        return beside
+    return questions.parent
+
+
+def check_gold_sources(collection: Collection, questions: Sequence[EvalQuestion]) -> None:
+    """Refuse questions whose gold sources name none of the collection's sources.
+
+    Without a match no chunk counts as inside a gold paragraph, and the
+    trainer would quietly learn gold passages as negatives.
+    """
+    gold = {span.source for q in questions for span in q.gold_spans}
+    if not gold:
+        return
+    known = set(collection.store.sources())
+    if gold & known:
+        return
+    raise InputError(
+        f"the questions' gold sources ({', '.join(sorted(gold)[:3])}{' ...' if len(gold) > 3 else ''}) match none "
+        f"of collection {collection.name!r}'s sources ({', '.join(sorted(known)[:3]) or 'none'}"
+        f"{' ...' if len(known) > 3 else ''}); give the documents folder the collection ingested (--documents)"
+    )
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -405,6 +437,7 @@ def train_cross_encoder(
     out = Path(out_dir).expanduser()
     _prepare_out_dir(out)
     asked = read_questions(questions, format, documents_dir, sample, seed)
+    check_gold_sources(collection, asked)
     train_qs, held_qs = split_questions(asked, held_out, seed)
     if not train_qs:
         raise InputError("no questions left to train on after the held-out split")

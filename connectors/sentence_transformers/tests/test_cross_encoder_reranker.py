@@ -112,7 +112,7 @@ def collection(trained: dict[str, Any]):
 
 @pytest.fixture(scope="module")
 def held_out(trained: dict[str, Any]):
-    questions = load_questions(Path(trained["questions"]), Path(trained["questions"]).parent, "squad-dev")
+    questions = load_questions(Path(trained["questions"]), Path(trained["questions"]).parent / "documents", "squad-dev")
     ids = set(trained["report"]["held_out_ids"])
     return [q for q in questions if q.id in ids]
 

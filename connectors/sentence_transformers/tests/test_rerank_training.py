@@ -79,6 +79,22 @@ def test_the_verdict_compares_reranked_mrr_with_retrieval_order():
 def test_squad_dev_questions_read_with_a_sample(trained):
     questions = read_questions(trained["questions"], "squad-dev", sample=5, seed=1)
     assert len(questions) == 5 and all(q.answers and q.gold_spans for q in questions)
+    # gold sources are named as the ingest of squad-dev's documents/ folder names its files
+    assert all("/" not in span.source for q in questions for span in q.gold_spans), questions[0].gold_spans
+
+
+def test_gold_sources_that_name_none_of_the_collections_sources_are_refused(trained, tmp_path):
+    """A documents folder other than the one ingested would make every gold passage a negative: refused."""
+    runner = CliRunner()
+    result = runner.invoke(
+        rerank_app,
+        ["train", "--questions", trained["questions"], "--out", str(tmp_path / "m"), "--store-dir", trained["store"],
+         "-c", COLLECTION, "--format", "squad-dev", "--documents", str(Path(trained["questions"]).parent)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "match none of collection" in result.stderr and "--documents" in result.stderr
+    assert "documents/" in result.stderr  # the wrong ids are shown
+    assert not (tmp_path / "m").exists()
 
 
 # -- a training run --------------------------------------------------------------------------------
