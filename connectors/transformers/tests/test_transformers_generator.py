@@ -92,7 +92,7 @@ def test_config_round_trip_through_the_registry():
     gen = build("generator", config)
     assert isinstance(gen, TransformersGenerator)
     assert not gen.is_loaded
-    assert gen.to_config() == {**config, "gguf_file": None}
+    assert gen.to_config() == {**config, "gguf_file": None, "quantize": None}  # quantize: auto
     assert json.loads(json.dumps(gen.to_config())) == gen.to_config()
     rebuilt = build("generator", gen.to_config())
     assert rebuilt.to_config() == gen.to_config()
