@@ -28,6 +28,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragkit.errors import ConfigError
+from ragkit.limits import (
+    DEFAULT_MAX_ARCHIVE_MEMBERS,
+    DEFAULT_MAX_CHUNKS_PER_FILE,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_MEMBER_BYTES,
+    DEFAULT_MAX_UNPACKED_BYTES,
+)
 from ragkit.yaml_io import format_validation_error as format_validation_error  # re-exported: its old home
 from ragkit.yaml_io import load_yaml, read_mapping, validate
 
@@ -67,6 +74,16 @@ class LoaderOptions(BaseModel):
     """Refuse files larger than this (``None``: no limit; large text is streamed)."""
     encoding: str | None = None
     """Force a text encoding instead of detecting it."""
+    max_chunks_per_file: int | None = Field(default=DEFAULT_MAX_CHUNKS_PER_FILE, gt=0)
+    """A file that gives more chunks than this fails alone (``None``: no limit)."""
+    max_unpacked_bytes: int | None = Field(default=DEFAULT_MAX_UNPACKED_BYTES, gt=0)
+    """How far one zip-based file (docx, pptx, xlsx, odt, epub ...) may unpack in all (``None``: no limit)."""
+    max_member_bytes: int | None = Field(default=DEFAULT_MAX_MEMBER_BYTES, gt=0)
+    """How far one member of a zip-based file may unpack (``None``: no limit)."""
+    max_archive_members: int | None = Field(default=DEFAULT_MAX_ARCHIVE_MEMBERS, gt=0)
+    """How many members a zip-based file may hold (``None``: no limit)."""
+    max_compression_ratio: float | None = Field(default=DEFAULT_MAX_COMPRESSION_RATIO, gt=1)
+    """Unpacked/packed ratio a large member may reach (``None``: no limit)."""
     loaders: dict[str, ComponentConfig] = Field(default_factory=dict)
     """Per-suffix loader overrides, e.g. ``{".json": {"type": "json", "text_field": "body"}}``."""
 

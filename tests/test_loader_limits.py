@@ -363,3 +363,34 @@ def test_max_chunks_per_file_fails_that_file_and_keeps_the_rest(tmp_path: Path) 
         assert set(col.store.sources()) == {"lighthouses.md"}
         kept = [c for batch in col.store.iter_chunks() for c in batch]
         assert kept and all(c.source == "lighthouses.md" for c in kept), "no chunk of long.md stays"
+
+
+def test_limits_are_collection_loader_options_and_a_loaders_own_value_wins(tmp_path: Path) -> None:
+    """`loader: {max_member_bytes: ..., max_chunks_per_file: ...}` in a collection's config bounds its ingests."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    bomb(folder / "small-bomb.docx", unpacked=2_000_000)  # under the default limits' sizes, over 1 MB
+    bomb(folder / "deck.pptx", unpacked=2_000_000)
+    long_text = "\n\n".join(f"## Part {n}\n\n" + f"Sentence {n} about lighthouses and ships. " * 40 for n in range(30))
+    (folder / "long.md").write_text(long_text, encoding="utf-8")
+    (folder / "lighthouses.md").write_text(NOTE, encoding="utf-8")
+    config = {
+        "loader": {
+            "max_member_bytes": 1_000_000,
+            "max_compression_ratio": None,
+            "max_chunks_per_file": 5,
+            "loaders": {".docx": {"type": "docx", "max_member_bytes": None}},  # Word files: this loader's own value
+        }
+    }
+    with Collection.create("collection-limits", config, store_dir=tmp_path / "home") as col:
+        report = col.ingest(folder)
+    reasons = {failure.source: failure.reason for failure in report.failed}
+    assert set(reasons) == {"deck.pptx", "long.md", "small-bomb.docx"}, report.summary()
+    assert "max_member_bytes limit of 1,000,000" in reasons["deck.pptx"]
+    assert "max_chunks_per_file limit of 5" in reasons["long.md"]
+    # the Word file passed its archive check under its loader's lifted limit, was read, and then gave too many chunks
+    assert "max_chunks_per_file limit of 5" in reasons["small-bomb.docx"], reasons["small-bomb.docx"]
+    assert report.added == 1  # lighthouses.md
+
+    with pytest.raises(ConfigError, match="max_chunks_per_file"):
+        Collection.create("bad-limits", {"loader": {"max_chunks_per_file": 0}}, store_dir=tmp_path / "home")

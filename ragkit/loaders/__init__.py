@@ -16,12 +16,13 @@ tail: pptx, xlsx, eml, epub ...).
 from __future__ import annotations
 
 from ragkit.errors import LoaderError
+from ragkit.limits import DEFAULT_MAX_CHUNKS_PER_FILE
 from ragkit.loaders.archive_limits import ZIP_SUFFIXES, ArchiveLimitError, ArchiveLimits, check_archive
 from ragkit.loaders.base import BaseLoader, SourceFile, UnsupportedFileError
 from ragkit.loaders.discovery import discover, glob_to_regex, matches_any, source_prefix
 from ragkit.loaders.encoding import decode_bytes, read_text
 from ragkit.loaders.html import HtmlLoader, html_to_text
-from ragkit.loaders.loaderset import BUILTIN_LOADERS, DEFAULT_MAX_CHUNKS_PER_FILE, FileLimits, LoaderSet
+from ragkit.loaders.loaderset import BUILTIN_LOADERS, FileLimits, LoaderSet
 from ragkit.loaders.pdf import PdfLoader
 from ragkit.loaders.structured import JsonlLoader, JsonLoader
 from ragkit.loaders.tabular import CsvLoader

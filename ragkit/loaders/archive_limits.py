@@ -27,6 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import ConfigError, LoaderError
+from ragkit.limits import (
+    DEFAULT_MAX_ARCHIVE_MEMBERS,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_MEMBER_BYTES,
+    DEFAULT_MAX_UNPACKED_BYTES,
+)
 
 ZIP_SUFFIXES: frozenset[str] = frozenset(
     {
@@ -45,14 +51,6 @@ ZIP_SUFFIXES: frozenset[str] = frozenset(
 )
 """Suffixes of document formats that are zip archives; :class:`~ragkit.loaders.LoaderSet` checks them all."""
 
-DEFAULT_MAX_UNPACKED_BYTES = 50_000_000
-"""Default total unpacked size of one archive (50 MB of XML is a very long document)."""
-DEFAULT_MAX_MEMBER_BYTES = 50_000_000
-"""Default unpacked size of one member (by default one member may use the whole budget)."""
-DEFAULT_MAX_ARCHIVE_MEMBERS = 10_000
-"""Default number of members (a real document has tens to a few thousand)."""
-DEFAULT_MAX_COMPRESSION_RATIO = 200.0
-"""Default unpacked/packed ratio of one large member (real XML packs about 5 to 30 times)."""
 RATIO_CHECK_MIN_BYTES = 1_000_000
 """A member is held to ``max_compression_ratio`` only when it unpacks to at least this many bytes."""
 

@@ -13,6 +13,7 @@ from typing import Any
 from ragkit import registry
 from ragkit.config import LoaderOptions
 from ragkit.errors import ConfigError, LoaderError, RagkitError
+from ragkit.limits import DEFAULT_MAX_CHUNKS_PER_FILE
 from ragkit.loaders.archive_limits import ZIP_SUFFIXES, ArchiveLimits, check_archive
 from ragkit.loaders.base import BaseLoader, SourceFile, UnsupportedFileError
 from ragkit.schema import Document
@@ -21,9 +22,6 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_LOADERS: tuple[str, ...] = ("text", "markdown", "html", "pdf", "docx", "json", "jsonl", "csv")
 """Registered names of the loaders that ship with ragkit."""
-
-DEFAULT_MAX_CHUNKS_PER_FILE = 100_000
-"""Default cap on the chunks one file may give (a 100 MB text in 1,000-character chunks)."""
 
 
 @dataclass(frozen=True)
