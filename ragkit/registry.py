@@ -42,8 +42,9 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "ragkit.query.rerankers.diversity",
         "ragkit.query.rerankers.embedding",
     ),
-    "query_transform": ("ragkit.query.transforms", "ragkit.query.condense"),
+    "query_transform": ("ragkit.query.transforms", "ragkit.query.condense", "ragkit.query.self_query"),
     "context_shaper": ("ragkit.query.shapers",),
+    "tool": ("ragkit.agents.tools", "ragkit.agents.builtin", "ragkit.agents.calculator"),
 }
 
 
