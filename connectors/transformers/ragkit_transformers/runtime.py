@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +40,7 @@ from transformers import (
 )
 
 from ragkit.errors import ConfigError, InputError, UnavailableError
+from ragkit_transformers.converted import converted_folder, save_converted
 from ragkit_transformers.selection import choose_context_window, choose_device, choose_dtype
 from ragkit_transformers.source import ModelSource
 
@@ -201,18 +203,25 @@ def _load(source: ModelSource, device: str, dtype: str, quantize: str = "none") 
     started = time.perf_counter()
     where = source.directory if source.gguf_file is None else f"{source.directory}/{source.gguf_file}"
     kwargs: dict[str, Any] = {"local_files_only": True}
-    if source.gguf_file is not None:
+    load_from = source.directory
+    gguf = Path(source.directory) / source.gguf_file if source.gguf_file is not None else None
+    converted = converted_folder(gguf, transformers.__version__) if gguf is not None else None
+    if converted is not None:
+        load_from = str(converted)  # the GGUF de-quantised by an earlier load (see converted.py)
+    elif source.gguf_file is not None:
         kwargs["gguf_file"] = source.gguf_file
     try:
         with _quiet_progress_bars():
-            tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(load_from, **kwargs)
             model: Any = AutoModelForCausalLM.from_pretrained(
-                source.directory, **kwargs, **{_dtype_keyword(): getattr(torch, dtype)}
+                load_from, **kwargs, **{_dtype_keyword(): getattr(torch, dtype)}
             )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"generator option 'model': {where} could not be loaded as a causal LM: {exc}") from None
     except Exception as exc:  # out of memory, a broken file ...
         raise UnavailableError(f"cannot load model {source.name} from {where}: {exc}") from None
+    if gguf is not None and converted is None and dtype == "float32":
+        save_converted(gguf, transformers.__version__, model, tokenizer)
     try:
         model = model.to(device)
     except Exception as exc:  # e.g. out of GPU memory
