@@ -203,17 +203,21 @@ class Tool(Component):
 
     # --- what subclasses implement --------------------------------------------
 
-    def run(self, **arguments: Any) -> ToolOutput:
-        """Do the work with validated arguments. Subclasses implement this or :meth:`arun`."""
+    def run(self, *args: Any, **arguments: Any) -> ToolOutput:
+        """Do the work with validated (keyword) arguments. Subclasses implement this or :meth:`arun`.
+
+        A subclass declares its own typed keyword parameters (the schema comes
+        from them); ``*args`` here only lets any such signature override this one.
+        """
         if type(self).arun is Tool.arun:
             raise NotImplementedError(f"{type(self).__name__} implements neither run nor arun")
-        return _run_coroutine(self.arun(**arguments))
+        return _run_coroutine(self.arun(*args, **arguments))
 
-    async def arun(self, **arguments: Any) -> ToolOutput:
+    async def arun(self, *args: Any, **arguments: Any) -> ToolOutput:
         """Async twin of :meth:`run`; by default runs :meth:`run` in a worker thread."""
         if type(self).run is Tool.run:
             raise NotImplementedError(f"{type(self).__name__} implements neither run nor arun")
-        return await asyncio.to_thread(self.run, **arguments)
+        return await asyncio.to_thread(self.run, *args, **arguments)
 
     @property
     def is_async(self) -> bool:
