@@ -83,6 +83,21 @@ class MetadataColumns:
         """The kinds of value (``number``, ``string`` ...) each field holds, from its distinct values."""
         return {name: {value_kind(v) for v in column.values} for name, column in self.columns.items()}
 
+    def summary(self, examples: int = 5) -> dict[str, tuple[set[str], list[Any]]]:
+        """Each field's kinds of value and up to ``examples`` distinct values held by live rows (most common first)."""
+        out: dict[str, tuple[set[str], list[Any]]] = {}
+        live = self.alive[: self.size]
+        for name, column in self.columns.items():
+            codes = column.codes[: self.size][live]
+            codes = codes[codes >= 0]
+            if not len(codes):
+                continue
+            counts = np.bincount(codes, minlength=len(column.values))
+            present = np.flatnonzero(counts)
+            order = present[np.argsort(-counts[present], kind="stable")]
+            out[name] = ({value_kind(column.values[i]) for i in present}, [column.values[i] for i in order[:examples]])
+        return out
+
     def matching_rowids(self, flt: Filter) -> np.ndarray:
         """Ids of the live rows that satisfy ``flt``, in increasing order (exactly :meth:`Filter.matches`)."""
         mask = self._mask(flt) & self.alive[: self.size]

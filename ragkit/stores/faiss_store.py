@@ -600,6 +600,13 @@ class FaissStore(StoreBase):
         names = {row[0] for row in self._connection().execute("SELECT name FROM fields")}
         return names | _BUILTIN_FIELDS
 
+    def metadata_summary(self, examples: int = 5) -> dict[str, tuple[set[str], list[Any]]]:
+        """Each filter field's kinds of value and a few of its values, from the in-memory columns (for self-query)."""
+        with self._lock:
+            if self._columns is None:
+                self._columns = self._load_columns()
+            return self._columns.summary(examples)
+
     def stats(self) -> dict[str, Any]:
         """Counts and index details, for ``collections show``."""
         return {
