@@ -41,6 +41,7 @@ __all__ = [
     "SQLValidationError",
     "SQLValidator",
     "ValidatedSQL",
+    "function_allowed",
     "sqlglot_dialect",
 ]
 
@@ -320,9 +321,7 @@ class SQLValidator:
             else:
                 names.add(node.sql_name().lower())
             for name in names:
-                if name in ALLOWED_PREFIXED_FUNCTIONS:
-                    continue
-                if name in DENIED_FUNCTIONS or name.startswith(DENIED_FUNCTION_PREFIXES):
+                if not function_allowed(name):
                     raise SQLValidationError("function", f"the function {name}() is not allowed")
             if names & {"repeat", "lpad", "rpad", "replicate", "space", "padleft", "padright"}:
                 for literal in node.find_all(exp.Literal):
@@ -441,6 +440,14 @@ class SQLValidator:
         if value is None or value > self.max_rows or value < 0:
             limited.set("limit", exp.Limit(expression=exp.Literal.number(self.max_rows)))
         return limited
+
+
+def function_allowed(name: str) -> bool:
+    """Whether the function ``name`` may be called (not in :data:`DENIED_FUNCTIONS`, no denied prefix)."""
+    name = name.lower()
+    if name in ALLOWED_PREFIXED_FUNCTIONS:
+        return True
+    return name not in DENIED_FUNCTIONS and not name.startswith(DENIED_FUNCTION_PREFIXES)
 
 
 def _function_name(node: exp.Func) -> str:

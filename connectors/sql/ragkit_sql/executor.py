@@ -1,0 +1,267 @@
+"""Run checked SQL on a read-only connection, with a row cap and a time limit.
+
+* SQLite is opened read-only by URI (``sqlite+pysqlite:///file:PATH?mode=ro&uri=true``),
+  with ``PRAGMA query_only`` on and no database ``ATTACH``-able; while a query
+  runs, an authorizer lets through only reads and functions outside the
+  validator's denied list, and a progress handler stops a statement that runs
+  past ``timeout_s``.
+* PostgreSQL connects with ``default_transaction_read_only=on`` and every
+  query runs in a transaction opened with ``SET TRANSACTION READ ONLY`` and
+  ``SET LOCAL statement_timeout``; the transaction is rolled back afterwards.
+  A ``postgresql://`` URL without a driver uses psycopg 3.
+* Other databases run in a transaction that is always rolled back (their
+  read-only guarantee is the validator's alone).
+
+Results are columns and rows of JSON-safe values (:func:`json_safe`). All of
+SQLAlchemy is imported here and in :mod:`ragkit_sql.schema`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from ragkit.errors import ConfigError, InputError, NotFoundError, UnavailableError
+from ragkit_sql.validator import ValidatedSQL, function_allowed
+
+__all__ = ["QueryResult", "SQLExecutionError", "SQLExecutor", "SQLTimeoutError", "database_name", "json_safe"]
+
+
+class SQLExecutionError(InputError):
+    """The database refused or failed the query (a model may repair it: the message is the database's)."""
+
+
+class SQLTimeoutError(SQLExecutionError):
+    """The query ran past the executor's time limit and was cancelled."""
+
+
+@dataclass
+class QueryResult:
+    """What a query returned: ``columns``, ``rows`` (JSON-safe), whether rows were cut at the cap."""
+
+    sql: str
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "sql": self.sql,
+            "columns": self.columns,
+            "rows": self.rows,
+            "truncated": self.truncated,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as something ``json.dumps`` writes: dates as ISO text, decimals as numbers, bytes as base64."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        number = float(value)
+        return int(value) if value == value.to_integral_value() and abs(number) < 2**53 else number
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def database_name(url: str) -> str:
+    """A short name for citations: the SQLite file's stem or the database's name (``sql:<name>``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "database"
+    if parsed.get_backend_name() == "sqlite":
+        path = (parsed.database or "").removeprefix("file:").split("?")[0]
+        return Path(path).stem or "memory"
+    return parsed.database or parsed.host or parsed.get_backend_name()
+
+
+def _readonly_sqlite_url(url: sa.URL) -> sa.URL:
+    database = url.database or ""
+    if not database or database == ":memory:" or "mode=memory" in database:
+        raise ConfigError("an in-memory SQLite database has no tables to ask about: give a database file")
+    path = database.removeprefix("file:").split("?")[0]
+    if not Path(path).is_file():
+        raise NotFoundError(f"SQLite database {path} does not exist")
+    absolute = str(Path(path).resolve())
+    return make_url(f"sqlite+pysqlite:///file:{quote(absolute)}?mode=ro&uri=true")
+
+
+class SQLExecutor:
+    """Runs SQL read-only on the database at ``url`` (any SQLAlchemy URL).
+
+    ``max_rows`` caps the rows fetched (the rest are left unread and
+    ``truncated`` is set); ``timeout_s`` bounds each statement.
+    """
+
+    def __init__(self, url: str, *, max_rows: int = 100, timeout_s: float = 10.0) -> None:
+        if max_rows < 1:
+            raise ConfigError(f"max_rows must be at least 1, got {max_rows}")
+        if timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be positive, got {timeout_s}")
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from None
+        self.url = url
+        self.max_rows = max_rows
+        self.timeout_s = timeout_s
+        self.backend = parsed.get_backend_name()
+        self.name = database_name(url)
+        if self.backend == "sqlite":
+            parsed = _readonly_sqlite_url(parsed)
+        elif self.backend == "postgresql" and "+" not in parsed.drivername:
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self._url = parsed
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        """The SQLAlchemy dialect name (``sqlite``, ``postgresql`` ...)."""
+        return self.backend
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (created on first use), every connection read-only where the database allows."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._create_engine()
+            return self._engine
+
+    def _create_engine(self) -> Engine:
+        kwargs: dict[str, Any] = {}
+        if self.backend == "postgresql":
+            millis = int(self.timeout_s * 1000)
+            kwargs["connect_args"] = {
+                "options": f"-c default_transaction_read_only=on -c statement_timeout={millis}",
+                "connect_timeout": max(1, int(self.timeout_s)),
+            }
+        try:
+            engine = sa.create_engine(self._url, **kwargs)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(f"database URL for {self.name!r}: {exc}") from None
+        except ImportError as exc:
+            raise UnavailableError(f"the driver for {self.backend} is not installed: {exc}") from None
+        if self.backend == "sqlite":
+
+            @sa.event.listens_for(engine, "connect")
+            def _query_only(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA query_only = ON")
+                cursor.close()
+                dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, even of a new file
+
+        return engine
+
+    def run(self, sql: str | ValidatedSQL) -> QueryResult:
+        """Run one statement and fetch at most ``max_rows`` rows.
+
+        Raises :class:`SQLExecutionError` with the database's message (a
+        write refused by the read-only connection included),
+        :class:`SQLTimeoutError` past ``timeout_s``, :class:`UnavailableError`
+        when the database cannot be reached.
+        """
+        text = sql.sql if isinstance(sql, ValidatedSQL) else sql
+        started = time.perf_counter()
+        try:
+            with self.engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                self._begin(connection, raw)
+                try:
+                    cursor = connection.exec_driver_sql(text)
+                    columns = list(cursor.keys()) if cursor.returns_rows else []
+                    fetched = cursor.fetchmany(self.max_rows + 1) if cursor.returns_rows else []
+                    cursor.close()
+                finally:
+                    self._end(connection, raw)
+        except DBAPIError as exc:
+            raise self._error(exc, time.perf_counter() - started) from None
+        except SQLAlchemyError as exc:
+            raise SQLExecutionError(f"the query failed on {self.name}: {exc}") from None
+        truncated = len(fetched) > self.max_rows
+        rows = [[json_safe(value) for value in row] for row in fetched[: self.max_rows]]
+        return QueryResult(text, [str(c) for c in columns], rows, truncated, time.perf_counter() - started)
+
+    def _begin(self, connection: sa.Connection, raw: Any) -> None:
+        if self.backend == "postgresql":
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
+        elif self.backend == "sqlite":
+            deadline = time.monotonic() + self.timeout_s
+            raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+            raw.set_authorizer(_sqlite_read_only)
+
+    def _end(self, connection: sa.Connection, raw: Any) -> None:
+        if self.backend == "sqlite":
+            raw.set_progress_handler(None, 0)
+            raw.set_authorizer(None)
+        connection.rollback()
+
+    def _error(self, exc: DBAPIError, seconds: float) -> Exception:
+        original = exc.orig if exc.orig is not None else exc
+        message = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        lowered = message.lower()
+        if "interrupted" in lowered or "statement timeout" in lowered or "canceling statement" in lowered:
+            return SQLTimeoutError(f"the query ran longer than {self.timeout_s:g} s on {self.name} and was cancelled")
+        if exc.connection_invalidated or (isinstance(exc, sa.exc.OperationalError) and _unreachable(lowered)):
+            return UnavailableError(f"database {self.name} cannot be reached: {message}")
+        return SQLExecutionError(f"the query failed on {self.name}: {message}")
+
+    def close(self) -> None:
+        """Close the engine's connections."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+_SQLITE_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE})
+
+
+def _sqlite_read_only(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    """SQLite authorizer while a query runs: reads and plain functions only (no PRAGMA, ATTACH, writes)."""
+    if action in _SQLITE_READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION:
+        name = (arg2 or "").lower()
+        return sqlite3.SQLITE_OK if function_allowed(name) else sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_DENY
+
+
+def _unreachable(message: str) -> bool:
+    return any(
+        part in message
+        for part in ("connection refused", "could not connect", "unable to open database", "timeout expired")
+    )
