@@ -45,6 +45,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "query_transform": ("ragkit.query.transforms", "ragkit.query.condense", "ragkit.query.self_query"),
     "context_shaper": ("ragkit.query.shapers",),
     "tool": ("ragkit.agents.tools", "ragkit.agents.builtin", "ragkit.agents.calculator"),
+    "agent": ("ragkit.agents.agent",),
 }
 
 

@@ -1,0 +1,55 @@
+"""Native tool calling: the model's ``tool_calls`` (OpenAI shape) read into plain calls, never raising."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class NativeCall:
+    """One tool call as the model sent it: its id, tool name and arguments (decoded when they were JSON)."""
+
+    id: str
+    name: str
+    raw_arguments: str
+    arguments: dict[str, Any] | None
+    error: str | None = None
+    """Why the arguments could not be read (not JSON, not an object); sent back to the model."""
+
+
+def read_tool_calls(tool_calls: list[dict[str, Any]] | None, step: int) -> list[NativeCall]:
+    """The calls of one assistant reply, ids filled in (``call_<step>_<i>``) where the server sent none."""
+    calls: list[NativeCall] = []
+    for index, call in enumerate(tool_calls or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        function = function if isinstance(function, dict) else {}
+        name = str(function.get("name") or "").strip()
+        raw = function.get("arguments")
+        call_id = str(call.get("id") or f"call_{step}_{index}") if isinstance(call, dict) else f"call_{step}_{index}"
+        if isinstance(raw, dict):
+            calls.append(NativeCall(call_id, name, json.dumps(raw), dict(raw)))
+            continue
+        text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+        arguments: dict[str, Any] | None = None
+        error: str | None = None
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except ValueError as exc:
+            error = f"the arguments are not valid JSON ({exc}); send a JSON object"
+        else:
+            if isinstance(value, dict):
+                arguments = value
+            else:
+                error = f"the arguments must be a JSON object, got {type(value).__name__}"
+        calls.append(NativeCall(call_id, name, text, arguments, error))
+    return calls
+
+
+def assistant_tool_calls(calls: list[NativeCall]) -> list[dict[str, Any]]:
+    """The calls in the OpenAI wire shape for the assistant message sent back with the results."""
+    return [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.raw_arguments or "{}"}}
+        for call in calls
+    ]

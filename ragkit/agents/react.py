@@ -1,0 +1,362 @@
+"""The text ReAct protocol, for models without native tool calling (the local model).
+
+The model writes::
+
+    Thought: what to do next
+    Action: calculator
+    Action Input: {"expression": "2 + 2"}
+
+and generation stops at ``Observation:`` (a stop sequence); the agent runs
+the tool and sends the observation back. When it knows the answer it writes
+``Final Answer: ...``.
+
+Small models rarely follow a format exactly, so :func:`parse_react` accepts
+the variants people report in LangChain and LlamaIndex issues: markdown bold
+or code fences around the lines, ``Action 1:`` numbering, a JSON blob
+``{"action": ..., "action_input": ...}``, ``Action: tool[input]`` or
+``Action: tool(key="value")`` on one line, an input given as JSON, as a
+Python literal, as ``key=value`` pairs or as a bare string (for a tool with
+one parameter), text trailing after the input, and an observation the model
+invented itself (cut off). What it still cannot read comes back as a
+:class:`ReactStep` of kind ``"error"`` whose ``error`` says exactly what was
+wrong, for the one repair prompt (:func:`repair_prompt`). Nothing here raises
+on model output.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+STOP_SEQUENCES = ["Observation:", "\nObservation"]
+"""Where a ReAct generation stops: the agent writes the observation, not the model."""
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
+_BOLD = re.compile(r"(\*\*|__)([A-Za-z][A-Za-z0-9 ]{0,30}?:?)(\*\*|__)")
+_LABEL = r"(?:^|\n)[ \t>#*_-]*"
+_FINAL = re.compile(_LABEL + r"final[ \t_]*answer[ \t]*\d*[ \t]*[:：][ \t]*", re.IGNORECASE)
+_ACTION = re.compile(_LABEL + r"(?:action|tool(?:[ \t_]*name)?)[ \t]*#?\d*[ \t]*[:：][ \t]*", re.IGNORECASE)
+_INPUT = re.compile(
+    _LABEL
+    + r"(?:(?:action|tool)[ \t_]*#?\d*[ \t_]*)?(?:input|arguments?|args|params|parameters)[ \t]*\d*[ \t]*[:：][ \t]*",
+    re.IGNORECASE,
+)
+_THOUGHT = re.compile(_LABEL + r"thought[ \t]*\d*[ \t]*[:：][ \t]*", re.IGNORECASE)
+_OBSERVATION = re.compile(r"(?:^|\n)[ \t>#*_-]*observation[ \t]*\d*[ \t]*[:：]", re.IGNORECASE)
+_INLINE_CALL = re.compile(r"^([A-Za-z_][\w.-]*)\s*[\[(](.*)[\])]\s*$", re.DOTALL)
+_KEY_VALUE = re.compile(r"""([A-Za-z_]\w*)\s*[=:]\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,;\n]*)""")
+_STARTS_WITH_KEY = re.compile(r"^\s*[A-Za-z_]\w*\s*[=:]")
+_NAME_NOISE = re.compile(r"^(?:functions\.|tools?\.|the\s+)|(?:\s+tool)$", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class ReactStep:
+    """What one ReAct reply says: an action, a final answer, or an error to repair.
+
+    ``kind`` is ``"action"`` (``tool`` and ``tool_input`` set), ``"final"``
+    (``answer`` set) or ``"error"`` (``error`` says what was wrong).
+    ``tool_input`` is the raw input text; :func:`parse_arguments` turns it
+    into arguments once the tool, and so its parameters, are known.
+    """
+
+    kind: Literal["action", "final", "error"]
+    thought: str = ""
+    tool: str = ""
+    tool_input: str | None = None
+    answer: str = ""
+    error: str = ""
+    text: str = ""
+    """The reply as the model wrote it, up to an observation it invented (what goes back into the chat)."""
+    arguments: dict[str, Any] | None = field(default=None)
+    """Arguments already given as a JSON blob's ``action_input`` object, if so."""
+
+
+def strip_invented_observation(text: str) -> str:
+    """``text`` up to an ``Observation:`` line the model wrote itself (the agent writes observations)."""
+    match = _OBSERVATION.search(text)
+    return text[: match.start()] if match else text
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _FENCE.sub(lambda m: "\n" + m.group(1) + "\n", text)
+    text = text.replace("```", "")
+    return _BOLD.sub(lambda m: m.group(2), text)
+
+
+def _json_blob(text: str) -> dict[str, Any] | None:
+    """A LangChain-style ``{"action": ..., "action_input": ...}`` blob anywhere in ``text``."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text[match.start() :])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            name = value.get("action") or value.get("tool") or value.get("name") or value.get("function")
+            if isinstance(name, str) and name.strip():
+                return value
+    return None
+
+
+def parse_react(text: str) -> ReactStep:
+    """Read one ReAct reply; never raises. See the module docstring for the variants accepted."""
+    if not isinstance(text, str):
+        return ReactStep("error", error="the reply was empty", text="")
+    kept = strip_invented_observation(text).strip()
+    body = _normalise(kept)
+    if not body.strip():
+        return ReactStep("error", error="the reply was empty", text=kept)
+    thought = _thought(body)
+    final = _FINAL.search(body)
+    action = _ACTION.search(body)
+    if action is not None and final is not None and final.start() < action.start():
+        action = None  # the answer came first; an action after it is the model rambling on
+    if action is None:
+        blob = _json_blob(body)
+        if blob is not None and (final is None or body.find("{") < final.start()):
+            return _from_blob(blob, thought, kept)
+    if action is None:
+        if final is not None:
+            answer = _cut_labels(body[final.end() :]).strip()
+            if not answer:
+                return ReactStep("error", thought=thought, error="'Final Answer:' was empty", text=kept)
+            return ReactStep("final", thought=thought, answer=answer, text=kept)
+        return ReactStep(
+            "error",
+            thought=thought,
+            error="the reply had neither an 'Action:' line nor a 'Final Answer:' line",
+            text=kept,
+        )
+    line_end = body.find("\n", action.end())
+    name_text = (body[action.end() :] if line_end == -1 else body[action.end() : line_end]).strip()
+    rest = "" if line_end == -1 else body[line_end:]
+    inline = _INLINE_CALL.match(name_text)
+    tool_input: str | None
+    if inline is not None:
+        name_text, tool_input = inline.group(1), inline.group(2)
+    else:
+        found = _INPUT.search(rest)
+        if found is None and name_text.startswith("{"):
+            blob = _json_blob(name_text + rest)
+            if blob is not None:
+                return _from_blob(blob, thought, kept)
+        tool_input = _input_text(rest[found.end() :]) if found is not None else None
+    name = clean_tool_name(name_text)
+    if not name:
+        return ReactStep("error", thought=thought, error="'Action:' named no tool", text=kept)
+    return ReactStep("action", thought=thought, tool=name, tool_input=tool_input, text=kept)
+
+
+def _thought(body: str) -> str:
+    match = _THOUGHT.search(body)
+    start = match.end() if match else 0
+    stop = len(body)
+    for pattern in (_ACTION, _FINAL):
+        found = pattern.search(body, start)
+        if found is not None:
+            stop = min(stop, found.start())
+    thought = body[start:stop].strip()
+    if match is None and (stop == len(body) or "{" in thought):
+        # no Thought label: the text before the action (if any) is the thought, a JSON blob is not
+        thought = "" if "{" in thought else thought
+    return thought
+
+
+def _cut_labels(text: str) -> str:
+    """An answer up to a protocol line that follows it (``Thought:``, ``Action:`` ...)."""
+    stops = [m.start() for p in (_THOUGHT, _ACTION, _INPUT) for m in [p.search(text)] if m is not None]
+    return text[: min(stops)] if stops else text
+
+
+def _from_blob(blob: Mapping[str, Any], thought: str, text: str) -> ReactStep:
+    name = str(blob.get("action") or blob.get("tool") or blob.get("name") or blob.get("function") or "")
+    raw = blob.get("action_input", blob.get("arguments", blob.get("input", blob.get("parameters"))))
+    if clean_tool_name(name).lower().replace(" ", "_") in {"final_answer", "final"}:
+        answer = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+        if not answer or not answer.strip():
+            return ReactStep("error", thought=thought, error="the final answer was empty", text=text)
+        return ReactStep("final", thought=thought, answer=answer.strip(), text=text)
+    arguments = dict(raw) if isinstance(raw, Mapping) else None
+    tool_input = None if raw is None else (json.dumps(raw) if not isinstance(raw, str) else raw)
+    return ReactStep(
+        "action", thought=thought, tool=clean_tool_name(name), tool_input=tool_input, text=text, arguments=arguments
+    )
+
+
+def _input_text(text: str) -> str:
+    """The action input: a whole JSON value when it starts as one, else up to the next protocol line."""
+    text = text.strip()
+    if text.startswith(("{", "[")):
+        try:
+            _, end = json.JSONDecoder().raw_decode(text)
+            return text[:end]
+        except ValueError:
+            pass
+        closer = "}" if text.startswith("{") else "]"
+        depth_end = _balanced_end(text, text[0], closer)
+        if depth_end is not None:
+            return text[:depth_end]
+    text = _cut_labels(text)
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    return lines[0].strip()
+
+
+def _balanced_end(text: str, opener: str, closer: str) -> int | None:
+    depth = 0
+    quote: str | None = None
+    escaped = False
+    for index, char in enumerate(text):
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+            continue
+        if char in "\"'":
+            quote = char
+        elif char == opener:
+            depth += 1
+        elif char == closer:
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
+
+
+def clean_tool_name(name: str) -> str:
+    """A tool name as models write it, tidied: quotes, backticks, brackets, ``functions.`` and `` tool`` dropped."""
+    name = name.strip().strip("`'\"*[]()<>:.,; ").strip()
+    return _NAME_NOISE.sub("", name).strip().strip("`'\"*[]()<>:.,; ")
+
+
+def match_tool(name: str, names: Sequence[str]) -> str | None:
+    """The tool ``name`` means (exact, then case- and separator-insensitive), or ``None``."""
+    if name in names:
+        return name
+
+    def key(text: str) -> str:
+        return re.sub(r"[\s_-]+", "_", text.strip().lower())
+
+    for wanted in (key(name), key(name.split()[0]) if name.split() else ""):
+        for candidate in names:
+            if key(candidate) == wanted:
+                return candidate
+    return None
+
+
+def parse_arguments(tool_input: str | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments for a tool with JSON schema ``parameters`` from the raw action input.
+
+    Accepted, in order: a JSON object; a Python dict literal; ``key=value``
+    (or ``key: value``) pairs naming the tool's parameters; any other value
+    (a JSON or quoted string, a number, bare text) as the one argument of a
+    tool with one parameter (or one required parameter). Anything else
+    raises :class:`ValueError` with a message for the model.
+    """
+    properties = dict(parameters.get("properties") or {})
+    required = list(parameters.get("required") or [])
+    text = (tool_input or "").strip()
+    if text.lower() in {"", "none", "null", "{}", "n/a", "nothing"}:
+        if required:
+            raise ValueError(f"the Action Input is missing; this tool needs {', '.join(required)}")
+        return {}
+    for reader in (json.loads, ast.literal_eval):
+        try:
+            value = reader(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return _single(value, properties, required, text)
+    if text.startswith("{"):
+        raise ValueError(
+            f"the Action Input {text[:80]!r} starts like a JSON object but is not valid JSON (cut off?); "
+            'give the arguments as one JSON object, e.g. {"' + (next(iter(properties), "name")) + '": ...}'
+        )
+    pairs = _KEY_VALUE.findall(text)
+    if pairs and properties and all(key in properties for key, _ in pairs) and _STARTS_WITH_KEY.match(text):
+        return {key: _scalar(raw.strip()) for key, raw in pairs}
+    return _single(text.strip("`"), properties, required, text)
+
+
+def _single(value: Any, properties: Mapping[str, Any], required: Sequence[str], text: str) -> dict[str, Any]:
+    names = list(properties)
+    target = names[0] if len(names) == 1 else (required[0] if len(required) == 1 else None)
+    if target is None:
+        expected = ", ".join(names) or "none"
+        raise ValueError(
+            f"the Action Input {text[:80]!r} is not a JSON object; this tool takes several arguments ({expected}), "
+            'give them as JSON, e.g. {"' + (names[0] if names else "name") + '": ...}'
+        )
+    kind = (properties.get(target) or {}).get("type")
+    if kind == "string" and not isinstance(value, str):
+        value = text if isinstance(value, (list, dict)) else str(value)
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return {target: value}
+
+
+def _scalar(raw: str) -> Any:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return raw[1:-1]
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def tool_lines(specs: Sequence[Mapping[str, Any]]) -> str:
+    """The tools as the ReAct prompt lists them: name, description, arguments."""
+    lines = []
+    for spec in specs:
+        function = spec.get("function", spec)
+        params = function.get("parameters") or {}
+        required = set(params.get("required") or [])
+        args = ", ".join(
+            f"{name}: {(schema or {}).get('type', 'any')}{'' if name in required else ' (optional)'}"
+            for name, schema in (params.get("properties") or {}).items()
+        )
+        description = " ".join(str(function.get("description") or "").split())
+        lines.append(f"- {function['name']}({args}): {description}")
+    return "\n".join(lines)
+
+
+def system_prompt(specs: Sequence[Mapping[str, Any]], instructions: str) -> str:
+    """The ReAct system prompt: ``instructions``, the tools and the exact format."""
+    names = ", ".join(str(spec.get("function", spec)["name"]) for spec in specs) or "(none)"
+    return (
+        f"{instructions.strip()}\n\n"
+        f"You can use these tools:\n{tool_lines(specs)}\n\n"
+        "Answer in this format, one step at a time:\n"
+        "Thought: what you need to do next\n"
+        f"Action: the tool to use, one of [{names}]\n"
+        'Action Input: the tool\'s arguments as a JSON object, e.g. {"name": "value"}\n'
+        "Then stop: the Observation (the tool's result) will be given to you.\n"
+        "When you know the answer, write:\n"
+        "Thought: I know the answer\n"
+        "Final Answer: the answer, citing sources as [n] when observations number them"
+    )
+
+
+def repair_prompt(error: str, specs: Sequence[Mapping[str, Any]]) -> str:
+    """The one message sent after a malformed reply: what was wrong, and the expected format."""
+    names = ", ".join(str(spec.get("function", spec)["name"]) for spec in specs) or "(none)"
+    return (
+        f"Your last reply could not be used: {error}.\n"
+        "Reply again in exactly this format:\n"
+        "Thought: what you need to do next\n"
+        f"Action: one of [{names}]\n"
+        'Action Input: a JSON object of the arguments, e.g. {"name": "value"}\n'
+        "or, if you know the answer:\n"
+        "Thought: I know the answer\n"
+        "Final Answer: the answer"
+    )
