@@ -8,7 +8,9 @@
 * PostgreSQL connects with ``default_transaction_read_only=on`` and every
   query runs in a transaction opened with ``SET TRANSACTION READ ONLY`` and
   ``SET LOCAL statement_timeout``; the transaction is rolled back afterwards.
-  A ``postgresql://`` URL without a driver uses psycopg 3.
+  The query runs as a prepared statement, so a second statement (``COMMIT;
+  BEGIN READ WRITE; ...``) cannot ride along. A ``postgresql://`` URL
+  without a driver uses psycopg 3.
 * Other databases run in a transaction that is always rolled back (their
   read-only guarantee is the validator's alone).
 
@@ -195,29 +197,48 @@ class SQLExecutor:
         """
         text = sql.sql if isinstance(sql, ValidatedSQL) else sql
         started = time.perf_counter()
+        driver_error: type[Exception] = getattr(self.engine.dialect.loaded_dbapi, "Error", DBAPIError)
         try:
             with self.engine.connect() as connection:
                 raw = connection.connection.driver_connection
                 self._begin(connection, raw)
                 try:
-                    cursor = connection.exec_driver_sql(text)
-                    columns = list(cursor.keys()) if cursor.returns_rows else []
-                    fetched = cursor.fetchmany(self.max_rows + 1) if cursor.returns_rows else []
-                    cursor.close()
+                    columns, fetched = self._execute(connection, raw, text)
                 finally:
                     self._end(connection, raw)
         except DBAPIError as exc:
-            raise self._error(exc, time.perf_counter() - started) from None
+            raise self._error(exc.orig or exc, exc.connection_invalidated) from None
+        except driver_error as exc:  # raised by the driver's own cursor (PostgreSQL's prepared statements)
+            raise self._error(exc, False) from None
         except SQLAlchemyError as exc:
             raise SQLExecutionError(f"the query failed on {self.name}: {exc}") from None
         truncated = len(fetched) > self.max_rows
         rows = [[json_safe(value) for value in row] for row in fetched[: self.max_rows]]
         return QueryResult(text, [str(c) for c in columns], rows, truncated, time.perf_counter() - started)
 
+    def _execute(self, connection: sa.Connection, raw: Any, text: str) -> tuple[list[Any], list[Any]]:
+        if self.backend == "postgresql":
+            # a prepared statement (the extended protocol) holds exactly one statement: nothing can be stacked
+            # after the query to COMMIT the read-only transaction and BEGIN a read-write one
+            cursor = raw.cursor()
+            try:
+                cursor.execute(text, prepare=True)
+                columns = [d.name for d in cursor.description or []]
+                fetched = cursor.fetchmany(self.max_rows + 1) if cursor.description else []
+            finally:
+                cursor.close()
+            return columns, fetched
+        result = connection.exec_driver_sql(text)
+        columns = list(result.keys()) if result.returns_rows else []
+        rows = result.fetchmany(self.max_rows + 1) if result.returns_rows else []
+        result.close()
+        return columns, list(rows)
+
     def _begin(self, connection: sa.Connection, raw: Any) -> None:
         if self.backend == "postgresql":
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
+            connection.exec_driver_sql("SELECT 1")  # a query ran: the transaction can no longer be made read-write
         elif self.backend == "sqlite":
             deadline = time.monotonic() + self.timeout_s
             raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
@@ -229,13 +250,12 @@ class SQLExecutor:
             raw.set_authorizer(None)
         connection.rollback()
 
-    def _error(self, exc: DBAPIError, seconds: float) -> Exception:
-        original = exc.orig if exc.orig is not None else exc
+    def _error(self, original: BaseException, invalidated: bool) -> Exception:
         message = (str(original).strip().splitlines() or [type(original).__name__])[0]
         lowered = message.lower()
         if "interrupted" in lowered or "statement timeout" in lowered or "canceling statement" in lowered:
             return SQLTimeoutError(f"the query ran longer than {self.timeout_s:g} s on {self.name} and was cancelled")
-        if exc.connection_invalidated or (isinstance(exc, sa.exc.OperationalError) and _unreachable(lowered)):
+        if invalidated or _unreachable(lowered):
             return UnavailableError(f"database {self.name} cannot be reached: {message}")
         return SQLExecutionError(f"the query failed on {self.name}: {message}")
 
