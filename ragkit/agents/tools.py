@@ -251,8 +251,14 @@ class Tool(Component):
                 errors=[{"field": "", "problem": "not an object"}],
             )
         model = self._arguments()
+        # a null for an optional argument means "the default" (small models often send {"top_k": null})
+        given = {
+            key: value
+            for key, value in arguments.items()
+            if not (value is None and key in model.model_fields and not model.model_fields[key].is_required())
+        }
         try:
-            validated = model.model_validate(dict(arguments))
+            validated = model.model_validate(given)
         except ValidationError as exc:
             errors = _describe_errors(exc, model)
             shown = "; ".join(
@@ -372,6 +378,9 @@ class FunctionTool(Tool):
         )
         self._is_coroutine = _is_coroutine_callable(target)
         self._model = arguments_model_for(target, self.name)
+        # A decorated function announced as an entry point ("tool.weather" = "pkg:weather") is found by the
+        # registry as this object, which then builds the configured copies: see _configured.
+        self.from_config = self._configured  # type: ignore[method-assign]
 
     @property
     def is_async(self) -> bool:
@@ -390,9 +399,29 @@ class FunctionTool(Tool):
             return _as_output(await self.function(**arguments))
         return _as_output(await asyncio.to_thread(self.function, **arguments))
 
+    def _configured(self, config: Mapping[str, Any]) -> FunctionTool:
+        """A copy of this tool with the options in ``config`` (the registry's build of an entry-point tool)."""
+        options = {key: value for key, value in config.items() if key not in ("type", "function")}
+        params = {key: value for key, value in self._init_params.items() if key != "function"}
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            raise ConfigError(
+                f"tool {self.component_type!r}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(params)}"
+            )
+        copy = FunctionTool(self.function, **{**params, **options})
+        copy.component_type = self.component_type  # type: ignore[misc]
+        return copy
+
     def to_config(self) -> dict[str, Any]:
-        """The config, with the function as its import path when it has one."""
+        """The config, with the function as its import path when it has one.
+
+        A tool from an entry point (its type is not ``python``) leaves the
+        function out: its type names it.
+        """
         config = super().to_config()
+        if self.component_type != "python":
+            config.pop("function", None)
+            return config
         function = config.get("function")
         if callable(function):
             path = _import_path(function)

@@ -449,3 +449,40 @@ def test_finished_calls_leave_no_threads_behind():
     for _ in range(100):
         assert fast.call({}).data == 1
     assert threading.active_count() <= before + 1
+
+
+def test_a_decorated_function_is_found_through_a_real_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "ragkit_test_fn_tools.py").write_text(
+        "from ragkit.agents.tools import tool\n\n"
+        "@tool(timeout_s=3)\n"
+        "def initials(name: str, dots: bool = True) -> str:\n"
+        '    """The initials of a name."""\n'
+        '    return (". " if dots else "").join(part[0] for part in name.split()) + ("." if dots else "")\n',
+        encoding="utf-8",
+    )
+    info = tmp_path / "ragkit_test_fn_tools-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: ragkit-test-fn-tools\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(
+        "[ragkit.components]\ntool.initials = ragkit_test_fn_tools:initials\n", encoding="utf-8"
+    )
+    monkeypatch.setitem(registry._registry, ("tool", "initials"), None)
+    monkeypatch.delitem(registry._registry, ("tool", "initials"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plain, named = build_tools(["initials", {"type": "initials", "name": "abbreviate", "max_retries": 0}])
+    assert plain.call({"name": "Ada Lovelace"}).content == "A. L."
+    assert (named.name, named.max_retries, named.timeout_s) == ("abbreviate", 0, 3.0)
+    config = named.to_config()
+    assert config["type"] == "initials" and "function" not in config
+    assert build_tools([config])[0].to_config() == config
+    with pytest.raises(ConfigError, match="unknown option"):
+        build_tools([{"type": "initials", "colour": "red"}])
+
+
+def test_null_for_an_optional_argument_means_its_default():
+    out = weather.call({"place": {"city": "Nice"}, "days": None, "unit": None})
+    assert out.data["days"] == 1 and out.data["unit"] == "celsius"
+    with pytest.raises(ToolArgumentsError, match="place: input should be a valid dictionary"):
+        weather.call({"place": None})
