@@ -420,6 +420,11 @@ class Router:
                 raise
             return None, entry
         entry["seconds"] = round(time.perf_counter() - started, 6)
+        failed = getattr(answer, "error", None)  # an answer that reports its own failure (the SQL engine's)
+        if isinstance(failed, str) and failed:
+            entry["error"] = failed
+            if tolerate:
+                return None, entry
         entry["citations"] = len(answer.citations)
         sql = getattr(answer, "sql", None)
         if isinstance(sql, str):

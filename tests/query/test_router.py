@@ -250,13 +250,89 @@ def test_merge_answers_of_plain_objects():
     assert [(c.number, c.source) for c in citations] == [(1, "a.md"), (2, "b.md"), (3, "sqlite:t")]
 
 
-def test_the_router_recipe_loads(fake, docs, tmp_path):
+# -- the real text-to-SQL engine (ragkit-sql) ------------------------------------------------------------
+
+SQL_REPLY = "```sql\nSELECT id, customer, total FROM orders WHERE customer = 'ACME' ORDER BY id\n```"
+
+
+def _script_engine(fake: FakeOpenAIServer, route: str) -> Any:
+    """Scripted replies for every prompt the router, the RAG pipeline and the SQL engine send."""
+
+    def reply(messages: list[dict[str, Any]]) -> str:
+        text = " ".join(str(m.get("content") or "") for m in messages)
+        if CLASSIFY in text:
+            return route
+        if "You translate questions into one" in text:
+            return SQL_REPLY
+        if "using only the result" in text:
+            return "ACME placed 2 orders [1][2]."
+        return "Goods may be returned within 30 days [1]."
+
+    return fake.reset(reply=reply)
+
+
+def _engine(fake: FakeOpenAIServer, database: Path) -> Any:
+    pytest.importorskip("ragkit_sql")
+    from ragkit import registry
+
+    config = {"type": "sqlalchemy", "database": f"sqlite:///{database}", "generator": _generator(fake)}
+    return registry.build("sql_engine", config)
+
+
+def test_both_with_the_real_sql_engine_on_sqlite(fake, docs, database):
+    _script_engine(fake, "both")
+    engine = _engine(fake, database)
+    try:
+        assert isinstance(engine, Answerer)
+        pipeline = RagPipeline(PipelineConfig(generator=_generator(fake)), name="basic")
+        router = Router(PipelineAnswerer(pipeline, docs), engine, generator=_generator(fake))
+        answer = router.ask("How many orders did ACME place, and what is the refund policy?")
+    finally:
+        engine.close()
+    assert answer.route == "both"
+    assert answer.answers["sql"].rows == [[1, "ACME", 10.0], [3, "ACME", 7.5]]
+    n = len(answer.answers["vector"].citations)
+    sql_citations = answer.citations[n:]
+    assert [c.number for c in answer.citations] == list(range(1, n + 3))
+    assert [c.quote for c in sql_citations] and all(c.source.startswith("sql:") for c in sql_citations)
+    assert answer.text.endswith(f"ACME placed 2 orders [{n + 1}][{n + 2}].")
+    assert answer.trace[2]["step"] == "sql" and "FROM orders" in answer.trace[2]["sql"] and answer.trace[2]["rows"] == 2
+
+
+def test_a_failed_sql_answer_leaves_the_documents_to_answer(fake, docs, database):
+    state = _script_engine(fake, "both")
+    state.reply = lambda messages: (
+        "both" if CLASSIFY in str(messages) else "DROP TABLE orders" if "translate" in str(messages) else "See [1]."
+    )
+    engine = _engine(fake, database)
+    try:
+        pipeline = RagPipeline(PipelineConfig(generator=_generator(fake)), name="basic")
+        answer = Router(PipelineAnswerer(pipeline, docs), engine, generator=_generator(fake)).ask("Orders?")
+    finally:
+        engine.close()
+    assert set(answer.answers) == {"vector"} and answer.trace[2]["error"]  # refused SQL, never run
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 3
+
+
+def test_the_router_recipe_loads(fake, docs, database, tmp_path):
     data = yaml.safe_load(find_recipe("router").read_text(encoding="utf-8"))
     section = data["router"]
     assert section["vector"]["collection"] and section["sql"]["type"] == "sqlalchemy"
+    pytest.importorskip("ragkit_sql")
     recipe = tmp_path / "router.yaml"
-    section = {**section, "sql": None, "mode": "rules", "vector": {**section["vector"], "collection": "docs"}}
-    section.pop("sql")
+    section = {
+        **section,
+        "mode": "rules",
+        "vector": {**section["vector"], "collection": "docs"},
+        "sql": {**section["sql"], "database": f"sqlite:///{database}", "generator": _generator(fake)},
+    }
     recipe.write_text(yaml.safe_dump({"router": section}), encoding="utf-8")
+    _script_engine(fake, "unused")
     router = load_router(str(recipe), store_dir=docs.folder.parent.parent)
-    assert isinstance(router.vector, PipelineAnswerer) and router.sql is None and router.mode == "rules"
+    try:
+        assert isinstance(router.vector, PipelineAnswerer) and router.mode == "rules"
+        answer = router.ask("How many orders did ACME place?")
+    finally:
+        router.sql.close()  # type: ignore[union-attr]
+    assert answer.route == "sql" and answer.answers["sql"].rows == [[1, "ACME", 10.0], [3, "ACME", 7.5]]
