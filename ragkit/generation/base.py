@@ -182,6 +182,8 @@ class BaseGenerator(Component):
     """
 
     default_options: GenerationOptions = GenerationOptions(max_tokens=256, temperature=0.0)
+    supports_tools: bool = False
+    """Whether the model takes ``GenerationOptions.tools`` and answers with tool calls (agents use ReAct if not)."""
 
     @property
     def model_name(self) -> str:

@@ -11,7 +11,9 @@ TGI server, it speaks both APIs:
   ``chat.completion.chunk`` events with a usage chunk and ``data: [DONE]``.
   It echoes the last user message (``"Echo: ..."``) or a scripted
   ``reply``, word by word, honours ``max_tokens`` (one word is one token)
-  and ``stop``, and answers with a tool call on request.
+  and ``stop``, and answers with a tool call on request. ``script`` is a
+  queue of replies for multi-turn tests (agents): each request takes the
+  next text or tool-call reply (several calls at once for parallel calls).
 * ``POST /v1/embeddings``: vectors from ``embed`` (by default a seeded
   bag-of-words hashing of :data:`FAKE_DIMENSION` dimensions, no model), in
   OpenAI's response shape (rows out of order, by ``index``; ``dimensions``
@@ -102,6 +104,10 @@ class FakeState:
     for TGI) that writes it; ``None``: ``"Echo: <last user message>"`` (chat) or :data:`FAKE_ANSWER` (TGI)."""
     tool_call: dict[str, Any] | None = None
     """Answer requests that offer tools with this call (``{"name": ..., "arguments": ...}``) instead of text."""
+    script: list[str | dict[str, Any]] = field(default_factory=list)
+    """Chat: a queue of replies, one taken per request before any other knob: a text, or
+    ``{"tool_calls": [{"name": ..., "arguments": {...} or "json text", "id": optional}, ...], "content": optional}``
+    (several calls: parallel tool calls). When it is empty, ``tool_call`` / ``reply`` / the echo answer."""
     embed: Callable[[list[str]], Any] = hashed_embedding
     """Texts to vectors for ``/v1/embeddings``."""
     scale: float = 1.0
@@ -332,9 +338,13 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages") or []
         if not messages:
             return self._error(400, "messages must not be empty")
-        if state.tool_call is not None and body.get("tools"):
+        with state.lock:
+            scripted = state.script.pop(0) if state.script else None
+        if isinstance(scripted, dict):
+            return self._tool_calls(body, scripted.get("tool_calls") or [], scripted.get("content"))
+        if scripted is None and state.tool_call is not None and body.get("tools"):
             return self._tool_call(body)
-        pieces, finish = self._chat_answer(body, messages)
+        pieces, finish = self._chat_answer(body, messages, scripted)
         usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
         if not body.get("stream"):
             message = {"role": "assistant", "content": "".join(pieces)}
@@ -346,8 +356,12 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(_chunk(None, None, usage))
         return self._chat_stream(chunks)
 
-    def _chat_answer(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[list[str], str]:
-        if callable(self.state.reply):
+    def _chat_answer(
+        self, body: dict[str, Any], messages: list[dict[str, Any]], scripted: str | None = None
+    ) -> tuple[list[str], str]:
+        if scripted is not None:
+            text = scripted
+        elif callable(self.state.reply):
             text = self.state.reply(messages)
         elif self.state.reply is not None:
             text = self.state.reply
@@ -382,6 +396,40 @@ class _Handler(BaseHTTPRequestHandler):
             _chunk({}, "tool_calls"),
             _chunk(None, None, usage),
         ]
+        return self._chat_stream(chunks)
+
+    def _tool_calls(self, body: dict[str, Any], calls: list[dict[str, Any]], content: str | None) -> None:
+        """A scripted reply with tool calls (several: parallel calls), whole or streamed in fragments."""
+        wire: list[dict[str, Any]] = []
+        for i, call in enumerate(calls):
+            arguments = call.get("arguments", {})
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            call_id = str(call.get("id") or f"call_{len(self.state.requests)}_{i}")
+            wire.append({"id": call_id, "type": "function", "function": {"name": call["name"], "arguments": text}})
+        finish = "tool_calls" if wire else "stop"
+        usage = {
+            "prompt_tokens": 20,
+            "completion_tokens": 7 * max(1, len(wire)),
+            "total_tokens": 20 + 7 * max(1, len(wire)),
+        }
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": content, "tool_calls": wire or None}
+            return self._send_json(200, _completion(message, finish, usage))
+        chunks = [_chunk({"role": "assistant", "content": content}, None)]
+        for i, call in enumerate(wire):
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            first = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            chunks.append(_chunk({"tool_calls": [first]}, None))
+            chunks.append(_chunk({"tool_calls": [{"index": i, "function": {"arguments": arguments[:half]}}]}, None))
+            chunks.append(_chunk({"tool_calls": [{"index": i, "function": {"arguments": arguments[half:]}}]}, None))
+        chunks.append(_chunk({}, finish))
+        chunks.append(_chunk(None, None, usage))
         return self._chat_stream(chunks)
 
     def _chat_stream(self, chunks: list[str]) -> None:

@@ -87,6 +87,9 @@ class OpenAIChatGenerator(OpenAIConnected, BaseGenerator):
 
     """
 
+    supports_tools = True
+    """OpenAI-compatible servers take tool definitions and answer with ``tool_calls`` (native agent tool calling)."""
+
     def __init__(
         self,
         model: str,
