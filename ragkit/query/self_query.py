@@ -41,7 +41,17 @@ if TYPE_CHECKING:
     from ragkit.collection import Collection
 
 StructuredMode = Literal["auto", "tool", "json"]
-HIDDEN_FIELDS = ("document_id", "item", "row")
+HIDDEN_FIELDS = (
+    "document_id",
+    "chunk_index",
+    "chunk_header",
+    "encoding",
+    "item",
+    "line",
+    "record_id",
+    "row",
+    "uri",
+)
 """Fields ragkit sets for its own bookkeeping; not shown to the model unless named in ``fields``."""
 OPERATORS: dict[str, str] = {
     "$eq": 'equals (or write the value directly: {"field": value})',
@@ -83,7 +93,8 @@ def collection_fields(
     its in-memory filter columns) answers exactly; another (Milvus) names
     its fields through ``metadata_fields()`` and the kinds and examples are
     read from its first :data:`SAMPLE_CHUNKS` chunks. ``fields`` limits the
-    result to those names (default: every field but :data:`HIDDEN_FIELDS`).
+    result to those names (default: every field but :data:`HIDDEN_FIELDS`,
+    ragkit's bookkeeping: ``document_id``, ``chunk_index``, ``line``, ``row`` ...).
     Fields holding only lists or objects are left out: no filter compares them.
     """
     store: Any = collection.store
@@ -251,8 +262,8 @@ class SelfQueryTransform(QueryTransformStage):
         generator: The generator config (default: the pipeline's).
         structured: ``tool`` (a forced tool call), ``json`` (the prompt asks for JSON text), or ``auto``
             (a tool call, and JSON text for a generator that refuses tools).
-        fields: The metadata fields the model may filter on (default: every field but ``document_id``,
-            ``item`` and ``row``).
+        fields: The metadata fields the model may filter on (default: every field but the bookkeeping
+            ones of :data:`HIDDEN_FIELDS`).
         examples: Example values shown per field.
         max_tokens: The answer's token cap.
         timeout: Seconds one call may take; ``None``: no limit.

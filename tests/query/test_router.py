@@ -2,10 +2,12 @@
 
 The classifying and answering model is the real OpenAI client talking to the
 wire-protocol FAKE server (:mod:`ragkit.testing.fake_openai`) with scripted
-replies. The SQL side is :class:`SqliteAnswererDouble`, a TEST DOUBLE of the
-text-to-SQL engine (``ragkit-sql``): it runs one fixed SQL statement on a real
-SQLite file and cites the rows, implementing the core's ``Answerer`` protocol
-the same way the engine does.
+replies. The SQL side is the real text-to-SQL engine of ``ragkit-sql`` in the
+tests at the end; the routing tests before them use
+:class:`SqliteAnswererDouble`, a TEST DOUBLE of that engine: it runs one fixed
+SQL statement on a real SQLite file and cites the rows, implementing the core's
+``Answerer`` protocol the same way the engine does, so each test scripts one
+model reply less.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def _notes(result) -> list[str]:
 def test_the_schema_the_model_sees_comes_from_the_store(papers, fake):
     fields = collection_fields(papers)
     assert {"year", "category", "author", "source"} <= set(fields)
-    assert not {"document_id", "row"} & set(fields)
+    assert not {"document_id", "chunk_index", "line", "encoding", "uri"} & set(fields)  # bookkeeping
     assert fields["year"].kinds == ("number",) and 2021 in fields["year"].examples
     assert fields["category"].examples[0] == "retrieval"  # the most common value first
     state = _script(fake, {"query": "retrieval", "filters": {}})
