@@ -121,7 +121,7 @@ def _readonly_sqlite_url(url: sa.URL) -> sa.URL:
 
 
 class SQLExecutor:
-    """Runs SQL read-only on the database at ``url`` (any SQLAlchemy URL).
+    """Runs SQL read-only on the database at ``url`` (any SQLAlchemy URL, or the path of a SQLite file).
 
     ``max_rows`` caps the rows fetched (the rest are left unread and
     ``truncated`` is set); ``timeout_s`` bounds each statement.
@@ -132,6 +132,8 @@ class SQLExecutor:
             raise ConfigError(f"max_rows must be at least 1, got {max_rows}")
         if timeout_s <= 0:
             raise ConfigError(f"timeout_s must be positive, got {timeout_s}")
+        if "://" not in url and Path(url).expanduser().is_file():  # a SQLite file given by its path
+            url = f"sqlite:///{Path(url).expanduser().resolve()}"
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
