@@ -195,3 +195,20 @@ def test_the_local_model_gives_a_filter_or_a_recorded_fallback(tmp_path):
     assert entry.calls and entry.calls[-1].completion_tokens <= 48
     if any(n.startswith("rejected: ") for n in entry.notes):
         assert len(result.hits) == len(RECORDS)
+
+
+def test_answers_are_cached_and_the_async_path_filters_too(papers, fake):
+    import asyncio
+
+    state = _script(fake, {"query": "retrieval", "filters": {"author": "Jones"}})
+    generator = {"type": "openai", "model": "fake-model", "base_url": fake.v1, "max_retries": 0}
+    pipeline = QueryPipeline.from_configs(
+        [{"type": "self-query"}, {"type": "dense", "top_k": 6}], top_k=6, context=PipelineContext(generator)
+    )
+    question = f"papers by Jones ({papers.store.__class__.__name__})"
+    first = asyncio.run(pipeline.asearch(question, papers))
+    second = pipeline.search(question, papers)
+    assert [m["author"] for m in _metadata(first)] == ["Jones"] == [m["author"] for m in _metadata(second)]
+    assert len(state.on("/v1/chat/completions")) == 1  # the second answer came from the cache
+    entry = next(t for t in second.trace if t.stage == "self-query")
+    assert entry.calls[0].cached
