@@ -32,6 +32,7 @@ from ragkit.service.errors import http_error_handler, ragkit_error_handler, vali
 from ragkit.service.logs import configure_logging
 from ragkit.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from ragkit.service.routes import ask, collections, conversations, evaluations, health, openai
+from ragkit.service.routes import sql as sql_routes
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.state import ServiceState
 
@@ -91,6 +92,7 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for module in (collections, ask, conversations, evaluations, openai, health):
         app.include_router(module.router)
+    app.include_router(sql_routes.router)
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and _UPLOAD_PATH.match(path):
