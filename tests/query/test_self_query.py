@@ -212,3 +212,17 @@ def test_answers_are_cached_and_the_async_path_filters_too(papers, fake):
     assert len(state.on("/v1/chat/completions")) == 1  # the second answer came from the cache
     entry = next(t for t in second.trace if t.stage == "self-query")
     assert entry.calls[0].cached
+
+
+def test_the_stage_config_round_trips_and_bad_options_fail_when_built():
+    from ragkit.errors import ConfigError
+    from ragkit.query.stages import build_stage
+
+    stage = build_stage({"type": "self-query", "structured": "json", "fields": ["year"], "name": "sq"})
+    assert build_stage(stage.to_config()).to_config() == stage.to_config()
+    with pytest.raises(ConfigError, match="'structured' must be auto, tool or json"):
+        build_stage({"type": "self-query", "structured": "xml"})
+    with pytest.raises(ConfigError, match=r"must contain the \{question\} placeholder"):
+        build_stage({"type": "self-query", "prompt": "only {schema}"})
+    with pytest.raises(ConfigError, match="'fields' must be a list of field names"):
+        build_stage({"type": "self-query", "fields": "year"})
