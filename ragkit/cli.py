@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from ragkit.agents.cli import agent as agent_command
 from ragkit.cli_support import CommandGroup, refuse_flag_values, run_action
 from ragkit.rerank_cli import rerank_app
 from ragkit.sql_cli import sql_command
@@ -45,6 +46,7 @@ collections_app = typer.Typer(
 )
 app.add_typer(collections_app, name="collections")
 app.add_typer(rerank_app, name="rerank")
+app.command("agent")(agent_command)
 app.command("sql")(sql_command)
 
 T = TypeVar("T")

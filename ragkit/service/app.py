@@ -31,7 +31,7 @@ from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.errors import http_error_handler, ragkit_error_handler, validation_error_handler
 from ragkit.service.logs import configure_logging
 from ragkit.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from ragkit.service.routes import ask, collections, conversations, evaluations, health, openai
+from ragkit.service.routes import agents, ask, collections, conversations, evaluations, health, openai
 from ragkit.service.routes import sql as sql_routes
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.state import ServiceState
@@ -90,7 +90,7 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
     app.add_exception_handler(RagkitError, ragkit_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    for module in (collections, ask, conversations, evaluations, openai, health):
+    for module in (collections, ask, conversations, evaluations, openai, agents, health):
         app.include_router(module.router)
     app.include_router(sql_routes.router)
 
