@@ -114,7 +114,11 @@ def _readonly_sqlite_url(url: sa.URL) -> sa.URL:
     if not database or database == ":memory:" or "mode=memory" in database:
         raise ConfigError("an in-memory SQLite database has no tables to ask about: give a database file")
     path = database.removeprefix("file:").split("?")[0]
-    if not Path(path).is_file():
+    try:
+        found = Path(path).is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long
+        found = False
+    if not found:
         raise NotFoundError(f"SQLite database {path} does not exist")
     absolute = str(Path(path).resolve())
     return make_url(f"sqlite+pysqlite:///file:{quote(absolute)}?mode=ro&uri=true")
@@ -132,11 +136,11 @@ class SQLExecutor:
             raise ConfigError(f"max_rows must be at least 1, got {max_rows}")
         if timeout_s <= 0:
             raise ConfigError(f"timeout_s must be positive, got {timeout_s}")
-        if "://" not in url and Path(url).expanduser().is_file():  # a SQLite file given by its path
-            url = f"sqlite:///{Path(url).expanduser().resolve()}"
         try:
+            if "://" not in url and Path(url).expanduser().is_file():  # a SQLite file given by its path
+                url = f"sqlite:///{Path(url).expanduser().resolve()}"
             parsed = make_url(url)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError, OSError) as exc:
             raise ConfigError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from None
         self.url = url
         self.max_rows = max_rows
