@@ -1,0 +1,110 @@
+"""The text-to-SQL benchmark script without a model: its arguments and the report from saved answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "evaluation" / "benchmarks"
+
+
+def _bench() -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("sql_bench_under_test", BENCH / "sql_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sql_bench = _bench()
+
+
+def test_arguments_default_to_all_systems_and_the_qwen_model() -> None:
+    args = sql_bench.parse_args([])
+    assert args.systems.split(",") == ["ragkit", "langchain", "llamaindex"]
+    assert args.models == "qwen-0.5b"
+    assert args.limit is None and not args.resume and not args.report
+    args = sql_bench.parse_args(["--models", "smollm2,qwen-1.5b", "--systems", "ragkit", "--limit", "5", "--resume"])
+    assert (args.models, args.systems, args.limit, args.resume) == ("smollm2,qwen-1.5b", "ragkit", 5, True)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--systems", "ragkit,haystack"], "haystack"),
+        (["--models", "gpt-5"], "gpt-5"),
+        (["--systems", ""], "(none given)"),
+        (["--limit", "0"], "--limit"),
+    ],
+)
+def test_bad_arguments_stop_with_what_is_wrong(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        sql_bench.parse_args(argv)
+    assert stopped.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def _answer(qid: str, kind: str, correct: bool, valid: bool = True, refused: bool = False, seconds: float = 2.0) -> str:
+    row = {
+        "id": qid,
+        "kind": kind,
+        "question": "?",
+        "sql": None if refused else "SELECT 1",
+        "text": "",
+        "refused": refused,
+        "error": "",
+        "valid": valid,
+        "correct": correct,
+        "rows": 1,
+        "seconds": seconds,
+        "calls": 1,
+        "prompt_tokens": 100,
+        "completion_tokens": 20,
+    }
+    return json.dumps(row) + "\n"
+
+
+def test_report_compares_systems_on_the_questions_all_answered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "qwen-0.5b"
+    model.mkdir()
+    (model / "summary.json").write_text(json.dumps({"model_name": "qwen2.5-coder-0.5b-instruct"}), encoding="utf-8")
+    # ragkit answered q01-q03 (2 right), langchain q01-q02 (1 right, 1 refused): compared on q01-q02
+    (model / "ragkit.jsonl").write_text(
+        _answer("q01", "count", True) + _answer("q02", "count", True) + _answer("q03", "count", False),
+        encoding="utf-8",
+    )
+    (model / "langchain.jsonl").write_text(
+        _answer("q01", "count", True, seconds=4.0) + _answer("q02", "count", False, False, True, seconds=4.0),
+        encoding="utf-8",
+    )
+    out = tmp_path / "sql.json"
+    assert sql_bench.main(["--report", "--work", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    m = data["models"]["qwen-0.5b"]
+    assert m["compared_on"] == 2
+    ragkit = m["systems"]["ragkit"]
+    assert (ragkit["accuracy"], ragkit["answered_in_all"], ragkit["refusals"]) == (1.0, 3, 0)
+    assert m["systems"]["langchain"]["accuracy"] == 0.5
+    assert m["systems"]["langchain"]["valid_sql"] == 0.5
+    assert m["systems"]["langchain"]["refusals"] == 1
+    assert "llamaindex" not in m["systems"]  # never run: no row
+    lines = [line for line in printed.splitlines() if line.startswith("| qwen2.5-coder")]
+    assert lines[0].startswith("| qwen2.5-coder-0.5b-instruct | ragkit | 2 (of 3 answered) | 1.000 |")
+    assert "| 0.50x | 2.00x |" in lines[1]  # half ragkit's accuracy, twice its seconds
+    assert "| count | 2 | 1.00 | 0.50 |" in printed
+
+
+def test_report_with_nothing_saved_prints_an_empty_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sql_bench.main(["--report", "--work", str(tmp_path), "--out", str(tmp_path / "o.json")]) == 0
+    assert json.loads((tmp_path / "o.json").read_text(encoding="utf-8"))["models"] == {}
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the header and its rule only
