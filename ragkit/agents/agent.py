@@ -160,9 +160,10 @@ class Agent(Component):
         if max_seconds is not None and (not isinstance(max_seconds, (int, float)) or max_seconds <= 0):
             raise ConfigError(f"agent option 'max_seconds': expected a positive number or null, got {max_seconds!r}")
         if isinstance(generator, Mapping) or generator is None:
-            from ragkit import registry
+            from ragkit.generation.shared import shared_generator
 
-            self.generator: Generator = registry.build("generator", dict(generator or {"type": "transformers"}))
+            # one model per config per process, shared with the pipelines that use the same config
+            self.generator: Generator = shared_generator(dict(generator or {"type": "transformers"}))
         else:
             self.generator = generator
         self.tools: list[Tool] = build_tools(list(tools))
