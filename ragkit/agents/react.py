@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+_MAX_BLOB_TRIES = 32
 STOP_SEQUENCES = ["Observation:", "\nObservation"]
 """Where a ReAct generation stops: the agent writes the observation, not the model."""
 
@@ -91,7 +92,9 @@ def _normalise(text: str) -> str:
 def _json_blob(text: str) -> dict[str, Any] | None:
     """A LangChain-style ``{"action": ..., "action_input": ...}`` blob anywhere in ``text``."""
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    for tried, match in enumerate(re.finditer(r"\{", text)):
+        if tried >= _MAX_BLOB_TRIES:  # bounded work on a pathological reply full of braces
+            break
         try:
             value, _ = decoder.raw_decode(text[match.start() :])
         except ValueError:

@@ -228,3 +228,52 @@ def test_generation_stops_at_observation():
     options = generator.calls[0][1]
     assert options is not None and "Observation:" in (options.stop or [])
     assert options.tools is None  # the text protocol sends no tool definitions
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(
+    [
+        "Thought:",
+        "Action:",
+        "Action Input:",
+        "Final Answer:",
+        "Observation:",
+        "```",
+        "{",
+        "}",
+        '"',
+        "'",
+        "=",
+        "\n",
+        "calculator",
+        "lookup",
+        "[",
+        "]",
+        "(",
+        ")",
+        "**",
+        "2 + 2",
+        "expression",
+        ":",
+        ",",
+        " ",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=30).map("".join))
+def test_no_reply_crashes_the_parser(reply):
+    parsed = parse_react(reply)
+    assert parsed.kind in {"action", "final", "error"}
+    if parsed.kind == "action":
+        name = match_tool(parsed.tool, list(TOOLS))
+        if name is not None and parsed.arguments is None:
+            try:
+                parse_arguments(parsed.tool_input, TOOLS[name].parameters)
+            except ValueError as exc:
+                assert str(exc)
+    elif parsed.kind == "error":
+        assert parsed.error
