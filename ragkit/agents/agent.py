@@ -261,6 +261,18 @@ class Agent(Component):
 
     # -- helpers used by a run ----------------------------------------------------------
 
+    def fingerprint(self) -> str:
+        """A digest of what makes this agent this agent (model, mode, instructions, tool definitions), for states."""
+        import hashlib
+
+        identity = {
+            "model": str(getattr(self.generator, "model_name", "")),
+            "mode": self.mode,
+            "system_prompt": self.system_prompt,
+            "tools": [(t.spec(), t.requires_approval) for t in self.tools],
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
     def tool(self, name: str) -> Tool | None:
         """The tool called ``name``, or ``None``."""
         return self._by_name.get(name)
@@ -340,6 +352,8 @@ class _Run:
         names = sorted(payload.get("tools") or [])
         if names != sorted(agent._by_name):
             raise InputError(f"agent state: made by an agent with other tools ({', '.join(names) or 'none'})")
+        if payload.get("agent") != agent.fingerprint():
+            raise InputError("agent state: made by another agent (its model, tools or instructions differ)")
         run = cls(agent, str(payload["question"]), payload["mode"])
         run.messages = [Message.from_dict(m) for m in payload["messages"]]
         run.steps = [AgentStep.from_dict(s) for s in payload["steps"]]
@@ -743,6 +757,7 @@ class _Run:
 
     def _pause(self, step: AgentStep, waiting: list[ToolCallRecord]) -> Iterator[AgentEvent]:
         payload = {
+            "agent": self.agent.fingerprint(),
             "question": self.question,
             "mode": self.mode,
             "tools": sorted(self.agent._by_name),

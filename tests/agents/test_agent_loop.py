@@ -173,3 +173,15 @@ def test_history_dicts_are_accepted():
     Agent(generator=generator, tools=[echo]).run("Me again", history=history)
     roles = [m.role for m in generator.calls[0][0]]
     assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_a_state_resumes_only_the_agent_that_made_it():
+    @tool(requires_approval=True)
+    def wipe(target: str) -> str:
+        """Wipe a target."""
+        return "wiped"
+
+    paused = Agent(generator=ScriptedGenerator(['Action: wipe\nAction Input: "x"']), tools=[wipe], secret="k").run("q")
+    other = Agent(generator=ScriptedGenerator(), tools=[wipe], secret="k", system_prompt="Be someone else.")
+    with pytest.raises(InputError, match="made by another agent"):
+        other.resume(paused.state or "", {paused.pending[0].id: "approve"})

@@ -115,8 +115,11 @@ async def run_agent(
         raise InputError("agent run: 'state' needs 'decisions' (one per pending call id)")
     if not resume and not (body.question or "").strip():
         raise InputError("agent run: 'question' is required (or 'state' and 'decisions' to resume)")
+    turns = body.history or []
+    if any(not isinstance(m.get("role"), str) or m["role"] not in ("user", "assistant") for m in turns):
+        raise InputError("agent run: each 'history' turn needs a 'role' of 'user' or 'assistant' and a 'content'")
     try:
-        history = [Message.from_dict(m) for m in body.history or []]
+        history = [Message.from_dict(m) for m in turns]
     except (KeyError, TypeError) as exc:
         raise InputError(f"agent run: each 'history' turn needs 'role' and 'content' ({exc})") from None
     slots = state.ask_slots()
