@@ -309,7 +309,8 @@ class SQLValidator:
             why = self._forbidden_reason(node)
             if why is not None:
                 kind = type(node).__name__.upper()
-                raise SQLValidationError("write" if kind != "LOCK" else "lock", f"{kind} inside the query: {why}")
+                reason = {"LOCK": "lock", "PLACEHOLDER": "parameter", "PARAMETER": "parameter"}.get(kind, "write")
+                raise SQLValidationError(reason, f"{kind} inside the query: {why}")
             if isinstance(node, (exp.DDL, exp.DML)):
                 raise SQLValidationError("write", f"{type(node).__name__.upper()} inside the query writes data")
 
@@ -330,11 +331,41 @@ class SQLValidator:
                             "function", f"{node.sql_name().lower()}() with a length over {_MAX_REPEAT}"
                         )
 
-    def _cte_names(self, statement: exp.Expression) -> set[str]:
-        return {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+    @staticmethod
+    def _is_cte_reference(table: exp.Table) -> bool:
+        """Whether ``table`` names a CTE in scope, not a real table.
+
+        Conservative, as databases resolve names: inside a CTE's own body only
+        the CTEs defined before it are visible (and itself under ``WITH
+        RECURSIVE``), so ``WITH t AS (SELECT * FROM t)`` reads the real ``t``.
+        """
+        if table.db or table.catalog:
+            return False
+        name = table.name.lower()
+        child: exp.Expr = table
+        node = table.parent
+        while node is not None:
+            if isinstance(node, exp.With):
+                ctes = list(node.expressions)
+                index = next((i for i, cte in enumerate(ctes) if cte is child), len(ctes))
+                visible = {cte.alias_or_name.lower() for cte in ctes[:index]}
+                if node.args.get("recursive") and index < len(ctes):
+                    visible.add(ctes[index].alias_or_name.lower())
+                if name in visible:
+                    return True
+            else:
+                with_ = node.args.get("with_") or node.args.get("with")
+                if (
+                    isinstance(with_, exp.With)
+                    and child is not with_
+                    and name in {cte.alias_or_name.lower() for cte in with_.expressions}
+                ):
+                    return True
+            child = node
+            node = node.parent
+        return False
 
     def _check_tables(self, statement: exp.Expression) -> set[str]:
-        ctes = self._cte_names(statement)
         used: set[str] = set()
         for table in statement.find_all(exp.Table):
             if isinstance(table.this, exp.Func):  # a table-valued function (its name was checked as a function)
@@ -347,7 +378,7 @@ class SQLValidator:
             catalog = (table.catalog or "").lower()
             if not name:
                 raise SQLValidationError("table", f"cannot read from {table.sql(dialect=self.dialect)}")
-            if not schema and not catalog and name in ctes:
+            if self._is_cte_reference(table):
                 continue
             qualified = ".".join(p for p in (catalog, schema, name) if p)
             if schema in SYSTEM_SCHEMAS or catalog in SYSTEM_SCHEMAS or name.startswith(SYSTEM_TABLE_PREFIXES):
@@ -369,12 +400,11 @@ class SQLValidator:
         return {"main"} if self.dialect == "sqlite" else {"public"} if self.dialect == "postgres" else set()
 
     def _check_columns(self, statement: exp.Expression) -> None:
-        ctes = self._cte_names(statement)
         # alias → real table, for every real table referenced
         real: dict[str, str] = {}
         for table in statement.find_all(exp.Table):
             name = table.name.lower()
-            if name in ctes and not table.db:
+            if isinstance(table.this, exp.Func) or self._is_cte_reference(table):
                 continue
             real[table.alias_or_name.lower()] = name
             real.setdefault(name, name)

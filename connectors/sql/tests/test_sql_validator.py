@@ -95,7 +95,13 @@ ATTACKS: list[tuple[str, str, str]] = [
     ("sqlite", "SELECT * FROM users", "column"),
     ("sqlite", "SELECT name FROM customers UNION SELECT password_hash FROM users", "column"),
     # parameters, unparseable, empty
-    ("sqlite", "SELECT name FROM customers WHERE id = ?", "write"),
+    ("sqlite", "SELECT name FROM customers WHERE id = ?", "parameter"),
+    ("postgres", "SELECT name FROM customers WHERE id = %(id)s", "parameter"),
+    # a CTE cannot launder a table or a column: inside its own body the name means the real table
+    ("sqlite", "WITH payroll AS (SELECT * FROM payroll) SELECT * FROM payroll", "table"),
+    ("sqlite", "WITH users AS (SELECT password_hash FROM users) SELECT * FROM users", "column"),
+    ("postgres", "WITH a AS (SELECT * FROM b), b AS (SELECT 1 AS x) SELECT * FROM a", "table"),
+    ("sqlite", "WITH x AS (SELECT sql FROM sqlite_master) SELECT * FROM x", "system_catalog"),
     ("sqlite", "SELECT name FROM customers WHERE", "unparseable"),
     ("sqlite", "SELEC name FROM customers", "unparseable"),
     ("sqlite", "-- only a comment", "empty"),
@@ -154,6 +160,8 @@ LEGITIMATE: list[tuple[str, str]] = [
     ("postgres", "SELECT id FROM orders ORDER BY placed DESC FETCH FIRST 3 ROWS ONLY"),
     ("postgres", "SELECT pg_typeof(price) FROM products"),
     ("postgres", "SELECT now() - placed::timestamp AS age FROM orders"),
+    ("sqlite", "WITH a AS (SELECT id FROM orders), b AS (SELECT id FROM a) SELECT count(*) FROM b"),
+    ("sqlite", "WITH o AS (SELECT customer_id FROM orders) SELECT name FROM customers WHERE id IN (SELECT * FROM o)"),
 ]
 
 
