@@ -267,7 +267,10 @@ class SQLValidator:
         self._check_columns(statement)
         limited = self._limit(statement)
         return ValidatedSQL(
-            sql=limited.sql(dialect=self.dialect), original=sql, tables=tuple(sorted(tables)), limit=self.max_rows
+            sql=limited.sql(dialect=self.dialect, comments=False),
+            original=sql,
+            tables=tuple(sorted(tables)),
+            limit=self.max_rows,
         )
 
     # --- steps ---

@@ -69,6 +69,8 @@ ATTACKS: list[tuple[str, str, str]] = [
     ("postgres", "EXPLAIN ANALYZE DELETE FROM orders", "not_select"),
     # dangerous PostgreSQL functions
     ("postgres", "SELECT pg_sleep(60)", "function"),
+    ("postgres", "SELECT pg_catalog.pg_sleep(60)", "function"),
+    ("postgres", 'SELECT "pg_sleep"(60)', "function"),
     ("postgres", "SELECT name FROM customers WHERE pg_sleep(10) IS NULL", "function"),
     ("postgres", "SELECT pg_read_file('/etc/passwd')", "function"),
     ("postgres", "SELECT pg_ls_dir('.')", "function"),
@@ -194,6 +196,12 @@ def test_limit_is_injected_or_lowered_never_raised() -> None:
     assert check.validate("SELECT name FROM customers LIMIT 500 OFFSET 10").sql.endswith("LIMIT 50 OFFSET 10")
     union = check.validate("SELECT city FROM customers UNION SELECT name FROM products")
     assert union.sql.endswith("LIMIT 50")
+
+
+def test_what_runs_is_regenerated_without_comments() -> None:
+    """The SQL that runs is written back from the parse tree, comments dropped: nothing hides in them."""
+    nested = validator("postgres").validate("SELECT name /* a /* b */ ; DROP TABLE t; */ FROM customers -- x")
+    assert nested.sql == "SELECT name FROM customers LIMIT 50"
 
 
 def test_allowlist_narrows_tables_and_columns() -> None:
