@@ -14,7 +14,7 @@ import functools
 import logging
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,11 +28,12 @@ from ragkit.errors import ConfigError, ConflictError, InputError, NotFoundError,
 from ragkit.filters import FilterLike
 from ragkit.ingest import IngestPipeline, IngestReport, ProgressCallback
 from ragkit.protocols import DroppableStore, Embedder, LexicalIndex, VectorStore, capabilities_of
-from ragkit.schema import Hit
+from ragkit.schema import Document, Hit
 from ragkit.stores.base import store_stats
 
 if TYPE_CHECKING:
     from ragkit.collection.reindex import ReindexReport
+    from ragkit.collection.texts import DocumentLike
     from ragkit.retrieval import DenseRetriever, LexicalRetriever
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,55 @@ class Collection:
             if caught_up is not None:
                 report.stage_seconds["lexical"] = report.stage_seconds.get("lexical", 0.0) + caught_up
         return report
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str | None] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[str]:
+        """Ingest text held in memory; returns each text's id (its source id); see :mod:`ragkit.collection.texts`.
+
+        Each text goes through the same splitter, embedder, store and keyword
+        index as files; ``metadatas`` land in its chunks' metadata (filterable).
+        The same id with the same text and metadata costs nothing; with a
+        changed text it replaces that text's chunks. Without ``ids``, each
+        id is derived from the text and metadata (``text-<hash>``).
+        """
+        from ragkit.collection.texts import ingest_sources, text_sources
+
+        out, sources = text_sources(texts, metadatas, ids)
+        ingest_sources(self, sources, progress)
+        return out
+
+    def add_documents(
+        self, documents: Iterable[DocumentLike], *, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        """Ingest ragkit :class:`~ragkit.schema.Document` objects or dicts (``text``, ``metadata``, ``id``).
+
+        Returns each one's source id. Documents sharing a ``source`` form one
+        source (replaced together); see :func:`ragkit.collection.texts.document_sources`.
+        """
+        from ragkit.collection.texts import document_sources, ingest_sources
+
+        out, sources = document_sources(documents)
+        ingest_sources(self, sources, progress)
+        return out
+
+    def get_documents(self, ids: Sequence[str]) -> list[Document]:
+        """The documents stored under the source ids ``ids`` (unknown ones left out), texts rebuilt from chunks."""
+        from ragkit.collection.texts import documents_by_id
+
+        return documents_by_id(self, ids)
+
+    def delete_documents(self, ids: Sequence[str]) -> int:
+        """Delete what :meth:`add_texts` / :meth:`add_documents` stored under ``ids`` (source ids; unknown: ignored).
+
+        The same as :meth:`delete_sources`; returns the number of chunks deleted.
+        """
+        return self.delete_sources(ids)
 
     def delete_sources(self, sources: Sequence[str]) -> int:
         """Delete sources (their chunks and records); returns the number of chunks deleted."""
