@@ -347,6 +347,20 @@ def system_prompt(specs: Sequence[Mapping[str, Any]], instructions: str) -> str:
         "When you know the answer, write:\n"
         "Thought: I know the answer\n"
         "Final Answer: the answer, citing sources as [n] when observations number them"
+        f"{_example(specs)}"
+    )
+
+
+def _example(specs: Sequence[Mapping[str, Any]]) -> str:
+    """One example step with the first tool, so a small model sees the exact shape once."""
+    if not specs:
+        return ""
+    function = specs[0].get("function", specs[0])
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    arguments = {name: "..." for name in list(properties)[:2]}
+    return (
+        f"\n\nExample of one step:\nThought: I should use {function['name']}.\n"
+        f"Action: {function['name']}\nAction Input: {json.dumps(arguments)}"
     )
 
 
