@@ -14,8 +14,10 @@
 * Other databases run in a transaction that is always rolled back (their
   read-only guarantee is the validator's alone).
 
-Results are columns and rows of JSON-safe values (:func:`json_safe`). All of
-SQLAlchemy is imported here and in :mod:`ragkit_sql.schema`.
+Results are columns and rows of JSON-safe values (:func:`json_safe`). This is
+the one module that imports SQLAlchemy: :mod:`ragkit_sql.schema` reads the
+schema through :meth:`SQLExecutor.inspector`, :meth:`SQLExecutor.sample_rows`
+and :meth:`SQLExecutor.reading_schema`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +268,35 @@ class SQLExecutor:
         if invalidated or _unreachable(lowered):
             return UnavailableError(f"database {self.name} cannot be reached: {message}")
         return SQLExecutionError(f"the query failed on {self.name}: {message}")
+
+    # --- what schema introspection needs (SQLAlchemy stays in this module) ---
+
+    def inspector(self) -> Any:
+        """SQLAlchemy's inspector over the read-only engine."""
+        return sa.inspect(self.engine)
+
+    def type_name(self, column_type: Any) -> str:
+        """A column type as the database spells it (``INTEGER``, ``NUMERIC(10, 2)``)."""
+        try:
+            return str(column_type.compile(dialect=self.engine.dialect))
+        except Exception:  # an unknown type (NullType): still show something
+            return str(column_type) or "ANY"
+
+    def sample_rows(self, table: str, columns: Sequence[str], limit: int, schema: str | None = None) -> list[list[Any]]:
+        """The first ``limit`` rows of ``table`` (JSON-safe), read in a rolled-back transaction."""
+        selectable = sa.table(table, *[sa.column(c) for c in columns], schema=schema)
+        with self.engine.connect() as connection:
+            fetched = connection.execute(sa.select(selectable).limit(limit)).fetchall()
+            connection.rollback()
+        return [[json_safe(value) for value in row] for row in fetched]
+
+    @contextmanager
+    def reading_schema(self) -> Iterator[None]:
+        """Turn a database error met while reading the schema into :class:`UnavailableError`."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise UnavailableError(f"cannot read the schema of {self.name}: {exc}") from None
 
     def close(self) -> None:
         """Close the engine's connections."""

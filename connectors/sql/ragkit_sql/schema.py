@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
-from ragkit.errors import NotFoundError, UnavailableError
-from ragkit_sql.executor import SQLExecutor, json_safe
+from ragkit.errors import NotFoundError
+from ragkit_sql.executor import SQLExecutor
 
 __all__ = ["ColumnInfo", "DatabaseSchema", "ForeignKeyInfo", "TableInfo", "TableSelector", "clean_text", "introspect"]
 
@@ -184,8 +182,8 @@ def introspect(
     for a named table that does not exist, :class:`UnavailableError` when the
     database cannot be read.
     """
-    try:
-        inspector = sa.inspect(executor.engine)
+    with executor.reading_schema():
+        inspector = executor.inspector()
         found = [t for t in inspector.get_table_names(schema=schema) if not t.lower().startswith("sqlite_")]
         if tables is not None:
             lowered = {t.lower(): t for t in found}
@@ -198,8 +196,6 @@ def introspect(
         result: dict[str, TableInfo] = {}
         for name in found:
             result[name] = _table(inspector, executor, name, schema, sample_rows)
-    except SQLAlchemyError as exc:
-        raise UnavailableError(f"cannot read the schema of {executor.name}: {exc}") from None
     return DatabaseSchema(executor.dialect, result)
 
 
@@ -208,7 +204,7 @@ def _table(inspector: Any, executor: SQLExecutor, name: str, schema: str | None,
     columns = [
         ColumnInfo(
             name=c["name"],
-            type=_type_name(c["type"], executor),
+            type=executor.type_name(c["type"]),
             nullable=bool(c.get("nullable", True)),
             primary_key=c["name"] in primary,
             comment=c.get("comment"),
@@ -223,21 +219,8 @@ def _table(inspector: Any, executor: SQLExecutor, name: str, schema: str | None,
         comment = (inspector.get_table_comment(name, schema=schema) or {}).get("text")
     except NotImplementedError:
         comment = None
-    rows: list[list[Any]] = []
-    if sample_rows > 0:
-        table = sa.table(name, *[sa.column(c.name) for c in columns], schema=schema)
-        with executor.engine.connect() as connection:
-            fetched = connection.execute(sa.select(table).limit(sample_rows)).fetchall()
-            connection.rollback()
-        rows = [[json_safe(v) for v in row] for row in fetched]
+    rows = executor.sample_rows(name, [c.name for c in columns], sample_rows, schema) if sample_rows > 0 else []
     return TableInfo(name, columns, foreign_keys, comment, rows)
-
-
-def _type_name(column_type: Any, executor: SQLExecutor) -> str:
-    try:
-        return str(column_type.compile(dialect=executor.engine.dialect))
-    except Exception:  # an unknown type (NullType): still show something
-        return str(column_type) or "ANY"
 
 
 class TableSelector:
