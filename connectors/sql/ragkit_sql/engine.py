@@ -19,6 +19,7 @@ short answer by the same model (or shown as they are when it fails, or when
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -396,6 +397,10 @@ class SQLQueryEngine(Component):
             timings=timings,
             usage=usage,
         )
+
+    async def aask(self, question: str) -> SQLAnswer:
+        """Async twin of :meth:`ask` (the model and the database are called in a worker thread)."""
+        return await asyncio.to_thread(self.ask, question)
 
     def _answer_text(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +109,12 @@ def test_two_failures_give_an_answer_that_says_so(shop_url: str, fake: FakeOpenA
     assert len(answer.attempts) == 2
     assert "refused (table): the table payroll is not allowed" in (answer.error or "")
     assert answer.text.startswith("I could not write a query")
+
+
+def test_async_twin(shop_url: str, fake: FakeOpenAIServer) -> None:
+    fake.reset(reply=scripted("```sql\nSELECT count(*) AS n FROM products\n```"))
+    answer = asyncio.run(engine_for(shop_url, fake, answer=False).aask("How many products?"))
+    assert answer.rows == [[3]]
 
 
 def test_without_an_answer_call_the_rows_are_the_answer(shop_url: str, fake: FakeOpenAIServer) -> None:
