@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from ragkit.agents import react
 from ragkit.agents.events import AgentEvent
-from ragkit.agents.native import NativeCall, assistant_tool_calls, read_tool_calls
+from ragkit.agents.native import NativeCall, assistant_tool_calls, calls_in_text, read_tool_calls
 from ragkit.agents.state import SECRET_ENV, open_state, sign_state, signing_key
 from ragkit.agents.tools import Tool, ToolError, ToolOutput, build_tools
 from ragkit.agents.trace import AgentResult, AgentStep, Cap, PendingCall, Status, ToolCallRecord
@@ -508,6 +508,10 @@ class _Run:
         self, number: int, generation: Generation, begun: float
     ) -> Coroutine[AgentEvent, None, Iterator[AgentEvent] | None]:
         calls = read_tool_calls(generation.tool_calls, number)
+        if not calls and ("<tool_call>" in generation.text or generation.text.lstrip().startswith(("{", "```"))):
+            calls = calls_in_text(generation.text, number, set(self.agent._by_name))
+            if calls:  # the server did not parse its model's tool-call text: these are the calls, not a thought
+                generation.text = ""
         thought = generation.text.strip()
         if not calls:
             if thought:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?=</tool_call>|<tool_call>|\Z)", re.DOTALL)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -53,3 +57,28 @@ def assistant_tool_calls(calls: list[NativeCall]) -> list[dict[str, Any]]:
         {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.raw_arguments or "{}"}}
         for call in calls
     ]
+
+
+def calls_in_text(text: str, step: int, names: set[str]) -> list[NativeCall]:
+    """Tool calls a server left in the text, unparsed (started without its tool-call parser).
+
+    ``<tool_call>{...}</tool_call>`` blocks (Hermes, Qwen), or a reply that
+    is only ``{"name": <a tool>, "arguments": {...}}``. Only calls naming one
+    of ``names`` count, so an answer that merely shows JSON stays an answer.
+    """
+    blocks = _HERMES.findall(text) if "<tool_call>" in text else []
+    if not blocks:
+        stripped = text.strip()
+        fenced = _FENCE.match(stripped)
+        blocks = [fenced.group(1) if fenced else stripped] if stripped.startswith(("{", "```")) else []
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        try:
+            value = json.loads(block)
+        except ValueError:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("name") in names:
+                arguments = item.get("arguments", item.get("parameters", {}))
+                found.append({"function": {"name": item["name"], "arguments": arguments}})
+    return read_tool_calls(found, step)

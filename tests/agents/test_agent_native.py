@@ -343,3 +343,15 @@ def test_an_answer_without_markers_gets_inferred_citations(fake, sample_store: P
     result = Agent(generator=openai(fake), tools=[search]).run("Describe the Amazon rainforest.")
     assert result.citations and all(c.inferred for c in result.citations)
     assert result.citations[0].number in (1, 2)
+
+
+def test_tool_calls_a_server_left_in_the_text_are_run(fake):
+    """vLLM or TGI started without a tool-call parser sends the model's <tool_call> text as content."""
+    fake.state.script = [
+        '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 2}}\n</tool_call>',
+        '{"name": "add", "arguments": {"a": 3, "b": 3}}',
+        'The sums are 4 and 6; as JSON: {"name": "sum", "arguments": 1}',
+    ]
+    result = Agent(generator=openai(fake), tools=[add]).run("Add 2+2 and 3+3.")
+    assert [c.observation for c in result.tool_calls] == ["4", "6"]
+    assert result.answer.startswith("The sums are 4 and 6")  # JSON naming no tool stays part of the answer
