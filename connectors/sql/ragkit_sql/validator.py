@@ -451,6 +451,14 @@ class SQLValidator:
                         "column", f"the column {owning}.{name} is not allowed (allowed: {', '.join(sorted(allowed))})"
                     )
                 continue
+            if not owner and name in real and name not in known_columns:
+                whole = real[name]
+                if self._denied_columns.get(whole) or whole in restricted:
+                    raise SQLValidationError(
+                        "column",
+                        f"{name} refers to whole rows of {whole}, which has columns that are not allowed: "
+                        "name the columns",
+                    )
             if not owner and name in denied_anywhere:
                 raise SQLValidationError("column", f"the column {denied_anywhere[name]}.{name} is not allowed")
             if not owner and restricted and name not in known_columns and name not in derived:

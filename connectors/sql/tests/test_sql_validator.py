@@ -96,6 +96,9 @@ ATTACKS: list[tuple[str, str, str]] = [
     ("sqlite", "SELECT u.password_hash FROM users AS u", "column"),
     ("sqlite", "SELECT * FROM users", "column"),
     ("sqlite", "SELECT name FROM customers UNION SELECT password_hash FROM users", "column"),
+    ("postgres", "SELECT row_to_json(u) FROM users u", "column"),
+    ("postgres", "SELECT to_jsonb(users) FROM users", "column"),
+    ("postgres", "SELECT (u).password_hash FROM users u", "column"),
     # parameters, unparseable, empty
     ("sqlite", "SELECT name FROM customers WHERE id = ?", "parameter"),
     ("postgres", "SELECT name FROM customers WHERE id = %(id)s", "parameter"),
@@ -162,6 +165,7 @@ LEGITIMATE: list[tuple[str, str]] = [
     ("postgres", "SELECT id FROM orders ORDER BY placed DESC FETCH FIRST 3 ROWS ONLY"),
     ("postgres", "SELECT pg_typeof(price) FROM products"),
     ("postgres", "SELECT now() - placed::timestamp AS age FROM orders"),
+    ("postgres", "SELECT row_to_json(c) FROM customers c"),
     ("sqlite", "WITH a AS (SELECT id FROM orders), b AS (SELECT id FROM a) SELECT count(*) FROM b"),
     ("sqlite", "WITH o AS (SELECT customer_id FROM orders) SELECT name FROM customers WHERE id IN (SELECT * FROM o)"),
 ]
