@@ -27,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ragkit import __version__
 from ragkit.errors import ConfigError, RagkitError
+from ragkit.plugins import mount_connector
 from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.errors import http_error_handler, ragkit_error_handler, validation_error_handler
 from ragkit.service.logs import configure_logging
@@ -93,6 +94,7 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
     for module in (collections, ask, conversations, evaluations, openai, agents, health):
         app.include_router(module.router)
     app.include_router(sql_routes.router)
+    mount_connector(app, "mcp")  # /mcp (streamable HTTP, the same API keys) when ragkit-mcp is installed
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and _UPLOAD_PATH.match(path):

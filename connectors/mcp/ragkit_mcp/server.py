@@ -43,6 +43,8 @@ from urllib.parse import quote, unquote
 
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragkit import __version__
@@ -57,6 +59,8 @@ __all__ = ["RESOURCE_TEMPLATE", "RagkitMcp", "document_uri", "parse_document_uri
 SCHEME = "ragkit"
 RESOURCE_TEMPLATE = "ragkit://collections/{name}/documents/{source}"
 """The URI of a document resource; ``source`` is percent-encoded (``/`` too)."""
+RESOURCE_NOT_FOUND = -32002
+"""The MCP error code of an unknown resource."""
 MAX_TOP_K = 50
 QUERY_CHARS = 1000
 TEXT_CHARS = 800
@@ -333,7 +337,10 @@ class RagkitMcp:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         """Every document of every collection the caller may see."""
-        principal = self._caller(ctx)
+        try:
+            principal = self._caller(ctx)
+        except RagkitError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from None
         names = await self._visible(principal)
 
         def listing() -> list[types.Resource]:
@@ -373,12 +380,20 @@ class RagkitMcp:
     async def read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        """One document: its file as text (or a blob), else its text from the chunks."""
+        """One document: its file as text (or a blob), else its text from the chunks.
+
+        An unknown or hidden document is the MCP error ``-32002`` (resource not found).
+        """
         uri = str(params.uri)
-        principal = self._caller(ctx)
-        name, source = parse_document_uri(uri)
-        await self._check(principal, name)
-        content = await self.state.run(read_document, self.state, name, source)
+        try:
+            principal = self._caller(ctx)
+            name, source = parse_document_uri(uri)
+            await self._check(principal, name)
+            content = await self.state.run(read_document, self.state, name, source)
+        except NotFoundError as exc:
+            raise MCPError(RESOURCE_NOT_FOUND, str(exc), {"uri": uri}) from None
+        except RagkitError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc), {"uri": uri}) from None
         mime = mimetypes.guess_type(PurePosixPath(source).name)[0]
         if isinstance(content, bytes):
             import base64

@@ -1,0 +1,132 @@
+"""``/mcp`` on the real service (uvicorn on loopback) with the service's API keys, driven by the ``mcp``
+SDK's streamable HTTP client; one ``ask`` with the real local model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_fixtures import TINY_PIPELINE
+from ragkit_mcp.server import document_uri
+
+from ragkit.service import ApiKey, ServiceSettings, create_app
+from tests.service.conftest import LiveServer
+
+READER = "mcp-reader-key-0123456789"
+LIMITED = "mcp-limited-key-0123456789"
+"""A read key limited to the collection 'other'."""
+
+
+@pytest.fixture(scope="module")
+def service(corpus: dict[str, Any]):
+    settings = ServiceSettings(
+        store_dir=corpus["home"],
+        api_keys=[
+            ApiKey(key=READER, name="reader", scopes={"read"}),
+            ApiKey(key=LIMITED, name="limited", scopes={"read"}, collections=["other"]),
+        ],
+        ingest_roots=[corpus["docs"]],
+        pipelines={"tiny": TINY_PIPELINE},
+        default_pipeline="tiny",
+    )
+    with LiveServer(create_app(settings)) as server:
+        yield server
+
+
+def _client(url: str, key: str | None) -> Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    transport = streamable_http_client(f"{url}/mcp", http_client=create_mcp_http_client(headers=headers))
+    return Client(transport, cache=None, read_timeout_seconds=120)
+
+
+def test_a_read_key_searches_asks_and_reads_documents(service):
+    async def session() -> dict[str, Any]:
+        async with _client(service.url, READER) as client:
+            return {
+                "tools": await client.list_tools(),
+                "listed": await client.call_tool("list_collections", {}),
+                "found": await client.call_tool(
+                    "search", {"collection": "squad", "query": "Where is Warsaw?", "top_k": 2}
+                ),
+                "answer": await client.call_tool(
+                    "ask", {"collection": "squad", "question": "Which team won Super Bowl 50?", "max_tokens": 8}
+                ),
+                "document": await client.read_resource(document_uri("squad", "0001-warsaw.md")),
+            }
+
+    out = anyio.run(session)
+    assert {"search", "ask", "list_collections"} <= {t.name for t in out["tools"].tools}
+    assert {c["name"] for c in out["listed"].structured_content["collections"]} == {"squad", "other"}
+    hits = out["found"].structured_content["hits"]
+    assert hits and hits[0]["source"] == "0001-warsaw.md"
+
+    answer = out["answer"]
+    assert not answer.is_error, answer.content[0].text
+    data = answer.structured_content
+    assert data["pipeline"] == "tiny"
+    assert data["answer"].strip()
+    assert data["usage"]["completion_tokens"] <= 8
+    for citation in data["citations"]:  # the small model may cite nothing; what it cites must be real
+        assert citation["source"] in {"0000-super-bowl-50.md", "0001-warsaw.md", "0002-normans.md"}
+        assert citation["chunk_id"] and citation["end"] > citation["start"]
+
+    # the file itself (it lies in the ingest roots), as the REST download sends it
+    original = (service.app.state.ragkit.settings.ingest_roots[0] / "squad" / "0001-warsaw.md").read_text("utf-8")
+    assert out["document"].contents[0].text == original
+
+
+def test_a_limited_key_sees_only_its_collection(service):
+    async def session() -> dict[str, Any]:
+        async with _client(service.url, LIMITED) as client:
+            return {
+                "listed": await client.call_tool("list_collections", {}),
+                "own": await client.call_tool("search", {"collection": "other", "query": "Tesla"}),
+                "hidden": await client.call_tool("search", {"collection": "squad", "query": "Super Bowl"}),
+                "missing": await client.call_tool("search", {"collection": "nope", "query": "Super Bowl"}),
+                "resources": await client.list_resources(),
+            }
+
+    out = anyio.run(session)
+    assert [c["name"] for c in out["listed"].structured_content["collections"]] == ["other"]
+    assert not out["own"].is_error and out["own"].structured_content["hits"]
+    hidden, missing = out["hidden"], out["missing"]
+    assert hidden.is_error and missing.is_error
+    # the same answer for a hidden collection as for one that does not exist
+    assert hidden.content[0].text.replace("squad", "X") == missing.content[0].text.replace("nope", "X")
+    uris = [str(r.uri) for r in out["resources"].resources]
+    assert uris and all(u.startswith("ragkit://collections/other/") for u in uris)
+
+    async def read_hidden() -> MCPError | None:
+        async with _client(service.url, LIMITED) as client:
+            try:
+                await client.read_resource(document_uri("squad", "0001-warsaw.md"))
+            except MCPError as exc:
+                return exc
+        return None
+
+    refused = anyio.run(read_hidden)
+    assert refused is not None and refused.code == -32002 and "may access" in str(refused)
+
+
+@pytest.mark.parametrize("key", [None, "not-a-key"])
+def test_without_a_valid_key_the_endpoint_refuses(service, key):
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    response = httpx.post(f"{service.url}/mcp", json=body, headers=headers)
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+
+    async def session() -> None:
+        async with _client(service.url, key) as client:
+            await client.list_tools()
+
+    with pytest.raises(BaseException):  # noqa: B017 - the SDK's client fails to connect on a 401
+        anyio.run(session)
