@@ -10,7 +10,7 @@ TGI server, it speaks both APIs:
 * ``POST /v1/chat/completions``: JSON answers, or SSE streams of
   ``chat.completion.chunk`` events with a usage chunk and ``data: [DONE]``.
   It echoes the last user message (``"Echo: ..."``) or a scripted
-  ``reply``, word by word, honours ``max_tokens`` (one word is one token)
+  ``reply``, word by word, honours ``max_tokens`` (or ``max_completion_tokens``; one word is one token)
   and ``stop``, and answers with a tool call on request. ``script`` is a
   queue of replies for multi-turn tests (agents): each request takes the
   next text or tool-call reply (several calls at once for parallel calls).
@@ -374,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
         if cut >= 0:
             text = text[:cut]
         pieces = _words(text)
-        max_tokens = body.get("max_tokens")
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))  # OpenAI's newer name too
         if isinstance(max_tokens, int) and len(pieces) > max_tokens:
             return pieces[:max_tokens], "length"
         return pieces, "stop"
