@@ -1,0 +1,366 @@
+"""The tools of any MCP server as ragkit agent tools.
+
+An MCP server is named by a command to spawn (stdio) or the URL of its
+streamable HTTP endpoint::
+
+    from ragkit_mcp import mcp_tools
+
+    tools = mcp_tools(server=["ragkit", "mcp"], env={"RAGKIT_HOME": "/data/ragkit"})
+    tools = mcp_tools(server="https://rag.example.com/mcp", headers={"Authorization": "Bearer s3cret"})
+
+:func:`mcp_tools` lists the server's tools and returns one :class:`McpTool`
+per tool, each with the server's own name, description and JSON schema.
+In a YAML tool list one config is one tool (``build_tools`` builds one tool
+per entry), so there ``type: mcp`` comes in two forms::
+
+    tools:
+      - {type: mcp, command: [ragkit, mcp], tool: search}        # one tool of the server, as itself
+      - {type: mcp, url: "http://127.0.0.1:8000/mcp", name: docs} # every tool, behind one dispatcher
+
+Without ``tool`` the McpTool is a dispatcher: its arguments are ``tool``
+(the name of one of the server's tools, listed in its description) and
+``arguments`` (that tool's arguments).
+
+Each call opens a connection, calls the tool and closes it (a stdio server
+is spawned per call). A result's text becomes the observation, its
+structured content the ``data``; an error result is a
+:class:`~ragkit.agents.tools.ToolError` (the model sees the server's
+message). Hits and citations in the structured content of a ragkit server
+(``search``, ``ask``) become the output's ``hits`` and ``citations``, so an
+agent's answer cites the remote documents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import mcp.types as types
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from ragkit.agents.tools import Tool, ToolArgumentsError, ToolError, ToolOutput
+from ragkit.errors import ConfigError, UnavailableError
+from ragkit.rag.answer import Citation
+from ragkit.schema import Hit
+
+__all__ = ["McpServer", "McpTool", "list_server_tools", "mcp_tools"]
+
+DISPATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tool": {"type": "string", "description": "The name of the server's tool to call."},
+        "arguments": {"type": "object", "description": "That tool's arguments, as its description says."},
+    },
+    "required": ["tool"],
+    "additionalProperties": False,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class McpServer:
+    """Where an MCP server is: ``command`` (spawned, stdio) or ``url`` (streamable HTTP), and how to reach it.
+
+    ``env`` is added to the spawned process's environment (over the few
+    variables the SDK passes on: ``HOME``, ``PATH`` ...); ``headers`` go with
+    every HTTP request (an API key).
+    """
+
+    command: tuple[str, ...] | None = None
+    url: str | None = None
+    env: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    cwd: str | None = None
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if (self.command is None) == (self.url is None):
+            raise ConfigError("an MCP server needs either 'command' (a list: program and arguments) or 'url'")
+        if self.command is not None and (not self.command or not all(isinstance(p, str) for p in self.command)):
+            raise ConfigError(f"'command' must be a non-empty list of strings, got {self.command!r}")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"'url' must be an http(s) URL such as http://127.0.0.1:8000/mcp, got {self.url!r}")
+
+    @classmethod
+    def of(
+        cls,
+        server: Sequence[str] | str,
+        env: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> McpServer:
+        """A command (a list) or a URL (a string)."""
+        if isinstance(server, str):
+            return cls(url=server, env=env, headers=headers, cwd=cwd)
+        return cls(command=tuple(server), env=env, headers=headers, cwd=cwd)
+
+    def describe(self) -> str:
+        """The server in a few words, for messages."""
+        return self.url if self.url is not None else " ".join(self.command or ())
+
+    def client(self) -> Client:
+        """A fresh SDK client for this server (not yet connected)."""
+        if self.command is not None:
+            params = StdioServerParameters(
+                command=self.command[0], args=list(self.command[1:]), env=dict(self.env or {}), cwd=self.cwd
+            )
+            return Client(params, cache=None, read_timeout_seconds=self.timeout_s)
+        assert self.url is not None
+        http = create_mcp_http_client(headers=dict(self.headers or {}))
+        transport = streamable_http_client(self.url, http_client=http)
+        return Client(transport, cache=None, read_timeout_seconds=self.timeout_s)
+
+
+async def _alist(server: McpServer) -> list[types.Tool]:
+    async with server.client() as client:
+        return list((await client.list_tools()).tools)
+
+
+def list_server_tools(server: McpServer) -> list[types.Tool]:
+    """The tools ``server`` lists (connects once); :class:`UnavailableError` when it cannot be reached."""
+    try:
+        return anyio.run(_alist, server)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise UnavailableError(f"cannot list the tools of MCP server {server.describe()!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
+
+
+class McpTool(Tool):
+    """One tool of an MCP server (``tool``), or all of them behind one dispatcher (no ``tool``).
+
+    Args:
+        command: The server's command line, spawned for each call (stdio).
+        url: The server's streamable HTTP endpoint (instead of ``command``).
+        tool: The server's tool this tool calls; leave it out for a dispatcher.
+        env: Environment variables for the spawned server (``RAGKIT_HOME`` ...).
+        headers: HTTP headers for every request (``Authorization: Bearer <key>``).
+        cwd: The spawned server's working folder.
+        input_schema: The tool's JSON schema, when known (else the server is asked).
+        name: The name the model calls (default: ``tool``, or ``mcp`` for a dispatcher).
+        description: What the model reads (default: the server's description).
+
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str] | None = None,
+        url: str | None = None,
+        tool: str | None = None,
+        env: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        input_schema: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
+        timeout_s: float | None = 120.0,
+        max_retries: int = 2,
+    ) -> None:
+        if isinstance(command, str):
+            raise ConfigError(f"tool 'mcp': 'command' must be a list (program, then arguments), got {command!r}")
+        self.server = McpServer(
+            command=tuple(command) if command is not None else None,
+            url=url,
+            env=dict(env) if env else None,
+            headers=dict(headers) if headers else None,
+            cwd=cwd,
+            timeout_s=timeout_s or 120.0,
+        )
+        self.tool = tool
+        schema: Mapping[str, Any] | None = input_schema
+        if tool is None:
+            schema = DISPATCH_SCHEMA
+            if description is None:
+                description = self._dispatch_description(list_server_tools(self.server))
+        elif schema is None or description is None:
+            listed = {t.name: t for t in list_server_tools(self.server)}
+            if tool not in listed:
+                raise ConfigError(
+                    f"tool 'mcp': the MCP server {self.server.describe()!r} has no tool {tool!r} "
+                    f"(it has: {', '.join(sorted(listed)) or 'none'})"
+                )
+            schema = schema if schema is not None else dict(listed[tool].input_schema)
+            description = description or listed[tool].description or f"The MCP tool {tool!r}."
+        super().__init__(
+            name=name or (_tool_name(tool) if tool else "mcp"),
+            description=description,
+            requires_approval=requires_approval,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+        )
+        self._schema = _object_schema(schema)
+
+    def _dispatch_description(self, listed: list[types.Tool]) -> str:
+        lines = [f"Call a tool of the MCP server {self.server.describe()!r}: give 'tool' and its 'arguments'. Tools:"]
+        for item in listed:
+            summary = (item.description or "").strip().split("\n")[0]
+            properties = ", ".join(sorted((item.input_schema or {}).get("properties", {})))
+            lines.append(f"- {item.name}({properties}): {summary}")
+        return "\n".join(lines)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The server's JSON schema of the arguments (the dispatcher's: ``tool`` and ``arguments``)."""
+        return self._schema
+
+    def validate(self, arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
+        """The arguments as a JSON object, with the required ones present; the server checks the rest."""
+        import json
+
+        if arguments is None:
+            arguments = {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments.strip() or "{}")
+            except json.JSONDecodeError as exc:
+                raise ToolArgumentsError(
+                    f"arguments are not valid JSON ({exc.msg}); send a JSON object",
+                    tool=self.name,
+                    errors=[{"field": "", "problem": "not valid JSON"}],
+                ) from None
+        if not isinstance(arguments, Mapping):
+            raise ToolArgumentsError(
+                f"arguments must be a JSON object, got {type(arguments).__name__}",
+                tool=self.name,
+                errors=[{"field": "", "problem": "not an object"}],
+            )
+        missing = [key for key in self._schema.get("required", []) if arguments.get(key) is None]
+        if missing:
+            raise ToolArgumentsError(
+                f"invalid arguments: {', '.join(missing)}: field required",
+                tool=self.name,
+                errors=[{"field": key, "problem": "field required"} for key in missing],
+            )
+        return dict(arguments)
+
+    async def arun(self, **arguments: Any) -> ToolOutput:
+        """Call the server's tool (the dispatcher: the one named by ``tool``)."""
+        if self.tool is None:
+            target = str(arguments.get("tool", ""))
+            inner = arguments.get("arguments") or {}
+            if not isinstance(inner, Mapping):
+                raise ToolArgumentsError("'arguments' must be a JSON object", tool=self.name)
+        else:
+            target, inner = self.tool, arguments
+        try:
+            async with self.server.client() as client:
+                result = await client.call_tool(target, dict(inner))
+        except MCPError as exc:
+            raise ToolError(f"the MCP server refused the call to {target!r}: {exc.error.message}") from None
+        except Exception as exc:
+            raise ToolError(f"MCP server {self.server.describe()!r} failed: {_reason(exc)}") from exc
+        if not isinstance(result, types.CallToolResult):
+            raise ToolError(f"the MCP tool {target!r} asked for more input, which agents cannot give")
+        return tool_output(result, target)
+
+    def close(self) -> None:
+        """Nothing is kept open between calls."""
+
+
+def _tool_name(name: str) -> str:
+    """An MCP tool's name as a ragkit tool name (letters, digits, ``_`` and ``-``; 64 at most)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "mcp"
+
+
+def _object_schema(schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    data = dict(schema or {})
+    data["type"] = "object"
+    data.setdefault("properties", {})
+    data.setdefault("required", [])
+    return data
+
+
+def _text_of(result: types.CallToolResult) -> str:
+    parts = []
+    for block in result.content:
+        if isinstance(block, types.TextContent):
+            parts.append(block.text)
+        else:
+            parts.append(f"[{getattr(block, 'type', 'content')} content]")
+    return "\n".join(parts)
+
+
+_CITATION_FIELDS = {f.name for f in dataclasses.fields(Citation)}
+
+
+def tool_output(result: types.CallToolResult, tool: str) -> ToolOutput:
+    """A call's result as a :class:`ToolOutput` (ragkit hits and citations recognised); errors raise."""
+    text = _text_of(result)
+    if result.is_error:
+        raise ToolError(text or f"the MCP tool {tool!r} failed")
+    data = result.structured_content
+    hits: list[Hit] = []
+    citations: list[Citation] = []
+    if isinstance(data, Mapping):
+        for item in data.get("hits") or []:
+            try:
+                hits.append(Hit.from_dict(item))
+            except Exception:  # not ragkit's hit shape: the data still carries it
+                break
+        for item in data.get("citations") or []:
+            try:
+                citations.append(Citation(**{k: v for k, v in item.items() if k in _CITATION_FIELDS}))
+            except Exception:
+                break
+        if hits and not citations:
+            citations = [Citation.from_hit(number, hit) for number, hit in enumerate(hits, 1)]
+    if not text and data is not None:
+        import json
+
+        text = json.dumps(data, ensure_ascii=False)
+    return ToolOutput(content=text, citations=citations, hits=hits, data=data)
+
+
+def mcp_tools(
+    server: Sequence[str] | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    only: Sequence[str] | None = None,
+    prefix: str = "",
+    timeout_s: float | None = 120.0,
+) -> list[McpTool]:
+    """One :class:`McpTool` per tool of ``server`` (a command list, or an ``http(s)://`` URL).
+
+    ``only`` keeps those tools; ``prefix`` goes before each name (two
+    servers with a ``search`` tool: ``prefix="docs_"``). ``env`` is added to
+    a spawned server's environment; ``headers`` go with every HTTP request.
+    The server is asked for its tools once, now.
+    """
+    where = McpServer.of(server, env=env, headers=headers, cwd=cwd)
+    listed = list_server_tools(where)
+    if only is not None:
+        known = {t.name for t in listed}
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise ConfigError(f"the MCP server {where.describe()!r} has no tool(s) {', '.join(unknown)}")
+        listed = [t for t in listed if t.name in only]
+    command = list(where.command) if where.command is not None else None
+    return [
+        McpTool(
+            command=command,
+            url=where.url,
+            tool=item.name,
+            env=env,
+            headers=headers,
+            cwd=cwd,
+            input_schema=dict(item.input_schema),
+            name=_tool_name(f"{prefix}{item.name}"),
+            description=item.description or f"The MCP tool {item.name!r}.",
+            timeout_s=timeout_s,
+        )
+        for item in listed
+    ]
