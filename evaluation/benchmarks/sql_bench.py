@@ -28,7 +28,10 @@ Scoring (``evaluation/datasets/chinook/scoring.py``): the SQL each system
 produced is run on a read-only connection and its result set compared with
 the gold SQL's (order only where the question asks for one, column names
 ignored, numbers within a tolerance). Per system and model: execution
-accuracy, valid SQL (the SQL it gave runs), refusals (the system gave no
+accuracy, valid SQL (the SQL it gave runs), both again for the SQL found
+inside the reply (``scoring.extract_sql``: out of a code fence or prose,
+the same for every system: what the model wrote, apart from how the
+framework passed it on), refusals (the system gave no
 result: no SQL came back, or SQL that would run but that it declined), seconds and model calls per
 question, and the ratios against ragkit with the same model.
 
@@ -318,6 +321,7 @@ def run_model(args: argparse.Namespace, model: str) -> None:
             "seconds": round(seconds, 3),
             **counter.take(),
         }
+        add_extracted(row, db, question, score)
         with answers_file(work, model, system).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         correct[system] += int(row["correct"])
@@ -328,6 +332,15 @@ def run_model(args: argparse.Namespace, model: str) -> None:
             f"in {seconds:.1f} s ({correct[system]}/{count[system]} so far; elapsed {elapsed / 60:.1f} min)"
         )
     db.close()
+
+
+def add_extracted(row: dict[str, Any], db: Any, question: Any, score: ModuleType) -> None:
+    """Score the SQL found inside the system's reply too (``scoring.extract_sql``: out of a fence or prose)."""
+    if row["refused"]:
+        row["extracted_valid"] = row["extracted_correct"] = False
+        return
+    result = score.score_sql(db, question, score.extract_sql(row["sql"]))
+    row["extracted_valid"], row["extracted_correct"] = result.valid, result.correct
 
 
 # -- the report --------------------------------------------------------------------------
@@ -343,10 +356,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def mean(key: str) -> float:
         return round(sum(float(r.get(key, 0)) for r in rows) / n, 2) if n else 0.0
 
+    extracted = n > 0 and all("extracted_correct" in r for r in rows)
     return {
         "answered": n,
         "accuracy": share("correct"),
         "valid_sql": share("valid"),
+        "accuracy_extracted": share("extracted_correct") if extracted else None,
+        "valid_sql_extracted": share("extracted_valid") if extracted else None,
         "refusals": sum(bool(r["refused"]) for r in rows),
         "seconds_per_question": mean("seconds"),
         "calls_per_question": mean("calls"),
@@ -357,7 +373,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def report(args: argparse.Namespace) -> dict[str, Any]:
     """Per model: each system over the questions every chosen system answered with it; to ``--out``."""
     work = Path(args.work)
-    order = [q.id for q in ordered_questions(args.seed)]
+    questions = {q.id: q for q in ordered_questions(args.seed)}
+    order = list(questions)
+    database = work / "chinook.sqlite"
+    db = scoring().connect_readonly(database) if database.is_file() else None
     models: dict[str, Any] = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -365,6 +384,11 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         rows = {s: r for s, r in rows.items() if r}
         if not rows:
             continue
+        if db is not None:  # answers saved before extraction was scored
+            for by_id in rows.values():
+                for row in by_id.values():
+                    if "extracted_correct" not in row and row["id"] in questions:
+                        add_extracted(row, db, questions[row["id"]], scoring())
         common_ids = [i for i in order if all(i in r for r in rows.values())]
         summary_file = work / model / "summary.json"
         info = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
@@ -381,6 +405,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             },
             "by_kind": kinds,
         }
+    if db is not None:
+        db.close()
     data = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": common.machine(),
@@ -390,6 +416,10 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     }
     common.write_json(Path(args.out), data)
     return data
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _ratio(value: float, base: float | None) -> str:
@@ -403,9 +433,10 @@ def _ratio(value: float, base: float | None) -> str:
 def table(data: dict[str, Any]) -> str:
     """Markdown: one row per model and system (ratios against ragkit with the same model), then per kind."""
     lines = [
-        "| model | system | questions | execution accuracy | valid SQL | refusals | s/question | model calls/question "
-        "| accuracy vs ragkit | s/question vs ragkit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | system | questions | execution accuracy | valid SQL | accuracy, SQL extracted "
+        "| valid, SQL extracted | refusals | s/question | model calls/question | accuracy vs ragkit "
+        "| s/question vs ragkit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, m in data["models"].items():
         base = m["systems"].get(BASELINE)
@@ -413,7 +444,8 @@ def table(data: dict[str, Any]) -> str:
         for system, s in m["systems"].items():
             lines.append(
                 f"| {name} | {system} | {m['compared_on']} (of {s['answered_in_all']} answered) | {s['accuracy']:.3f} "
-                f"| {s['valid_sql']:.3f} | {s['refusals']} | {s['seconds_per_question']:.2f} "
+                f"| {s['valid_sql']:.3f} | {_share(s.get('accuracy_extracted'))} "
+                f"| {_share(s.get('valid_sql_extracted'))} | {s['refusals']} | {s['seconds_per_question']:.2f} "
                 f"| {s['calls_per_question']:.2f} "
                 f"| {_ratio(s['accuracy'], base['accuracy'] if base else None)} "
                 f"| {_ratio(s['seconds_per_question'], base['seconds_per_question'] if base else None)} |"

@@ -209,3 +209,13 @@ def test_document_agent_tasks_quote_text_in_their_documents() -> None:
             assert snippet in (SQUAD_DOCUMENTS / name).read_text(encoding="utf-8"), (task["id"], name, snippet)
         checked += 1
     assert checked >= 4
+
+
+def test_extract_sql_takes_the_query_out_of_a_fence_or_prose() -> None:
+    fenced = "```sql\nSELECT AVG(milliseconds) FROM Track\n```"
+    assert scoring.extract_sql(fenced) == "SELECT AVG(milliseconds) FROM Track"
+    prose = "Here is the query:\n\nSELECT name\nFROM Genre;\n\nThis query lists the genres."
+    assert scoring.extract_sql(prose) == "SELECT name\nFROM Genre"
+    assert scoring.extract_sql("WITH t AS (SELECT 1) SELECT * FROM t") == "WITH t AS (SELECT 1) SELECT * FROM t"
+    assert scoring.extract_sql("I cannot answer that.") == "I cannot answer that."
+    assert scoring.extract_sql(None) is None

@@ -33,6 +33,8 @@ REL_TOL = 1e-4
 ABS_TOL = 0.005 + 1e-9
 MAX_ROWS = 10_000
 """Rows fetched from a predicted query at most; one that returns more is scored as not matching."""
+FENCED = re.compile(r"```(?:sql|sqlite)?\s*\n(.*?)```", re.IGNORECASE | re.DOTALL)
+SQL_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -145,6 +147,27 @@ def result_sets_match(gold: Sequence[Sequence[Any]], predicted: Sequence[Sequenc
         if _match_with(gold_rows, permuted, ordered):
             return True
     return False
+
+
+def extract_sql(text: str | None) -> str | None:
+    """The SQL in a reply that wraps it: the first fenced block, else from the first SELECT/WITH to a ``;``/blank line.
+
+    The same extraction for every system, to tell the SQL a model wrote from
+    how its framework passed it on (a code fence, prose before or after).
+    """
+    if not text:
+        return text
+    fenced = FENCED.search(text)
+    if fenced and fenced.group(1).strip():
+        text = fenced.group(1)
+    start = SQL_START.search(text)
+    if start is None:
+        return text.strip()
+    sql = text[start.start() :]
+    for end in (";", "\n\n"):
+        if end in sql:
+            sql = sql[: sql.index(end)]
+    return sql.strip()
 
 
 @dataclass
