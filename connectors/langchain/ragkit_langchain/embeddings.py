@@ -118,8 +118,8 @@ class LangChainEmbedder(Component):
             self._dimension = int(vectors.shape[1])
         if self.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms == 0, 1.0, norms)
-        return vectors.astype(np.float32, copy=False)
+            vectors = np.asarray(vectors / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+        return vectors
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         """Vectors of passages, by the model's ``embed_documents``."""

@@ -33,6 +33,7 @@ chunked, embedded, deduplicated and indexed for keywords exactly as a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,8 @@ class RagkitVectorStore(VectorStore):
                 f"{type(embedding).__name__} ({wrapped.fingerprint}); open it without embedding= or use another name"
             )
         self._embedding = embedding
+        self._writing = threading.Lock()
+        """Writes from this process's threads (LangChain's async twins run in an executor) take turns."""
 
     # -- what LangChain asks of a store ---------------------------------------------------
 
@@ -116,11 +119,16 @@ class RagkitVectorStore(VectorStore):
         texts: Iterable[str],
         metadatas: list[dict[Any, Any]] | None = None,
         *,
-        ids: list[str | None] | None = None,
+        ids: list[str] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        """Add texts (chunked, embedded and indexed by the collection); returns their ids."""
-        return self.collection.add_texts(list(texts), metadatas=metadatas, ids=ids)
+        """Add texts (chunked, embedded and indexed by the collection); returns their ids.
+
+        An id of ``None`` in ``ids`` (a document without one) gets one derived from its text and metadata.
+        """
+        given: list[str | None] | None = list(ids) if ids is not None else None
+        with self._writing:
+            return self.collection.add_texts(list(texts), metadatas=metadatas, ids=given)
 
     def add_documents(self, documents: list[LCDocument], **kwargs: Any) -> list[str]:
         """Add LangChain documents; a document's ``id`` (or ``ids=``) names it."""
@@ -135,7 +143,8 @@ class RagkitVectorStore(VectorStore):
         """Delete the documents ``ids`` (unknown ones ignored); ``ids=None`` deletes nothing and returns ``None``."""
         if ids is None:
             return None
-        self.collection.delete_documents(list(ids))
+        with self._writing:
+            self.collection.delete_documents(list(ids))
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[LCDocument]:

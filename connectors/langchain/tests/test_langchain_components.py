@@ -260,3 +260,16 @@ def test_the_embedder_normalises_and_refuses_non_embeddings():
         registry.build(
             "embedder", {"type": "langchain", "embeddings": "langchain_core.embeddings.DeterministicFakeEmbedding"}
         )
+
+
+def test_concurrent_async_adds_to_one_store_all_land(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    store = RagkitVectorStore("concurrent", DeterministicFakeEmbedding(size=8), store_dir=tmp_path)
+
+    async def add_all():
+        return await asyncio.gather(*(store.aadd_texts([f"text number {i}"], ids=[f"t{i}"]) for i in range(6)))
+
+    assert asyncio.run(add_all()) == [[f"t{i}"] for i in range(6)]
+    assert sorted(d.id for d in store.get_by_ids([f"t{i}" for i in range(6)])) == [f"t{i}" for i in range(6)]
+    store.collection.close()
