@@ -18,9 +18,9 @@ import pytest
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
+from ragkit_langchain import RagkitRetriever, RagkitVectorStore
 
 from ragkit import Collection
-from ragkit_langchain import RagkitRetriever, RagkitVectorStore
 
 CAPITALS = [
     "Paris is the capital of France.",
