@@ -21,8 +21,9 @@ Without ``tool`` the McpTool is a dispatcher: its arguments are ``tool``
 (the name of one of the server's tools, listed in its description) and
 ``arguments`` (that tool's arguments).
 
-Each call opens a connection, calls the tool and closes it (a stdio server
-is spawned per call). A result's text becomes the observation, its
+The tools of one server share one connection (:class:`McpConnection`),
+opened on first use and kept open: a stdio server is started once and
+answers every call; it is closed at exit or with :func:`close_connections`. A result's text becomes the observation, its
 structured content the ``data``; an error result is a
 :class:`~ragkit.agents.tools.ToolError` (the model sees the server's
 message). Hits and citations in the structured content of a ragkit server
@@ -32,12 +33,15 @@ agent's answer cites the remote documents.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import dataclasses
+import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
-import anyio
 import mcp.types as types
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -49,7 +53,9 @@ from ragkit.errors import ConfigError, UnavailableError
 from ragkit.rag.answer import Citation
 from ragkit.schema import Hit
 
-__all__ = ["McpServer", "McpTool", "list_server_tools", "mcp_tools"]
+__all__ = ["McpConnection", "McpServer", "McpTool", "close_connections", "connection", "list_server_tools", "mcp_tools"]
+
+T = TypeVar("T")
 
 DISPATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -116,18 +122,17 @@ class McpServer:
         return Client(transport, cache=None, read_timeout_seconds=self.timeout_s)
 
 
-async def _alist(server: McpServer) -> list[types.Tool]:
-    async with server.client() as client:
-        return list((await client.list_tools()).tools)
+async def _list_tools(client: Client) -> list[types.Tool]:
+    return list((await client.list_tools()).tools)
 
 
 def list_server_tools(server: McpServer) -> list[types.Tool]:
-    """The tools ``server`` lists (connects once); :class:`UnavailableError` when it cannot be reached."""
+    """The tools ``server`` lists (over its shared connection); :class:`UnavailableError` when it cannot be reached."""
     try:
-        return anyio.run(_alist, server)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
+        return connection(server).run_sync(_list_tools)
+    except UnavailableError as exc:
+        raise UnavailableError(f"cannot list the tools of MCP server {server.describe()!r}: {exc}") from None
+    except Exception as exc:
         raise UnavailableError(f"cannot list the tools of MCP server {server.describe()!r}: {_reason(exc)}") from None
 
 
@@ -137,11 +142,112 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class McpConnection:
+    """One open session with an MCP server, kept by a background thread with its own event loop.
+
+    Opened on first use and shared by every :class:`McpTool` of the same
+    server (see :func:`connection`), so a stdio server is started once, not
+    per call. When the session breaks (the server exited), the next call
+    opens a new one. :meth:`close` ends it (and stops a started server);
+    :func:`close_connections` closes them all and runs at exit.
+    """
+
+    def __init__(self, server: McpServer) -> None:
+        self.server = server
+        self.opened = 0
+        """How many sessions this connection has opened so far."""
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def _open(self) -> Client:
+        with self._lock:
+            if self._client is not None and self._thread is not None and self._thread.is_alive():
+                return self._client
+            self._ready.clear()
+            self._error = None
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_until_complete, args=(self._serve(),), daemon=True)
+            thread.name = f"ragkit-mcp-{self.server.describe()[:40]}"
+            self._loop, self._thread = loop, thread
+            thread.start()
+            self._ready.wait(self.server.timeout_s)
+            if self._client is None:
+                reason = _reason(self._error) if self._error is not None else "it did not answer in time"
+                raise UnavailableError(f"cannot connect to MCP server {self.server.describe()!r}: {reason}")
+            return self._client
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with self.server.client() as client:
+                self._client = client
+                self.opened += 1
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # reported to the caller waiting in _open, or to the next call
+            self._error = exc
+        finally:
+            self._client = None
+            self._ready.set()
+
+    async def run(self, work: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+        """``await work(client)`` on the open session (opened first if needed), from any event loop."""
+        client = await asyncio.to_thread(self._open)
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(work(client), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def run_sync(self, work: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+        """:meth:`run` from synchronous code."""
+        client = self._open()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(work(client), self._loop).result()
+
+    def close(self) -> None:
+        """End the session (a started server exits); the next call opens a new one."""
+        with self._lock:
+            loop, thread, stop = self._loop, self._thread, self._stop
+            self._loop = self._thread = None
+        if loop is not None and stop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=10)
+        if loop is not None and not loop.is_running():
+            loop.close()
+
+
+_connections: dict[str, McpConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def connection(server: McpServer) -> McpConnection:
+    """The shared connection to ``server`` (the same command, URL, environment and headers: the same one)."""
+    key = json.dumps(dataclasses.asdict(server), sort_keys=True, default=str)
+    with _connections_lock:
+        if key not in _connections:
+            _connections[key] = McpConnection(server)
+        return _connections[key]
+
+
+@atexit.register
+def close_connections() -> None:
+    """Close every open MCP connection (started servers exit)."""
+    with _connections_lock:
+        open_ones = list(_connections.values())
+        _connections.clear()
+    for item in open_ones:
+        item.close()
+
+
 class McpTool(Tool):
     """One tool of an MCP server (``tool``), or all of them behind one dispatcher (no ``tool``).
 
     Args:
-        command: The server's command line, spawned for each call (stdio).
+        command: The server's command line, started once and kept (stdio).
         url: The server's streamable HTTP endpoint (instead of ``command``).
         tool: The server's tool this tool calls; leave it out for a dispatcher.
         env: Environment variables for the spawned server (``RAGKIT_HOME`` ...).
@@ -217,8 +323,6 @@ class McpTool(Tool):
 
     def validate(self, arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
         """The arguments as a JSON object, with the required ones present; the server checks the rest."""
-        import json
-
         if arguments is None:
             arguments = {}
         if isinstance(arguments, str):
@@ -254,9 +358,12 @@ class McpTool(Tool):
                 raise ToolArgumentsError("'arguments' must be a JSON object", tool=self.name)
         else:
             target, inner = self.tool, arguments
+
+        async def call(client: Client) -> Any:
+            return await client.call_tool(target, dict(inner))
+
         try:
-            async with self.server.client() as client:
-                result = await client.call_tool(target, dict(inner))
+            result = await connection(self.server).run(call)
         except MCPError as exc:
             raise ToolError(f"the MCP server refused the call to {target!r}: {exc.error.message}") from None
         except Exception as exc:
@@ -266,7 +373,8 @@ class McpTool(Tool):
         return tool_output(result, target)
 
     def close(self) -> None:
-        """Nothing is kept open between calls."""
+        """Close the connection to the server (shared with the other tools of that server; reopened on use)."""
+        connection(self.server).close()
 
 
 def _tool_name(name: str) -> str:
@@ -317,8 +425,6 @@ def tool_output(result: types.CallToolResult, tool: str) -> ToolOutput:
         if hits and not citations:
             citations = [Citation.from_hit(number, hit) for number, hit in enumerate(hits, 1)]
     if not text and data is not None:
-        import json
-
         text = json.dumps(data, ensure_ascii=False)
     return ToolOutput(content=text, citations=citations, hits=hits, data=data)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mcp_fixtures import RAGKIT, server_env
 from ragkit_mcp import McpTool, mcp_tools
+from ragkit_mcp.client import McpServer, connection
 
 from ragkit.agents.tools import ToolArgumentsError, ToolError, build_tools
 
@@ -34,10 +35,14 @@ def test_mcp_tools_are_ragkit_tools_whose_search_carries_hits_and_citations(corp
     assert output.citations[0].chunk_id == output.hits[0].chunk.id
     assert "[1] 0000-super-bowl-50.md" in output.content
     assert output.data["hits"][0]["source"] == "0000-super-bowl-50.md"
+    # listing and calling went over one kept session: the server was started once
+    assert connection(search.server).opened == 1
+    search.close()
 
 
 def test_a_yaml_tool_entry_of_type_mcp_is_one_dispatcher_over_the_servers_tools(corpus):
     env = server_env(corpus["home"])
+    opened = connection(McpServer.of(_command(corpus), env=env)).opened  # sessions opened by earlier tests
     [dispatcher] = build_tools([{"type": "mcp", "command": _command(corpus), "env": env, "name": "docs"}])
     assert isinstance(dispatcher, McpTool) and dispatcher.name == "docs"
     assert "- search(" in dispatcher.description and "- ask(" in dispatcher.description
@@ -51,6 +56,12 @@ def test_a_yaml_tool_entry_of_type_mcp_is_one_dispatcher_over_the_servers_tools(
         dispatcher.call({"tool": "search", "arguments": {"collection": "nope", "query": "anything"}})
 
     assert dispatcher.to_config()["command"] == _command(corpus)
+    assert connection(dispatcher.server).opened == opened + 1  # one server process for all three calls
+    dispatcher.close()
+    again = dispatcher.call({"tool": "list_collections", "arguments": {}})  # a closed session reopens
+    assert again.data == listed.data
+    assert connection(dispatcher.server).opened == opened + 2
+    dispatcher.close()
 
 
 def test_a_server_that_cannot_start_is_a_clear_error(tmp_path):
