@@ -39,10 +39,11 @@ def service(corpus: dict[str, Any]):
         yield server
 
 
-def _client(url: str, key: str | None) -> Client:
-    headers = {"Authorization": f"Bearer {key}"} if key else None
+def _client(url: str, key: str | None, header: str = "Authorization", mode: str = "auto") -> Client:
+    """The SDK's client; ``mode="legacy"``: the initialize handshake of the 2025 protocol versions."""
+    headers = {header: f"Bearer {key}" if header == "Authorization" else key} if key else None
     transport = streamable_http_client(f"{url}/mcp", http_client=create_mcp_http_client(headers=headers))
-    return Client(transport, cache=None, read_timeout_seconds=120)
+    return Client(transport, cache=None, read_timeout_seconds=120, mode=mode)
 
 
 def test_a_read_key_searches_asks_and_reads_documents(service):
@@ -81,9 +82,10 @@ def test_a_read_key_searches_asks_and_reads_documents(service):
     assert out["document"].contents[0].text == original
 
 
-def test_a_limited_key_sees_only_its_collection(service):
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_limited_key_sees_only_its_collection(service, mode):
     async def session() -> dict[str, Any]:
-        async with _client(service.url, LIMITED) as client:
+        async with _client(service.url, LIMITED, header="X-API-Key", mode=mode) as client:
             return {
                 "listed": await client.call_tool("list_collections", {}),
                 "own": await client.call_tool("search", {"collection": "other", "query": "Tesla"}),
@@ -103,7 +105,7 @@ def test_a_limited_key_sees_only_its_collection(service):
     assert uris and all(u.startswith("ragkit://collections/other/") for u in uris)
 
     async def read_hidden() -> MCPError | None:
-        async with _client(service.url, LIMITED) as client:
+        async with _client(service.url, LIMITED, header="X-API-Key", mode=mode) as client:
             try:
                 await client.read_resource(document_uri("squad", "0001-warsaw.md"))
             except MCPError as exc:
