@@ -46,8 +46,17 @@ def cache_root() -> Path | None:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ragkit" / "converted"
 
 
-def cache_key(gguf: Path, transformers_version: str) -> str | None:
-    """The key of ``gguf``'s converted folder: its real path, size and mtime, and the converter's version."""
+def cache_key(gguf: Path, transformers_version: str, sha256: str | None = None) -> str | None:
+    """The key of ``gguf``'s converted folder.
+
+    A model with a pinned ``sha256`` (a packaged model, checked when it was
+    assembled) is keyed by that checksum, so every ``RAGKIT_HOME`` that
+    assembles it shares one converted folder; any other file by its real
+    path, size and modification time. The converter's version is part of both.
+    """
+    if sha256 is not None:
+        identity = f"{FORMAT_VERSION}|sha256:{sha256}|transformers {transformers_version}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:32]
     try:
         real = gguf.resolve()
         info = real.stat()
@@ -57,23 +66,25 @@ def cache_key(gguf: Path, transformers_version: str) -> str | None:
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def converted_folder(gguf: Path, transformers_version: str) -> Path | None:
-    """The complete converted folder of ``gguf``, or ``None`` when there is none (yet)."""
+def converted_folder(gguf: Path, transformers_version: str, sha256: str | None = None) -> Path | None:
+    """The complete converted folder of ``gguf`` (see :func:`cache_key`), or ``None`` when there is none (yet)."""
     root = cache_root()
-    key = cache_key(gguf, transformers_version)
+    key = cache_key(gguf, transformers_version, sha256)
     if root is None or key is None:
         return None
     folder = root / f"{_slug(gguf.stem)}-{key}"
     return folder if (folder / _COMPLETE).is_file() else None
 
 
-def save_converted(gguf: Path, transformers_version: str, model: Any, tokenizer: Any) -> Path | None:
+def save_converted(
+    gguf: Path, transformers_version: str, model: Any, tokenizer: Any, sha256: str | None = None
+) -> Path | None:
     """Write ``model`` and ``tokenizer`` (loaded from ``gguf``) as the converted folder; ``None`` if it failed.
 
     Call it with the model as loaded, before it is moved, cast or quantised.
     """
     root = cache_root()
-    key = cache_key(gguf, transformers_version)
+    key = cache_key(gguf, transformers_version, sha256)
     if root is None or key is None:
         return None
     target = root / f"{_slug(gguf.stem)}-{key}"

@@ -205,7 +205,7 @@ def _load(source: ModelSource, device: str, dtype: str, quantize: str = "none") 
     kwargs: dict[str, Any] = {"local_files_only": True}
     load_from = source.directory
     gguf = Path(source.directory) / source.gguf_file if source.gguf_file is not None else None
-    converted = converted_folder(gguf, transformers.__version__) if gguf is not None else None
+    converted = converted_folder(gguf, transformers.__version__, source.sha256) if gguf is not None else None
     if converted is not None:
         load_from = str(converted)  # the GGUF de-quantised by an earlier load (see converted.py)
     elif source.gguf_file is not None:
@@ -221,7 +221,7 @@ def _load(source: ModelSource, device: str, dtype: str, quantize: str = "none") 
     except Exception as exc:  # out of memory, a broken file ...
         raise UnavailableError(f"cannot load model {source.name} from {where}: {exc}") from None
     if gguf is not None and converted is None and dtype == "float32":
-        save_converted(gguf, transformers.__version__, model, tokenizer)
+        save_converted(gguf, transformers.__version__, model, tokenizer, source.sha256)
     try:
         model = model.to(device)
     except Exception as exc:  # e.g. out of GPU memory

@@ -161,7 +161,7 @@ def local_source(source: ModelSource) -> ModelSource:
         from ragkit_transformers.packaged import ensure_model, find_packaged
 
         spec = find_packaged(source.name)
-        if spec is not None:
+        if spec is not None and not _converted(source):
             ensure_model(spec, Path(source.directory).parent)
         return source
     if source.kind == "hub":
@@ -174,6 +174,20 @@ def local_source(source: ModelSource) -> ModelSource:
             raise ConfigError(f"generator option 'model': the hub model {source.name!r} ({folder}): {exc}") from None
         return ModelSource(found.kind, found.directory, found.gguf_file, source.name)
     return source
+
+
+def _converted(source: ModelSource) -> bool:
+    """Whether a packaged model was already converted (by its pinned checksum): loading it then needs no assembly."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ragkit_transformers.converted import converted_folder
+
+    try:
+        transformers_version = version("transformers")  # no import: torch and transformers load later
+    except PackageNotFoundError:
+        return False
+    gguf = Path(source.directory) / (source.gguf_file or "")
+    return converted_folder(gguf, transformers_version, source.sha256) is not None
 
 
 def _gguf_name(file_name: str) -> str:

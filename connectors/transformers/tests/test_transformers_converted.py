@@ -90,3 +90,13 @@ def test_a_cache_that_cannot_be_written_costs_only_the_speed_up(tmp_path, monkey
     assert "could not keep a converted copy" in caplog.text
     # the model it was asked to save is untouched: still marked as loaded from GGUF
     assert (first.model.hf_quantizer, getattr(first.model.config, "quantization_config", None)) == before
+
+
+def test_a_pinned_checksum_keys_the_folder_whatever_the_path(tmp_path):
+    """A packaged model assembled into two RAGKIT_HOMEs is converted once: its key is its pinned SHA-256."""
+    one, two = tmp_path / "home1" / "m.gguf", tmp_path / "home2" / "m.gguf"
+    for file in (one, two):
+        file.parent.mkdir()
+        file.write_bytes(b"same bytes")
+    assert converted.cache_key(one, "4.0", sha256="ab" * 32) == converted.cache_key(two, "4.0", sha256="ab" * 32)
+    assert converted.cache_key(one, "4.0") != converted.cache_key(two, "4.0")
