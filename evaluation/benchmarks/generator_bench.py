@@ -58,9 +58,14 @@ MODELS: dict[str, dict[str, Any]] = {
     "qwen-0.5b": {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct", "quantize": "int8"},
     "qwen-1.5b": {"type": "transformers", "model": "qwen2.5-coder-1.5b-instruct", "quantize": "int8"},
 }
-PROMPTS: dict[str, dict[str, str]] = {}
-"""Systems that replace the recipe's prompt, by model key (none now: the default prompt stopped ending in
-"... like [1]:", which the Qwen models had answered with a bare "[1]")."""
+SHORT_PROMPT = {
+    "user": "Sources:\n\n{context}\n\nQuestion: {question}\nAnswer the question with a short sentence taken from "
+    "the sources, followed by the source number in square brackets."
+}
+"""A user prompt without the default's closing "... like [1]:", which the Qwen models answer with a bare "[1]"."""
+PROMPTS: dict[str, dict[str, str]] = {"qwen-0.5b-short": SHORT_PROMPT}
+"""Systems that replace the recipe's prompt (the model is the one named before ``-short``)."""
+MODELS["qwen-0.5b-short"] = MODELS["qwen-0.5b"]
 BASELINE = "smollm2"
 CITATION = re.compile(r"\[\d+\]")
 VERSIONS = ["ragkit", "ragkit-transformers", "torch", "transformers", "gguf", "sentence-transformers", "faiss-cpu"]
@@ -274,7 +279,7 @@ def table(data: dict[str, Any]) -> str:
             speed_ratio = f"{s['seconds_per_answer'] / base['seconds_per_answer']:.2f}x"
         else:
             contains_ratio = speed_ratio = "1.00x" if base else "-"
-        name = f"{s['model_name']} ({s['model'].get('quantize', 'none')}{', own prompt' if key in PROMPTS else ''})"
+        name = f"{s['model_name']} ({s['model'].get('quantize', 'none')}{', short prompt' if key in PROMPTS else ''})"
         lines.append(
             f"| {name} | {s['answered_in_all']}/{s['questions']} | {s['contains']:.3f} | {s['exact_match']:.3f} "
             f"| {s['f1']:.3f} | {s['cited']:.3f} | {s['grounded']:.3f} | {s['retrieved']:.3f} "

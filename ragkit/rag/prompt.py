@@ -32,11 +32,8 @@ DEFAULT_SYSTEM = (
 )
 DEFAULT_USER = (
     "Sources:\n\n{context}\n\nQuestion: {question}\n"
-    "Answer the question with a short sentence taken from the sources, followed by the source number in square "
-    "brackets."
+    "Answer in one or two sentences, each ending with its source number like [1]:"
 )
-"""Ends in words, not in a marker: a prompt ending "... like [1]:" was answered with a bare "[1]" by the
-Qwen2.5-Coder models (docs/benchmarks.md, "Default generator")."""
 DEFAULT_NO_ANSWER = "The documents do not answer this question: nothing relevant was found."
 
 _TAG = re.compile(r"</?\s*source\b", re.IGNORECASE)
