@@ -1,6 +1,8 @@
 """Agents and their tools.
 
-The tool contract lives in :mod:`ragkit.agents.tools`; the built-in tools in
+The agent lives in :mod:`ragkit.agents.agent` (its result and trace in
+:mod:`ragkit.agents.trace`, its streamed events in :mod:`ragkit.agents.events`);
+the tool contract in :mod:`ragkit.agents.tools`; the built-in tools in
 :mod:`ragkit.agents.builtin` and :mod:`ragkit.agents.calculator`. Names are
 imported lazily, so ``import ragkit.agents`` costs nothing until one is used.
 """
@@ -11,6 +13,10 @@ import importlib
 from typing import Any
 
 _LAZY: dict[str, str] = {
+    "Agent": "ragkit.agents.agent",
+    "AgentEvent": "ragkit.agents.events",
+    "AgentResult": "ragkit.agents.trace",
+    "AgentStep": "ragkit.agents.trace",
     "FunctionTool": "ragkit.agents.tools",
     "Tool": "ragkit.agents.tools",
     "ToolArgumentsError": "ragkit.agents.tools",
