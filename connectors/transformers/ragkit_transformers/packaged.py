@@ -25,12 +25,13 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ragkit.errors import MissingDependencyError, UpstreamError
+from ragkit.file_lock import exclusive_lock
 
 Progress = Callable[[str], None]
 Quantize = Literal["int8", "none"]
@@ -222,23 +223,6 @@ def _mismatch(spec: PackagedModel, file: Path, actual: str, size: int) -> Checks
     )
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (POSIX): two processes assembling one model wait for each other."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            yield
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def ensure_model(
     spec: PackagedModel, models_dir: Path | str | None = None, progress: Progress | None = None, force: bool = False
 ) -> Path:
@@ -258,7 +242,7 @@ def ensure_model(
     stamp_for = target if spec.assembled else base / spec.name / spec.gguf_file
     if not force and _verified(target, stamp_for, spec):
         return target
-    with _lock(base / spec.name / ".lock"):
+    with exclusive_lock(base / spec.name / ".lock"):
         if not force and _verified(target, stamp_for, spec):
             return target  # another process finished it while this one waited
         if target.is_file() and (not spec.assembled or target.stat().st_size == spec.size):
