@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragkit import __version__
 from ragkit.errors import InputError, NotFoundError, RagkitError
+from ragkit.protocols import capabilities_of
 from ragkit.rag import RagPipeline
 from ragkit.schema import Chunk, Hit, chunk_location, hit_dicts
 from ragkit.service.auth import Principal
@@ -432,8 +433,12 @@ def read_document(state: ServiceState, name: str, source: str) -> str | bytes:
     record = collection.store.sources().get(source)
     if record is None:
         raise NotFoundError(f"collection {name!r} has no document {source!r}")
-    chunks = [c for batch in collection.store.iter_chunks() for c in batch if c.source == source]
-    return stitch(chunks)
+    store = collection.store
+    if "chunks_of_documents" in capabilities_of(store) and record.document_ids:
+        chunks = store.chunks_of_documents(record.document_ids)  # type: ignore[attr-defined]
+    else:
+        chunks = [c for batch in store.iter_chunks() for c in batch if c.source == source]
+    return stitch([c for c in chunks if c.source == source])
 
 
 def stitch(chunks: list[Chunk]) -> str:
