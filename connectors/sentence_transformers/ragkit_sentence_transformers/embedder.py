@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragkit import hub
 from ragkit.component import Component
 from ragkit.embedders.inputs import check_texts
 from ragkit.errors import ConfigError, MissingDependencyError, UnavailableError
@@ -240,12 +240,12 @@ def _load_from_hub(sentence_transformer: Any, name: str, device: str) -> Any:
     except OSError:
         pass
     where = f"model {name!r} is not a local folder and is not in the Hugging Face cache"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if hub.offline():
         raise UnavailableError(f"{where}, and HF_HUB_OFFLINE is set; {_HUB_HINT}")
     # 2. a quick look at whether the hub answers at all: huggingface_hub itself
     #    retries an unreachable host for more than a minute before giving up
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    reason = _unreachable(endpoint)
+    endpoint = hub.endpoint()
+    reason = hub.unreachable(endpoint, _HUB_PROBE_TIMEOUT_S)
     if reason:
         raise UnavailableError(f"{where}, and {endpoint} cannot be reached ({reason}); {_HUB_HINT}")
     # 3. download
@@ -259,22 +259,6 @@ _HUB_HINT = (
     "download the model where there is network and give its folder as 'model', "
     "or leave 'model' unset for the packaged all-MiniLM-L6-v2"
 )
-
-
-def _unreachable(endpoint: str) -> str | None:
-    """Why ``endpoint`` cannot be reached, or ``None`` when it answers (any HTTP status counts)."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(endpoint, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=_HUB_PROBE_TIMEOUT_S):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return f"{type(exc).__name__}: {reason}"
 
 
 class _quiet_progress_bars:

