@@ -32,7 +32,7 @@ from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.errors import http_error_handler, ragkit_error_handler, validation_error_handler
 from ragkit.service.logs import configure_logging
 from ragkit.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from ragkit.service.routes import agents, ask, collections, conversations, evaluations, health, openai
+from ragkit.service.routes import agents, ask, collections, conversations, evaluations, health, openai, web
 from ragkit.service.routes import sql as sql_routes
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.state import ServiceState
@@ -94,6 +94,7 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
     for module in (collections, ask, conversations, evaluations, openai, agents, health):
         app.include_router(module.router)
     app.include_router(sql_routes.router)
+    web.install(app)  # the web page at /, offline /docs and /redoc
     mount_connector(app, "mcp")  # /mcp (streamable HTTP, the same API keys) when ragkit-mcp is installed
 
     def limit_for(method: str, path: str) -> int:
