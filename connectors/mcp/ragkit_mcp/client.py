@@ -37,6 +37,7 @@ import asyncio
 import atexit
 import dataclasses
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -74,7 +75,9 @@ class McpServer:
 
     ``env`` is added to the spawned process's environment (over the few
     variables the SDK passes on: ``HOME``, ``PATH`` ...); ``headers`` go with
-    every HTTP request (an API key).
+    every HTTP request (an API key). In both, ``${NAME}`` stands for the
+    environment variable ``NAME``, read when connecting, so a config can say
+    ``Authorization: "Bearer ${DOCS_MCP_KEY}"`` and hold no secret.
     """
 
     command: tuple[str, ...] | None = None
@@ -110,16 +113,31 @@ class McpServer:
         return self.url if self.url is not None else " ".join(self.command or ())
 
     def client(self) -> Client:
-        """A fresh SDK client for this server (not yet connected)."""
+        """A fresh SDK client for this server (not yet connected); ``${NAME}`` in env and header values expanded."""
         if self.command is not None:
-            params = StdioServerParameters(
-                command=self.command[0], args=list(self.command[1:]), env=dict(self.env or {}), cwd=self.cwd
-            )
+            env = {key: expand(value, f"env {key!r}") for key, value in (self.env or {}).items()}
+            params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]), env=env, cwd=self.cwd)
             return Client(params, cache=None, read_timeout_seconds=self.timeout_s)
         assert self.url is not None
-        http = create_mcp_http_client(headers=dict(self.headers or {}))
+        headers = {key: expand(value, f"header {key!r}") for key, value in (self.headers or {}).items()}
+        http = create_mcp_http_client(headers=headers)
         transport = streamable_http_client(self.url, http_client=http)
         return Client(transport, cache=None, read_timeout_seconds=self.timeout_s)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand(value: str, where: str) -> str:
+    """``value`` with each ``${NAME}`` replaced by the environment variable (so configs need hold no secret)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"MCP server {where}: the environment variable {name} is not set")
+        return os.environ[name]
+
+    return _VARIABLE.sub(replace, str(value))
 
 
 async def _list_tools(client: Client) -> list[types.Tool]:

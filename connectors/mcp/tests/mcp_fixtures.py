@@ -1,4 +1,4 @@
-"""What the MCP tests share: a store folder with two small real collections (squad-dev documents, the
+"""What the MCP tests share: a store folder with two small real collections (the sample documents, the
 packaged embedder), service settings with a short-answer pipeline on the real local model, and the
 environment a spawned ``ragkit mcp`` needs."""
 
@@ -16,7 +16,6 @@ import yaml
 from ragkit.collection import Collection
 
 ROOT = Path(__file__).resolve().parents[3]
-SQUAD = Path("/work/shared/datasets/squad-dev/documents")
 SAMPLE = ROOT / "evaluation" / "datasets" / "sample-docs"
 RAGKIT = str(Path(sys.executable).with_name("ragkit"))
 
@@ -30,18 +29,16 @@ TINY_PIPELINE: dict[str, Any] = {
 
 
 def _documents(folder: Path) -> dict[str, list[Path]]:
-    """The files of each collection: three squad-dev documents for 'squad', one for 'other'."""
-    if SQUAD.is_dir():
-        squad = [SQUAD / "0000-super-bowl-50.md", SQUAD / "0001-warsaw.md", SQUAD / "0002-normans.md"]
-        other = [SQUAD / "0003-nikola-tesla.md"]
-    else:  # the sample documents that ship with the repository
-        files = sorted(p for p in SAMPLE.iterdir() if p.suffix in (".md", ".txt"))
-        squad, other = files[:3], files[3:4]
+    """The files of each collection (the repository's sample documents, a PDF among them)."""
+    chosen = {
+        "sample": ["super-bowl-50.pdf", "packet-switching.md", "amazon-rainforest.md"],
+        "other": ["black-death.txt"],
+    }
     copies: dict[str, list[Path]] = {}
-    for name, files in (("squad", squad), ("other", other)):
+    for name, files in chosen.items():
         target = folder / name
         target.mkdir(parents=True)
-        copies[name] = [Path(shutil.copy(f, target / f.name)) for f in files]
+        copies[name] = [Path(shutil.copy(SAMPLE / f, target / f)) for f in files]
     return copies
 
 

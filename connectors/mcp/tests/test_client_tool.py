@@ -28,13 +28,13 @@ def test_mcp_tools_are_ragkit_tools_whose_search_carries_hits_and_citations(corp
     with pytest.raises(ToolArgumentsError, match="collection"):  # refused before any server is spawned
         search.call({"query": "Super Bowl"})
 
-    output = search.call({"collection": "squad", "query": "Which team won Super Bowl 50?", "top_k": 2})
-    assert output.hits and output.hits[0].chunk.source == "0000-super-bowl-50.md"
+    output = search.call({"collection": "sample", "query": "Which team won Super Bowl 50?", "top_k": 2})
+    assert output.hits and output.hits[0].chunk.source == "super-bowl-50.pdf"
     assert [c.number for c in output.citations] == [1, 2]
-    assert output.citations[0].source == "0000-super-bowl-50.md"
+    assert output.citations[0].source == "super-bowl-50.pdf"
     assert output.citations[0].chunk_id == output.hits[0].chunk.id
-    assert "[1] 0000-super-bowl-50.md" in output.content
-    assert output.data["hits"][0]["source"] == "0000-super-bowl-50.md"
+    assert "[1] super-bowl-50.pdf" in output.content
+    assert output.data["hits"][0]["source"] == "super-bowl-50.pdf"
     # listing and calling went over one kept session: the server was started once
     assert connection(search.server).opened == 1
     search.close()
@@ -49,8 +49,8 @@ def test_a_yaml_tool_entry_of_type_mcp_is_one_dispatcher_over_the_servers_tools(
     assert dispatcher.parameters["required"] == ["tool"]
 
     listed = dispatcher.call({"tool": "list_collections", "arguments": {}})
-    assert {c["name"] for c in listed.data["collections"]} == {"squad", "other"}
-    assert "squad: 3 documents" in listed.content
+    assert {c["name"] for c in listed.data["collections"]} == {"sample", "other"}
+    assert "sample: 3 documents" in listed.content
 
     with pytest.raises(ToolError, match="nope"):  # the server's error becomes the observation
         dispatcher.call({"tool": "search", "arguments": {"collection": "nope", "query": "anything"}})

@@ -3,6 +3,7 @@ SDK's streamable HTTP client; one ``ask`` with the real local model."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import anyio
@@ -53,19 +54,20 @@ def test_a_read_key_searches_asks_and_reads_documents(service):
                 "tools": await client.list_tools(),
                 "listed": await client.call_tool("list_collections", {}),
                 "found": await client.call_tool(
-                    "search", {"collection": "squad", "query": "Where is Warsaw?", "top_k": 2}
+                    "search", {"collection": "sample", "query": "What is packet switching?", "top_k": 2}
                 ),
                 "answer": await client.call_tool(
-                    "ask", {"collection": "squad", "question": "Which team won Super Bowl 50?", "max_tokens": 8}
+                    "ask", {"collection": "sample", "question": "Which team won Super Bowl 50?", "max_tokens": 8}
                 ),
-                "document": await client.read_resource(document_uri("squad", "0001-warsaw.md")),
+                "document": await client.read_resource(document_uri("sample", "packet-switching.md")),
+                "pdf": await client.read_resource(document_uri("sample", "super-bowl-50.pdf")),
             }
 
     out = anyio.run(session)
     assert {"search", "ask", "list_collections"} <= {t.name for t in out["tools"].tools}
-    assert {c["name"] for c in out["listed"].structured_content["collections"]} == {"squad", "other"}
+    assert {c["name"] for c in out["listed"].structured_content["collections"]} == {"sample", "other"}
     hits = out["found"].structured_content["hits"]
-    assert hits and hits[0]["source"] == "0001-warsaw.md"
+    assert hits and hits[0]["source"] == "packet-switching.md"
 
     answer = out["answer"]
     assert not answer.is_error, answer.content[0].text
@@ -74,12 +76,16 @@ def test_a_read_key_searches_asks_and_reads_documents(service):
     assert data["answer"].strip()
     assert data["usage"]["completion_tokens"] <= 8
     for citation in data["citations"]:  # the small model may cite nothing; what it cites must be real
-        assert citation["source"] in {"0000-super-bowl-50.md", "0001-warsaw.md", "0002-normans.md"}
+        assert citation["source"] in {"super-bowl-50.pdf", "packet-switching.md", "amazon-rainforest.md"}
         assert citation["chunk_id"] and citation["end"] > citation["start"]
 
     # the file itself (it lies in the ingest roots), as the REST download sends it
-    original = (service.app.state.ragkit.settings.ingest_roots[0] / "squad" / "0001-warsaw.md").read_text("utf-8")
+    folder = service.app.state.ragkit.settings.ingest_roots[0] / "sample"
+    original = (folder / "packet-switching.md").read_text("utf-8")
     assert out["document"].contents[0].text == original
+    pdf = out["pdf"].contents[0]  # the PDF's bytes, as a blob
+    assert pdf.mime_type == "application/pdf"
+    assert base64.b64decode(pdf.blob) == (folder / "super-bowl-50.pdf").read_bytes()
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -88,8 +94,8 @@ def test_a_limited_key_sees_only_its_collection(service, mode):
         async with _client(service.url, LIMITED, header="X-API-Key", mode=mode) as client:
             return {
                 "listed": await client.call_tool("list_collections", {}),
-                "own": await client.call_tool("search", {"collection": "other", "query": "Tesla"}),
-                "hidden": await client.call_tool("search", {"collection": "squad", "query": "Super Bowl"}),
+                "own": await client.call_tool("search", {"collection": "other", "query": "plague"}),
+                "hidden": await client.call_tool("search", {"collection": "sample", "query": "Super Bowl"}),
                 "missing": await client.call_tool("search", {"collection": "nope", "query": "Super Bowl"}),
                 "resources": await client.list_resources(),
             }
@@ -100,14 +106,14 @@ def test_a_limited_key_sees_only_its_collection(service, mode):
     hidden, missing = out["hidden"], out["missing"]
     assert hidden.is_error and missing.is_error
     # the same answer for a hidden collection as for one that does not exist
-    assert hidden.content[0].text.replace("squad", "X") == missing.content[0].text.replace("nope", "X")
+    assert hidden.content[0].text.replace("sample", "X") == missing.content[0].text.replace("nope", "X")
     uris = [str(r.uri) for r in out["resources"].resources]
     assert uris and all(u.startswith("ragkit://collections/other/") for u in uris)
 
     async def read_hidden() -> MCPError | None:
         async with _client(service.url, LIMITED, header="X-API-Key", mode=mode) as client:
             try:
-                await client.read_resource(document_uri("squad", "0001-warsaw.md"))
+                await client.read_resource(document_uri("sample", "packet-switching.md"))
             except MCPError as exc:
                 return exc
         return None
@@ -132,3 +138,18 @@ def test_without_a_valid_key_the_endpoint_refuses(service, key):
 
     with pytest.raises(BaseException):  # noqa: B017 - the SDK's client fails to connect on a 401
         anyio.run(session)
+
+
+def test_mcp_tools_over_http_with_the_key_from_the_environment(service, monkeypatch):
+    from ragkit_mcp import mcp_tools
+
+    monkeypatch.setenv("MCP_TEST_DOCS_KEY", LIMITED)
+    headers = {"Authorization": "Bearer ${MCP_TEST_DOCS_KEY}"}
+    tools = {t.name: t for t in mcp_tools(server=f"{service.url}/mcp", headers=headers, prefix="docs_")}
+    assert set(tools) == {"docs_search", "docs_ask", "docs_list_collections"}
+    assert tools["docs_search"].to_config()["headers"] == headers  # the config holds no secret
+    output = tools["docs_search"].call({"collection": "other", "query": "What was the Black Death?", "top_k": 1})
+    assert [h.chunk.source for h in output.hits] == ["black-death.txt"]
+    listed = tools["docs_list_collections"].call({})
+    assert [c["name"] for c in listed.data["collections"]] == ["other"]  # the limited key's view
+    tools["docs_search"].close()

@@ -22,15 +22,15 @@ def test_stdio_lists_tools_searches_with_citations_and_reads_a_document(corpus):
         async with _client(corpus) as client:
             tools = await client.list_tools()
             found = await client.call_tool(
-                "search", {"collection": "squad", "query": "Which team won Super Bowl 50?", "top_k": 3}
+                "search", {"collection": "sample", "query": "Which team won Super Bowl 50?", "top_k": 3}
             )
             listed = await client.call_tool("list_collections", {})
             resources = await client.list_resources()
             templates = await client.list_resource_templates()
-            uri = document_uri("squad", "0000-super-bowl-50.md")
-            document = await client.read_resource(uri)
+            document = await client.read_resource(document_uri("sample", "packet-switching.md"))
+            pdf = await client.read_resource(document_uri("sample", "super-bowl-50.pdf"))
             missing = await client.call_tool("search", {"collection": "nope", "query": "anything"})
-            bad = await client.call_tool("search", {"collection": "squad", "query": "x", "top_k": 0})
+            bad = await client.call_tool("search", {"collection": "sample", "query": "x", "top_k": 0})
             return {
                 "tools": tools,
                 "found": found,
@@ -38,6 +38,7 @@ def test_stdio_lists_tools_searches_with_citations_and_reads_a_document(corpus):
                 "resources": resources,
                 "templates": templates,
                 "document": document,
+                "pdf": pdf,
                 "missing": missing,
                 "bad": bad,
             }
@@ -52,25 +53,28 @@ def test_stdio_lists_tools_searches_with_citations_and_reads_a_document(corpus):
     assert not found.is_error
     hits = found.structured_content["hits"]
     assert 1 <= len(hits) <= 3
-    assert hits[0]["source"] == "0000-super-bowl-50.md"  # the right document, ranked first
+    assert hits[0]["source"] == "super-bowl-50.pdf"  # the right document, ranked first
     for key in ("chunk_id", "start", "end", "page", "section", "score", "text"):
         assert key in hits[0]
     assert hits[0]["end"] > hits[0]["start"]
-    assert "[1] 0000-super-bowl-50.md" in found.content[0].text
+    assert hits[0]["page"] is not None  # a PDF's hits name their page
+    assert "[1] super-bowl-50.pdf" in found.content[0].text
 
     collections = {c["name"]: c for c in out["listed"].structured_content["collections"]}
-    assert set(collections) == {"squad", "other"}
-    assert collections["squad"]["documents"] == 3
+    assert set(collections) == {"sample", "other"}
+    assert collections["sample"]["documents"] == 3
 
     uris = {str(r.uri) for r in out["resources"].resources}
-    assert document_uri("squad", "0000-super-bowl-50.md") in uris
-    assert document_uri("other", "0003-nikola-tesla.md") in uris or len(uris) == 4
+    assert document_uri("sample", "super-bowl-50.pdf") in uris
+    assert document_uri("other", "black-death.txt") in uris or len(uris) == 4
     assert out["templates"].resource_templates[0].uri_template == "ragkit://collections/{name}/documents/{source}"
     # no ingest roots over stdio by default: the text comes from the stored chunks
     text = out["document"].contents[0].text
-    original = (corpus["docs"] / "squad" / "0000-super-bowl-50.md").read_text(encoding="utf-8")
-    assert "Super Bowl 50" in text
+    original = (corpus["docs"] / "sample" / "packet-switching.md").read_text(encoding="utf-8")
+    first_paragraph = original.split("\n\n")[1].strip()
+    assert first_paragraph[:200] in text
     assert len(text) >= 0.8 * len(original.strip())
+    assert "Super Bowl 50" in out["pdf"].contents[0].text  # a PDF's text, as its chunks hold it
 
     assert out["missing"].is_error and "nope" in out["missing"].content[0].text
     assert out["bad"].is_error and "top_k" in out["bad"].content[0].text
@@ -80,7 +84,7 @@ def test_stdio_collections_option_hides_the_others(corpus):
     async def session() -> tuple[Any, Any, Any]:
         async with _client(corpus, "--collections", "other") as client:
             listed = await client.call_tool("list_collections", {})
-            hidden = await client.call_tool("search", {"collection": "squad", "query": "Super Bowl"})
+            hidden = await client.call_tool("search", {"collection": "sample", "query": "Super Bowl"})
             resources = await client.list_resources()
             return listed, hidden, resources
 
