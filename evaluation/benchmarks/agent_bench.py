@@ -16,8 +16,8 @@ The agent's caps are ``pipelines/agent.yaml``'s (8 steps, 16 tool calls, 300 s,
 expected number (within the task's tolerance, default 0.5%; thousands
 separators allowed; a negative answer may be written as its size) or the
 expected words. Per model: success rate, tool calls and model steps per
-task (mean), the share of runs that made at least the task's
-``min_tool_calls``, statuses (completed, capped, failed) and seconds per
+task (mean; also the calls that ran without error), the share of runs that
+made at least the task's ``min_tool_calls`` calls that ran, statuses (completed, capped, failed) and seconds per
 task.
 
 Each result is appended to ``<work>/agent-<model>.jsonl``; ``--resume``
@@ -208,6 +208,7 @@ def run_model(args: argparse.Namespace, model: str) -> None:
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Success rate, calls, steps, statuses and seconds over ``rows``."""
     n = len(rows)
+    ok = [sum(1 for c in r.get("calls", []) if c.get("status") == "ok") for r in rows]
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
@@ -216,7 +217,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "success": round(sum(bool(r["success"]) for r in rows) / n, 4) if n else 0.0,
         "tool_calls_per_task": round(sum(r["tool_calls"] for r in rows) / n, 2) if n else 0.0,
         "steps_per_task": round(sum(r["steps"] for r in rows) / n, 2) if n else 0.0,
-        "enough_calls": round(sum(r["tool_calls"] >= r["min_tool_calls"] for r in rows) / n, 4) if n else 0.0,
+        "ok_tool_calls_per_task": round(sum(ok) / n, 2) if n else 0.0,
+        "enough_calls": round(sum(k >= r["min_tool_calls"] for k, r in zip(ok, rows, strict=True)) / n, 4)
+        if n
+        else 0.0,
         "statuses": statuses,
         "seconds_per_task": round(sum(r["seconds"] for r in rows) / n, 1) if n else 0.0,
     }
@@ -239,14 +243,15 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
 def table(data: dict[str, Any]) -> str:
     """Markdown: one row per model."""
     lines = [
-        "| model | tasks run | success | tool calls/task | model steps/task | made min. calls | statuses | s/task |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | tasks run | success | tool calls/task | of them ok | model steps/task | made min. ok calls "
+        "| statuses | s/task |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, s in data["models"].items():
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items()))
         lines.append(
             f"| {MODELS[model]['model']} | {s['tasks']}/{data['of']} | {s['success']:.3f} "
-            f"| {s['tool_calls_per_task']:.2f} "
+            f"| {s['tool_calls_per_task']:.2f} | {s['ok_tool_calls_per_task']:.2f} "
             f"| {s['steps_per_task']:.2f} | {s['enough_calls']:.3f} | {statuses} | {s['seconds_per_task']:.1f} |"
         )
     return "\n".join(lines)

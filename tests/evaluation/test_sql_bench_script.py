@@ -142,30 +142,18 @@ def test_agent_tasks_all_parse_and_the_report_reads_saved_results(
 ) -> None:
     tasks = agent_bench.load_tasks()
     assert len(tasks) >= 15
+    ok = {"status": "ok"}
     rows = [
-        {
-            "id": "a",
-            "success": True,
-            "status": "completed",
-            "steps": 3,
-            "tool_calls": 2,
-            "min_tool_calls": 2,
-            "seconds": 10,
-        },
-        {
-            "id": "b",
-            "success": False,
-            "status": "capped",
-            "steps": 9,
-            "tool_calls": 1,
-            "min_tool_calls": 2,
-            "seconds": 30,
-        },
+        {"id": "a", "success": True, "status": "completed", "steps": 3, "calls": [ok, ok]},
+        # three calls, but two failed (unknown tool): the task's minimum of 2 was not met
+        {"id": "b", "success": False, "status": "capped", "steps": 9, "calls": [ok, {"status": "error"}, {}]},
     ]
+    for row, seconds in zip(rows, (10, 30), strict=True):
+        row.update(tool_calls=len(row["calls"]), min_tool_calls=2, seconds=seconds)
     (tmp_path / "agent-qwen-0.5b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert agent_bench.main(["--report", "--work", str(tmp_path), "--out", str(tmp_path / "a.json")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| qwen"))
-    assert line.startswith(f"| qwen2.5-coder-0.5b-instruct | 2/{len(tasks)} | 0.500 | 1.50 | 6.00 | 0.500 |")
+    assert line.startswith(f"| qwen2.5-coder-0.5b-instruct | 2/{len(tasks)} | 0.500 | 2.50 | 1.50 | 6.00 | 0.500 |")
     assert "capped 1, completed 1" in line
     with pytest.raises(SystemExit):
         agent_bench.parse_args(["--models", "nope"])
