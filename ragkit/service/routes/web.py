@@ -34,10 +34,10 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The page's static files."""
 DOCS_ASSETS = "/docs/assets"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
 
 
-@router.get("/")
+@router.get("/", include_in_schema=False)
 async def index() -> FileResponse:
     """The web page."""
     return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -66,7 +66,6 @@ class SourceText(BaseModel):
     responses=error_responses(400, 401, 403, 404, 422),
     summary="The extracted text of a source",
     tags=["documents"],
-    include_in_schema=True,
 )
 async def source_text(
     name: str,
