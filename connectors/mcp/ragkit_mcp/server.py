@@ -183,11 +183,18 @@ class RagkitMcp:
     ``principal_of`` says who calls (see the module docstring).
     ``allow_recipes`` lets ``pipeline`` name any recipe (``hybrid``, a YAML
     path) besides the configured pipelines: for the local user over stdio,
-    never for the HTTP endpoint.
+    never for the HTTP endpoint. ``page_size`` is how many documents one
+    ``resources/list`` answer holds (the next page comes with its cursor).
     """
 
-    def __init__(self, state: ServiceState, principal_of: PrincipalOf, *, allow_recipes: bool = False) -> None:
+    def __init__(
+        self, state: ServiceState, principal_of: PrincipalOf, *, allow_recipes: bool = False, page_size: int = 500
+    ) -> None:
+        if page_size < 1:
+            raise InputError(f"page_size must be at least 1, got {page_size}")
         self.state = state
+        self.page_size = page_size
+        """Documents per ``resources/list`` page."""
         self.principal_of = principal_of
         self.allow_recipes = allow_recipes
         self._recipes: dict[str, RagPipeline] = {}
@@ -337,18 +344,29 @@ class RagkitMcp:
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        """Every document of every collection the caller may see."""
+        """The documents of every collection the caller may see, :attr:`page_size` at a time (then a cursor)."""
         try:
             principal = self._caller(ctx)
+            offset = _offset(params.cursor if params is not None else None)
         except RagkitError as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from None
         names = await self._visible(principal)
+        size = self.page_size
 
-        def listing() -> list[types.Resource]:
-            resources = []
+        def listing() -> tuple[list[types.Resource], bool]:
+            resources: list[types.Resource] = []
+            seen = 0
             for name in names:
                 records = self.state.collections.get(name).store.sources()
+                if seen + len(records) <= offset:  # a whole collection before this page
+                    seen += len(records)
+                    continue
                 for source, record in sorted(records.items()):
+                    seen += 1
+                    if seen <= offset:
+                        continue
+                    if len(resources) == size:
+                        return resources, True
                     resources.append(
                         types.Resource(
                             uri=document_uri(name, source),
@@ -359,9 +377,11 @@ class RagkitMcp:
                             size=record.size or None,
                         )
                     )
-            return resources
+            return resources, False
 
-        return types.ListResourcesResult(resources=await self.state.run(listing))
+        resources, more = await self.state.run(listing)
+        cursor = str(offset + len(resources)) if more else None
+        return types.ListResourcesResult(resources=resources, next_cursor=cursor)
 
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -406,6 +426,15 @@ class RagkitMcp:
         text_mime = mime if mime and (mime.startswith("text/") or mime.endswith(("json", "xml"))) else "text/plain"
         contents = types.TextResourceContents(uri=uri, text=content, mime_type=text_mime)
         return types.ReadResourceResult(contents=[contents])
+
+
+def _offset(cursor: str | None) -> int:
+    """Where a ``resources/list`` page starts: the cursor the previous page returned (an offset)."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise InputError(f"invalid cursor {cursor!r}: pass the nextCursor of the previous page")
+    return int(cursor)
 
 
 def read_document(state: ServiceState, name: str, source: str) -> str | bytes:
