@@ -63,9 +63,10 @@ SHORT_PROMPT = {
     "the sources, followed by the source number in square brackets."
 }
 """A user prompt without the default's closing "... like [1]:", which the Qwen models answer with a bare "[1]"."""
-PROMPTS: dict[str, dict[str, str]] = {"qwen-0.5b-short": SHORT_PROMPT}
+PROMPTS: dict[str, dict[str, str]] = {"qwen-0.5b-short": SHORT_PROMPT, "smollm2-short": SHORT_PROMPT}
 """Systems that replace the recipe's prompt (the model is the one named before ``-short``)."""
 MODELS["qwen-0.5b-short"] = MODELS["qwen-0.5b"]
+MODELS["smollm2-short"] = MODELS["smollm2"]
 BASELINE = "smollm2"
 CITATION = re.compile(r"\[\d+\]")
 VERSIONS = ["ragkit", "ragkit-transformers", "torch", "transformers", "gguf", "sentence-transformers", "faiss-cpu"]
