@@ -446,10 +446,10 @@ def read_document(state: ServiceState, name: str, source: str) -> str | bytes:
     document's text is pieced together from its chunks, in order of their
     character offsets (overlaps removed).
     """
-    from ragkit.service.routes.collections import _source_file
+    from ragkit.service.routes.collections import downloadable_source
 
     try:
-        path: Path | None = _source_file(state, name, source)
+        path: Path | None = downloadable_source(state, name, source)
     except NotFoundError:
         path = None
     if path is not None:

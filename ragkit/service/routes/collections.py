@@ -239,7 +239,7 @@ async def delete_document(
     return Response(status_code=204)
 
 
-def _source_file(state: ServiceState, name: str, source: str) -> Path:
+def downloadable_source(state: ServiceState, name: str, source: str) -> Path:
     """The file to send for ``source``: an upload's stored copy, or a server-side file inside the ingest roots.
 
     Every other case (unknown source, file gone, file outside the roots now)
@@ -295,7 +295,7 @@ async def download_source(
     ``Content-Disposition`` names the file. 404 for an unknown source, a file
     that is gone or outside the roots, and a collection the key may not read.
     """
-    path = await state.run(_source_file, state, name, source)
+    path = await state.run(downloadable_source, state, name, source)
     media_type = mimetypes.guess_type(PurePosixPath(source).name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, filename=PurePosixPath(source).name)
 
