@@ -396,7 +396,9 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         for system, by_id in rows.items():
             for kind in sorted({by_id[i]["kind"] for i in common_ids}):
                 picked = [by_id[i] for i in common_ids if by_id[i]["kind"] == kind]
-                kinds.setdefault(kind, {"questions": len(picked)})[system] = summarise(picked)["accuracy"]
+                summary = summarise(picked)
+                kinds.setdefault(kind, {"questions": len(picked)})[system] = summary["accuracy"]
+                kinds[kind][f"{system}_extracted"] = summary["accuracy_extracted"]
         models[model] = {
             **info,
             "compared_on": len(common_ids),
@@ -416,6 +418,13 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     }
     common.write_json(Path(args.out), data)
     return data
+
+
+def _kind_cell(row: dict[str, Any], system: str) -> str:
+    if system not in row:
+        return "-"
+    extracted = row.get(f"{system}_extracted")
+    return f"{row[system]:.2f}" + ("" if extracted is None else f" / {extracted:.2f}")
 
 
 def _share(value: float | None) -> str:
@@ -456,13 +465,13 @@ def table(data: dict[str, Any]) -> str:
             continue
         lines += [
             "",
-            f"Execution accuracy by kind of question, {m.get('model_name', model)}:",
+            f"Execution accuracy by kind of question, {m.get('model_name', model)} (as returned / SQL extracted):",
             "",
             "| kind | questions | " + " | ".join(systems) + " |",
             "| --- | --- | " + " | ".join("---" for _ in systems) + " |",
         ]
         for kind, row in m["by_kind"].items():
-            cells = " | ".join(f"{row[s]:.2f}" if s in row else "-" for s in systems)
+            cells = " | ".join(_kind_cell(row, s) for s in systems)
             lines.append(f"| {kind} | {int(row['questions'])} | {cells} |")
     return "\n".join(lines)
 
