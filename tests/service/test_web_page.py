@@ -13,6 +13,7 @@ delay is measured and printed (run with ``-s``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -64,8 +65,9 @@ class TokenClock:
 
 
 class WebService:
-    def __init__(self, url: str, clock: TokenClock, fake: FakeOpenAIServer) -> None:
+    def __init__(self, url: str, clock: TokenClock, fake: FakeOpenAIServer, corpus: Path) -> None:
         self.url = url
+        self.corpus = corpus
         self.clock = clock
         self.fake = fake
 
@@ -87,6 +89,12 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebService]:
     with Collection.create("library", store_dir=home) as library:
         report = library.ingest([corpus])
         assert report.added == 5 and not report.failed, report.summary()
+    first = sorted(corpus.glob("*.md"))[0].name  # questions for an evaluation run, written after the ingest
+    lines = [
+        {"id": f"q{i}", "question": q, "answers": ["x"], "gold_spans": [{"source": first, "start": 0, "end": 200}]}
+        for i, q in enumerate(["What is this article about?", "What does the first section say?"])
+    ]
+    (corpus / "questions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     with FakeOpenAIServer(model="fake-model", reply=REPLY, chunk_delay=0.03) as fake:
         generator = {"type": "openai", "model": "fake-model", "base_url": fake.v1, "max_retries": 0}
         pipeline = {
@@ -100,12 +108,13 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebService]:
             api_keys=[ApiKey.model_validate({"key": KEY, "name": "web", "scopes": ["admin"]})],
             pipelines={"fake": pipeline, "short": {**pipeline, "answer": {"max_tokens": 8}}},
             default_pipeline="fake",
+            ingest_roots=[corpus],
             log_json=False,
             log_level="WARNING",
         )
         clock = TokenClock(create_app(settings))
         with LiveServer(clock) as server:
-            yield WebService(server.url, clock, fake)
+            yield WebService(server.url, clock, fake, corpus)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +143,16 @@ def page(browser: Any, web: WebService) -> Iterator[Any]:
     page.outside_requests = outside
     yield page
     context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the page as docs/images/``name``, reduced to a 64-colour palette to keep the guide light."""
+    from PIL import Image
+
+    path = IMAGES / name
+    page.screenshot(path=str(path))
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(colors=64).save(path, optimize=True)
 
 
 def open_with_key(page: Any, web: WebService) -> None:
@@ -259,7 +278,7 @@ def test_ask_streams_tokens_then_a_citation_opens_its_source_with_the_span_marke
     page.click("#trace summary")
     assert "generate" in page.inner_text("#trace-body")
     if SHOTS:
-        page.screenshot(path=str(IMAGES / "web-ask.png"))
+        screenshot(page, "web-ask.png")
 
 
 def test_a_pdf_citation_shows_its_page_and_that_page_text(page: Any, web: WebService) -> None:
@@ -278,7 +297,7 @@ def test_a_pdf_citation_shows_its_page_and_that_page_text(page: Any, web: WebSer
     assert mark.inner_text() == hit["text"]
     assert f"Page {citation['page']}" in page.inner_text("#source-meta")
     if SHOTS:
-        page.screenshot(path=str(IMAGES / "web-pdf-citation.png"))
+        screenshot(page, "web-pdf-citation.png")
 
 
 def test_keyboard_tab_to_the_question_type_and_enter_submits(page: Any, web: WebService) -> None:
@@ -312,7 +331,7 @@ def test_upload_shows_progress_and_the_file_becomes_searchable(page: Any, web: W
         hits = client.post("/v1/collections/library/search", json={"query": "Quillhaven lighthouse", "top_k": 1})
     assert hits.json()["hits"][0]["source"] == "lighthouse-notes.txt"
     if SHOTS:
-        page.screenshot(path=str(IMAGES / "web-upload.png"))
+        screenshot(page, "web-upload.png")
 
 
 def test_the_texts_route_gives_the_extracted_text_citations_index(web: WebService) -> None:
@@ -328,3 +347,40 @@ def test_the_texts_route_gives_the_extracted_text_citations_index(web: WebServic
         missing = client.get("/v1/collections/library/texts/no-such-file.txt")
         assert missing.status_code == 404 and "no-such-file.txt" in missing.json()["error"]["message"]
     assert httpx.get(f"{web.url}/v1/collections/library/texts/rivers.csv").status_code == 401
+
+
+def test_documents_are_listed_and_a_whole_source_shows_its_rows(page: Any, web: WebService) -> None:
+    open_with_key(page, web)
+    row = page.locator("#documents tbody tr", has_text="rivers.csv")
+    assert row.locator("td").first.inner_text() == "3"  # chunks: one per CSV row
+    row.get_by_role("button", name="Show the text of rivers.csv").click()
+    page.wait_for_function("document.querySelector('#source-text').textContent.includes('row 3')")
+    text = page.inner_text("#source-text")
+    assert "— row 2 —" in text and "river: Dnipro" in text
+
+
+def test_an_evaluation_report_opens_in_the_page(page: Any, web: WebService) -> None:
+    suite = {
+        "name": "web-smoke",
+        "documents": {"path": str(web.corpus), "loader": {"include": ["*.md"]}},
+        "questions": str(web.corpus / "questions.jsonl"),
+        "pipelines": [{"name": "lexical", "retrieval_only": True, "mode": "lexical"}],
+        "metrics": ["recall", "mrr"],
+        "k": [1, 3],
+    }
+    with web.client() as client:
+        started = client.post("/v1/evaluations", json={"suite": suite})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        for _ in range(600):
+            run = client.get(f"/v1/evaluations/{run_id}").json()
+            if run["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+    assert run["status"] == "succeeded", run
+    open_with_key(page, web)
+    page.get_by_role("button", name=f"Open the report of web-smoke ({run_id})").click()
+    frame = page.frame_locator("#report")
+    frame.locator("body").wait_for()
+    assert "web-smoke" in frame.locator("body").inner_text()
+    assert page.is_visible("#report")

@@ -290,6 +290,11 @@ async function openSource(name, place, chunkText) {
   pre.replaceChildren(paragraph("Loading…", "muted"));
   try {
     const { documents } = await sourceText(name, place.source);
+    if (!place.document_id) { // a whole source: every page or row, each named
+      const label = (d) => (d.page != null ? `— page ${d.page} —\n` : d.row != null ? `— row ${d.row} —\n` : "");
+      pre.replaceChildren(documents.map((d) => label(d) + d.text).join("\n\n"));
+      return;
+    }
     const doc = documents.find((d) => d.id === place.document_id) || documents[0];
     if (!doc) throw new Error("no text");
     let start = place.start;
@@ -350,7 +355,7 @@ async function loadDocuments() {
     open.type = "button";
     open.textContent = "Show text";
     open.setAttribute("aria-label", `Show the text of ${doc.name}`);
-    open.addEventListener("click", () => openSource(name, { source: doc.source, title: doc.name, start: 0, end: 0 }, ""));
+    open.addEventListener("click", () => openSource(name, { source: doc.source, title: doc.name }, ""));
     cell(row, "").append(open);
     return row;
   }));
@@ -394,7 +399,13 @@ async function upload(files) {
 async function loadEvaluations() {
   const list = $("evaluations");
   const { evaluations } = await apiJson("/v1/evaluations");
-  if (!evaluations.length) { list.replaceChildren(paragraph("No evaluation runs yet.", "muted")); return; }
+  if (!evaluations.length) {
+    const none = document.createElement("li");
+    none.textContent = "No evaluation runs yet.";
+    none.className = "muted";
+    list.replaceChildren(none);
+    return;
+  }
   list.replaceChildren(...evaluations.map((run) => {
     const li = document.createElement("li");
     li.append(`${run.suite_name} · ${run.status} · ${new Date(run.created_at).toLocaleString()} `);
