@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,9 @@ JSON_READER = "llama_index.core.readers.json.JSONReader"
 def test_readers_ingest_files_with_ragkit_sources_and_metadata(tmp_path: Path, squad: Path):
     data = tmp_path / "data"
     (data / "history").mkdir(parents=True)
-    shutil.copy(squad / "0002-normans.md", data / "history" / "normans.mdx")
+    full = (squad / "0002-normans.md").read_text(encoding="utf-8")
+    opening = full[: full.find("\n\n", 3000)] + "\n"  # a few paragraphs keep the test fast
+    (data / "history" / "normans.mdx").write_text(opening, encoding="utf-8")
     (data / "cities.json").write_text(json.dumps([{"city": "Paris", "country": "France"}, {"city": "Lisbon"}]))
     config = {
         "loader": {
@@ -40,8 +41,7 @@ def test_readers_ingest_files_with_ragkit_sources_and_metadata(tmp_path: Path, s
         assert chunk.metadata["uri"] == (data / "history" / "normans.mdx").absolute().as_uri()
         assert "file_path" not in chunk.metadata and "last_accessed_date" not in chunk.metadata
         assert chunk.metadata["file_size"] == (data / "history" / "normans.mdx").stat().st_size
-        text = (squad / "0002-normans.md").read_text(encoding="utf-8")
-        assert text[chunk.start : chunk.end] == chunk.text  # the reader kept the text: offsets are exact
+        assert opening[chunk.start : chunk.end] == chunk.text  # the reader kept the text: offsets are exact
         [city] = col.search("Lisbon", top_k=1, mode="lexical", filters={"source": "cities.json"})
         assert "Lisbon" in city.chunk.text
         # unchanged files cost nothing the second time (no metadata that changes on every read)
