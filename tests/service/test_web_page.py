@@ -384,3 +384,30 @@ def test_an_evaluation_report_opens_in_the_page(page: Any, web: WebService) -> N
     frame.locator("body").wait_for()
     assert "web-smoke" in frame.locator("body").inner_text()
     assert page.is_visible("#report")
+
+
+def test_without_fastapi_offline_docs_is_a_plain_list_of_the_operations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from ragkit.service.routes import web as web_routes
+
+    monkeypatch.setattr(web_routes, "swagger_assets", lambda: None)
+    app = create_app(ServiceSettings(store_dir=tmp_path, log_json=False))
+    client = TestClient(app)
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "<script" not in docs.text and "cdn" not in docs.text.lower()
+    assert "<code>POST /v1/collections/{name}/ask</code> Ask a question" in docs.text
+    assert client.get("/redoc").status_code == 404  # no CDN page left behind
+    assert client.get("/").text.startswith("<!doctype html>")
+
+
+def test_the_chosen_pipeline_answers(page: Any, web: WebService) -> None:
+    open_with_key(page, web)
+    page.select_option("#pipeline", "short")  # answer.max_tokens 8: the scripted reply is cut
+    ask(page, "Which river flows through Paris?")
+    answer = page.evaluate("window.ragkitPage.answer")
+    assert answer["finish_reason"] == "length"
+    assert REPLY.startswith(answer["text"]) and len(answer["text"]) < len(REPLY)
+    assert web.fake.state.requests[-1]["body"]["max_tokens"] == 8
