@@ -223,3 +223,27 @@ def test_a_collection_ingested_by_ragkit_is_a_store_too(collection: Collection):
     top = (result.nodes or [])[0]
     assert top.metadata["source"] == "0002-normans.md" and top.node_id == top.metadata["chunk_id"]
     assert top.ref_doc_id == "0002-normans.md"
+
+
+@pytest.mark.slow  # loads the model a second time, through LlamaIndex's HuggingFaceEmbedding
+def test_an_index_with_llamaindex_own_embed_model_of_the_same_model(tmp_path: Path):
+    """HuggingFaceEmbedding over the packaged all-MiniLM-L6-v2 folder: its vectors fit, ragkit still embeds."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from ragkit_sentence_transformers.embedder import resolve_model
+
+    embed_model = HuggingFaceEmbedding(model_name=resolve_model(None).location, device="cpu")
+    store = RagkitVectorStore("hf", store_dir=tmp_path)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+    index.insert_nodes(
+        [
+            TextNode(id_="a", text="Quokkas live on Rottnest Island."),
+            TextNode(id_="b", text="Penguins live in Antarctica."),
+        ]
+    )
+    [found] = index.as_retriever(similarity_top_k=1).retrieve("Where do quokkas live?")
+    assert found.node.node_id == "a"
+    # the same model as the collection's: the two embedders agree (up to rounding)
+    theirs = np.asarray(embed_model.get_text_embedding("Quokkas"))
+    ours = np.asarray(store.embed_model.get_text_embedding("Quokkas"))
+    assert float(theirs @ ours / np.linalg.norm(theirs) / np.linalg.norm(ours)) > 0.999
+    store.collection.close()
