@@ -411,3 +411,14 @@ def test_the_chosen_pipeline_answers(page: Any, web: WebService) -> None:
     assert answer["finish_reason"] == "length"
     assert REPLY.startswith(answer["text"]) and len(answer["text"]) < len(REPLY)
     assert web.fake.state.requests[-1]["body"]["max_tokens"] == 8
+
+
+def test_on_a_phone_sized_screen_nothing_overflows_sideways(page: Any, web: WebService) -> None:
+    page.set_viewport_size({"width": 390, "height": 800})
+    open_with_key(page, web)
+    ask(page, "Which river flows through Cairo?")
+    page.locator("#answer a.cite").first.click()
+    page.locator("#source-text mark").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#question").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
