@@ -30,7 +30,8 @@ way it at least uses the same model and loads nothing else.
 its ragkit source, so ``delete(ref_doc_id)`` removes the document's nodes,
 ``doc_ids=`` and the ``source`` filter select by it, and hits cite it. Each
 node is one ragkit document of that source, under the node's id; nodes
-added later to a source already stored join the ones there. The node
+added later to a source already stored join the ones there, and
+``get_nodes(node_ids)`` / ``delete_nodes(node_ids)`` find nodes by id. The node
 itself (relationships, metadata, templates, character offsets) is kept in
 its chunks' metadata as LlamaIndex's other stores keep it
 (``_node_content``), and comes back from a query as it went in, its text
@@ -52,12 +53,13 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
+    MetadataFilters,
     VectorStoreQuery,
     VectorStoreQueryMode,
     VectorStoreQueryResult,
@@ -69,8 +71,9 @@ from ragkit.collection import Collection
 from ragkit.config import CollectionConfig
 from ragkit.errors import ConfigError, InputError
 from ragkit.filters import And, Comparison, Filter
+from ragkit.protocols import DocumentChunks, capabilities_of
 from ragkit.retrieval import prepare_filter
-from ragkit.schema import Document, Hit
+from ragkit.schema import Chunk, Document, Hit
 from ragkit_llamaindex.embeddings import RagkitEmbedding
 from ragkit_llamaindex.filters import to_ragkit_filter
 from ragkit_llamaindex.retriever import hit_to_node
@@ -177,6 +180,61 @@ class RagkitVectorStore(BasePydanticVectorStore):
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Async twin of :meth:`delete`."""
         await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    def _chunks_of_nodes(self, node_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks of the nodes ``node_ids`` (a node is a ragkit document under its own id)."""
+        store = self._collection.store
+        if "chunks_of_documents" in capabilities_of(store):
+            return cast(DocumentChunks, store).chunks_of_documents(list(node_ids))
+        wanted = set(node_ids)
+        return [c for batch in store.iter_chunks(1000) for c in batch if c.document_id in wanted]
+
+    @staticmethod
+    def _node_ids_only(method: str, node_ids: list[str] | None, filters: Any) -> list[str]:
+        if filters is not None or node_ids is None:
+            raise InputError(f"RagkitVectorStore.{method}: give node_ids (filters are not supported here)")
+        return list(node_ids)
+
+    def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
+        """The stored nodes ``node_ids`` (unknown ones left out), as they were added."""
+        ids = self._node_ids_only("get_nodes", node_ids, filters)
+        sources = {c.source for c in self._chunks_of_nodes(ids)}
+        found = {d.id: d for d in self._collection.get_documents(sorted(sources)) if d.id in set(ids)}
+        nodes: list[BaseNode] = []
+        for node_id in ids:
+            doc = found.get(node_id)
+            if doc is not None and "_node_content" in doc.metadata:
+                nodes.append(metadata_dict_to_node(doc.metadata, text=doc.text))
+        return nodes
+
+    def delete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
+    ) -> None:
+        """Delete the nodes ``node_ids`` (the other nodes of their documents stay; unknown ids are ignored)."""
+        ids = set(self._node_ids_only("delete_nodes", node_ids, filters))
+        with self._writing:
+            sources = sorted({c.source for c in self._chunks_of_nodes(sorted(ids))})
+            if not sources:
+                return
+            documents = self._collection.get_documents(sources)
+            left = [d for d in documents if d.id not in ids]
+            emptied = sorted(set(sources) - {d.source for d in left})
+            if left:
+                self._collection.add_documents(left)  # a source's documents are replaced together
+            if emptied:
+                self._collection.delete_documents(emptied)
+
+    async def aget_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+    ) -> list[BaseNode]:
+        """Async twin of :meth:`get_nodes`."""
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
+
+    async def adelete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
+    ) -> None:
+        """Async twin of :meth:`delete_nodes`."""
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters)
 
     def clear(self) -> None:
         """Delete everything in the collection."""

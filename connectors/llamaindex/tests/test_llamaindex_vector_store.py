@@ -214,7 +214,16 @@ def test_nodes_added_later_join_their_document(index):
     assert after == before | {"tesla-late"}
     [hit] = index.as_retriever(similarity_top_k=1, doc_ids=["tesla"]).retrieve("When did Tesla die?")
     assert hit.node.node_id == "tesla-late"
-    store.delete("tesla-note")
+    [got] = store.get_nodes(["tesla-late", "no-such-node"])
+    assert got.node_id == "tesla-late" and got.ref_doc_id == "tesla" and got.metadata == late.metadata
+    assert got.get_content() == late.text
+    # deleting nodes keeps the rest of their document; a document's last node takes the source with it
+    index.delete_nodes(["tesla-late", "tesla-note"])
+    sources = store.collection.store.sources()
+    assert set(sources["tesla"].document_ids) == before and "tesla-note" not in sources
+    assert store.get_nodes(["tesla-late"]) == []
+    with pytest.raises(InputError, match="node_ids"):
+        store.get_nodes(filters=MetadataFilters(filters=[MetadataFilter(key="topic", value="science")]))
 
 
 def test_a_collection_ingested_by_ragkit_is_a_store_too(collection: Collection):
