@@ -121,6 +121,33 @@ class ToolTimeoutError(ToolError):
     """The tool did not finish within its ``timeout_s``."""
 
 
+def arguments_object(arguments: Mapping[str, Any] | str | None, tool: str) -> Mapping[str, Any]:
+    """A tool call's arguments as a mapping: ``None`` is ``{}``, text is parsed as a JSON object.
+
+    Raises :class:`ToolArgumentsError` (for ``tool``) when the text is not
+    JSON or the value is not an object, worded for a model to correct.
+    """
+    if arguments is None:
+        return {}
+    if isinstance(arguments, str):
+        text = arguments.strip() or "{}"
+        try:
+            arguments = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ToolArgumentsError(
+                f"arguments are not valid JSON ({exc.msg} at character {exc.pos}); send a JSON object",
+                tool=tool,
+                errors=[{"field": "", "problem": "not valid JSON"}],
+            ) from None
+    if not isinstance(arguments, Mapping):
+        raise ToolArgumentsError(
+            f"arguments must be a JSON object, got {type(arguments).__name__}",
+            tool=tool,
+            errors=[{"field": "", "problem": "not an object"}],
+        )
+    return arguments
+
+
 class Tool(Component):
     """Base of every tool: a name, a description, a JSON schema and :meth:`run`.
 
@@ -232,24 +259,7 @@ class Tool(Component):
         ``arguments`` may be a mapping or a JSON object as text (what a model's
         tool call carries). Missing optional arguments get their defaults.
         """
-        if arguments is None:
-            arguments = {}
-        if isinstance(arguments, str):
-            text = arguments.strip() or "{}"
-            try:
-                arguments = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ToolArgumentsError(
-                    f"arguments are not valid JSON ({exc.msg} at character {exc.pos}); send a JSON object",
-                    tool=self.name,
-                    errors=[{"field": "", "problem": "not valid JSON"}],
-                ) from None
-        if not isinstance(arguments, Mapping):
-            raise ToolArgumentsError(
-                f"arguments must be a JSON object, got {type(arguments).__name__}",
-                tool=self.name,
-                errors=[{"field": "", "problem": "not an object"}],
-            )
+        arguments = arguments_object(arguments, self.name)
         model = self._arguments()
         # a null for an optional argument means "the default" (small models often send {"top_k": null})
         given = {

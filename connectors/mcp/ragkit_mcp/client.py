@@ -49,7 +49,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from ragkit.agents.tools import Tool, ToolArgumentsError, ToolError, ToolOutput
+from ragkit.agents.tools import Tool, ToolArgumentsError, ToolError, ToolOutput, arguments_object
 from ragkit.errors import ConfigError, UnavailableError
 from ragkit.rag.answer import Citation
 from ragkit.schema import Hit
@@ -341,23 +341,7 @@ class McpTool(Tool):
 
     def validate(self, arguments: Mapping[str, Any] | str | None) -> dict[str, Any]:
         """The arguments as a JSON object, with the required ones present; the server checks the rest."""
-        if arguments is None:
-            arguments = {}
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments.strip() or "{}")
-            except json.JSONDecodeError as exc:
-                raise ToolArgumentsError(
-                    f"arguments are not valid JSON ({exc.msg}); send a JSON object",
-                    tool=self.name,
-                    errors=[{"field": "", "problem": "not valid JSON"}],
-                ) from None
-        if not isinstance(arguments, Mapping):
-            raise ToolArgumentsError(
-                f"arguments must be a JSON object, got {type(arguments).__name__}",
-                tool=self.name,
-                errors=[{"field": "", "problem": "not an object"}],
-            )
+        arguments = arguments_object(arguments, self.name)
         missing = [key for key in self._schema.get("required", []) if arguments.get(key) is None]
         if missing:
             raise ToolArgumentsError(
