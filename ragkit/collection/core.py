@@ -10,13 +10,12 @@ upkeep in :mod:`ragkit.collection.keyword`.
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ragkit.collection.components import Components, validate_components
 from ragkit.collection.config_file import CollectionRecord, check_same_config, read_record, write_record
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from ragkit.retrieval import DenseRetriever, LexicalRetriever
 
 log = logging.getLogger(__name__)
+P = TypeVar("P", bound=IngestPipeline)
 
 SearchMode = str
 """A retriever type: ``dense``, ``lexical``, or one a connector registers."""
@@ -218,14 +218,31 @@ class Collection:
         deletes the sources that came from ``paths`` and no longer exist.
         The keyword index is updated with the same chunks (only those).
         """
-        from ragkit.loaders import LoaderSet
-
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        chosen = list(paths)
+        return self._run_ingest(
+            IngestPipeline, lambda pipeline: pipeline.run(chosen, sync, source_prefix, record_uri), progress
+        )
+
+    def _run_ingest(
+        self,
+        kind: type[P],
+        run: Callable[[P], IngestReport],
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Build an ingest pipeline of ``kind`` over this collection's parts and ``run`` it under the writer lock.
+
+        The keyword index first catches up and then receives the same chunks
+        (its seconds are reported as the ``lexical`` stage). Files and texts
+        held in memory (:mod:`ragkit.collection.texts`) both come through here.
+        """
+        from ragkit.loaders import LoaderSet
+
         with writer_lock(self.files):
             upkeep = self._keyword_upkeep()
             caught_up = upkeep.catch_up() if upkeep is not None else None
-            pipeline = IngestPipeline(
+            pipeline = kind(
                 LoaderSet(self.config.loader),
                 self.splitter,
                 self.embedder,
@@ -236,11 +253,10 @@ class Collection:
                 context_cache=self.files.home.context_cache,
                 destinations=[upkeep.index] if upkeep is not None else [],
             )
-            run = functools.partial(pipeline.run, paths, sync, source_prefix, record_uri)
             if upkeep is None:
-                return run()
+                return run(pipeline)
             with upkeep.writing():
-                report = run()
+                report = run(pipeline)
             if caught_up is not None:
                 report.stage_seconds["lexical"] = report.stage_seconds.get("lexical", 0.0) + caught_up
         return report

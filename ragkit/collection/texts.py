@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ragkit.errors import ConflictError, InputError
 from ragkit.hashing import content_hash, document_id
 from ragkit.ingest import URI_KEY, IngestPipeline, IngestReport, ProgressCallback, _PendingFile, source_uris
-from ragkit.loaders import LoaderSet, SourceFile
+from ragkit.loaders import SourceFile
 from ragkit.schema import Chunk, Document
 
 if TYPE_CHECKING:
@@ -236,29 +236,7 @@ def ingest_sources(
     collection: Collection, sources: Sequence[TextSource], progress: ProgressCallback | None = None
 ) -> IngestReport:
     """Ingest held ``sources`` into ``collection`` under its writer lock, keeping its keyword index in step."""
-    from ragkit.collection.writer_lock import writer_lock
-
-    with writer_lock(collection.files):
-        upkeep = collection._keyword_upkeep()
-        caught_up = upkeep.catch_up() if upkeep is not None else None
-        pipeline = TextIngestPipeline(
-            LoaderSet(collection.config.loader),
-            collection.splitter,
-            collection.embedder,
-            collection.store,
-            batch_size=collection.config.embed_batch_size,
-            progress=progress,
-            chunk_headers=collection.config.chunk_headers,
-            context_cache=collection.files.home.context_cache,
-            destinations=[upkeep.index] if upkeep is not None else [],
-        )
-        if upkeep is None:
-            return pipeline.run_sources(sources)
-        with upkeep.writing():
-            report = pipeline.run_sources(sources)
-        if caught_up is not None:
-            report.stage_seconds["lexical"] = report.stage_seconds.get("lexical", 0.0) + caught_up
-    return report
+    return collection._run_ingest(TextIngestPipeline, lambda pipeline: pipeline.run_sources(sources), progress)
 
 
 def documents_by_id(collection: Collection, ids: Sequence[str]) -> list[Document]:
