@@ -38,6 +38,9 @@ def client(fake: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> 
         "calc": {"generator": generator, "tools": ["calculator"], "max_steps": 4},
         "careful": {"generator": generator, "tools": [{"type": "calculator", "requires_approval": True}]},
         "searcher": {"generator": generator, "tools": [{"type": "search", "collection": "docs"}]},
+        "lister": {"generator": generator, "tools": ["list_collections", "calculator"]},
+        "other-lister": {"generator": generator, "tools": [{"type": "list_collections", "collections": ["other"]}]},
+        "coder": {"generator": generator, "tools": [{"type": "python", "function": "os.path:basename"}]},
     }
     for name, section in agents.items():
         (recipes / f"{name}.yaml").write_text(yaml.safe_dump({"agent": section}))
@@ -142,3 +145,21 @@ def test_a_key_limited_to_other_collections_cannot_run_an_agent_reading_docs(
     response = client.post("/v1/agents/searcher/runs", json={"question": "q"}, headers=LIMITED)
     assert response.status_code == 404
     assert not state.requests  # refused before the model was asked anything
+
+
+def test_a_limited_key_cannot_reach_past_its_collections_through_other_tools(
+    client: TestClient, fake: FakeOpenAIServer
+):
+    """list_collections over every collection, or a Python function tool, would show a limited key more than it may
+    read: 403 before the model runs. The same tools confined to its collections, or for an unlimited key, run."""
+    state = fake.reset()
+    for name in ("lister", "coder"):
+        response = client.post(f"/v1/agents/{name}/runs", json={"question": "q"}, headers=LIMITED)
+        assert response.status_code == 403, (name, response.text)
+        assert "reaches beyond them" in response.json()["error"]["message"]
+    assert not state.requests
+    fake.reset(script=["Nothing to list."])
+    confined = client.post("/v1/agents/other-lister/runs", json={"question": "q"}, headers=LIMITED)
+    assert confined.status_code == 200, confined.text
+    fake.reset(script=["All listed."])
+    assert client.post("/v1/agents/lister/runs", json={"question": "q"}, headers=ADMIN).status_code == 200

@@ -32,7 +32,7 @@ from ragkit.agents.recipe import service_agent_config
 from ragkit.errors import InputError, RagkitError
 from ragkit.generation.base import Message, iterate_in_thread
 from ragkit.service.auth import Principal, require
-from ragkit.service.errors import error_responses, request_id_of
+from ragkit.service.errors import ServiceHTTPError, error_responses, request_id_of
 from ragkit.service.state import ServiceState, get_state
 from ragkit.service.streaming import SSE_HEADERS, ClientGone, unless_disconnected
 
@@ -75,9 +75,36 @@ def agent_for(state: ServiceState, name: str) -> Agent:
         return _cache.setdefault(state, {}).setdefault(name, built)
 
 
-def _collections(agent: Agent) -> list[str]:
-    names = [getattr(t, "collection_name", None) for t in agent.tools]
-    return [name for name in names if isinstance(name, str)]
+_COLLECTION_FREE_TOOLS = frozenset({"calculator"})
+"""Built-in tool types that read no collection, database or outside server."""
+
+
+def check_agent_tools(agent: Agent, principal: Principal) -> None:
+    """Refuse a run whose tools reach past what ``principal`` may read.
+
+    A tool bound to a collection needs that collection (the same 404 as a
+    missing one). For a key limited to some collections, every other tool
+    must be collection-free (the calculator) or a ``list_collections``
+    confined to collections the key may read: SQL, MCP and Python function
+    tools reach data the collection limits cannot describe, so a limited
+    key gets 403 for an agent that has them.
+    """
+    for tool in agent.tools:
+        collection = getattr(tool, "collection_name", None)
+        if isinstance(collection, str):
+            principal.check_collection(collection)
+            continue
+        if not principal.limited or tool.component_type in _COLLECTION_FREE_TOOLS:
+            continue
+        if tool.component_type == "list_collections" and principal.may_access_all(getattr(tool, "only", None)):
+            continue
+        raise ServiceHTTPError(
+            403,
+            f"API key {principal.name!r} is limited to collections, and agent tool {tool.name!r} "
+            f"({tool.component_type or type(tool).__name__}) reaches beyond them; use a key without a "
+            "collection limit, or an agent whose tools are bound to the key's collections",
+            "Forbidden",
+        )
 
 
 _RUN_200: dict[int | str, dict[str, Any]] = {
@@ -105,8 +132,7 @@ async def run_agent(
 ) -> Any:
     """Run the agent recipe ``name`` on ``question``, or resume a paused run from ``state`` with ``decisions``."""
     agent = await state.run(agent_for, state, name)
-    for collection in _collections(agent):
-        principal.check_collection(collection)
+    check_agent_tools(agent, principal)
     if body.max_steps is not None and body.max_steps < agent.max_steps:
         agent = copy.copy(agent)
         agent.max_steps = body.max_steps
