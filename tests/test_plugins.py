@@ -55,3 +55,13 @@ def test_mount_connector_mounts_what_is_installed_and_nothing_else(monkeypatch):
     app = FastAPI()
     assert mount_connector(app, "echo") is True and mounted == [app]
     assert mount_connector(app, "nothing-installed") is False
+
+
+def test_as_retriever_for_a_framework_no_connector_provides_names_what_is_missing(tmp_path):
+    from ragkit import Collection
+
+    with (
+        Collection.create("notes", store_dir=tmp_path) as collection,
+        pytest.raises(MissingDependencyError, match="as_retriever.haystack"),
+    ):
+        collection.as_retriever(framework="haystack")

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=IngestPipeline)
+_RETRIEVER_CONNECTORS = {"langchain": "ragkit-langchain", "llamaindex": "ragkit-llamaindex"}
+"""The distribution that gives :meth:`Collection.as_retriever` each framework."""
 
 SearchMode = str
 """A retriever type: ``dense``, ``lexical``, or one a connector registers."""
@@ -348,6 +350,21 @@ class Collection:
         return report
 
     # -- search ---------------------------------------------------------------------------
+
+    def as_retriever(self, pipeline: Any = "basic", *, framework: str = "langchain", **options: Any) -> Any:
+        """The collection, searched by ``pipeline``, as another framework's retriever.
+
+        ``framework="langchain"`` gives a LangChain ``BaseRetriever`` (the
+        ``ragkit-langchain`` connector), ``"llamaindex"`` a LlamaIndex one
+        (``ragkit-llamaindex``); ``options`` go to it (``k`` / ``top_k``,
+        ``filters``, ``mode``). A connector provides it as the
+        ``as_retriever.<framework>`` entry point; the core imports neither.
+        """
+        from ragkit.plugins import connector_entry
+
+        distribution = _RETRIEVER_CONNECTORS.get(framework, f"a connector providing 'as_retriever.{framework}'")
+        retriever = connector_entry("as_retriever", framework, distribution)
+        return retriever(collection=self, pipeline=pipeline, **options)
 
     def search(
         self,

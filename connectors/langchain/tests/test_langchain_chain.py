@@ -90,3 +90,13 @@ async def test_the_same_chain_runs_async_with_a_filter(collection):
     assert docs and {d.metadata["source"] for d in docs} == {"0000-super-bowl-50.md"}
     docs = await retriever.ainvoke("Where did the Normans come from?", k=1, filters="source.startswith('0002')")
     assert [d.metadata["source"] for d in docs] == ["0002-normans.md"]
+
+
+def test_a_collection_gives_its_langchain_retriever(collection):
+    """``Collection.as_retriever()`` is LangChain's by default: the core finds this connector by its entry point."""
+    from langchain_core.retrievers import BaseRetriever
+
+    retriever = collection.as_retriever("basic", k=2)
+    assert isinstance(retriever, BaseRetriever)
+    docs = retriever.invoke("Who led the Norse raiders?")
+    assert len(docs) == 2 and all(doc.metadata["chunk_id"] for doc in docs)

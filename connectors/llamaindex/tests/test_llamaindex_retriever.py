@@ -82,3 +82,11 @@ def test_an_async_query_engine_and_a_collection_by_name(collection: Collection):
 def test_a_bad_top_k_is_refused():
     with pytest.raises(InputError, match="top_k"):
         RagkitRetriever("nowhere", top_k=0)
+
+
+def test_a_collection_gives_its_llamaindex_retriever(collection: Collection):
+    """``Collection.as_retriever(framework="llamaindex")``: the core finds this connector by its entry point."""
+    retriever = collection.as_retriever("basic", framework="llamaindex", top_k=2)
+    assert isinstance(retriever, RagkitRetriever)
+    nodes = retriever.retrieve(QUESTION)
+    assert len(nodes) == 2 and nodes[0].node.metadata["source"] == "0002-normans.md"
