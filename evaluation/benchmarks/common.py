@@ -16,6 +16,7 @@ import re
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -335,3 +336,16 @@ def run_step(
     result["peak_rss_bytes_process"] = peak_rss_bytes()
     write_json(Path(args.out), result)
     return 0
+
+
+def run_steps_in_processes(script: str, argv: Sequence[str] | None, names: Iterable[str]) -> None:
+    """Run ``script`` again once per name, with the same arguments plus ``--step NAME``, each in its own process.
+
+    A model per process keeps its load time and peak RSS its own. Stops with
+    the name of the first step that fails.
+    """
+    for name in names:
+        command = [sys.executable, script, *(argv if argv is not None else sys.argv[1:]), "--step", name]
+        code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if code:
+            raise SystemExit(f"{name}: the step exited with {code}")

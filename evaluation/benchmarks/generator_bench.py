@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -313,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [key for key in keys if key not in MODELS]
         if unknown:
             raise SystemExit(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-        for key in keys:
-            command = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--step", key]
-            code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            if code:
-                raise SystemExit(f"{key}: the step exited with {code}")
+        common.run_steps_in_processes(__file__, argv, keys)
     data = report(args)
     print(table(data))
     return 0

@@ -53,7 +53,6 @@ import importlib.util
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -514,11 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         run_model(args, args.step)
         return 0
     if not args.report:
-        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            command = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--step", model]
-            code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            if code:
-                raise SystemExit(f"{model}: the step exited with {code}")
+        common.run_steps_in_processes(__file__, argv, [m.strip() for m in args.models.split(",") if m.strip()])
     print(table(report(args)))
     return 0
 
