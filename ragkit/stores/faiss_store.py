@@ -11,6 +11,10 @@ mid-ingest always leaves the last committed state readable.
 Index kinds: ``flat`` (exact inner product), ``ivf`` (inverted lists, trained
 on the stored vectors) and ``hnsw`` (graph); ``auto`` is exact below
 ``approximate_threshold`` vectors and IVF above it.
+
+Device: ``auto`` (default) also searches a GPU copy of the index where faiss
+reports a GPU (the ``gpu`` extra); ``cpu`` never does; ``cuda`` requires one.
+See :mod:`ragkit.stores.faiss_gpu`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
 from ragkit.stores.base import StoreBase
 from ragkit.stores.columns import MetadataColumns
+from ragkit.stores.faiss_gpu import (
+    GPU_MAX_K,
+    GPU_MIN_VECTORS,
+    FaissGpu,
+    GpuBackend,
+    GpuMirror,
+    build_mirror,
+    check_device,
+    choose_device,
+)
 from ragkit.stores.files import fsync_file, writable
 
 log = logging.getLogger(__name__)
@@ -78,7 +92,7 @@ class FaissStore(StoreBase):
     """FAISS vectors plus a SQLite document store, in one folder."""
 
     capabilities = frozenset({"stats", "chunks_of_documents", "refresh"})
-    unsaved_options = ("read_only",)  # how this process opens the folder, not a property of the store
+    unsaved_options = ("read_only", "gpu_backend")  # how this process opens the folder, not a property of the store
 
     def __init__(
         self,
@@ -93,7 +107,12 @@ class FaissStore(StoreBase):
         ef_search: int = 96,
         exact_filter_limit: int = 50_000,
         read_only: bool = False,
+        device: str = "auto",
+        gpu_min_vectors: int = GPU_MIN_VECTORS,
+        *,
+        gpu_backend: GpuBackend | None = None,
     ) -> None:
+        check_device(device)
         if index not in INDEX_KINDS:
             raise ConfigError(f"store 'faiss': index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
         if dimension < 1:
@@ -104,6 +123,7 @@ class FaissStore(StoreBase):
             ("hnsw_m", hnsw_m),
             ("ef_search", ef_search),
             ("exact_filter_limit", exact_filter_limit),
+            ("gpu_min_vectors", gpu_min_vectors),
         ):
             if value < 1:
                 raise ConfigError(f"store 'faiss': {option} must be positive, got {value}")
@@ -132,6 +152,12 @@ class FaissStore(StoreBase):
         self.read_only = read_only or not writable(self.path)
         self._db_path = self.path / "store.sqlite"
         self._connections: list[sqlite3.Connection] = []
+        self.device = device
+        self.gpu_min_vectors = gpu_min_vectors
+        self._gpu_backend = gpu_backend
+        self._gpu_mirror: GpuMirror | None = None
+        self._gpu_stale = True
+        self.search_device = self._choose_search_device()
         self._open()
 
     # -- config ----------------------------------------------------------------
@@ -140,6 +166,16 @@ class FaissStore(StoreBase):
     def dimension(self) -> int:
         """Vector length the store holds."""
         return self._dimension
+
+    def _choose_search_device(self) -> str:
+        """``cpu`` or ``cuda``, by :func:`ragkit.stores.faiss_gpu.choose_device`."""
+        if self.device == "cpu":
+            return "cpu"
+        if self._gpu_backend is None:
+            import faiss
+
+            self._gpu_backend = FaissGpu(faiss)
+        return choose_device(self.device, self._gpu_backend.num_gpus())
 
     # -- opening -----------------------------------------------------------------
 
@@ -212,6 +248,7 @@ class FaissStore(StoreBase):
             meta = json.loads(meta_file.read_text())
             if meta.get("generation") == generation and meta.get("count") == count:
                 self._index = faiss.read_index(str(index_file))
+                self._gpu_stale = True
                 self._active_kind = meta["kind"]
                 self._tombstones = set(meta.get("tombstones", []))
                 self._trained_count = int(meta.get("trained_count", 0))
@@ -259,6 +296,7 @@ class FaissStore(StoreBase):
         kind = self._wanted_kind(count)
         ids, vectors = self._all_vectors()
         self._index = self._new_index(kind, vectors)
+        self._gpu_stale = True
         self._active_kind = kind
         self._tombstones = set()
         if len(ids):
@@ -313,6 +351,10 @@ class FaissStore(StoreBase):
             self._rebuild_index()  # switch to (or retrain) the approximate index from the stored vectors
             return
         self._index.add_with_ids(vectors, rowids)
+        if self._gpu_mirror is not None and not self._gpu_mirror.add(rowids, vectors):
+            self._gpu_stale = True
+        elif self._gpu_mirror is None:
+            self._gpu_stale = True  # may have grown past the GPU threshold
         self._dirty = True
 
     def _index_remove(self, rowids: Sequence[int]) -> None:
@@ -329,6 +371,7 @@ class FaissStore(StoreBase):
             # an IVF index with a hashtable direct map only removes by IDSelectorArray
             selector = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))
             self._index.remove_ids(selector)
+        self._gpu_stale = True  # GPU indexes cannot remove ids: the mirror is cloned again on the next search
         self._dirty = True
 
     # -- writing -------------------------------------------------------------------
@@ -494,6 +537,12 @@ class FaissStore(StoreBase):
     def _search_index(self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None) -> tuple[Any, Any]:
         import faiss
 
+        if allowed is None and top_k <= GPU_MAX_K:
+            with self._lock:
+                # the GPU copy holds only live vectors (HNSW's hidden ids included: it is built from SQLite)
+                mirror = self._mirror()
+                if mirror is not None:
+                    return mirror.search(queries, top_k)
         selector: Any = None
         bitmap = None
         if allowed is not None:  # a bitmap over row ids: cheap to build and to test, even for many ids
@@ -516,6 +565,26 @@ class FaissStore(StoreBase):
             found = self._index.search(queries, top_k, params=params)
             del bitmap  # the selector points into it until here
             return found
+
+    def _mirror(self) -> GpuMirror | None:
+        """The GPU copy of the index for unfiltered searches (``None`` on the CPU or for a small collection)."""
+        if self.search_device != "cuda" or self._gpu_backend is None:
+            return None
+        if self._gpu_stale:
+            import faiss
+
+            self._gpu_mirror = None
+            self._gpu_mirror = build_mirror(
+                self._gpu_backend,
+                self._index,
+                self._active_kind,
+                self._all_vectors,
+                self.nprobe,
+                faiss,
+                min_vectors=self.gpu_min_vectors,
+            )
+            self._gpu_stale = False
+        return self._gpu_mirror
 
     def _search_exact(self, queries: np.ndarray, top_k: int, allowed: np.ndarray) -> tuple[Any, Any]:
         """Exact search over just the allowed vectors (a selective filter)."""
@@ -613,6 +682,8 @@ class FaissStore(StoreBase):
             "chunks": self.count(),
             "sources": len(self.sources()),
             "index": self._active_kind,
+            "search_device": self.search_device,
+            "gpu_index": self._gpu_mirror.type_name if self._gpu_mirror is not None else None,
             "index_vectors": int(self._index.ntotal) - len(self._tombstones),
             "disk_bytes": sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()),
         }
