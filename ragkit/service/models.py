@@ -160,7 +160,9 @@ class JobInfo(BaseModel):
     id: str
     collection: str
     kind: Literal["upload", "path", "reindex"]
-    status: TaskStatus
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] = Field(
+        description="interrupted: the service stopped while the job was queued or running and did not resume it"
+    )
     sources: list[str]
     created_at: datetime
     started_at: datetime | None
@@ -173,6 +175,14 @@ class JobInfo(BaseModel):
     reindex: dict[str, Any] | None = Field(
         default=None,
         description="A reindex job's report once it swapped: sources, dropped, chunks_before, chunks_after, config",
+    )
+    progress: dict[str, int] | None = Field(
+        default=None, description="files_done and files_total while the ingest runs (and as it ended)"
+    )
+    resumed: int = Field(default=0, description="How many times a restart of the service resumed this job")
+    resumed_at: datetime | None = None
+    not_ingested: list[str] | None = Field(
+        default=None, description="An interrupted job's files that are not in the collection (send them again)"
     )
 
 

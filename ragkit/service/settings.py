@@ -211,7 +211,14 @@ class ServiceSettings(BaseSettings):
     blocking_threads: int = Field(default=8, ge=1)
     """Worker threads for blocking work (search, opening collections, staging files)."""
     max_jobs_kept: int = Field(default=1000, ge=1)
-    """Finished ingest jobs remembered for ``GET /v1/jobs/{id}`` (jobs live in memory)."""
+    """Finished ingest jobs remembered for ``GET /v1/jobs/{id}``, in memory and in their records on disk
+    (``{store_dir}/jobs/``): the newest this many."""
+    job_retention_days: float | None = Field(default=30, gt=0)
+    """Records of finished ingest jobs are dropped this many days after they finished (``null``: only
+    ``max_jobs_kept`` bounds them)."""
+    resume_jobs: bool = True
+    """At start, resume the ingest jobs a stopped service left queued or running (uploads whose files are
+    still there, paths still inside the ingest roots); ``false`` marks them all ``interrupted`` instead."""
     max_evaluations_kept: int = Field(default=100, ge=1)
     """Finished evaluation runs kept in memory (all stay on disk under ``{store_dir}/evaluations/``)."""
     preload: bool = False

@@ -23,6 +23,7 @@ from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.auth import Authenticator
 from ragkit.service.evaluations import EvaluationManager
 from ragkit.service.jobs import JobManager
+from ragkit.service.job_store import JobStore
 from ragkit.service.metrics import Metrics
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.stores import CollectionCache
@@ -69,10 +70,18 @@ class ServiceState:
 
     @property
     def jobs(self) -> JobManager:
-        """The ingest jobs: one lane of the task queue per collection (created on first use)."""
+        """The ingest jobs: one lane of the task queue per collection, recorded under ``{store_dir}/jobs/``."""
         with self._lock:
             if self._jobs is None:
-                self._jobs = JobManager(self._task_queue(), on_finish=self.metrics.observe_job)
+                settings = self.settings
+                self._jobs = JobManager(
+                    self._task_queue(),
+                    on_finish=self.metrics.observe_job,
+                    store=JobStore(settings.store_dir / "jobs"),
+                    collections=self.collections,
+                    max_kept=settings.max_jobs_kept,
+                    max_age_days=settings.job_retention_days,
+                )
             return self._jobs
 
     @property
@@ -139,12 +148,16 @@ class ServiceState:
         """Cancel queued tasks and stop running ones at their next checkpoint, close collections, stop the threads."""
         with self._lock:
             tasks, self._tasks = self._tasks, None
-            self._jobs = self._evaluations = None
+            jobs, self._jobs, self._evaluations = self._jobs, None, None
             executor, self._executor = self._executor, None
         if tasks is not None:
             tasks.close()
+        if jobs is not None:
+            jobs.suspend()  # queued ingest jobs stay queued on disk, for the next start
         self.collections.close()
         if self._conversations is not None:
+        if jobs is not None and jobs.store is not None:
+            jobs.store.release()
             self._conversations.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

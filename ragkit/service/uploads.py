@@ -13,16 +13,24 @@ A form field ``source_prefix`` (text, at most 1,024 bytes, anywhere in the
 body) puts the uploaded files' source ids under a folder: ``hr/`` and a file
 ``a.docx`` give the source ``hr/a.docx`` (see
 :func:`ragkit.loaders.source_prefix` for what a prefix may be).
+
+The staging folder gets a marker, ``.upload.json`` (the collection and when the
+upload began), with its first byte, so a service killed while receiving an
+upload, before its job was recorded, finds the folder at its next start and
+reports it (:func:`staged_uploads`, :func:`ragkit.service.job_recovery.recover`).
+Uploaded names never start with a dot, so the marker cannot clash with a file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +47,8 @@ PREFIX_FIELD = "source_prefix"
 """The multipart field name of the optional source prefix (text)."""
 _MAX_PREFIX_BYTES = 1024
 _MAX_NAME_BYTES = 255
+MARKER = ".upload.json"
+"""The file in each staging folder that says which collection the upload is for."""
 
 
 @dataclass(slots=True)
@@ -93,6 +103,7 @@ class UploadReceiver:
         max_file_bytes: int,
         max_files: int,
         run_blocking: Callable[..., Any],
+        collection: str | None = None,
     ) -> None:
         kind, params = parse_options_header(content_type or "")
         if kind != b"multipart/form-data":
@@ -110,6 +121,8 @@ class UploadReceiver:
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self.run_blocking = run_blocking
+        self.collection = collection
+        self.started_at = datetime.now(UTC)
         self.files: list[StagedFile] = []
         self._part = _Part()
         self._header_name = b""
@@ -196,7 +209,10 @@ class UploadReceiver:
         one a :class:`~ragkit.errors.StorageReadOnlyError` (503), both naming the folder.
         """
         with storage_errors(f"cannot store the upload in {self.folder}"):
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self.folder.exists():
+                self.folder.mkdir(parents=True)
+                marker = {"collection": self.collection, "started_at": self.started_at.isoformat()}
+                (self.folder / MARKER).write_text(json.dumps(marker), encoding="utf-8")
             for part in self._opens:
                 assert part.staged is not None
                 part.handle = open(part.staged.path, "wb")  # noqa: SIM115 - closed at the part's end
@@ -248,3 +264,45 @@ class UploadReceiver:
             if not handle.closed:
                 handle.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """A staging folder found on disk: its upload's collection (from the marker) and its files."""
+
+    folder: Path
+    collection: str | None
+    started_at: str | None
+    files: list[StagedFile]
+
+
+def staged_uploads(staging_root: Path) -> list[StagedUpload]:
+    """Every upload folder under ``staging_root`` with what its marker and files say (oldest names first)."""
+    if not staging_root.is_dir():
+        return []
+    found = []
+    for folder in sorted(staging_root.iterdir()):
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        try:
+            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            marker = {}
+        if not isinstance(marker, dict):
+            marker = {}
+        files = [
+            StagedFile(path.name, path, path.stat().st_size)
+            for path in sorted(folder.iterdir())
+            if path.is_file() and not path.name.startswith(".")
+        ]
+        collection = marker.get("collection")
+        started = marker.get("started_at")
+        found.append(
+            StagedUpload(
+                folder,
+                collection if isinstance(collection, str) else None,
+                started if isinstance(started, str) else None,
+                files,
+            )
+        )
+    return found

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
-import os
-import shutil
 from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +16,7 @@ from ragkit.collection import Collection
 from ragkit.collection.components import validate_components
 from ragkit.collection.reindex import reindex_collection as rebuild_collection
 from ragkit.config import CollectionConfig
-from ragkit.errors import ConflictError, InputError, NotFoundError
+from ragkit.errors import InputError, NotFoundError
 from ragkit.ingest import IngestReport, source_uris, uri_path
 from ragkit.loaders import source_prefix
 from ragkit.recipes import load_collection_config
@@ -362,35 +360,10 @@ async def upload_documents(
         settings.max_upload_bytes,
         settings.max_upload_files,
         state.run,
+        collection=name,
     )
     staged = await receiver.receive(request.stream())
-    documents = state.collections.documents_dir(name)
-
-    prefix = receiver.source_prefix
-
-    def work(job: Job) -> IngestReport:
-        collection = state.collections.get(name)
-        folder = documents / prefix
-        folder.mkdir(parents=True, exist_ok=True)
-        targets, created = [], []
-        for file in staged:
-            target = folder / file.name
-            if not target.exists():
-                created.append(target)
-            os.replace(file.path, target)  # atomic: same file system
-            targets.append(target)
-        try:
-            # the source id is the upload name (after the prefix); the server's path is nobody's business
-            return collection.ingest(targets, source_prefix=prefix, record_uri=False)
-        except ConflictError:
-            for target in created:  # refused: keep no copy of a file that is not in the collection
-                target.unlink(missing_ok=True)
-            raise
-
-    def cleanup() -> None:
-        shutil.rmtree(receiver.folder, ignore_errors=True)
-
-    job = state.jobs.submit(name, "upload", [f.name for f in staged], work, cleanup=cleanup)
+    job = await state.run(state.jobs.submit_upload, name, receiver.folder, staged, receiver.source_prefix)
     state.metrics.jobs_submitted.inc()
     return _accepted(job)
 
@@ -417,11 +390,7 @@ async def ingest_path(
     await state.run(state.collections.get, name)
     target = await state.run(resolve_server_path, state.settings.ingest_roots, body.path)
     prefix = source_prefix(body.source_prefix)  # a bad prefix is a 400 now, not a failed job
-
-    def work(job: Job) -> IngestReport:
-        return state.collections.get(name).ingest([target], sync=body.sync, source_prefix=prefix)
-
-    job = state.jobs.submit(name, "path", [str(target)], work)
+    job = await state.run(state.jobs.submit_path, name, target, body.sync, prefix)
     state.metrics.jobs_submitted.inc()
     return _accepted(job)
 
@@ -491,7 +460,12 @@ async def get_job(
     state: ServiceState = Depends(get_state),
     principal: Principal = Depends(require("read")),
 ) -> JobInfo:
-    """Status (queued, running, succeeded, failed, cancelled), counts, per-file errors and timestamps."""
+    """Status (queued, running, succeeded, failed, cancelled, interrupted), counts, per-file errors and timestamps.
+
+    Jobs are recorded on disk: a finished job answers the same after a restart; one the service stopped
+    while it was queued or running is resumed (``resumed`` counts it) or ``interrupted``, its files not
+    ingested listed in ``not_ingested``.
+    """
     return JobInfo.model_validate(_visible_job(state, principal, job_id).to_dict())
 
 
