@@ -30,8 +30,8 @@ from ragkit.errors import ConfigError, RagkitError
 from ragkit.plugins import mount_connector
 from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.errors import http_error_handler, ragkit_error_handler, validation_error_handler
-from ragkit.service.logs import configure_logging
 from ragkit.service.job_recovery import recover as recover_jobs
+from ragkit.service.logs import configure_logging
 from ragkit.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from ragkit.service.routes import agents, ask, collections, conversations, evaluations, health, openai, web
 from ragkit.service.routes import sql as sql_routes
@@ -80,9 +80,9 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.preload:
         # ingest jobs the last run left queued or running: resumed or marked interrupted (job_recovery)
         await state.run(recover_jobs, state.jobs, settings.ingest_roots, settings.resume_jobs)
+        if settings.preload:
             await state.run(lambda: [p.generator for p in pipelines.values()])
         try:
             yield

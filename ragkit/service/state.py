@@ -22,8 +22,8 @@ from ragkit.generation.base import GenerationOptions
 from ragkit.rag import PipelineConfig, RagPipeline
 from ragkit.service.auth import Authenticator
 from ragkit.service.evaluations import EvaluationManager
-from ragkit.service.jobs import JobManager
 from ragkit.service.job_store import JobStore
+from ragkit.service.jobs import JobManager
 from ragkit.service.metrics import Metrics
 from ragkit.service.settings import ServiceSettings
 from ragkit.service.stores import CollectionCache
@@ -150,14 +150,14 @@ class ServiceState:
             tasks, self._tasks = self._tasks, None
             jobs, self._jobs, self._evaluations = self._jobs, None, None
             executor, self._executor = self._executor, None
-        if tasks is not None:
-            tasks.close()
         if jobs is not None:
             jobs.suspend()  # queued ingest jobs stay queued on disk, for the next start
-        self.collections.close()
-        if self._conversations is not None:
+        if tasks is not None:
+            tasks.close()
         if jobs is not None and jobs.store is not None:
             jobs.store.release()
+        self.collections.close()
+        if self._conversations is not None:
             self._conversations.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
