@@ -186,3 +186,203 @@ def test_the_compose_service_settings_load_and_every_dashboard_metric_is_exposed
         assert found, f"{name} is queried by the dashboard or alerts but /metrics exposes no such series"
     assert {"ragkit_http_requests_total", "ragkit_http_request_duration_seconds_bucket"} <= samples
     assert "ragkit_http_requests_in_flight" in samples
+
+
+# -- the Helm chart ----------------------------------------------------------------------------------
+
+CHART = DEPLOY / "helm" / "ragkit"
+MILVUS_VALUES: dict[str, Any] = {
+    "milvus": {"uri": "http://milvus.vectors.svc:19530", "tokenSecret": {"name": "milvus-auth", "key": "token"}},
+    "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
+    "persistence": {"accessModes": ["ReadWriteMany"], "storageClass": "nfs"},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "200m"},
+        "hosts": [{"host": "rag.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+        "tls": [{"secretName": "rag-tls", "hosts": ["rag.example.com"]}],
+    },
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "apiKeys": {"existingSecret": "ragkit-keys", "existingSecretKey": "keys"},
+    "pipelines": {
+        "basic": "basic",
+        "vllm": {
+            "generator": {"type": "openai", "model": "Qwen/Qwen2.5-7B-Instruct", "base_url": "http://vllm:8000/v1"}
+        },
+    },
+    "defaultPipeline": "vllm",
+    "recipes": {
+        "support.yaml": "description: Support docs\ncollection:\n  splitter: {type: markdown, chunk_size: 800}\n"
+    },
+    "settings": {"cors_origins": ["https://intranet.example.com"], "max_upload_bytes": 10485760, "preload": False},
+    "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector:4318"}],
+}
+VALUE_SETS = {"defaults": {}, "milvus-hpa-ingress-servicemonitor": MILVUS_VALUES}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Any:
+    return pytest.importorskip("helm_python", reason="helm-python-sdk (the dev extra) bundles Helm's library")
+
+
+def render(helm: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's manifests for ``values``, as parsed documents (NOTES.txt left out)."""
+    chart = helm.Chart.load(CHART)
+    rendered = chart.render(values, name="rag", namespace="search", is_install=True)
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".yaml"):
+            docs += [doc for doc in yaml.safe_load_all(text) if doc]
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [doc["kind"] for doc in docs]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {doc["kind"]: doc for doc in docs}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_chart_lints_clean(helm: Any, values: dict[str, Any]) -> None:
+    report = helm.lint(CHART, values, strict=True, namespace="search")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_rendered_manifests_pass_kubernetes_validate_strict(helm: Any, values: dict[str, Any]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (the dev extra)")
+    docs = render(helm, values)
+    version = kubernetes_validate.latest_version()
+    checked = []
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD: not in the bundled schemas; its shape is checked below
+        kubernetes_validate.validate(doc, version, strict=True)  # raises on an unknown or mistyped field
+        checked.append(doc["kind"])
+    expected = {"ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service", "ServiceAccount"}
+    if values:
+        expected = expected - {"Secret"} | {"HorizontalPodAutoscaler", "Ingress"}
+    assert set(checked) == expected
+
+
+def test_strict_validation_catches_a_misspelt_field() -> None:
+    """The check above can fail: --strict refuses a field the Kubernetes schema does not have."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (the dev extra)")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"prots": []}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(service, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_defaults_are_one_replica_on_a_volume_with_a_generated_admin_key(helm: Any) -> None:
+    docs = by_kind(render(helm, {}))
+    deployment = docs["Deployment"]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "data")["persistentVolumeClaim"]["claimName"]
+    assert claim == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    import base64
+
+    key = base64.b64decode(docs["Secret"]["data"]["RAGKIT_API_KEYS"]).decode()
+    secret, scope = key.split(":")
+    assert scope == "admin" and len(secret) == 40
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_milvus_mode_scales_out_and_the_service_monitor_selects_the_service(helm: Any) -> None:
+    docs = by_kind(render(helm, MILVUS_VALUES))
+    deployment, service, monitor = docs["Deployment"], docs["Service"], docs["ServiceMonitor"]
+    assert "replicas" not in deployment["spec"] and "strategy" not in deployment["spec"]  # the HPA owns replicas
+    hpa = docs["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    backend = docs["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"number": service["spec"]["ports"][0]["port"]}}
+    # the ServiceMonitor (monitoring.coreos.com/v1, not in kubernetes-validate's schemas), checked by hand
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["search"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"] and endpoint["path"] == "/metrics"
+    assert set(endpoint) == {"port", "path", "interval", "scrapeTimeout"}
+    assert re.fullmatch(r"\d+[smh]", endpoint["interval"]) and re.fullmatch(r"\d+[smh]", endpoint["scrapeTimeout"])
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RAGKIT_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "ragkit-keys", "key": "keys"}
+    assert env["MILVUS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "milvus-auth", "key": "token"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 2}, "single-node mode"),
+        ({"autoscaling": {"enabled": True}}, "single-node mode"),
+        ({"milvus": {"uri": "http://milvus:19530"}, "replicaCount": 3}, "ReadWriteMany"),
+        ({"milvus": {"uri": "milvus:19530"}}, "must be http(s)://host:port"),
+        ({"defaultPipeline": "fast"}, "defaultPipeline"),
+        ({"recipes": {"../x": "a: 1"}}, "must be a file name"),
+    ],
+    ids=["replicas", "hpa", "rwo-shared", "uri", "default-pipeline", "recipe-name"],
+)
+def test_chart_refuses_values_that_cannot_work(helm: Any, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(helm, values)
+
+
+def test_the_chart_sets_settings_ragkit_really_reads_and_its_probes_answer(
+    helm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Deployment's env, the settings file and the recipes, loaded by ragkit itself, then served."""
+    from ragkit.config import CollectionConfig, Settings
+    from ragkit.recipes import load_collection_config
+    from ragkit.service.settings import PIPELINES_ENV
+
+    values = {**MILVUS_VALUES, "apiKeys": {"value": f"{KEY}:admin"}}
+    docs = by_kind(render(helm, values))
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    known = {f"RAGKIT_{name.upper()}" for name in [*ServiceSettings.model_fields, *Settings.model_fields]}
+    ragkit_env = {name for name in env if name.startswith("RAGKIT_")}
+    assert ragkit_env <= known | {"RAGKIT_PIPELINES", PIPELINES_ENV}, ragkit_env - known
+    # the image's recipe folder with the chart's recipes mounted in it
+    recipes = tmp_path / "recipes"
+    shutil.copytree(ROOT / "pipelines", recipes)
+    config_map = docs["ConfigMap"]["data"]
+    for mount in container["volumeMounts"]:
+        if mount["name"] == "config" and mount["mountPath"].startswith(env["RAGKIT_PIPELINES"] + "/"):
+            (recipes / mount["subPath"]).write_text(config_map[mount["subPath"]])
+    settings_file = tmp_path / "service.yaml"
+    settings_file.write_text(config_map["service.yaml"])
+    assert container["args"] == ["serve", "--config", "/etc/ragkit/service.yaml"]
+    import base64
+
+    secret = base64.b64decode(docs["Secret"]["data"]["RAGKIT_API_KEYS"]).decode()
+    for name, value in {**env, "RAGKIT_API_KEYS": secret}.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RAGKIT_PIPELINES", str(recipes))
+    monkeypatch.setenv("RAGKIT_STORE_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("MILVUS_TOKEN", "root:Milvus")
+    settings = ServiceSettings.load(settings_file)
+    assert (settings.host, settings.port, settings.default_pipeline) == ("0.0.0.0", 8000, "vllm")
+    assert settings.cors_origins == ["https://intranet.example.com"] and settings.max_upload_bytes == 10485760
+    assert [k.key.get_secret_value() for k in settings.api_keys] == [KEY]
+    # the milvus-server recipe is pipelines/milvus.yaml with the chart's server
+    server = load_collection_config("milvus-server")
+    lite = CollectionConfig.from_yaml(ROOT / "pipelines" / "milvus.yaml")
+    assert server.store == {**lite.store, "uri": "http://milvus.vectors.svc:19530", "token_env": "MILVUS_TOKEN"}
+    assert server.model_dump(exclude={"store"}) == lite.model_dump(exclude={"store"})
+    assert load_collection_config("support").splitter["chunk_size"] == 800
+    with LiveServer(create_app(settings)) as server_:
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            path = container[probe]["httpGet"]["path"]
+            response = httpx.get(f"{server_.url}{path}", timeout=30)
+            assert response.status_code == 200, (probe, response.text)
