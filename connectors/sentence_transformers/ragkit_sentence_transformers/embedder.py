@@ -25,6 +25,7 @@ from ragkit.embedders.inputs import check_texts
 from ragkit.errors import ConfigError, MissingDependencyError, UnavailableError
 from ragkit.protocols import Vectors
 from ragkit_sentence_transformers.selection import (
+    batch_size_for_gpu_memory,
     choose_batch_size,
     choose_device,
     choose_precision,
@@ -156,6 +157,8 @@ class LoadedModel:
     max_seq_length: int
     lock: threading.Lock
     """Held around every use: HF fast tokenizers are not safe to call from several threads at once."""
+    cuda_batch_size: int | None = None
+    """On a CUDA GPU: the batch size its free memory allows for this model (see :func:`cuda_batch_size`)."""
 
 
 _MODELS: dict[tuple[str, str, str], LoadedModel] = {}
@@ -230,7 +233,25 @@ def _load(source: ModelSource, device: str, precision: str, torch: Any) -> Loade
     logger.info(
         "loaded embedding model %s on %s (%s) in %.1f s", source.name, device, precision, time.perf_counter() - started
     )
-    return LoadedModel(model, device, precision, dimension, max_seq_length, threading.Lock())
+    batch = cuda_batch_size(model, device, max_seq_length, dimension, torch) if device.startswith("cuda") else None
+    return LoadedModel(model, device, precision, dimension, max_seq_length, threading.Lock(), batch)
+
+
+def cuda_batch_size(model: Any, device: str, max_seq_length: int, dimension: int, torch: Any) -> int | None:
+    """The batch size the GPU's free memory allows for the loaded ``model`` (``None`` if it cannot be measured)."""
+    try:
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        parameters = list(model.parameters())
+        model_bytes = sum(p.numel() * p.element_size() for p in parameters)
+        bytes_per_value = parameters[0].element_size() if parameters else 4
+        config = getattr(getattr(model[0], "auto_model", None), "config", None)
+        hidden = int(getattr(config, "hidden_size", 0) or dimension)
+        batch = batch_size_for_gpu_memory(int(free), model_bytes, max_seq_length, hidden, bytes_per_value)
+    except Exception as exc:  # an odd model layout or a driver error: the fixed default serves
+        logger.warning("cannot size the embedding batch from GPU memory (%s); using 128", exc)
+        return None
+    logger.info("embedding batch size %d for %s (%.1f GiB free)", batch, device, free / 2**30)
+    return batch
 
 
 def _load_from_hub(sentence_transformer: Any, name: str, device: str) -> Any:
@@ -300,7 +321,8 @@ class SentenceTransformerEmbedder(Component):
         precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16,
             else fp32), ``fp32``, ``fp16`` or ``bf16``. Does not change the
             fingerprint: vectors agree to a cosine of about 0.99995.
-        batch_size: Texts per forward pass; ``None`` picks 32 on a CPU and 128 on a CUDA GPU.
+        batch_size: Texts per forward pass; ``None`` picks 32 on a CPU and, on a CUDA GPU,
+            what its free memory allows for the model and its ``max_seq_length`` (16 to 1024).
         normalize: Scale vectors to unit length (cosine = dot product).
         query_prefix: Prepended to queries. ``None`` picks it from the model
             name (e5: ``"query: "``, bge: its retrieval instruction); ``""`` means none.
@@ -446,7 +468,7 @@ class SentenceTransformerEmbedder(Component):
             try:
                 tensor = loaded.model.encode(
                     inputs,
-                    batch_size=choose_batch_size(self.batch_size, loaded.device),
+                    batch_size=choose_batch_size(self.batch_size, loaded.device, loaded.cuda_batch_size),
                     convert_to_tensor=True,
                     normalize_embeddings=False,
                     show_progress_bar=False,
