@@ -328,11 +328,13 @@ def test_milvus_mode_scales_out_and_the_service_monitor_selects_the_service(helm
         ({"milvus": {"uri": "milvus:19530"}}, "must be http(s)://host:port"),
         ({"defaultPipeline": "fast"}, "defaultPipeline"),
         ({"recipes": {"../x": "a: 1"}}, "must be a file name"),
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),  # values.schema.json: a typo
+        ({"probes": {"readiness": {"path": "/ready"}}}, "value must be one of '/healthz', '/readyz'"),
     ],
-    ids=["replicas", "hpa", "rwo-shared", "uri", "default-pipeline", "recipe-name"],
+    ids=["replicas", "hpa", "rwo-shared", "uri", "default-pipeline", "recipe-name", "typo", "probe-path"],
 )
 def test_chart_refuses_values_that_cannot_work(helm: Any, values: dict[str, Any], message: str) -> None:
-    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+    with pytest.raises(helm.HelmError, match=re.escape(message)):
         render(helm, values)
 
 
