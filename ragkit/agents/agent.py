@@ -36,6 +36,7 @@ that shares the agent's secret (see :mod:`ragkit.agents.state`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import re
@@ -45,6 +46,7 @@ from collections.abc import Generator as Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from ragkit import tracing
 from ragkit.agents import react
 from ragkit.agents.events import AgentEvent
 from ragkit.agents.native import NativeCall, assistant_tool_calls, calls_in_text, read_tool_calls
@@ -440,12 +442,16 @@ class _Run:
         prompt = self.messages if messages is None else messages
         options = self._options(tools)
         begun = time.perf_counter()
+        chat = tracing.start_chat(generator.model_name, prompt, options)
         try:
             if stream_tokens:
                 generation = yield from self._streamed(generator, prompt, options, number, final_only=tools)
             else:
                 generation = generator.generate(prompt, options)
-        except InputError as exc:
+        except BaseException as exc:
+            tracing.end_chat(chat, error=exc)
+            if not isinstance(exc, InputError):
+                raise
             if (
                 self.agent.mode == "auto"
                 and self.mode == "native"
@@ -464,6 +470,7 @@ class _Run:
         if not usage.total_tokens:
             usage = Usage(generator.count_message_tokens(prompt), generator.count_tokens(generation.text))
             generation.usage = usage
+        tracing.end_chat(chat, generation)
         self.usage = Usage(
             self.usage.prompt_tokens + usage.prompt_tokens, self.usage.completion_tokens + usage.completion_tokens
         )
@@ -688,8 +695,9 @@ class _Run:
         if len(records) == 1:
             self._run_tool(records[0])
         elif records:
+            contexts = [contextvars.copy_context() for _ in records]  # each call's span under this run's span
             with ThreadPoolExecutor(min(len(records), self.agent.max_parallel), "ragkit-agent-tool") as pool:
-                list(pool.map(self._run_tool, records))
+                list(pool.map(lambda context, record: context.run(self._run_tool, record), contexts, records))
         for record in records:  # counted in call order, so which call disables a tool does not depend on timing
             self.tool_s += record.seconds
             if record.status == "error":
@@ -704,23 +712,25 @@ class _Run:
     def _run_tool(self, record: ToolCallRecord) -> None:
         tool = self.agent.tool(record.tool)
         assert tool is not None
-        begun = time.perf_counter()
-        try:
-            output = tool.call(record.arguments or {})
-        except ToolError as exc:
-            record.status = "error"
-            record.error = str(exc)
-            record.observation = record.shown = f"Error: {exc}"
-        except Exception as exc:  # a tool bug must not end the run; the model reads it like any failure
-            record.status = "error"
-            record.error = f"{record.tool}: failed ({type(exc).__name__}: {exc})"
-            record.observation = record.shown = f"Error: {record.error}"
-        else:
-            if not isinstance(output, ToolOutput):
-                output = ToolOutput(content=str(output))
-            record.status = "ok"
-            record.data = output
-        record.seconds = time.perf_counter() - begun
+        with tracing.tool(record.tool, record.id, record.arguments) as span:
+            begun = time.perf_counter()
+            try:
+                output = tool.call(record.arguments or {})
+            except ToolError as exc:
+                record.status = "error"
+                record.error = str(exc)
+                record.observation = record.shown = f"Error: {exc}"
+            except Exception as exc:  # a tool bug must not end the run; the model reads it like any failure
+                record.status = "error"
+                record.error = f"{record.tool}: failed ({type(exc).__name__}: {exc})"
+                record.observation = record.shown = f"Error: {record.error}"
+            else:
+                if not isinstance(output, ToolOutput):
+                    output = ToolOutput(content=str(output))
+                record.status = "ok"
+                record.data = output
+            record.seconds = time.perf_counter() - begun
+            tracing.record_tool_result(span, record.status, record.error or getattr(record.data, "content", None))
 
     def _number_sources(self, record: ToolCallRecord) -> None:
         """Give the call's citations their numbers in the run's source list, and rewrite its markers to match."""

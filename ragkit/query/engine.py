@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ragkit import tracing
 from ragkit.errors import ConfigError, InputError, RagkitError
 from ragkit.filters import FilterLike
 from ragkit.generation.base import Message
@@ -212,10 +213,11 @@ class QueryPipeline:
         started = time.perf_counter()
         error: str | None = None
         try:
-            if sync:
-                stage.run(states)
-            else:
-                await stage.arun(states)
+            with tracing.stage(stage, states):
+                if sync:
+                    stage.run(states)
+                else:
+                    await stage.arun(states)
         except (ConfigError, InputError):
             raise
         except Exception as exc:

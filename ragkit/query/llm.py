@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit import registry
+from ragkit import registry, tracing
 from ragkit.errors import ConfigError, NotFoundError, UpstreamTimeoutError
 from ragkit.generation.base import GenerationOptions, Message, generate_within
 from ragkit.kvstore import JsonStore
@@ -208,7 +208,14 @@ class LLMCaller:
         self._loaded = True
 
     def _generate(self, generator: Generator, messages: Sequence[Message], options: GenerationOptions) -> Generation:
-        return generate_within(generator, messages, options, self.timeout)
+        chat = tracing.start_chat(generator.model_name, messages, options)
+        try:
+            generation = generate_within(generator, messages, options, self.timeout)
+        except BaseException as exc:
+            tracing.end_chat(chat, error=exc)
+            raise
+        tracing.end_chat(chat, generation)
+        return generation
 
 
 # -- parsers ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ragkit import tracing
 from ragkit.errors import InputError, NotFoundError
 from ragkit.filters import FilterLike
 from ragkit.query.stages import RetrieverStage
@@ -63,13 +64,14 @@ class DenseRetrieverStage(RetrieverStage):
         embedder = collection.embedder
         questions = [i for i, q in enumerate(queries) if q.kind == "question"]
         passages = [i for i, q in enumerate(queries) if q.kind == "passage"]
-        if not passages:
-            vectors = embedder.embed_queries([q.text for q in queries])
-        else:
-            vectors = np.empty((len(queries), embedder.dimension), dtype=np.float32)
-            if questions:
-                vectors[questions] = embedder.embed_queries([queries[i].text for i in questions])
-            vectors[passages] = embedder.embed_documents([queries[i].text for i in passages])
+        with tracing.embeddings(embedder, queries):
+            if not passages:
+                vectors = embedder.embed_queries([q.text for q in queries])
+            else:
+                vectors = np.empty((len(queries), embedder.dimension), dtype=np.float32)
+                if questions:
+                    vectors[questions] = embedder.embed_queries([queries[i].text for i in questions])
+                vectors[passages] = embedder.embed_documents([queries[i].text for i in passages])
         return collection.store.search(vectors, top_k, flt)
 
 

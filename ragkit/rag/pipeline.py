@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ragkit import tracing
 from ragkit.collection import Collection
 from ragkit.errors import InputError
 from ragkit.filters import FilterLike
@@ -440,9 +441,10 @@ class RagPipeline:
         history is loaded and this turn appended.
         """
         extras = AskExtras(instructions, conversation_id, owner, conversations)
-        for event in self.stream(question, collection, top_k, filters, mode, options, history, extras=extras):
-            if event.answer is not None:
-                return event.answer
+        with tracing.ask(self.name, question, collection.name):
+            for event in self.stream(question, collection, top_k, filters, mode, options, history, extras=extras):
+                if event.answer is not None:
+                    return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
 
     def stream(
@@ -495,9 +497,11 @@ class RagPipeline:
     ) -> Answer:
         """Async twin of :meth:`ask`."""
         extras = AskExtras(instructions, conversation_id, owner, conversations)
-        async for event in self.astream(question, collection, top_k, filters, mode, options, history, extras=extras):
-            if event.answer is not None:
-                return event.answer
+        with tracing.ask(self.name, question, collection.name):
+            events = self.astream(question, collection, top_k, filters, mode, options, history, extras=extras)
+            async for event in events:
+                if event.answer is not None:
+                    return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
 
     async def astream(
@@ -606,24 +610,37 @@ class RagPipeline:
         self, messages: list[Message], options: GenerationOptions, sync: bool
     ) -> AsyncGenerator[GenerationDelta, None]:
         """The generator's stream: its sync iterator in sync mode, its async one otherwise; closed on exit."""
-        if sync:
-            deltas = self.generator.stream(messages, options)
+        chat = tracing.start_chat(self.generator.model_name, messages, options)
+        failed: BaseException | None = None
+        try:
+            if sync:
+                deltas = self.generator.stream(messages, options)
+                try:
+                    for delta in deltas:
+                        if chat is not None:
+                            chat.feed(delta)
+                        yield delta
+                finally:
+                    close = getattr(deltas, "close", None)
+                    if close is not None:
+                        close()
+                return
+            adeltas = self.generator.astream(messages, options)
             try:
-                for delta in deltas:
+                async for delta in adeltas:
+                    if chat is not None:
+                        chat.feed(delta)
                     yield delta
             finally:
-                close = getattr(deltas, "close", None)
-                if close is not None:
-                    close()
-            return
-        adeltas = self.generator.astream(messages, options)
-        try:
-            async for delta in adeltas:
-                yield delta
+                aclose = getattr(adeltas, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
-            aclose = getattr(adeltas, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if chat is not None:
+                chat.end(error=failed)
 
     def _on_delta(
         self, run: _Run, since: float, tracker: CitationTracker, delta: GenerationDelta, final: GenerationDelta

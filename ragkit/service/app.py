@@ -22,10 +22,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ragkit import __version__
+from ragkit import __version__, tracing
 from ragkit.errors import ConfigError, RagkitError
 from ragkit.plugins import mount_connector
 from ragkit.rag import PipelineConfig, RagPipeline
@@ -89,7 +90,10 @@ def create_app(settings: ServiceSettings | None = None, *, pipelines: dict[str, 
         finally:
             await asyncio.to_thread(state.close)
 
-    app = FastAPI(title="ragkit", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # tracing on (OTEL_* variables, docs/tracing.md): FastAPI's own telemetry makes the HTTP server spans
+    provider = tracing.tracer_provider()
+    telemetry = TelemetryConfig(tracer_provider=provider) if provider is not None else None
+    app = FastAPI(title="ragkit", version=__version__, description=DESCRIPTION, lifespan=lifespan, telemetry=telemetry)
     app.state.ragkit = state
     app.add_exception_handler(RagkitError, ragkit_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)

@@ -9,6 +9,7 @@ through ``Depends(get_state)``, so a test can hand the routes another state with
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -118,7 +119,8 @@ class ServiceState:
     async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking ``function`` in a worker thread and await its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(function, *args, **kwargs))
+        context = contextvars.copy_context()  # as asyncio.to_thread: the request's trace span stays current
+        return await loop.run_in_executor(self.executor, functools.partial(context.run, function, *args, **kwargs))
 
     def pipeline(self, name: str | None) -> RagPipeline:
         """The configured pipeline ``name`` (default: the service's default), or 404."""
