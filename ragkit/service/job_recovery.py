@@ -146,12 +146,9 @@ def _resume(manager: JobManager, job: Job) -> None:
         work = manager.upload_work
     else:
         work = manager.path_work
+    what = f"{len(job.sources)} uploaded files" if job.kind == "upload" else f"path {job.spec.get('path')}"
     log.warning(
-        "resuming %s job %s into collection %r (%d files), stopped with the service",
-        job.kind,
-        job.id,
-        job.collection,
-        len(job.sources),
+        "resuming job %s into collection %r (%s): the service stopped before it finished", job.id, job.collection, what
     )
     manager.enqueue(job, work)
 
