@@ -199,3 +199,21 @@ def test_hnsw_without_cagra_searches_exactly_on_the_gpu(tmp_path):
     assert mirror is not None and mirror.type_name == "GpuIndexFlatIP"
     exact = vectors @ vectors[:4].T
     assert list(mirror.search(vectors[:4], 1)[1][:, 0]) == list(ids[np.argmax(exact, axis=0)])
+
+
+# -- on a real GPU (gpu_check.sh runs these there) -----------------------------------------
+
+
+@pytest.mark.skipif(CPU_BUILD, reason="needs a GPU build of faiss and a GPU: faiss reports none here")
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_on_a_real_gpu_the_store_searches_there_and_agrees_with_the_cpu(tmp_path, kind):
+    vectors, queries = unit_vectors(3000), unit_vectors(20, seed=1)
+    options = {"dimension": 16, "index": kind, "nlist": 16, "nprobe": 16}
+    gpu = FaissStore(path=tmp_path / "gpu", device="cuda", gpu_min_vectors=100, **options)
+    cpu = FaissStore(path=tmp_path / "cpu", device="cpu", **options)
+    for s in (gpu, cpu):
+        s.upsert(make_chunks(3000), vectors)
+    assert [h[0].chunk.id for h in gpu.search(queries, 1)] == [h[0].chunk.id for h in cpu.search(queries, 1)]
+    assert gpu.stats()["search_device"] == "cuda" and gpu.stats()["gpu_index"].startswith("GpuIndex")
+    gpu.close()  # saves the CPU index: a CPU-only process reopens it
+    assert FaissStore(path=tmp_path / "gpu", device="cpu", **options).count() == 3000
