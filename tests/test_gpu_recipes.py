@@ -17,7 +17,7 @@ from ragkit.recipes import available_recipes
 from ragkit.testing.fake_openai import FakeOpenAIServer
 
 
-@pytest.mark.parametrize(("recipe", "model"), [("vllm", "ragkit-llm"), ("tgi", "tgi")])
+@pytest.mark.parametrize(("recipe", "model"), [("vllm", "llm"), ("tgi", "tgi")])
 def test_the_recipe_answers_through_the_server_named_by_the_environment(recipe, model, monkeypatch):
     assert recipe in available_recipes()
     pipeline = RagPipeline.load(recipe)
