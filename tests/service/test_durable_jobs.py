@@ -10,6 +10,9 @@ One story, three processes over one home (each start loads the real embedder onc
    collection holds every file once (the seed still searchable); then a job waits behind another
    while the service is stopped cleanly (SIGINT): it stays queued on disk instead of being cancelled;
 3. started with ``resume_jobs: false``, the service marks that job ``interrupted`` with its files listed.
+
+Then, in this process: the jobs that cannot be resumed (a reindex, a path now outside the roots, a
+job that already stopped the service too often, a deleted collection's) and the retention of records.
 """
 
 from __future__ import annotations
@@ -214,3 +217,54 @@ def test_finished_job_records_are_bounded_by_count_and_age(tmp_path: Path) -> No
     assert [r["id"] for r in store.records()] == [f"job_{n:032x}" for n in (0, 5)]
     assert store.read("../../etc/passwd") is None and store.read("job_x") is None
     assert sorted(os.listdir(tmp_path / "jobs")) == [f"job_{n:032x}.json" for n in (0, 5)]
+
+
+def test_what_cannot_be_resumed_is_interrupted_with_its_reason(tmp_path: Path) -> None:
+    from ragkit.collection import Collection
+    from ragkit.service.job_recovery import MAX_RESUMES, recover
+    from ragkit.service.jobs import JobManager
+    from ragkit.service.stores import CollectionCache
+    from ragkit.service.tasks import TaskQueue
+
+    home = tmp_path / "home"
+    Collection.create("docs", None, home).close()
+    store = JobStore(home / "jobs")
+    when = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+
+    def left(number: int, kind: str, collection: str = "docs", **extra: Any) -> str:
+        """A record as a killed service leaves it: running, with what it needs to run again."""
+        job_id = f"job_{number:032x}"
+        store.save(
+            {"id": job_id, "collection": collection, "kind": kind, "status": "running", "created_at": when, **extra}
+        )
+        return job_id
+
+    reindex = left(1, "reindex", sources=[], spec={})
+    outside = left(2, "path", sources=["/srv/old"], spec={"path": "/srv/old", "sync": False, "prefix": ""})
+    staging = home / "staging" / "abc"
+    staging.mkdir(parents=True)
+    (staging / "a.txt").write_text("a note")
+    upload_spec = {"staging": str(staging), "files": [{"name": "a.txt", "size": 6}], "prefix": ""}
+    looping = left(3, "upload", sources=["a.txt"], spec=upload_spec, resumed=MAX_RESUMES)
+    gone = left(4, "upload", collection="deleted", sources=["b.txt"], spec={"staging": "/nowhere", "files": []})
+
+    queue = TaskQueue()
+    cache = CollectionCache(home)
+    jobs = JobManager(queue, store=store, collections=cache)
+    try:
+        handled = recover(jobs, roots=[], resume=True)
+        assert sorted(job.id for job in handled) == [reindex, outside, looping, gone]
+        assert queue.tasks() == [], "nothing here can be resumed"
+        shown = {job_id: jobs.get(job_id).to_dict() for job_id in (reindex, outside, looping, gone)}
+    finally:
+        queue.close()
+        cache.close()
+        store.release()
+    assert all(job["status"] == "interrupted" and job["error"]["type"] == "Interrupted" for job in shown.values())
+    assert "collection is unchanged" in shown[reindex]["error"]["message"] and shown[reindex]["not_ingested"] == []
+    assert "cannot be ingested now" in shown[outside]["error"]["message"]
+    assert shown[outside]["not_ingested"] == ["/srv/old"]
+    assert f"{MAX_RESUMES + 1} times" in shown[looping]["error"]["message"]
+    assert shown[looping]["not_ingested"] == ["a.txt"] and not staging.exists(), "its staged file is removed"
+    assert "'deleted' no longer exists" in shown[gone]["error"]["message"]
+    assert shown[gone]["not_ingested"] == ["b.txt"]
