@@ -21,6 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ragkit.errors import ConfigError
 from ragkit.service import ServiceSettings, create_app
 from tests.service.conftest import LiveServer
 
@@ -86,10 +87,18 @@ def test_compose_validation_rejects_an_unknown_key(tmp_path: Path) -> None:
 
 
 @needs_compose
-def test_compose_refuses_to_start_ragkit_without_api_keys() -> None:
+def test_without_api_keys_the_compose_service_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAGKIT_API_KEYS unset: compose renders (so `down` works), and ragkit refuses to listen without keys."""
     result = compose_config()
-    assert result.returncode != 0
-    assert "RAGKIT_API_KEYS" in result.stderr
+    assert result.returncode == 0, result.stderr
+    environment = yaml.safe_load(result.stdout)["services"]["ragkit"]["environment"]
+    assert environment["RAGKIT_API_KEYS"] == ""
+    for name, value in environment.items():
+        if name.startswith("RAGKIT_"):
+            monkeypatch.setenv(name, str(value))
+    settings = ServiceSettings.load()
+    with pytest.raises(ConfigError, match="without API keys"):
+        create_app(settings)
 
 
 def test_only_ragkit_starts_without_a_profile(rendered: dict[str, Any]) -> None:
