@@ -111,6 +111,42 @@ def ingest(
     ] = "",
     store_dir: StoreDir = None,
     as_json: JsonFlag = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="local (in this process) or ray: load, split and embed on a Ray cluster (needs ragkit[ray]).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="HOST:PORT",
+            help="With --engine ray: the cluster's head (default: RAY_ADDRESS, "
+            "else a Ray instance started on this machine).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="With --engine ray: embedding actors, each holding the model (default: one per node).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="With --engine ray: chunks per model call (default: the collection's embed_batch_size).",
+        ),
+    ] = None,
+    files_per_task: Annotated[
+        int, typer.Option("--files-per-task", min=1, help="With --engine ray: files each load-and-split task reads.")
+    ] = 8,
 ) -> None:
     """Ingest files into a collection (created on first use); unchanged files are skipped.
 
@@ -119,14 +155,28 @@ def ingest(
 
     def action() -> None:
         from ragkit.collection import Collection
+        from ragkit.errors import InputError
 
+        if engine not in ("local", "ray"):
+            raise InputError(f"--engine must be local or ray, got {engine!r}")
+        if engine == "local" and (address is not None or workers is not None or batch_size is not None):
+            raise InputError("--address, --workers and --batch-size go with --engine ray")
         wanted = _load_config(config)
         with Collection.open_or_create(collection, wanted, store_dir) as col, _progress(not as_json) as progress:
-            report = col.ingest(paths, sync=sync, progress=progress, source_prefix=source_prefix)
+            if engine == "ray":
+                from ragkit.scaleout import RaySettings, ingest_with_ray
+
+                settings = RaySettings(address, workers, batch_size, files_per_task)
+                report = ingest_with_ray(col, paths, settings, sync, progress, source_prefix)
+            else:
+                report = col.ingest(paths, sync=sync, progress=progress, source_prefix=source_prefix)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2))
             return
         typer.echo(f"{collection}: {report.summary()}")
+        if engine == "ray":
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.stage_seconds.items())
+            typer.echo(f"  stages: {stages}")
         for issue in report.failed:
             typer.echo(f"  failed  {issue.source}: {issue.reason}", err=True)
         for issue in report.skipped:
