@@ -351,10 +351,9 @@ class FaissStore(StoreBase):
             self._rebuild_index()  # switch to (or retrain) the approximate index from the stored vectors
             return
         self._index.add_with_ids(vectors, rowids)
-        if self._gpu_mirror is not None and not self._gpu_mirror.add(rowids, vectors):
-            self._gpu_stale = True
-        elif self._gpu_mirror is None:
-            self._gpu_stale = True  # may have grown past the GPU threshold
+        with self._lock:  # a GPU index is not safe to add to while a search runs on it
+            if self._gpu_mirror is None or not self._gpu_mirror.add(rowids, vectors):
+                self._gpu_stale = True  # no copy yet (it may now pass gpu_min_vectors), or CAGRA: rebuild it
         self._dirty = True
 
     def _index_remove(self, rowids: Sequence[int]) -> None:
