@@ -397,3 +397,30 @@ def test_the_chart_sets_settings_ragkit_really_reads_and_its_probes_answer(
             path = container[probe]["httpGet"]["path"]
             response = httpx.get(f"{server_.url}{path}", timeout=30)
             assert response.status_code == 200, (probe, response.text)
+
+
+@needs_promtool
+def test_dashboard_queries_are_valid_promql_and_panels_are_well_formed(tmp_path: Path) -> None:
+    """Each panel query, with Grafana's variables filled in, passes promtool as a recording rule."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "job"}
+    grafana = {"$__rate_interval": "1m", "$__range": "1h", "$job": ".*"}
+    rules = []
+    for panel in panels:
+        assert {"x", "y", "w", "h"} <= set(panel["gridPos"]), panel["title"]
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            expr = target["expr"]
+            for name, value in grafana.items():
+                expr = expr.replace(name, value)
+            assert "$" not in expr, (panel["title"], expr)
+            rules.append({"record": f"ragkit:panel_{panel['id']}_{target['refId'].lower()}", "expr": expr})
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "panels.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(rules)} rules found" in result.stdout + result.stderr
