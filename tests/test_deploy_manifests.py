@@ -271,7 +271,7 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(helm: Any, values: d
         checked.append(doc["kind"])
     expected = {"ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service", "ServiceAccount"}
     if values:
-        expected = expected - {"Secret"} | {"HorizontalPodAutoscaler", "Ingress"}
+        expected = expected - {"Secret"} | {"HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget"}
     assert set(checked) == expected
 
 
@@ -308,6 +308,8 @@ def test_milvus_mode_scales_out_and_the_service_monitor_selects_the_service(helm
     assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
     assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    pdb = docs["PodDisruptionBudget"]["spec"]
+    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == service["spec"]["selector"]
     backend = docs["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": service["metadata"]["name"], "port": {"number": service["spec"]["ports"][0]["port"]}}
     # the ServiceMonitor (monitoring.coreos.com/v1, not in kubernetes-validate's schemas), checked by hand
