@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -426,3 +427,24 @@ def test_dashboard_queries_are_valid_promql_and_panels_are_well_formed(tmp_path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(rules)} rules found" in result.stdout + result.stderr
+
+
+PODMAN_COMPOSE = shutil.which("podman-compose") or str(Path(sys.executable).parent / "podman-compose")
+PROFILE_SERVICES = {
+    "": {"ragkit"},
+    "milvus": {"ragkit", "etcd", "minio", "milvus"},
+    "observability": {"ragkit", "prometheus", "grafana"},
+    "vllm": {"ragkit", "vllm"},
+    "tgi": {"ragkit", "tgi"},
+}
+
+
+@pytest.mark.skipif(not Path(PODMAN_COMPOSE).exists(), reason="podman-compose (the dev extra) is missing")
+@pytest.mark.parametrize("profile", PROFILE_SERVICES, ids=lambda p: p or "default")
+def test_podman_compose_starts_what_each_profile_names(profile: str) -> None:
+    """podman-compose (what brings the stack up here) reads the file and picks each profile's services."""
+    args = [PODMAN_COMPOSE, "-f", str(COMPOSE), *(["--profile", profile] if profile else []), "config"]
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "RAGKIT_API_KEYS": f"{KEY}:admin"}
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert set(yaml.safe_load(result.stdout)["services"]) == PROFILE_SERVICES[profile]
