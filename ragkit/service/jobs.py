@@ -387,6 +387,22 @@ class JobManager:
         age = f", for {self.max_age_days:g} days" if self.max_age_days is not None else ""
         raise NotFoundError(f"no job {job_id!r} (finished jobs are kept: the latest {self.max_kept}{age})")
 
+    def find(self, collection: str | None = None, status: JobStatus | None = None) -> list[Job]:
+        """Known jobs, newest first: those in memory and those recorded on disk, optionally narrowed."""
+        known: dict[str, Job] = {t.id: t for t in self.queue.tasks() if isinstance(t, Job)}
+        for data in self.store.records() if self.store is not None else []:
+            if str(data.get("id")) not in known:
+                try:
+                    known[str(data["id"])] = Job.from_record(data)
+                except (KeyError, TypeError, ValueError):
+                    continue
+        found = [
+            job
+            for job in known.values()
+            if (collection is None or job.collection == collection) and (status is None or job.state == status)
+        ]
+        return sorted(found, key=lambda job: job.created_at, reverse=True)
+
     def cancel(self, job_id: str, reason: str | None = None) -> Job:
         """Cancel a job: a queued one at once, a running one before its ingest starts; finished is a 409."""
         job = self.get(job_id)

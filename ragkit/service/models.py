@@ -186,6 +186,12 @@ class JobInfo(BaseModel):
     )
 
 
+class JobList(BaseModel):
+    """Ingest jobs, newest first."""
+
+    jobs: list[JobInfo]
+
+
 # -- evaluations ---------------------------------------------------------------------------
 
 

@@ -174,6 +174,8 @@ def test_jobs_survive_sigkill_and_clean_restarts(tmp_path: Path) -> None:
         assert lost["status"] == "interrupted" and lost["collection"] == "docs" and lost["kind"] == "upload"
         assert lost["not_ingested"] == CUT_OFF and lost["error"]["type"] == "Interrupted"
         assert "upload them again" in lost["error"]["message"]
+        listed = second.client.get("/v1/jobs", params={"status": "interrupted"}).json()["jobs"]
+        assert listed == [lost], "the client never got its id: the listing shows it"
         assert staged(home) == [], "the cut-off upload's partial files are removed; the resumed ones were ingested"
 
         info = second.client.get("/v1/collections/docs").json()
@@ -197,6 +199,9 @@ def test_jobs_survive_sigkill_and_clean_restarts(tmp_path: Path) -> None:
         assert stopped["status"] == "interrupted" and stopped["not_ingested"] == ["q1.txt", "q2.txt"]
         assert "resume_jobs is off" in stopped["error"]["message"]
         assert third.client.post(f"/v1/jobs/{behind['id']}/cancel").status_code == 409
+        listed = third.client.get("/v1/jobs", params={"collection": "docs"}).json()["jobs"]
+        assert [job["id"] for job in listed][:2] == [behind["id"], ahead["id"]], "newest first"
+        assert {job["id"] for job in listed} >= {seed["id"], running["id"], waiting["id"], lost["id"]}
         assert staged(home) == []
         assert third.client.get("/v1/collections/docs").json()["counts"]["sources"] == 1 + 40 + 3 + 40
     finally:

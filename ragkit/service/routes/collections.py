@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from ragkit.collection import Collection
@@ -22,7 +22,7 @@ from ragkit.loaders import source_prefix
 from ragkit.recipes import load_collection_config
 from ragkit.service.auth import Principal, require, require_collection
 from ragkit.service.errors import error_responses
-from ragkit.service.jobs import Job
+from ragkit.service.jobs import Job, JobStatus
 from ragkit.service.models import (
     CollectionCounts,
     CollectionInfo,
@@ -32,6 +32,7 @@ from ragkit.service.models import (
     DocumentList,
     IngestPath,
     JobInfo,
+    JobList,
     ReindexCollection,
 )
 from ragkit.service.paths import is_inside, resolve_server_path
@@ -446,6 +447,30 @@ async def reindex_collection(
     job = state.jobs.submit(name, "reindex", [], work)
     state.metrics.jobs_submitted.inc()
     return _accepted(job)
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=error_responses(*_AUTH, 422),
+    summary="List ingest jobs",
+    tags=["jobs"],
+)
+async def list_jobs(
+    collection: str | None = Query(default=None, description="Only this collection's jobs"),
+    status: JobStatus | None = Query(default=None, description="Only jobs with this status (e.g. interrupted)"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    state: ServiceState = Depends(get_state),
+    principal: Principal = Depends(require("read")),
+) -> JobList:
+    """The ingest jobs of the collections the key may read, newest first, from memory and their records on disk.
+
+    After a restart this is where the jobs the service resumed or marked ``interrupted`` are found,
+    including an upload cut off before its job was recorded (its client never got a job id).
+    """
+    jobs = await state.run(state.jobs.find, collection, status)
+    visible = [job for job in jobs if principal.may_access(job.collection)][:limit]
+    return JobList(jobs=[JobInfo.model_validate(job.to_dict()) for job in visible])
 
 
 @router.get(
