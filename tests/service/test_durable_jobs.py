@@ -131,9 +131,9 @@ def test_jobs_survive_sigkill_and_clean_restarts(tmp_path: Path) -> None:
     for number in range(40):
         (many / f"f{number:02}.txt").write_text(f"File {number} is about the river number {number}.")
     (roots / "more").mkdir()
-    for number in range(40):
-        # several chunks each: this ingest is still running when the service is told to stop
-        text = " ".join(f"Note {number}, paragraph {p}: the hill number {number} has {p} paths." for p in range(60))
+    for number in range(30):
+        # a few chunks each: this ingest is still running when the service is told to stop
+        text = " ".join(f"Note {number}, paragraph {p}: the hill number {number} has {p} paths." for p in range(30))
         (roots / "more" / f"m{number:02}.txt").write_text(text)
 
     # -- 1: killed while a path ingest runs, an upload waits behind it, another upload is half received
@@ -203,7 +203,7 @@ def test_jobs_survive_sigkill_and_clean_restarts(tmp_path: Path) -> None:
         assert [job["id"] for job in listed][:2] == [behind["id"], ahead["id"]], "newest first"
         assert {job["id"] for job in listed} >= {seed["id"], running["id"], waiting["id"], lost["id"]}
         assert staged(home) == []
-        assert third.client.get("/v1/collections/docs").json()["counts"]["sources"] == 1 + 40 + 3 + 40
+        assert third.client.get("/v1/collections/docs").json()["counts"]["sources"] == 1 + 40 + 3 + 30
     finally:
         third.stop()
 
