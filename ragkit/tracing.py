@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ def _make_tracer(provider: Any) -> Any:
     global _provider
     from opentelemetry import trace
 
+    _load_api()
     from ragkit import __version__
 
     if provider is None:
@@ -186,24 +187,72 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_CONTENT_CHARS else text[:MAX_CONTENT_CHARS] + "…"
 
 
-@contextlib.contextmanager
-def _span(name: str, attributes: dict[str, Any], kind: str = "INTERNAL", context: Any = None) -> Iterator[Any]:
+class _Active(contextlib.AbstractContextManager[Any]):
+    """A span made current for a ``with`` block, without generator machinery (this is the hot path).
+
+    An exception marks the span (``error.type``, status ERROR, the exception event) and goes on;
+    ``after(span)`` runs on a clean exit (attributes known only at the end).
+    """
+
+    __slots__ = ("after", "attributes", "kind", "name", "parent", "span", "token", "tracer")
+
+    def __init__(
+        self, tracer: Any, name: str, kind: Any, attributes: dict[str, Any], parent: Any = None, after: Any = None
+    ) -> None:
+        self.tracer, self.name, self.kind, self.attributes = tracer, name, kind, attributes
+        self.parent, self.after = parent, after
+
+    def __enter__(self) -> Any:
+        api = _api
+        self.span = span = self.tracer.start_span(
+            self.name, context=self.parent, kind=self.kind, attributes=self.attributes
+        )
+        self.token = api["attach"](api["set_span_in_context"](span))
+        return span
+
+    def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        span = self.span
+        try:
+            if exc is not None:
+                _mark_error(span, exc)
+            elif self.after is not None:
+                self.after(span)
+        finally:
+            _api["detach"](self.token)
+            span.end()
+
+
+_api: dict[str, Any] = {}
+"""The OpenTelemetry functions the hot path uses, looked up once when the first tracer is made."""
+
+
+def _load_api() -> None:
+    from opentelemetry import context, trace
+
+    _api.update(
+        attach=context.attach,
+        detach=context.detach,
+        set_span_in_context=trace.set_span_in_context,
+        INTERNAL=trace.SpanKind.INTERNAL,
+        CLIENT=trace.SpanKind.CLIENT,
+        Status=trace.Status,
+        ERROR=trace.StatusCode.ERROR,
+    )
+
+
+def _mark_error(span: Any, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_attribute("error.type", type(exc).__qualname__)
+    span.set_status(_api["Status"](_api["ERROR"], f"{type(exc).__name__}: {exc}"[:200]))
+
+
+def _span(
+    name: str, attributes: dict[str, Any], kind: str = "INTERNAL", after: Any = None
+) -> contextlib.AbstractContextManager[Any]:
     tracer = _get_tracer()
     if tracer is None:
-        yield NO_SPAN
-        return
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
-    with tracer.start_as_current_span(
-        name, context=context, kind=getattr(SpanKind, kind), attributes=attributes, record_exception=False
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
-            raise
+        return _NOOP
+    return _Active(tracer, name, _api[kind], attributes, None, after)
 
 
 def span(name: str, attributes: dict[str, Any] | None = None) -> contextlib.AbstractContextManager[Any]:
@@ -244,8 +293,7 @@ def _collection_name(states: Sequence[QueryState]) -> str:
     return str(getattr(collection, "name", "") or "")
 
 
-@contextlib.contextmanager
-def _stage_span(stage: Any, states: Sequence[QueryState]) -> Iterator[Any]:
+def _stage_span(stage: Any, states: Sequence[QueryState]) -> contextlib.AbstractContextManager[Any]:
     kind = str(getattr(stage, "kind", "stage"))
     label = str(getattr(stage, "label", "") or type(stage).__name__)
     attributes: dict[str, Any] = {
@@ -279,18 +327,31 @@ def _stage_span(stage: Any, states: Sequence[QueryState]) -> Iterator[Any]:
             _documents(attributes, "reranker.input_documents", states[0].hits)
     else:
         name = f"ragkit.stage {label}"
-    with _span(name, attributes) as span:
-        yield span
-        if states:
-            if kind == "retrieve":
-                found = states[0].candidates[-1].hits if states[0].candidates else []
-                span.set_attribute("ragkit.hits", len(found))
-                if _content:
-                    span.set_attribute("gen_ai.retrieval.documents", _documents_json(found))
-            elif kind == "rerank" and _content:
-                out: dict[str, Any] = {}
-                _documents(out, "reranker.output_documents", states[0].hits)
-                span.set_attributes(out)
+    after = None
+    if states and kind == "retrieve":
+        after = _retrieval_done(states[0])
+    elif states and kind == "rerank" and _content:
+        after = _rerank_done(states[0])
+    return _span(name, attributes, after=after)
+
+
+def _retrieval_done(state: QueryState) -> Any:
+    def after(span: Any) -> None:
+        found = state.candidates[-1].hits if state.candidates else []
+        span.set_attribute("ragkit.hits", len(found))
+        if _content:
+            span.set_attribute("gen_ai.retrieval.documents", _documents_json(found))
+
+    return after
+
+
+def _rerank_done(state: QueryState) -> Any:
+    def after(span: Any) -> None:
+        out: dict[str, Any] = {}
+        _documents(out, "reranker.output_documents", state.hits)
+        span.set_attributes(out)
+
+    return after
 
 
 def _model_of(component: Any) -> str:
@@ -342,8 +403,6 @@ def start_chat(model: str, messages: Sequence[Message], options: Any = None) -> 
     tracer = _get_tracer()
     if tracer is None:
         return None
-    from opentelemetry.trace import SpanKind
-
     attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
     for option, key in (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature")):
         value = getattr(options, option, None)
@@ -353,7 +412,7 @@ def start_chat(model: str, messages: Sequence[Message], options: Any = None) -> 
         attributes["gen_ai.input.messages"] = json.dumps(
             [{"role": m.role, "parts": [{"type": "text", "content": _clip(m.content)}]} for m in messages]
         )
-    return ChatSpan(tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes))
+    return ChatSpan(tracer.start_span(f"chat {model}", kind=_api["CLIENT"], attributes=attributes))
 
 
 class ChatSpan:
@@ -392,12 +451,8 @@ class ChatSpan:
             parts = [{"type": "text", "content": _clip("".join(self.parts))}]
             message = {"role": "assistant", "parts": parts, "finish_reason": self.finish or "stop"}
             span.set_attribute("gen_ai.output.messages", json.dumps([message]))
-        if error is not None and not isinstance(error, GeneratorExit):
-            from opentelemetry.trace import Status, StatusCode
-
-            span.record_exception(error)
-            span.set_attribute("error.type", type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        if error is not None and not isinstance(error, GeneratorExit):  # GeneratorExit: the reader stopped early
+            _mark_error(span, error)
         span.end()
 
 
@@ -419,10 +474,8 @@ def record_tool_result(span: Any, status: str, result: str | None) -> None:
         return
     span.set_attribute("ragkit.tool.status", status)
     if status == "error":
-        from opentelemetry.trace import Status, StatusCode
-
         span.set_attribute("error.type", "ToolError")
-        span.set_status(Status(StatusCode.ERROR, (result or "")[:200]))
+        span.set_status(_api["Status"](_api["ERROR"], (result or "")[:200]))
     if _content and result is not None:
         span.set_attribute("gen_ai.tool.call.result", _clip(result))
 
