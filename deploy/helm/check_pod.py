@@ -9,6 +9,7 @@ document is uploaded and ingested, and a question gets a cited answer from the p
 
     CONTAINERS_CONF=deploy/containers.conf .venv/bin/python deploy/helm/check_pod.py
     IMAGE=localhost/ragkit:cpu ...   # the image deploy/build.sh built (default)
+    READY_TIMEOUT=300 ...            # seconds to wait for the startup probe path (a busy machine is slow)
 
 Prints one line per check and ends with "chart pod check: N passed, 0 failed" (exit 0) or the
 failure (exit 1).
@@ -122,7 +123,7 @@ def main() -> int:
             started = time.monotonic()
             subprocess.run(args, check=True, capture_output=True, timeout=120)
             probes = {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + float(os.environ.get("READY_TIMEOUT", "300"))
             while call("GET", probes["startupProbe"], auth=False)[0] != 200:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no answer on {probes['startupProbe']}: " + _logs(name))
