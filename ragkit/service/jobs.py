@@ -39,12 +39,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, get_args
 
 from ragkit.errors import ConflictError, NotFoundError
 from ragkit.ingest import FileIssue, IngestReport, ProgressCallback
 from ragkit.service.job_store import JobStore
-from ragkit.service.tasks import Task, TaskQueue, now
+from ragkit.service.tasks import Task, TaskQueue, TaskStatus, now
 
 if TYPE_CHECKING:
     from ragkit.service.stores import CollectionCache
@@ -161,14 +161,16 @@ class Job(Task):
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Job:
         """A job read back from its record (a queued or running one keeps that status: recovery decides)."""
-        status = data.get("status", "failed")
+        status, kind = data.get("status"), data.get("kind")
+        if status not in get_args(JobStatus) or kind not in get_args(JobKind):
+            raise ValueError(f"job record {data.get('id')!r} has status {status!r} and kind {kind!r}")
         job = cls(
             id=str(data["id"]),
             lane=ingest_lane(str(data["collection"])),
             collection=str(data["collection"]),
-            kind=data["kind"],
+            kind=cast(JobKind, kind),
             sources=[str(s) for s in data.get("sources") or []],
-            status="cancelled" if status == "interrupted" else status,
+            status="cancelled" if status == "interrupted" else cast(TaskStatus, status),
             created_at=_when(data.get("created_at")) or now(),
             started_at=_when(data.get("started_at")),
             finished_at=_when(data.get("finished_at")),
@@ -408,6 +410,8 @@ class JobManager:
         job = self.get(job_id)
         if job.interrupted:
             raise ConflictError(f"job {job.id} was interrupted by a restart of the service")
+        if not job.finished and self.queue.get(job_id) is None:  # a record only: another process runs it
+            raise ConflictError(f"job {job.id} is {job.status} in another service process over the same store")
         self.queue.cancel(job, reason)
         return job
 
