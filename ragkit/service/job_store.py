@@ -125,8 +125,9 @@ class JobStore:
             doomed += [r for r in finished[len(doomed) :] if _when(r.get("finished_at")) < cutoff]
         for record in doomed:
             self.remove(str(record["id"]))
-        for stale in self.folder.glob(".job_*.tmp") if self.folder.is_dir() else ():
-            stale.unlink(missing_ok=True)  # a write cut short by a crash
+        with self._lock:  # no write of this process is under way: a temporary file left is a crash's
+            for stale in self.folder.glob(".job_*.tmp") if self.folder.is_dir() else ():
+                stale.unlink(missing_ok=True)
         return len(doomed)
 
 
