@@ -169,13 +169,19 @@ def test_the_compose_service_settings_load_and_every_dashboard_metric_is_exposed
     """ragkit's compose environment is read by the real settings and served; /metrics has what Grafana asks."""
     environment = rendered["services"]["ragkit"]["environment"]
     for name, value in environment.items():
-        if name.startswith("RAGKIT_"):
-            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("RAGKIT_STORE_DIR", str(tmp_path))
     settings = ServiceSettings.load()
     assert settings.host == "0.0.0.0" and settings.port == 8000 and settings.auth_enabled
     assert set(settings.pipelines) == {"basic", "vllm", "tgi"}
-    with LiveServer(create_app(settings)) as server:
+    app = create_app(settings)
+    vllm = app.state.ragkit.pipelines["vllm"].config.generator
+    assert vllm["type"] == "openai" and vllm["model"] == "llm"  # pipelines/vllm.yaml, as compose serves it
+    served = rendered["services"]["vllm"]["command"]
+    assert "--served-model-name=llm" in served and f"--max-model-len={vllm['context_window']}" in " ".join(served)
+    tgi = app.state.ragkit.pipelines["tgi"].config.generator
+    assert f"--max-total-tokens={tgi['context_window']}" in " ".join(rendered["services"]["tgi"]["command"])
+    with LiveServer(app) as server:
         ready = httpx.get(f"{server.url}/readyz", timeout=30)
         assert ready.status_code == 200, ready.text  # the openai and tgi generators are installed
         assert httpx.get(f"{server.url}/v1/collections", timeout=30).status_code == 401  # keys are on
