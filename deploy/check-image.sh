@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# End-to-end check of ragkit's CPU image with podman: build it (or reuse it), then with --network=none
+# ingest a few squad-dev documents, ask a question and get a cited answer, check /healthz and /readyz
+# over HTTP and time the cold start to ready; then bring up compose's ragkit-only profile with
+# podman-compose and check /readyz through the published port. Prints one line per measurement and
+# ends with "image check: N passed, 0 failed".
+#
+#   deploy/check-image.sh              # reuses localhost/ragkit:cpu when it exists
+#   REBUILD=1 deploy/check-image.sh    # builds it first (deploy/build.sh)
+#   SKIP_COMPOSE=1 deploy/check-image.sh
+#
+# Variables: IMAGE, REBUILD, DOCS (a folder of documents; default: squad-dev beside the repository),
+# SKIP_COMPOSE, READY_TIMEOUT (seconds; default 120), COMPOSE (podman-compose; default: PATH, then .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/containers.conf}
+IMAGE=${IMAGE:-localhost/ragkit:cpu}
+DOCS=${DOCS:-$PWD/../shared/datasets/squad-dev/documents}
+READY_TIMEOUT=${READY_TIMEOUT:-120}
+COMPOSE=${COMPOSE:-$(command -v podman-compose || echo "$PWD/.venv/bin/podman-compose")}
+KEY=check-$RANDOM$RANDOM
+run_id=ragkit-check-$$
+passed=0
+check_start=$(date +%s.%N)
+
+say() { echo "check-image: $*" >&2; }
+ok() { passed=$((passed + 1)); say "ok - $*"; }
+fail() {
+  say "FAILED - $*"
+  echo "image check: $passed passed, 1 failed"
+  exit 1
+}
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
+
+data_dir=$(mktemp -d)
+docs_dir=$(mktemp -d)
+cleanup() {
+  podman rm -f "$run_id-ingest" "$run_id-serve" >/dev/null 2>&1 || true
+  if [ -n "${compose_up:-}" ]; then
+    "$COMPOSE" -f deploy/compose.yaml -p "$run_id" down -v -t 5 >/dev/null 2>&1 || true
+  fi
+  rm -rf "$data_dir" "$docs_dir"
+}
+trap cleanup EXIT
+
+# ---- build or reuse ------------------------------------------------------------------------------
+if [ "${REBUILD:-0}" = 1 ] || ! podman image exists "$IMAGE"; then
+  build_start=$(date +%s.%N)
+  IMAGE=$IMAGE deploy/build.sh
+  say "build seconds: $(elapsed "$build_start")"
+else
+  say "reusing $IMAGE (REBUILD=1 rebuilds it)"
+fi
+size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+say "image size: $((size / 1000000)) MB ($(python3 -c "print(f'{$size / 1e9:.2f}')") GB)"
+user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
+[ -n "$user" ] && [ "$user" != root ] && [ "$user" != 0 ] || fail "the image runs as root (User '$user')"
+ok "runs as user $user"
+podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" | grep -q healthz ||
+  fail "no HEALTHCHECK on /healthz in $IMAGE"
+ok "HEALTHCHECK on /healthz"
+
+# ---- ingest and ask with --network=none -------------------------------------------------------------
+[ -d "$DOCS" ] || fail "no documents at $DOCS (set DOCS)"
+# a sample of three documents; the question is about the Normans (0002-normans.md)
+for f in 0000-super-bowl-50.md 0001-warsaw.md 0002-normans.md; do
+  [ -f "$DOCS/$f" ] && cp "$DOCS/$f" "$docs_dir/"
+done
+[ "$(ls "$docs_dir" | wc -l)" -ge 1 ] || cp "$(ls "$DOCS"/* | head -3)" "$docs_dir/"
+chmod -R a+rX "$docs_dir"
+chmod 777 "$data_dir" # the image's user (uid 1000) writes there
+ingest_start=$(date +%s.%N)
+podman run --rm --name "$run_id-ingest" --network=none -v "$data_dir:/data" -v "$docs_dir:/docs:ro" \
+  "$IMAGE" ingest /docs -c squad >&2 || fail "ragkit ingest in the container"
+ok "ingested $(ls "$docs_dir" | wc -l) documents with --network=none in $(elapsed "$ingest_start") s"
+
+# the service, bound to 0.0.0.0 inside the container's own (loopback-only) network namespace
+start=$(date +%s.%N)
+podman run -d --name "$run_id-serve" --network=none -v "$data_dir:/data" \
+  -e RAGKIT_API_KEYS="$KEY:admin" "$IMAGE" >/dev/null || fail "podman run $IMAGE"
+# poll /readyz from inside the container (no network to publish ports on)
+podman exec "$run_id-serve" python -c "
+import sys, time, urllib.request
+deadline = time.monotonic() + $READY_TIMEOUT
+while True:
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=5) as r:
+            if r.status == 200:
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit('not ready after $READY_TIMEOUT s')
+    time.sleep(0.1)
+" || {
+  podman logs "$run_id-serve" >&2 || true
+  fail "/readyz"
+}
+cold=$(elapsed "$start")
+say "cold start to ready: $cold s"
+ok "/readyz 200 after $cold s"
+
+# HTTP requests from inside the container: /healthz, then a question with the API key
+podman exec -e KEY="$KEY" "$run_id-serve" python -c "
+import json, os, sys, urllib.request
+base = 'http://127.0.0.1:8000'
+with urllib.request.urlopen(base + '/healthz', timeout=10) as r:
+    assert r.status == 200, r.status
+    print('healthz', json.load(r), file=sys.stderr)
+body = json.dumps({'question': 'Which country is Normandy a region of?', 'max_tokens': 48}).encode()
+request = urllib.request.Request(base + '/v1/collections/squad/ask', data=body, method='POST',
+    headers={'Authorization': 'Bearer ' + os.environ['KEY'], 'Content-Type': 'application/json'})
+with urllib.request.urlopen(request, timeout=300) as r:
+    answer = json.load(r)
+print(json.dumps(answer)[:600], file=sys.stderr)
+cited = answer.get('citations') or answer.get('sources') or []
+text = json.dumps(cited)
+if not cited or 'normans' not in text:
+    sys.exit('the answer cites no source from 0002-normans.md')
+" || {
+  podman logs "$run_id-serve" >&2 || true
+  fail "/healthz or the cited answer"
+}
+ok "/healthz 200 and a cited answer from 0002-normans.md over HTTP"
+podman rm -f "$run_id-serve" >/dev/null
+
+# ---- compose: the ragkit-only profile -----------------------------------------------------------------
+if [ "${SKIP_COMPOSE:-0}" = 1 ]; then
+  say "compose skipped (SKIP_COMPOSE=1)"
+elif [ ! -f deploy/compose.yaml ]; then
+  fail "deploy/compose.yaml is missing (SKIP_COMPOSE=1 skips this part)"
+else
+  compose_up=1
+  # the ragkit-only profile is compose's default (the other services join by profile)
+  port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  compose_start=$(date +%s.%N)
+  RAGKIT_IMAGE=$IMAGE RAGKIT_API_KEYS="$KEY:admin" RAGKIT_PORT=$port \
+    "$COMPOSE" -f deploy/compose.yaml -p "$run_id" up -d >&2 || fail "podman-compose up (ragkit only)"
+  python3 - "$port" "$READY_TIMEOUT" <<'EOF' || fail "/readyz through compose"
+import sys, time, urllib.request
+port, timeout = sys.argv[1], float(sys.argv[2])
+deadline = time.monotonic() + timeout
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            if r.status == 200:
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit(f"not ready after {timeout} s")
+    time.sleep(0.2)
+EOF
+  ok "compose, ragkit only: /readyz 200 on 127.0.0.1:$port after $(elapsed "$compose_start") s"
+fi
+
+say "check seconds: $(elapsed "$check_start")"
+echo "image check: $passed passed, 0 failed"
