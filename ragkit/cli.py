@@ -116,7 +116,7 @@ def ingest(
         typer.Option(
             "--engine",
             metavar="ENGINE",
-            help="local (in this process) or ray: load, split and embed on a Ray cluster (needs ragkit[ray]).",
+            help="local (in this process) or ray: load, split and embed on a Ray cluster (the ray extra of ragkit).",
         ),
     ] = "local",
     address: Annotated[
@@ -145,8 +145,9 @@ def ingest(
         ),
     ] = None,
     files_per_task: Annotated[
-        int, typer.Option("--files-per-task", min=1, help="With --engine ray: files each load-and-split task reads.")
-    ] = 8,
+        int | None,
+        typer.Option("--files-per-task", min=1, help="With --engine ray: files each load-and-split task reads (8)."),
+    ] = None,
 ) -> None:
     """Ingest files into a collection (created on first use); unchanged files are skipped.
 
@@ -159,14 +160,14 @@ def ingest(
 
         if engine not in ("local", "ray"):
             raise InputError(f"--engine must be local or ray, got {engine!r}")
-        if engine == "local" and (address is not None or workers is not None or batch_size is not None):
-            raise InputError("--address, --workers and --batch-size go with --engine ray")
+        if engine == "local" and any(v is not None for v in (address, workers, batch_size, files_per_task)):
+            raise InputError("--address, --workers, --batch-size and --files-per-task go with --engine ray")
         wanted = _load_config(config)
         with Collection.open_or_create(collection, wanted, store_dir) as col, _progress(not as_json) as progress:
             if engine == "ray":
                 from ragkit.scaleout import RaySettings, ingest_with_ray
 
-                settings = RaySettings(address, workers, batch_size, files_per_task)
+                settings = RaySettings(address, workers, batch_size, files_per_task or 8)
                 report = ingest_with_ray(col, paths, settings, sync, progress, source_prefix)
             else:
                 report = col.ingest(paths, sync=sync, progress=progress, source_prefix=source_prefix)

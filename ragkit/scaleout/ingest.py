@@ -155,6 +155,9 @@ def ingest_with_ray(
             f"collection {collection.name!r} writes chunk contexts with a model (chunk_headers.context); "
             "ingest it without --engine ray"
         )
+    from ragkit.scaleout import ray_engine
+
+    ray_engine.check(settings.address)  # Ray missing or the cluster unreachable: say so before anything is read
     chosen = [paths] if isinstance(paths, (str, Path)) else list(paths)
     spec = StageSpec(collection.config)
     return collection._run_ingest(

@@ -86,9 +86,21 @@ def _token_available() -> bool:
     return Path(path).is_file() if path else (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def check(address: str | None) -> None:
+    """Fail now if Ray is not installed or ``address`` (``host:port``) does not answer; connects to nothing."""
+    from importlib.util import find_spec
+
+    if find_spec("ray") is None:
+        raise MissingDependencyError("ingestion on Ray (--engine ray)", "ragkit[ray]")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto" and "://" not in address:
+        _check_reachable(address)
+
+
 def connect(address: str | None) -> None:
     """Connect this process to the Ray cluster at ``address`` (see :class:`RaySettings`), once per process."""
     address = address or os.environ.get("RAY_ADDRESS") or None
+    check(address)
     if address and "RAY_AUTH_MODE" not in os.environ and _token_available():
         # `ray start --head` turns token auth on; a client only sends its token in token mode,
         # which Ray reads when it is first imported
@@ -98,8 +110,6 @@ def connect(address: str | None) -> None:
         if address in (None, "auto", ray.get_runtime_context().gcs_address):
             return
         ray.shutdown()  # connected elsewhere: leave that cluster for this one
-    if address and address != "auto" and "://" not in address:
-        _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError: all mean "no cluster"
@@ -138,6 +148,8 @@ def run_stages(files: Sequence[tuple[int, bytes]], spec: StageSpec, settings: Ra
     ray = _ray()
     nodes, _ = cluster_cpus()
     workers = settings.workers or max(1, nodes)
+    blocks = max(1, -(-len(files) // settings.files_per_task))  # one block per load-and-split call
+    workers = min(workers, blocks)  # an actor with no block to embed would only load the model
     batch_size = settings.batch_size or spec.config.embed_batch_size
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
@@ -145,7 +157,6 @@ def run_stages(files: Sequence[tuple[int, bytes]], spec: StageSpec, settings: Ra
     context.enable_progress_bars = False
     try:
         items = [{"index": i, "file": blob} for i, blob in files]
-        blocks = max(1, -(-len(items) // settings.files_per_task))  # one block per load-and-split call
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
         dataset = dataset.map_batches(
             LoadSplit,
@@ -164,7 +175,6 @@ def run_stages(files: Sequence[tuple[int, bytes]], spec: StageSpec, settings: Ra
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=settings.cpus_per_worker,
             batch_format="numpy",
-            scheduling_strategy="SPREAD",  # the models on as many nodes as there are
         )
         yield from dataset.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2)
     except (UnavailableError, InputError):
@@ -181,4 +191,4 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1] if len(lines) > 1 and lines[0].startswith(("ray::", "Traceback")) else lines[0]
 
 
-__all__ = ["RaySettings", "cluster_cpus", "connect", "disconnect", "run_stages"]
+__all__ = ["RaySettings", "check", "cluster_cpus", "connect", "disconnect", "run_stages"]
