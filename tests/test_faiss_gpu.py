@@ -4,7 +4,10 @@ No GPU here (nor in CI): the decisions are pure functions checked with given
 numbers, the real faiss CPU build is checked for what it reports and refuses,
 and the store's GPU search path runs against ``FakeGpuBackend``, a FAKE GPU
 that clones with faiss's CPU functions (what ``index_cpu_to_gpu`` returns
-behaves the same: an independent copy answering the same searches).
+behaves the same: an independent copy answering the same searches). How
+``FaissGpu`` calls faiss's GPU API (which function for one GPU or several,
+with which cloner options; the CAGRA build) is checked against
+``FakeGpuFaiss``, a FAKE GPU build of the faiss module that records the calls.
 """
 
 from __future__ import annotations
@@ -90,6 +93,90 @@ def test_a_cpu_build_reports_no_gpu_and_auto_searches_on_the_cpu(tmp_path):
 def test_device_cuda_on_a_cpu_build_is_refused_when_the_store_is_built(tmp_path):
     with pytest.raises(ConfigError, match="store 'faiss' option 'device': 'cuda'"):
         FaissStore.from_config({"device": "cuda"}, path=tmp_path, dimension=16)
+
+
+class FakeGpuFaiss:
+    """A FAKE GPU build of faiss: the GPU names of faiss's API (as the faiss-gpu-cu12 wheel spells them),
+    recording how they are called and cloning with the real CPU faiss; everything else is the real module."""
+
+    def __init__(self, gpus: int, cagra: bool = False) -> None:
+        self.gpus = gpus
+        self.calls: list[tuple] = []
+        if cagra:
+            self.GpuIndexCagra = self._cagra
+
+    def __getattr__(self, name):
+        return getattr(faiss, name)
+
+    def get_num_gpus(self):
+        return self.gpus
+
+    class GpuClonerOptions:
+        useFloat16 = True  # faiss's own default is False; set here so the test sees ragkit set it
+
+    class GpuMultipleClonerOptions(GpuClonerOptions):
+        shard = True
+
+    class GpuIndexCagraConfig:
+        pass
+
+    def StandardGpuResources(self):
+        self.calls.append(("StandardGpuResources",))
+        return "resources"
+
+    def index_cpu_to_gpu(self, resources, device, index, options=None):
+        self.calls.append(("index_cpu_to_gpu", resources, device, options.useFloat16))
+        return faiss.clone_index(index)
+
+    def index_cpu_to_all_gpus(self, index, co=None, ngpu=-1):
+        self.calls.append(("index_cpu_to_all_gpus", co.useFloat16, co.shard))
+        return faiss.clone_index(index)
+
+    def index_gpu_to_cpu(self, index):
+        self.calls.append(("index_gpu_to_cpu",))
+        return faiss.clone_index(index)
+
+    def _cagra(self, resources, d, metric, config):
+        self.calls.append(("GpuIndexCagra", resources, d, metric))
+        calls = self.calls
+
+        class Graph:
+            def train(self, vectors):  # GpuIndexCagra builds its graph in train()
+                calls.append(("train", vectors.shape, vectors.dtype))
+
+        return Graph()
+
+
+def test_one_gpu_clones_with_index_cpu_to_gpu_in_float32_reusing_its_resources():
+    fake = FakeGpuFaiss(gpus=1)
+    backend = FaissGpu(fake)
+    assert backend.num_gpus() == 1 and not backend.has_cagra()
+    for _ in range(2):
+        backend.to_gpu(faiss.IndexFlatIP(4))
+    assert fake.calls == [
+        ("StandardGpuResources",),
+        ("index_cpu_to_gpu", "resources", 0, False),
+        ("index_cpu_to_gpu", "resources", 0, False),
+    ]
+    backend.to_cpu(faiss.IndexFlatIP(4))
+    assert fake.calls[-1] == ("index_gpu_to_cpu",)
+
+
+def test_several_gpus_get_a_full_replica_each():
+    fake = FakeGpuFaiss(gpus=4)
+    FaissGpu(fake).to_gpu(faiss.IndexFlatIP(4))
+    assert fake.calls == [("index_cpu_to_all_gpus", False, False)]  # float32, replicas (shard off)
+
+
+def test_a_cagra_build_trains_an_inner_product_graph_on_the_vectors():
+    fake = FakeGpuFaiss(gpus=1, cagra=True)
+    backend = FaissGpu(fake)
+    assert backend.has_cagra()
+    backend.cagra(unit_vectors(50).astype(np.float64))
+    assert fake.calls[-2:] == [
+        ("GpuIndexCagra", "resources", 16, faiss.METRIC_INNER_PRODUCT),
+        ("train", (50, 16), np.float32),  # faiss takes float32 only
+    ]
 
 
 # -- the store's GPU search path, on a FAKE GPU ------------------------------------------
