@@ -288,6 +288,22 @@ def stage(stage: Any, states: Sequence[QueryState]) -> contextlib.AbstractContex
     return _stage_span(stage, states)
 
 
+def search(collection: str, mode: str, queries: Sequence[str], top_k: int) -> contextlib.AbstractContextManager[Any]:
+    """The ``retrieval {collection}`` span of a plain search (``Collection.search``, no pipeline)."""
+    if not _on:
+        return _NOOP
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "retrieval",
+        "gen_ai.data_source.id": collection,
+        "gen_ai.request.top_k": top_k,
+        "ragkit.stage.type": mode,
+        "ragkit.questions": len(queries),
+    }
+    if _content and queries:
+        attributes["gen_ai.retrieval.query.text"] = _clip(queries[0])
+    return _span(f"retrieval {collection}", attributes)
+
+
 def _collection_name(states: Sequence[QueryState]) -> str:
     collection = states[0].collection if states else None
     return str(getattr(collection, "name", "") or "")

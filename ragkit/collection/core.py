@@ -399,10 +399,12 @@ class Collection:
         filters = _renamed_filter(filters, filter, "search_many")
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
+        from ragkit import tracing
         from ragkit.query.retrievers import retriever_of
         from ragkit.query.state import Query
 
-        return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filters)
+        with tracing.search(self.name, mode, queries, top_k):
+            return retriever_of(mode).retrieve_many(self, [Query(q) for q in queries], top_k, filters)
 
     def dense_retriever(self) -> DenseRetriever:
         """A :class:`~ragkit.retrieval.DenseRetriever` over this collection."""
