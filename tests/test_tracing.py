@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -367,3 +368,25 @@ def test_ragkit_serve_exports_spans_to_an_otlp_receiver_configured_by_otel_varia
     assert retrieval["attrs"]["gen_ai.operation.name"] == "retrieval"
     assert retrieval["attrs"]["ragkit.stage.type"] == "lexical"
     assert "gen_ai.retrieval.query.text" not in retrieval["attrs"]  # no content without the opt-in
+
+
+def test_the_tracing_benchmark_runs_tiny(tmp_path: Path) -> None:
+    dataset = tmp_path / "squad-like"  # one short document and three questions in squad-dev's layout
+    (dataset / "documents").mkdir(parents=True)
+    (dataset / "documents" / "0000-plague.md").write_text(f"# Plague\n\n{TEXTS['plague.txt']}\n", encoding="utf-8")
+    rows = [{"question": q, "answers": [{"text": "plague"}], "document": "documents/0000-plague.md"} for q in TEXTS]
+    (dataset / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]), encoding="utf-8")
+    out = tmp_path / "tracing.json"
+    script = REPO / "evaluation" / "benchmarks" / "tracing_bench.py"
+    command = [sys.executable, str(script), "--dataset", str(dataset), "--docs", "1", "--queries", "3"]
+    command += ["--rounds", "1", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "x1.000 of off" in done.stdout
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["off_ran_without_opentelemetry_loaded"] is True
+    assert result["spans_exported"] > 0
+    for name in ("hybrid", "lexical"):
+        assert set(result["pipelines"][name]["ratio_to_off"]) == {"off", "on", "on+content"}
+    assert result["span_cost_share"] > 0 and result["off_hook_ns_per_call"] > 0
