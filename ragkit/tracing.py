@@ -472,6 +472,16 @@ class ChatSpan:
         span.end()
 
 
+def agent(model: str, question: str) -> contextlib.AbstractContextManager[Any]:
+    """The ``invoke_agent`` span of one agent run (its chat and ``execute_tool`` spans inside)."""
+    if not _on:
+        return _NOOP
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.request.model": model}
+    if _content:
+        attributes["gen_ai.prompt"] = _clip(question)
+    return _span("invoke_agent", attributes)
+
+
 def tool(name: str, call_id: str | None, arguments: Any) -> contextlib.AbstractContextManager[Any]:
     """The span of one tool call by an agent (``execute_tool {tool}``)."""
     if not _on:

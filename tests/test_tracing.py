@@ -7,6 +7,7 @@ double (no model), the embedder and stores are the real packaged ones.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -216,8 +217,7 @@ def test_an_agent_tool_call_is_an_execute_tool_span(spans: InMemorySpanExporter)
     generator = ScriptedGenerator(
         ['Thought: shout it\nAction: shout\nAction Input: {"text": "hi"}'], then="Final Answer: HI", name="agent-lm"
     )
-    with tracing.span("agent run"):
-        result = Agent(generator=generator, tools=[shout]).run("Shout hi.")
+    result = Agent(generator=generator, tools=[shout]).run("Shout hi.")
     assert result.answer == "HI"
     finished = spans.get_finished_spans()
     call = by_name(finished, "execute_tool shout")
@@ -227,7 +227,27 @@ def test_an_agent_tool_call_is_an_execute_tool_span(spans: InMemorySpanExporter)
     assert call.attributes["ragkit.tool.status"] == "ok"
     assert "gen_ai.tool.call.arguments" not in call.attributes  # content only when opted in
     chats = [s for s in finished if s.name == "chat agent-lm"]
-    assert len(chats) == 2 and all(parent_of(s, finished).name == "agent run" for s in [*chats, call])
+    assert len(chats) == 2 and all(parent_of(s, finished).name == "invoke_agent" for s in [*chats, call])
+    run = by_name(finished, "invoke_agent")
+    assert run.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert run.attributes["gen_ai.request.model"] == "agent-lm"
+
+
+def test_an_agent_streamed_through_the_event_loop_keeps_its_spans_under_the_caller(
+    spans: InMemorySpanExporter,
+) -> None:
+    generator = ScriptedGenerator(['Action: shout\nAction Input: {"text": "yo"}'], then="Final Answer: YO")
+    agent = Agent(generator=generator, tools=[shout])
+
+    async def consume() -> None:
+        with tracing.span("caller"):
+            async for _event in agent.astream("Shout yo."):
+                pass
+
+    asyncio.run(consume())
+    finished = spans.get_finished_spans()
+    call = by_name(finished, "execute_tool shout")
+    assert "caller" in ancestors(call, finished)  # the worker thread ran in the caller's trace context
 
 
 def test_a_failing_tool_marks_its_span_as_an_error(spans_with_content: InMemorySpanExporter) -> None:

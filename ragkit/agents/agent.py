@@ -211,9 +211,10 @@ class Agent(Component):
     def run(self, question: str, history: Sequence[Message] | None = None) -> AgentResult:
         """Answer ``question`` (after the chat ``history``, if any), using the tools; see :class:`AgentResult`."""
         result: AgentResult | None = None
-        for event in _Run.start(self, question, history).events(stream_tokens=False):
-            if event.type == "done":
-                result = event.result
+        with tracing.agent(self.generator.model_name, question):
+            for event in _Run.start(self, question, history).events(stream_tokens=False):
+                if event.type == "done":
+                    result = event.result
         assert result is not None
         return result
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -320,7 +321,9 @@ async def iterate_in_thread(make_iterator: Any, queue_size: int = 64) -> AsyncIt
             with contextlib.suppress(RuntimeError):  # the loop may be closed already
                 loop.call_soon_threadsafe(_resolve, finished)
 
-    threading.Thread(target=work, name="ragkit-stream", daemon=True).start()
+    # in the caller's context, as asyncio.to_thread: a trace span current here stays the parent there
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(work,), name="ragkit-stream", daemon=True).start()
     try:
         while True:
             item = await queue.get()
@@ -385,7 +388,8 @@ def generate_within(
         finally:
             done.set()
 
-    threading.Thread(target=work, name="ragkit-generate-within", daemon=True).start()
+    context = contextvars.copy_context()  # the caller's trace span stays the parent in the worker
+    threading.Thread(target=context.run, args=(work,), name="ragkit-generate-within", daemon=True).start()
     if not done.wait(timeout):
         cancel = getattr(holder[0], "cancel", None) if holder else None
         if callable(cancel):
