@@ -297,8 +297,9 @@ def search(collection: str, mode: str, queries: Sequence[str], top_k: int) -> co
         "gen_ai.data_source.id": collection,
         "gen_ai.request.top_k": top_k,
         "ragkit.stage.type": mode,
-        "ragkit.questions": len(queries),
     }
+    if len(queries) > 1:
+        attributes["ragkit.questions"] = len(queries)
     if _content and queries:
         attributes["gen_ai.retrieval.query.text"] = _clip(queries[0])
     return _span(f"retrieval {collection}", attributes)
@@ -312,12 +313,11 @@ def _collection_name(states: Sequence[QueryState]) -> str:
 def _stage_span(stage: Any, states: Sequence[QueryState]) -> contextlib.AbstractContextManager[Any]:
     kind = str(getattr(stage, "kind", "stage"))
     label = str(getattr(stage, "label", "") or type(stage).__name__)
-    attributes: dict[str, Any] = {
-        "ragkit.stage.kind": kind,
-        "ragkit.stage.label": label,
-        "ragkit.stage.type": str(getattr(stage, "component_type", "") or type(stage).__name__),
-        "ragkit.questions": len(states),
-    }
+    # few attributes: each costs the SDK about a microsecond per span (the kind and label are in the name)
+    component = str(getattr(stage, "component_type", "") or type(stage).__name__)
+    attributes: dict[str, Any] = {"ragkit.stage.type": component}
+    if len(states) > 1:
+        attributes["ragkit.questions"] = len(states)
     collection = _collection_name(states)
     if kind == "retrieve":
         name = f"retrieval {collection}" if collection else "retrieval"
@@ -343,6 +343,7 @@ def _stage_span(stage: Any, states: Sequence[QueryState]) -> contextlib.Abstract
             _documents(attributes, "reranker.input_documents", states[0].hits)
     else:
         name = f"ragkit.stage {label}"
+        attributes["ragkit.stage.kind"] = kind
     after = None
     if states and kind == "retrieve":
         after = _retrieval_done(states[0])
@@ -398,11 +399,9 @@ def embeddings(embedder: Any, texts: Sequence[Any]) -> contextlib.AbstractContex
     if not _on:
         return _NOOP
     model = _model_of(embedder) or type(embedder).__name__
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "embeddings",
-        "gen_ai.request.model": model,
-        "ragkit.inputs": len(texts),
-    }
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "embeddings", "gen_ai.request.model": model}
+    if len(texts) > 1:
+        attributes["ragkit.inputs"] = len(texts)
     dimension = getattr(embedder, "dimension", None)
     if isinstance(dimension, int):
         attributes["gen_ai.embeddings.dimension.count"] = dimension
