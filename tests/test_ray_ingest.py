@@ -1,25 +1,20 @@
 """Ingestion on Ray Data (``ragkit ingest --engine ray``) on a real local Ray cluster.
 
-The module starts one cluster (a head and a second node joining it by
-address, each ``ray start --block`` in its own session, files in a temporary
-folder, token auth with a token of its own) and stops it by killing the
-processes of those two sessions by PID; never ``ray stop``, which would kill
-every Ray process on the machine.
+The module starts one cluster (:class:`ragkit.scaleout.local_cluster.LocalRayCluster`:
+a head and a second node joining it by address, each ``ray start --block`` in
+its own session, files in a temporary folder, token auth with a token of its
+own) and stops it by killing the processes of those two sessions by PID;
+never ``ray stop``, which would kill every Ray process on the machine.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
-import re
-import secrets
 import shutil
-import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,103 +30,24 @@ from tests.conftest import SAMPLE_DOCS
 
 if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings on first import
     pytest.skip("ray is not installed (the ragkit[ray] extra)", allow_module_level=True)
-RAY = Path(sys.executable).parent / "ray"
-START_TIMEOUT = 90.0
-
-
-def _session_pids(sid: int) -> list[int]:
-    """The processes of session ``sid`` (the ``ray start`` we ran and everything it started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid:  # state, ppid, pgrp, session
-            found.append(int(entry.name))
-    return found
-
-
-def _stop(sessions: list[int]) -> None:
-    """SIGTERM every process of our sessions, then SIGKILL what is left after a grace period."""
-    for sig, grace in ((signal.SIGTERM, 4.0), (signal.SIGKILL, 5.0)):
-        pids = [pid for sid in sessions for pid in _session_pids(sid)]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            alive = [pid for sid in sessions for pid in _session_pids(sid) if _running(pid)]
-            if not alive:
-                return
-            time.sleep(0.2)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _start(args: list[str], log: Path, env: dict[str, str], sessions: list[int]) -> str:
-    """Run ``ray start ... --block`` in a new session; the head's address once it says it started."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(RAY), "start", *args, "--block"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    sessions.append(process.pid)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "Ray runtime started" in text:
-            found = re.search(r"ray start --address='([^']+)'", text)
-            return found.group(1) if found else ""
-        if process.poll() is not None:
-            break
-        time.sleep(0.3)
-    raise RuntimeError(f"ray start did not start: {log.read_text(errors='replace')[-2000:]}")
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """The address of a two-node Ray cluster on this machine (2 CPUs each), started for this module."""
     from ragkit.scaleout import ray_engine
+    from ragkit.scaleout.local_cluster import LocalRayCluster
 
-    folder = Path(tempfile.mkdtemp(prefix="rkray"))  # short: Ray's socket paths must stay under 108 bytes
-    token = secrets.token_hex(32)
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-    os.environ.pop("RAY_ADDRESS", None)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--num-cpus=2", "--object-store-memory=100000000", "--disable-usage-stats", f"--temp-dir={folder}"]
-    sessions: list[int] = []
-    try:
-        head = ["--head", "--port=0", "--include-dashboard=false", *common]
-        address = _start(head, folder / "head.log", env, sessions)
-        _start([f"--address={address}", *common], folder / "node.log", env, sessions)
-        ray_engine.connect(address)
-        deadline = time.monotonic() + START_TIMEOUT
-        while ray_engine.cluster_cpus()[0] < 2 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert ray_engine.cluster_cpus() == (2, 4.0)
-        yield address
-    finally:
-        ray_engine.disconnect()
-        _stop(sessions)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(folder, ignore_errors=True)
+    with LocalRayCluster(nodes=2, cpus=2) as local:
+        try:
+            ray_engine.connect(local.address)
+            deadline = time.monotonic() + 60
+            while ray_engine.cluster_cpus()[0] < 2 and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert ray_engine.cluster_cpus() == (2, 4.0)
+            yield local.address
+        finally:
+            ray_engine.disconnect()
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +100,7 @@ def test_same_chunks_ids_and_counts_as_in_process(cluster: str, corpus: Path, in
     assert np.allclose(list(hits.values()), list(expected[2].values()), atol=2e-3)  # batches padded differently
 
 
-def test_second_run_skips_unchanged_updates_changed_and_syncs_deleted_via_cli(
-    cluster: str, corpus: Path, tmp_path: Path
-) -> None:
+def test_second_run_skips_unchanged_updates_changed_and_syncs_deleted_via_cli(cluster: str, tmp_path: Path) -> None:
     homes = {engine: tmp_path / engine for engine in ("local", "ray")}
     works = {engine: tmp_path / f"docs-{engine}" for engine in homes}
     options = {"local": [], "ray": ["--engine", "ray", "--address", cluster, "--workers", "2", "--batch-size", "16"]}
@@ -198,12 +112,17 @@ def test_second_run_skips_unchanged_updates_changed_and_syncs_deleted_via_cli(
         return dict(json.loads(result.stdout))
 
     for engine, work in works.items():
-        shutil.copytree(corpus, work)
-        assert ingest(engine)["added"] == 5
-        (work / "black-death.txt").write_text("The plague came back.\n\nIt was rewritten for this test.\n")
-        (work / "packet-switching.md").unlink()
+        work.mkdir()
+        for name in ("a.md", "b.txt", "c.md", "d.md"):  # small files: this test is about the decisions
+            paragraphs = [
+                f"Paragraph {n} of {name}: " + f"{name} says something about topic {n}. " * 8 for n in range(6)
+            ]
+            (work / name).write_text("# " + name + "\n\n" + "\n\n".join(paragraphs))
+        assert ingest(engine)["added"] == 4
+        (work / "b.txt").write_text("The plague came back.\n\nIt was rewritten for this test.\n")
+        (work / "d.md").unlink()
     report = ingest("ray", "--sync")
-    assert (report["added"], report["updated"], report["unchanged"], report["deleted"]) == (0, 1, 3, 1)
+    assert (report["added"], report["updated"], report["unchanged"], report["deleted"]) == (0, 1, 2, 1)
     assert report["chunks_written"] == 1 and report["chunks_deleted"] > 1
     assert ingest("local", "--sync")["deleted"] == 1
     found = {}
@@ -211,5 +130,61 @@ def test_second_run_skips_unchanged_updates_changed_and_syncs_deleted_via_cli(
         with Collection.open("docs", store_dir=home) as collection:
             records, chunks, _ = _contents(collection)
         found[engine] = (records, sorted(chunks.values()))
-    assert "packet-switching.md" not in found["ray"][0] and found["ray"][0]["black-death.txt"][1] == 1
+    assert "d.md" not in found["ray"][0] and found["ray"][0]["b.txt"][1] == 1
     assert found["ray"] == found["local"]
+
+
+def test_milvus_lite_store_gets_the_same_chunks(cluster: str, corpus: Path, in_process: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ragkit_milvus", reason="the ragkit-milvus connector is not installed")
+    from ragkit.recipes import load_collection_config
+
+    with Collection.open("docs", store_dir=in_process) as local:
+        expected = _contents(local)
+    with Collection.create("docs", load_collection_config("milvus"), store_dir=tmp_path) as collection:
+        assert type(collection.store).__module__.startswith("ragkit_milvus")
+        report = _ingest_with_ray(collection, corpus, cluster)
+        records, chunks, hits = _contents(collection)
+    assert report.added == 5
+    assert records == expected[0]
+    assert chunks == expected[1]
+    assert list(hits) == list(expected[2])
+
+
+# -- errors (after the cluster tests: one of them leaves the cluster) --------------------------------------------------
+
+
+def test_an_unreachable_address_is_a_clear_error(in_process: Path, corpus: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["ingest", str(corpus), "-c", "docs", "--store-dir", str(in_process), "--engine", "ray"]
+    result = CliRunner().invoke(app, [*args, "--address", f"127.0.0.1:{port}"])
+    assert result.exit_code == 6, result.output
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in result.stderr
+    assert "ray start --head" in result.stderr
+
+
+def test_without_ray_installed_the_error_says_what_to_install(
+    in_process: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
+    args = ["ingest", str(corpus), "-c", "docs", "--store-dir", str(in_process), "--engine", "ray"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 6, result.output
+    assert "pip install ragkit[ray]" in result.stderr
+
+
+def test_options_of_the_ray_engine_need_it(in_process: Path, corpus: Path) -> None:
+    args = ["ingest", str(corpus), "-c", "docs", "--store-dir", str(in_process), "--workers", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--engine ray" in result.stderr
+
+
+def test_import_ragkit_and_its_cli_do_not_import_ray() -> None:
+    code = (
+        "import sys, ragkit, ragkit.cli, ragkit.scaleout\n"
+        "from ragkit.scaleout import RaySettings\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
