@@ -180,16 +180,21 @@ def choose_quantize(requested: str | None, device: str, cpu_default: str) -> str
 def quantize_int8(model: Any) -> Any:
     """``model`` with its ``nn.Linear`` layers replaced by dynamically quantised int8 ones (in place).
 
-    Weights become int8 with a per-tensor scale; activations are quantised
-    on the fly. About 4x less weight memory traffic: on a CPU, several times
-    faster decoding than the de-quantised fp32 GGUF weights.
+    Weights become int8 with one scale per output channel; activations are
+    quantised on the fly. Per channel, not per tensor: with one scale per
+    tensor the packaged Qwen2.5-Coder-0.5B answered "Which NFL team won Super
+    Bowl 50?" with a bare "[2]", with one per channel "The Denver Broncos won
+    the game" like the float32 model. About 4x less weight memory traffic:
+    on a CPU, several times faster decoding than the de-quantised fp32 GGUF
+    weights.
     """
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
         return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            model, {torch.nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
         )
 
 
