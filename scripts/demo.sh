@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults, offline: set up, ingest the sample
 # folder into the collection "demo", and answer a question with citations
-# (the packaged SmolLM2 model on the CPU). Run it twice: the second ingest
+# (the packaged Qwen2.5-Coder-0.5B model on the CPU). Run it twice: the second ingest
 # skips every unchanged file.
 set -euo pipefail
 cd "$(dirname "$0")/.."

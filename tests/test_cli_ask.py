@@ -46,11 +46,35 @@ def test_ask_json_prints_the_whole_answer(sample_store):
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["grounded"] and answer["text"]
-    assert answer["model"] == "SmolLM2-135M-Instruct"
+    assert answer["model"] == "qwen2.5-coder-0.5b-instruct"  # the recipes' packaged model
     assert answer["hits"] and answer["citations"]
     assert {"source", "chunk_id", "start", "end", "page", "inferred"} <= set(answer["citations"][0])
     assert 0 < answer["usage"]["completion_tokens"] <= 24
     assert {"retrieve", "assemble", "generate", "total"} <= set(answer["timings"])
+
+
+def test_the_default_recipe_answers_the_demo_question_right(sample_store):
+    """The README's demo question, on the recipes' packaged model: the right team, cited to the right file.
+
+    SmolLM2-135M answered "The Panthers won Super Bowl 50", and so did Qwen2.5-Coder-0.5B with int8 weights
+    quantised per tensor (or a bare "[2]"); per channel it answers like its float32 weights.
+    """
+    result = run(
+        "ask",
+        "Which NFL team won Super Bowl 50?",
+        "-c",
+        "sample",
+        "--store-dir",
+        str(sample_store),
+        "--max-tokens",
+        "40",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert "denver broncos" in answer["text"].lower(), answer["text"]
+    assert "panthers won" not in answer["text"].lower()
+    assert any(c["source"].endswith("super-bowl-50.pdf") for c in answer["citations"])
 
 
 def test_ask_with_nothing_relevant_says_so_without_a_model(sample_store):

@@ -76,7 +76,8 @@ def test_prompt_numbers_and_delimits_blocks_and_says_sources_are_data(sample_col
     for number, hit in enumerate(answer.hits, 1):
         assert f'<source id="{number}" file="{hit.chunk.source.rsplit("/", 1)[-1]}"' in user.content
     assert user.content.count("</source>") == len(answer.hits)
-    assert user.content.rstrip().endswith("source number like [1]:")
+    # asks for a marker without ending in one (an ending "like [1]:" made small models answer a bare "[1]")
+    assert user.content.rstrip().endswith("followed by the source number in square brackets.")
     assert QUESTION in user.content
 
 

@@ -55,16 +55,21 @@ MODELS: dict[str, dict[str, Any]] = {
     "smollm2": {"type": "transformers", "model": "SmolLM2-135M-Instruct"},
     "qwen-0.5b": {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct", "quantize": "int8"},
     "qwen-1.5b": {"type": "transformers", "model": "qwen2.5-coder-1.5b-instruct", "quantize": "int8"},
+    # unquantised float32, to compare with int8
+    "qwen-0.5b-fp32": {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct", "quantize": "none"},
 }
-SHORT_PROMPT = {
-    "user": "Sources:\n\n{context}\n\nQuestion: {question}\nAnswer the question with a short sentence taken from "
-    "the sources, followed by the source number in square brackets."
+PREVIOUS_PROMPT = {
+    "user": "Sources:\n\n{context}\n\nQuestion: {question}\n"
+    "Answer in one or two sentences, each ending with its source number like [1]:"
 }
-"""A user prompt without the default's closing "... like [1]:", which the Qwen models answer with a bare "[1]"."""
-PROMPTS: dict[str, dict[str, str]] = {"qwen-0.5b-short": SHORT_PROMPT, "smollm2-short": SHORT_PROMPT}
-"""Systems that replace the recipe's prompt (the model is the one named before ``-short``)."""
-MODELS["qwen-0.5b-short"] = MODELS["qwen-0.5b"]
-MODELS["smollm2-short"] = MODELS["smollm2"]
+"""ragkit's user prompt before the switch to Qwen2.5-Coder-0.5B: it ends in "like [1]:", which the Qwen models answer
+with a bare "[1]". The recipes' prompt since then asks for the marker without ending in one."""
+PROMPTS: dict[str, dict[str, str]] = {
+    f"{model}-previous": PREVIOUS_PROMPT for model in ("smollm2", "qwen-0.5b", "qwen-1.5b")
+}
+"""Systems that replace the recipe's prompt with the previous one (the model is the one named before ``-previous``)."""
+for _system in PROMPTS:
+    MODELS[_system] = MODELS[_system.removesuffix("-previous")]
 BASELINE = "smollm2"
 CITATION = re.compile(r"\[\d+\]")
 VERSIONS = ["ragkit", "ragkit-transformers", "torch", "transformers", "gguf", "sentence-transformers", "faiss-cpu"]
@@ -278,7 +283,9 @@ def table(data: dict[str, Any]) -> str:
             speed_ratio = f"{s['seconds_per_answer'] / base['seconds_per_answer']:.2f}x"
         else:
             contains_ratio = speed_ratio = "1.00x" if base else "-"
-        name = f"{s['model_name']} ({s['model'].get('quantize', 'none')}{', short prompt' if key in PROMPTS else ''})"
+        name = (
+            f"{s['model_name']} ({s['model'].get('quantize', 'none')}{', previous prompt' if key in PROMPTS else ''})"
+        )
         lines.append(
             f"| {name} | {s['answered_in_all']}/{s['questions']} | {s['contains']:.3f} | {s['exact_match']:.3f} "
             f"| {s['f1']:.3f} | {s['cited']:.3f} | {s['grounded']:.3f} | {s['retrieved']:.3f} "

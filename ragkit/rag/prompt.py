@@ -32,8 +32,11 @@ DEFAULT_SYSTEM = (
 )
 DEFAULT_USER = (
     "Sources:\n\n{context}\n\nQuestion: {question}\n"
-    "Answer in one or two sentences, each ending with its source number like [1]:"
+    "Answer the question with a short sentence taken from the sources, followed by the source number in square "
+    "brackets."
 )
+"""The user message. It asks for a marker but does not end in one: the earlier "... like [1]:" made the
+Qwen2.5-Coder models answer a bare "[1]" (docs/benchmarks.md, "Default generator")."""
 DEFAULT_NO_ANSWER = "The documents do not answer this question: nothing relevant was found."
 
 _TAG = re.compile(r"</?\s*source\b", re.IGNORECASE)

@@ -204,7 +204,7 @@ def test_clean_text_cannot_close_the_data_fence() -> None:
 
 @pytest.mark.slow
 def test_the_local_model_runs_end_to_end_without_writing(shop_db: Path, shop_url: str) -> None:
-    """The packaged SmolLM2 (default generator of basic.yaml): whatever it writes, ask returns and nothing changes."""
+    """The packaged SmolLM2 (the generator's default with no model named): whatever it writes, nothing changes."""
     before = sha256(shop_db)
     engine = SQLQueryEngine(shop_url, max_tokens=40, answer_max_tokens=24, sample_rows=1)
     answer = engine.ask("How many orders are there?")

