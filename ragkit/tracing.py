@@ -215,7 +215,7 @@ class _Active(contextlib.AbstractContextManager[Any]):
         try:
             if exc is not None:
                 _mark_error(span, exc)
-            elif self.after is not None:
+            elif self.after is not None and span.is_recording():  # not for a span the sampler dropped
                 self.after(span)
         finally:
             _api["detach"](self.token)

@@ -408,5 +408,5 @@ def test_the_tracing_benchmark_runs_tiny(tmp_path: Path) -> None:
     assert result["off_ran_without_opentelemetry_loaded"] is True
     assert result["spans_exported"] > 0
     for name in ("hybrid", "lexical"):
-        assert set(result["pipelines"][name]["ratio_to_off"]) == {"off", "on", "on+content"}
+        assert set(result["pipelines"][name]["ratio_to_off"]) == {"off", "on", "on+content", "on 10%"}
     assert result["span_cost_share"] > 0 and result["off_hook_ns_per_call"] > 0

@@ -12,6 +12,8 @@ where a span's cost weighs most). Three modes:
   drops what it is given (so no network or disk time is counted; the spans are still built, attributed,
   queued and handed over in batches).
 - ``on+content``: the same, with query text and documents recorded (the opt-in).
+- ``on 10%``: on, sampling one trace in ten (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
+  ``OTEL_TRACES_SAMPLER_ARG=0.1``): what a busy service would run.
 
 The modes alternate query by query (their order rotating), so load spikes on a shared machine hit every
 mode alike; throughput is ``1 / median latency`` per mode, reported with its ratio against ``off`` (the
@@ -50,10 +52,14 @@ def otel_loaded() -> bool:
     return any(name.startswith("opentelemetry") for name in sys.modules)
 
 
-def make_provider() -> Any:
-    """A real SDK TracerProvider with a BatchSpanProcessor over an exporter that drops the spans."""
+def make_provider(ratio: float | None = None) -> Any:
+    """A real SDK TracerProvider with a BatchSpanProcessor over an exporter that drops the spans.
+
+    ``ratio``: sample that share of traces (``parentbased_traceidratio``, as ``OTEL_TRACES_SAMPLER`` sets).
+    """
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     class DropExporter(SpanExporter):
         """Takes every batch and keeps nothing (counts the spans)."""
@@ -65,7 +71,7 @@ def make_provider() -> Any:
             self.spans += len(spans)
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)) if ratio is not None else None)
     exporter = DropExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     provider.exporter = exporter  # type: ignore[attr-defined]
@@ -115,7 +121,7 @@ def span_cost_on(pipeline: QueryPipeline, collection: Collection, queries: int) 
 
 
 def measure(
-    name: str, pipeline: QueryPipeline, collection: Collection, questions: list[str], rounds_n: int, provider: Any
+    name: str, pipeline: QueryPipeline, collection: Collection, questions: list[str], rounds_n: int, providers: Any
 ) -> dict[str, Any]:
     """Per-query latency per mode, the modes alternating query by query (their order rotating).
 
@@ -123,16 +129,16 @@ def measure(
     alike; the medians per mode give the throughput ratios (``1 / median``), the means are reported too.
     """
     run_round(pipeline, collection, questions[:5])  # warm: model loaded, indexes read
-    modes = ["off", "on", "on+content"]
+    modes = ["off", "on", "on+content", "on 10%"]
     seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     for number in range(rounds_n):
         for index, question in enumerate(questions):
-            shift = (number * len(questions) + index) % 3
+            shift = (number * len(questions) + index) % len(modes)
             for mode in modes[shift:] + modes[:shift]:
                 if mode == "off":
                     tracing.disable()
                 else:
-                    tracing.enable(provider, content=mode == "on+content")
+                    tracing.enable(providers[mode], content=mode == "on+content")
                 started = time.perf_counter()
                 pipeline.search(question, collection, top_k=5)
                 seconds[mode].append(time.perf_counter() - started)
@@ -192,9 +198,10 @@ def main() -> None:
             off_alone = {"hybrid": run_round(hybrid, collection, questions)}
             off_without_otel = off_without_otel and not otel_loaded()
             provider = make_provider()
-            results["hybrid"] = measure("hybrid", hybrid, collection, questions, args.rounds, provider)
+            providers = {"on": provider, "on+content": provider, "on 10%": make_provider(0.1)}
+            results["hybrid"] = measure("hybrid", hybrid, collection, questions, args.rounds, providers)
             # BM25 answers in about a millisecond: each round asks every question 10 times
-            results["lexical"] = measure("lexical", lexical, collection, questions * 10, args.rounds, provider)
+            results["lexical"] = measure("lexical", lexical, collection, questions * 10, args.rounds, providers)
             tracing.enable(provider, content=False)
             span_s = span_cost_on(hybrid, collection, 2_000)
             tracing.enable(provider, content=True)
