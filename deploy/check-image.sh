@@ -35,7 +35,10 @@ elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 data_dir=$(mktemp -d)
 docs_dir=$(mktemp -d)
 cleanup() {
-  podman rm -f "$run_id-ingest" "$run_id-serve" >/dev/null 2>&1 || true
+  local name
+  for name in "$run_id-ingest" "$run_id-serve"; do # one at a time: podman stops at a missing one
+    podman rm -f -v --ignore "$name" >/dev/null 2>&1 || true
+  done
   if [ -n "${compose_up:-}" ]; then
     "$COMPOSE" -f deploy/compose.yaml -p "$run_id" down -v -t 5 >/dev/null 2>&1 || true
   fi
@@ -132,7 +135,7 @@ if not cited or 'amazon-rainforest' not in text:
   fail "/healthz or the cited answer"
 }
 ok "/healthz 200 and a cited answer from 0016-amazon-rainforest.md over HTTP"
-podman rm -f "$run_id-serve" >/dev/null
+podman rm -f -v "$run_id-serve" >/dev/null
 
 # ---- compose: the ragkit-only profile -----------------------------------------------------------------
 if [ "${SKIP_COMPOSE:-0}" = 1 ]; then
