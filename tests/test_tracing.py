@@ -396,10 +396,12 @@ def test_the_tracing_benchmark_runs_tiny(tmp_path: Path) -> None:
     (dataset / "documents" / "0000-plague.md").write_text(f"# Plague\n\n{TEXTS['plague.txt']}\n", encoding="utf-8")
     rows = [{"question": q, "answers": [{"text": "plague"}], "document": "documents/0000-plague.md"} for q in TEXTS]
     (dataset / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]), encoding="utf-8")
+    with Collection.create("squad", store_dir=tmp_path / "home") as collection:  # ingested here: one model load
+        collection.ingest([dataset / "documents"])
     out = tmp_path / "tracing.json"
     script = REPO / "evaluation" / "benchmarks" / "tracing_bench.py"
     command = [sys.executable, str(script), "--dataset", str(dataset), "--docs", "1", "--queries", "3"]
-    command += ["--rounds", "1", "--out", str(out)]
+    command += ["--rounds", "1", "--home", str(tmp_path / "home"), "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]

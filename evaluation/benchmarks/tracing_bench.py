@@ -168,6 +168,7 @@ def main() -> None:
         "--rounds", type=int, default=4, help="passes over the questions (every question runs in every mode per pass)"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--home", type=Path, default=None, help="a store folder holding collection 'squad' already")
     parser.add_argument("--ingest-into", default=None, help=argparse.SUPPRESS)  # the child process's job
     args = parser.parse_args()
 
@@ -182,13 +183,15 @@ def main() -> None:
         documents = prepare_documents(dataset, work, args.docs)
         names = [p.name for p in sorted(documents.iterdir())]
         questions = [q["question"] for q in load_questions(dataset, names, args.queries)]
-        log(f"ingesting {len(names)} documents (in a child process); {len(questions)} questions per round")
-        # a child ingests: the loaders' connectors (LangChain's imports langsmith, which imports the
-        # OpenTelemetry SDK) stay out of this process, so 'off' really runs without opentelemetry loaded
-        child = [sys.executable, __file__, "--dataset", str(documents), "--ingest-into", str(work / "home")]
-        subprocess.run(child, check=True)
+        home = args.home or work / "home"
+        if args.home is None:
+            log(f"ingesting {len(names)} documents (in a child process); {len(questions)} questions per round")
+            # a child ingests: the loaders' connectors (LangChain's imports langsmith, which imports the
+            # OpenTelemetry SDK) stay out of this process, so 'off' really runs without opentelemetry loaded
+            child = [sys.executable, __file__, "--dataset", str(documents), "--ingest-into", str(home)]
+            subprocess.run(child, check=True)
         results: dict[str, Any] = {}
-        with Collection.open("squad", store_dir=work / "home") as collection:
+        with Collection.open("squad", store_dir=home) as collection:
             hybrid = QueryPipeline.from_configs(STAGES, top_k=5)
             lexical = QueryPipeline.from_configs([{"type": "lexical", "top_k": 10}], top_k=5)
             run_round(hybrid, collection, questions[:5])
