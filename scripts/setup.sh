@@ -20,8 +20,9 @@ pip_install() {
 }
 # torch must come before anything that depends on it, or pip pulls CUDA wheels
 pip_install torch==2.13.0
+# ray (scale-out ingestion) and otel (tracing) are extras the tests exercise for real; the core never needs them
 pip_install -c constraints.txt \
-  -e ".[dev,bench,serve,eval]" \
+  -e ".[dev,bench,serve,eval,ray,otel]" \
   -e connectors/sentence_transformers \
   -e connectors/transformers \
   -e connectors/openai \
