@@ -110,6 +110,7 @@ pip_setup
 secrets=(--secret "id=pipconf,src=$work/pip.conf")
 [ -f "$CA_BUNDLE" ] && secrets+=(--secret "id=cacert,src=$CA_BUNDLE")
 log "building $IMAGE from $DOCKERFILE (base $BASE_IMAGE)"
+old_id=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 start=$(date +%s)
 # --format docker: OCI images have no HEALTHCHECK
 # shellcheck disable=SC2086  # BUILD_ARGS is split on purpose
@@ -117,3 +118,7 @@ podman build --pull=never --layers --format docker -f "$DOCKERFILE" -t "$IMAGE" 
   --build-arg "BASE_IMAGE=$BASE_IMAGE" "${secrets[@]}" "${mounts[@]}" ${BUILD_ARGS:-} .
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 log "built $IMAGE in $(($(date +%s) - start)) s: $((size / 1000000)) MB"
+# the image this build replaced, if nothing else uses it (the builder stage's layers stay as the cache;
+# `podman image prune` drops them)
+new_id=$(podman image inspect --format '{{.Id}}' "$IMAGE")
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then podman rmi "$old_id" >/dev/null 2>&1 || true; fi
