@@ -10,7 +10,8 @@
 #   SKIP_COMPOSE=1 deploy/check-image.sh
 #
 # Variables: IMAGE, REBUILD, DOCS (a folder of documents; default: squad-dev beside the repository),
-# SKIP_COMPOSE, READY_TIMEOUT (seconds; default 120), COMPOSE (podman-compose; default: PATH, then .venv).
+# SKIP_COMPOSE, READY_TIMEOUT (seconds; default 120), COMPOSE (podman-compose; default: PATH, then .venv),
+# CHECK_MODEL (answer with this packaged model instead of the recipes' one, e.g. SmolLM2-135M-Instruct).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/containers.conf}
@@ -79,11 +80,14 @@ ok "ingested $(ls "$docs_dir" | wc -l) documents with --network=none in $(elapse
 
 # the service, bound to 0.0.0.0 inside the container's own (loopback-only) network namespace
 start=$(date +%s.%N)
-# the pipeline answers with the generator baked into the image (SmolLM2-135M-Instruct), whatever model
-# the recipes name by default
-pipelines='{"basic": {"generator": {"type": "transformers", "model": "SmolLM2-135M-Instruct"}}}'
+# the image's own recipes (basic.yaml: the packaged Qwen2.5-Coder-0.5B); an image built without that extra
+# answers with SmolLM2 instead (CHECK_MODEL=SmolLM2-135M-Instruct)
+pipeline_args=()
+if [ -n "${CHECK_MODEL:-}" ]; then
+  pipeline_args=(-e "RAGKIT_SERVICE_PIPELINES={\"basic\": {\"generator\": {\"type\": \"transformers\", \"model\": \"$CHECK_MODEL\"}}}")
+fi
 podman run -d --name "$run_id-serve" --network=none -v "$data_dir:/data" \
-  -e RAGKIT_API_KEYS="$KEY:admin" -e RAGKIT_SERVICE_PIPELINES="$pipelines" "$IMAGE" >/dev/null ||
+  -e RAGKIT_API_KEYS="$KEY:admin" "${pipeline_args[@]}" "$IMAGE" >/dev/null ||
   fail "podman run $IMAGE"
 # poll /readyz from inside the container (no network to publish ports on)
 podman exec "$run_id-serve" python -c "
@@ -120,7 +124,8 @@ request = urllib.request.Request(base + '/v1/collections/squad/ask', data=body, 
     headers={'Authorization': 'Bearer ' + os.environ['KEY'], 'Content-Type': 'application/json'})
 start = time.monotonic()
 try:
-    with urllib.request.urlopen(request, timeout=300) as r:
+    # the first answer on a fresh volume also joins the model's parts and converts its weights once
+    with urllib.request.urlopen(request, timeout=1200) as r:
         answer = json.load(r)
 except urllib.error.HTTPError as error:
     sys.exit(f'POST /v1/collections/squad/ask: {error.code} {error.read()[:2000]!r}')
