@@ -276,14 +276,14 @@ def test_too_long_prompt_is_refused_before_streaming(generator):
 # -- cancellation and concurrency ---------------------------------------------------
 
 
+@pytest.mark.timeout(120)  # bounds a hang; how soon it stops is counted in tokens, not seconds
 def test_closing_the_stream_stops_the_model(generator, caplog):
+    """Closing a stream stops generation within a few tokens, and close() returns once the worker is joined."""
     caplog.set_level(logging.DEBUG, logger="ragkit_transformers")
     stream = generator.stream(QUESTION, SLOW_STOP)
     deltas = [next(stream) for _ in range(3)]
     assert all(d.text and d.finish_reason is None for d in deltas)
-    started = time.perf_counter()
     stream.close()
-    assert time.perf_counter() - started < 3.0  # within a token or two, even on a busy machine
     assert generate_threads() == []  # joined before close() returned
     [message] = cancel_log(caplog)
     generated = int(message.split(" after ")[1].split()[0])
@@ -322,7 +322,13 @@ def test_two_threads_stream_at_once(generator, answer):
     assert generate_threads() == []
 
 
+@pytest.mark.timeout(120)  # bounds a hang; no assertion on seconds
 def test_cancel_from_another_thread_while_waiting_for_the_lock(generator, caplog):
+    """A stream queued behind the model's lock ends at once on cancel(), without waiting for the holder.
+
+    The holder's worker (200 tokens) is still going when the cancelled one
+    has ended, and the cancelled one never generated a token.
+    """
     caplog.set_level(logging.DEBUG, logger="ragkit_transformers")
     holder = generator.stream(QUESTION, SLOW_STOP)
     next(holder)  # its worker now holds the model's lock, generating up to 200 tokens
@@ -333,15 +339,13 @@ def test_cancel_from_another_thread_while_waiting_for_the_lock(generator, caplog
     consumer.join(timeout=0.5)
     assert consumer.is_alive() and not got  # blocked in next(): its worker waits for the lock
     assert len(generate_threads()) == 2
-    started = time.perf_counter()
     waiting.cancel()
-    consumer.join(timeout=5)
+    consumer.join(timeout=100)
     assert not consumer.is_alive()
-    assert time.perf_counter() - started < 2.0
+    assert len(generate_threads()) == 1, "the cancelled stream waited for the holder's 200 tokens"
     assert got == [GenerationDelta(finish_reason="cancelled", usage=Usage(prompt_tokens=55, completion_tokens=0))]
     assert any("cancelled after 0 of at most 32 new tokens (before it started)" in m for m in cancel_log(caplog))
-    assert len(generate_threads()) == 1  # the holder goes on
-    assert next(holder).text
+    assert next(holder).text  # the holder goes on
     holder.close()
     assert generate_threads() == []
 
@@ -413,11 +417,16 @@ def test_cancelling_an_astream_task_stops_the_worker(generator, caplog):
     assert len(cancel_log(caplog)) == 1
 
 
+@pytest.mark.timeout(120)  # bounds a hang; no assertion on seconds
 def test_cancelling_an_astream_task_waiting_for_the_lock(generator):
+    """Cancelling an astream task queued behind the model's lock ends it without waiting for the holder.
+
+    The holder's worker (200 tokens) is still going when the cancelled task has ended.
+    """
     holder = generator.stream(QUESTION, SLOW_STOP)
     next(holder)  # holds the model's lock
 
-    async def main() -> float:
+    async def main() -> None:
         got: list[GenerationDelta] = []
 
         async def consume() -> None:
@@ -427,14 +436,14 @@ def test_cancelling_an_astream_task_waiting_for_the_lock(generator):
         task = asyncio.create_task(consume())
         await asyncio.sleep(0.5)
         assert not got  # still waiting for its turn
-        started = time.perf_counter()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return time.perf_counter() - started
+        assert not got
 
-    assert asyncio.run(main()) < 2.0  # did not wait for the holder's 200 tokens
-    assert len(generate_threads()) == 1  # only the holder's worker is left
+    asyncio.run(main())
+    # only the holder's worker is left, still generating: the cancel did not wait for its 200 tokens
+    assert len(generate_threads()) == 1
     holder.close()
     assert generate_threads() == []
 
