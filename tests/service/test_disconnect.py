@@ -32,11 +32,11 @@ def baseline(admin: httpx.Client, service: Service) -> int:
     return threading.active_count()
 
 
-def _check_stopped(service: Service, run: dict[str, Any], left_at: float, baseline: int) -> None:
+def _check_stopped(service: Service, run: dict[str, Any], baseline: int) -> None:
+    """The run was closed early: how soon is counted in tokens (the spy's deltas), not seconds."""
     _wait(lambda: run["ended_at"] is not None, 15, "the generator to stop")
     assert run["closed_early"] and not run["completed"]
     assert run["deltas"] < 100, "the model kept generating after the client left"
-    assert run["ended_at"] - left_at < 5
     _wait(lambda: threading.active_count() <= baseline, 15, f"threads to return to {baseline}")
 
 
@@ -48,8 +48,7 @@ def test_disconnect_mid_sse_stream_stops_generation(service: Service, baseline: 
         for name, _ in parse_sse(response.iter_lines()):
             if name == "token":
                 break  # leave after the first token: the connection is closed
-    left_at = time.monotonic()
-    _check_stopped(service, service.spy.runs[runs], left_at, baseline)
+    _check_stopped(service, service.spy.runs[runs], baseline)
 
 
 def test_disconnect_mid_chat_stream_stops_generation(service: Service, baseline: int) -> None:
@@ -63,14 +62,12 @@ def test_disconnect_mid_chat_stream_stops_generation(service: Service, baseline:
             break
     stream.close()
     client.close()
-    left_at = time.monotonic()
-    _check_stopped(service, service.spy.runs[runs], left_at, baseline)
+    _check_stopped(service, service.spy.runs[runs], baseline)
 
 
 def test_client_timing_out_on_a_whole_answer_stops_generation(service: Service, baseline: int) -> None:
     runs = len(service.spy.runs)
     with service.client(timeout=httpx.Timeout(10, read=1.5)) as client, pytest.raises(httpx.ReadTimeout):
         client.post("/v1/collections/docs/ask", json={"question": QUESTION, "pipeline": "spy"})
-    left_at = time.monotonic()
     _wait(lambda: len(service.spy.runs) > runs, 10, "the run to start")
-    _check_stopped(service, service.spy.runs[runs], left_at, baseline)
+    _check_stopped(service, service.spy.runs[runs], baseline)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import httpx
 import openai
@@ -24,13 +23,18 @@ def test_generator_500_is_502(admin: httpx.Client) -> None:
     assert admin.get("/healthz").status_code == 200
 
 
+@pytest.mark.timeout(120)  # bounds a hang; no assertion on seconds
 def test_generator_timeout_is_504(admin: httpx.Client) -> None:
-    started = time.monotonic()
+    """The 1 s client timeout does not wait for the slow server.
+
+    The slow server answers 500 ("too late") after 3 s: had the service
+    waited for it, the answer would be that 502, not a 504 timeout.
+    """
     response = admin.post("/v1/collections/docs/ask", json={"question": QUESTION, "pipeline": "slow"})
     assert response.status_code == 504, response.text
     assert response.json()["error"]["type"] == "UpstreamTimeoutError"
     assert "did not answer within 1 s" in response.json()["error"]["message"]
-    assert time.monotonic() - started < 2.9, "the 1 s timeout must not wait for the slow server"
+    assert "too late" not in response.text, "the service waited for the slow server's answer"
     assert admin.get("/healthz").json() == {"status": "ok"}
 
 
