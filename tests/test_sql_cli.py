@@ -114,7 +114,8 @@ def test_database_is_required_and_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_the_shipped_recipe_is_an_sql_engine_config(shop: Path) -> None:
     section = load_sql_recipe("sql")
-    assert section["type"] == "sqlalchemy" and section["generator"] == {"type": "transformers"}
+    assert section["type"] == "sqlalchemy"
+    assert section["generator"] == {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct"}  # as every recipe
     engine = build_sql_engine({**section, "database": str(shop)})
     assert engine.to_config()["max_rows"] == section["max_rows"]
     assert engine.run_sql("SELECT name FROM products ORDER BY id").rows[0] == ["Notebook"]
