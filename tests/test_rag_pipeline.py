@@ -16,6 +16,7 @@ import pytest
 from ragkit.errors import ConfigError, InputError
 from ragkit.generation import BaseGenerator, GenerationDelta, GenerationOptions, Message, Usage
 from ragkit.rag import PipelineConfig, RagPipeline, format_block, load_pipeline_config
+from ragkit.rag.prompt import SMOLLM2_USER
 from ragkit.schema import Chunk, Document, Hit
 
 
@@ -208,6 +209,29 @@ def test_custom_prompt_template_is_used(sample_collection):
     system, user = generator.calls[0]
     assert system.content == "Be terse."
     assert user.content.startswith(f"Q: {QUESTION}\n<source")
+
+
+def test_a_models_suggested_user_prompt_is_used_unless_the_config_sets_one(sample_collection):
+    """The packaged SmolLM2 cites only with its own prompt; a config's own ``prompt.user`` still wins."""
+    from ragkit.registry import build
+
+    smollm2 = build("generator", {"type": "transformers"})  # the packaged SmolLM2; nothing is loaded here
+    assert smollm2.suggested_user_prompt == SMOLLM2_USER
+    assert (
+        build("generator", {"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct"}).suggested_user_prompt
+        is None
+    )
+
+    generator = ScriptedGenerator("ok [1]")
+    generator.suggested_user_prompt = "Q: {question}\n{context}\nAnswer like [1]:"
+    RagPipeline(generator=generator).ask(QUESTION, sample_collection)
+    assert generator.calls[0][1].content.startswith(f"Q: {QUESTION}\n<source")
+
+    generator = ScriptedGenerator("ok [1]")
+    generator.suggested_user_prompt = "Q: {question}\n{context}\nAnswer like [1]:"
+    config = PipelineConfig.parse({"prompt": {"user": "Asked: {question}\n{context}"}})
+    RagPipeline(config, generator=generator).ask(QUESTION, sample_collection)
+    assert generator.calls[0][1].content.startswith(f"Asked: {QUESTION}\n<source")
 
 
 def test_ask_with_hits_answers_from_hits_retrieved_elsewhere(sample_collection):

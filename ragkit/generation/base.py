@@ -185,6 +185,9 @@ class BaseGenerator(Component):
     default_options: GenerationOptions = GenerationOptions(max_tokens=256, temperature=0.0)
     supports_tools: bool = False
     """Whether the model takes ``GenerationOptions.tools`` and answers with tool calls (agents use ReAct if not)."""
+    suggested_user_prompt: str | None = None
+    """A RAG user message this model answers better with; a pipeline whose config leaves ``prompt.user`` unset uses it
+    instead of the default (``{context}`` and ``{question}`` are filled in). ``None``: the default suits it."""
 
     @property
     def model_name(self) -> str:

@@ -303,6 +303,9 @@ class RagPipeline:
         """
         generator = self.generator
         template = self.config.prompt
+        suggested = getattr(generator, "suggested_user_prompt", None)
+        if suggested and "user" not in template.model_fields_set:  # the config left the user message to the model
+            template = template.model_copy(update={"user": suggested})
         answer_tokens = self.config.answer.max_tokens
         fitted = self._fit_history(history) if history else None
 

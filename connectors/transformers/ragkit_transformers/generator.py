@@ -19,7 +19,7 @@ from ragkit.errors import ConfigError, InputError, RagkitError, UnavailableError
 from ragkit.generation.base import BaseGenerator, FinishReason, GenerationDelta, GenerationOptions, Message, Usage
 from ragkit.options import check_int
 from ragkit_transformers.selection import check_device_dtype, validate_device, validate_dtype
-from ragkit_transformers.source import ModelSource, resolve_model
+from ragkit_transformers.source import PACKAGED_MODEL_NAME, ModelSource, resolve_model
 from ragkit_transformers.stops import StopScanner, normalize_stops
 
 if TYPE_CHECKING:
@@ -139,6 +139,18 @@ class TransformersGenerator(BaseGenerator):
         never answered from an old entry. Reading it loads nothing.
         """
         return self._source.fingerprint()
+
+    @property
+    def suggested_user_prompt(self) -> str | None:  # type: ignore[override]
+        """SmolLM2's own user message (:data:`ragkit.rag.prompt.SMOLLM2_USER`) for the packaged SmolLM2, else ``None``.
+
+        With the default one, written for the Qwen2.5-Coder models, SmolLM2 writes no citation marker.
+        """
+        if self._source.kind == "packaged" and self._source.name == PACKAGED_MODEL_NAME:
+            from ragkit.rag.prompt import SMOLLM2_USER
+
+            return SMOLLM2_USER
+        return None
 
     def __repr__(self) -> str:
         return f"TransformersGenerator(model={self._source.name!r}, device={self._device!r}, dtype={self._dtype!r})"
