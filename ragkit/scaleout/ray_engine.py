@@ -55,6 +55,10 @@ class RaySettings:
 
 
 def _ray() -> Any:
+    # ragkit sends no usage statistics: Ray's own stay off, and so does Ray Data's collector, which also polls a
+    # Prometheus on localhost:9090 from the driver after each run; a user who wants them sets these variables
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     try:
         import ray
         import ray.data
