@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 from starlette.responses import StreamingResponse
@@ -123,12 +123,20 @@ class AnswerRun:
                 self._slots.release()
 
 
+class Closable(Protocol):
+    """A run a streamed response closes when it ends: an :class:`AnswerRun`, or a raw model's stream."""
+
+    async def close(self) -> None:
+        """Stop the work and free what it holds. Idempotent."""
+        ...
+
+
 class EventStreamResponse(StreamingResponse):
-    """A ``text/event-stream`` response that closes its :class:`AnswerRun` however the stream ends."""
+    """A ``text/event-stream`` response that closes its run (:class:`AnswerRun`) however the stream ends."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes], run: AnswerRun, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, content: AsyncIterator[bytes], run: Closable, headers: dict[str, str] | None = None) -> None:
         super().__init__(content, headers={**SSE_HEADERS, **(headers or {})}, media_type=self.media_type)
         self._run = run
 
