@@ -699,6 +699,41 @@ def eval_compare(
     _run(action)
 
 
+@eval_app.command("optimise")
+def eval_optimise(
+    suite: Annotated[Path, typer.Argument(help="The suite YAML file (e.g. evaluation/suites/squad-dev.yaml).")],
+    pipeline: Annotated[str, typer.Option("--pipeline", help="The suite's RAG pipeline whose prompt is searched.")],
+    train: Annotated[int, typer.Option("--train", min=1, help="Questions each candidate is scored on.")] = 20,
+    heldout: Annotated[int, typer.Option("--heldout", min=1, help="Questions base and winner are compared on.")] = 40,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, help="Prompts tried, the base included.")] = 6,
+    demos: Annotated[int, typer.Option("--demos", min=0, help="Demonstrations per few-shot candidate.")] = 3,
+    propose: Annotated[int, typer.Option("--propose", min=0, help="Instructions the generator writes.")] = 0,
+    metric: Annotated[str | None, typer.Option("--metric", help="The metric to maximise (default f1).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Draws the splits.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default eval-out/<suite>-<pipeline>-optimise).")
+    ] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", help="Where the new recipe goes (default <out>/<pipeline>-optimised.yaml)."),
+    ] = None,
+    eval_store: Annotated[
+        Path | None, typer.Option("--store-dir", help="Eval store (default <out>/../.eval-store).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search a pipeline's prompt (instructions, demonstrations) on a train split; write the best as a recipe."""
+
+    def action() -> None:
+        from ragkit.evaluation.optimise.command import run_command
+        from ragkit.evaluation.optimise.search import OptimiseSettings
+
+        settings = OptimiseSettings(train, heldout, candidates, demos, None, propose, metric, seed=seed)
+        run_command(suite, pipeline, settings, out, eval_store, recipe, as_json, typer.echo)
+
+    _run(action)
+
+
 @eval_app.command("testset")
 def eval_testset(
     documents: Annotated[Path, typer.Argument(help="A folder (or file) of documents to write questions about.")],

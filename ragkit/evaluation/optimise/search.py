@@ -1,0 +1,301 @@
+"""The search: score prompt candidates on the train split, pick the best, compare it with the base on held-out.
+
+Every answer goes through the suite's own machinery (:func:`ragkit.evaluation.runner` asks with the
+same :class:`~ragkit.rag.RagPipeline` an eval run uses and scores with the suite's metrics), so what
+is optimised is what ``ragkit eval run`` measures. Answers are kept in the eval store's answer cache
+(greedy pipelines), so running the same command again resumes where it stopped: every answer already
+written is replayed, not generated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragkit.errors import ConfigError
+from ragkit.evaluation.optimise.candidates import (
+    Candidate,
+    Demo,
+    bootstrap_demos,
+    hand_written,
+    propose_instruction,
+    proposed_candidate,
+)
+from ragkit.evaluation.optimise.splits import Splits, split_questions
+from ragkit.evaluation.sample import EvalQuestion, EvalSample
+from ragkit.evaluation.suite import PipelineRun, Suite, load_suite
+
+Say = Callable[[str], None]
+"""Receives one line per finished step (candidate scored, demonstrations found ...)."""
+
+
+@dataclass(slots=True)
+class OptimiseSettings:
+    """The budget and choices of one optimisation run (the CLI's options)."""
+
+    train: int = 20
+    heldout: int = 40
+    candidates: int = 6
+    """Prompts scored on train, the base prompt included."""
+    demos: int = 3
+    """Demonstrations per few-shot candidate (0: instructions only)."""
+    pool: int | None = None
+    """Bootstrap pool size (default: three questions per demonstration, at least 6)."""
+    propose: int = 0
+    """Instructions written by the pipeline's generator, tried beside the hand-written ones."""
+    metric: str | None = None
+    """The metric to maximise (default: ``f1`` if the suite has it, else its first answer metric)."""
+    demo_threshold: float = 0.5
+    """A pool answer becomes a demonstration when the metric reaches this (and it cites a source)."""
+    seed: int = 0
+
+    def pool_size(self) -> int:
+        """The bootstrap pool's size."""
+        if self.demos <= 0:
+            return 0
+        return self.pool if self.pool is not None else max(6, 3 * self.demos)
+
+
+@dataclass(slots=True)
+class Trial:
+    """A candidate scored on the train split."""
+
+    candidate: Candidate
+    scores: dict[str, float]
+    objective: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            **self.candidate.to_dict(),
+            "train": self.scores,
+            "objective": self.objective,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(slots=True)
+class OptimiseResult:
+    """Everything a run found: the splits, each candidate's train score, the winner and the held-out comparison."""
+
+    suite: Suite
+    pipeline: PipelineRun
+    metric: str
+    metrics: list[str]
+    settings: OptimiseSettings
+    splits: Splits
+    demos: list[Demo]
+    trials: list[Trial]
+    winner: int
+    heldout_before: dict[str, float]
+    heldout_after: dict[str, float]
+    heldout_samples: dict[str, list[EvalSample]] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def best(self) -> Trial:
+        """The winning trial."""
+        return self.trials[self.winner]
+
+    def improved(self) -> bool:
+        """Whether the winner beat the base prompt on the held-out split (on the optimised metric)."""
+        return self.heldout_after.get(self.metric, 0.0) > self.heldout_before.get(self.metric, 0.0)
+
+
+def _means(samples: Sequence[EvalSample], names: Sequence[str]) -> dict[str, float]:
+    """Each metric's mean over every sample (a failed sample counts 0), and ``cited``: the share citing a source."""
+    total = len(samples) or 1
+    means = {}
+    for name in names:
+        values = [s.metrics[name].value if name in s.metrics else None for s in samples]
+        means[name] = round(sum(v or 0.0 for v in values) / total, 4)
+    cited = sum(1 for s in samples if any(not c.get("inferred") for c in s.citations))
+    means["cited"] = round(cited / total, 4)
+    return means
+
+
+class _Evaluator:
+    """Asks and scores a list of questions with one candidate prompt on the pipeline's config."""
+
+    def __init__(self, suite: Suite, run: PipelineRun, store: Path, progress: Any) -> None:
+        from ragkit.evaluation.answer_cache import AnswerCache
+        from ragkit.evaluation.runner import _ingest
+
+        self.suite = suite
+        self.run = run
+        self.progress = progress
+        self.metrics = [m for m in suite.build_metrics(store) if "answer" in set(m.needs)]
+        self.collection, _ = _ingest(suite, store, progress)
+        greedy = run.config is not None and run.config.answer.temperature == 0
+        self.cache = AnswerCache(store / "answer-cache") if greedy else None
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The answer metrics scored."""
+        return [m.name for m in self.metrics]
+
+    def samples(self, candidate: Candidate, questions: Sequence[EvalQuestion], stage: str) -> list[EvalSample]:
+        """The scored samples of ``questions`` asked with ``candidate``'s prompt."""
+        from ragkit.evaluation.runner import _ask, score_samples
+
+        config = self.run.config.model_copy(update={"prompt": candidate.template()})
+        run = PipelineRun(self.run.name, False, self.run.mode, self.run.top_k, config, self.run.recipe)
+        found, _ = _ask(run, self.collection, list(questions), self.suite.concurrency, self._stage(stage), self.cache)
+        score_samples(self.metrics, found, False)
+        return found
+
+    def _stage(self, stage: str) -> Any:
+        if self.progress is None:
+            return None
+        return lambda _name, done, total, errors: self.progress(stage, done, total, errors)
+
+    def close(self) -> None:
+        """Close the collection and the cache."""
+        self.collection.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _pipeline_run(suite: Suite, name: str) -> PipelineRun:
+    runs = {run.name: run for run in suite.pipeline_runs()}
+    if name not in runs:
+        raise ConfigError(f"{suite.source}: no pipeline named {name!r} (it has: {', '.join(runs)})")
+    run = runs[name]
+    if run.retrieval_only or run.config is None:
+        raise ConfigError(f"{suite.source}: pipeline {name!r} is retrieval only: it has no prompt to optimise")
+    return run
+
+
+def _objective(metric: str | None, names: Sequence[str], suite: Suite) -> str:
+    if not names:
+        raise ConfigError(f"{suite.source}: the suite scores no answer metric (e.g. f1, exact_match, answer_contains)")
+    if metric is None:
+        return "f1" if "f1" in names else names[0]
+    if metric not in names:
+        raise ConfigError(f"--metric {metric!r} is not an answer metric of the suite (it has: {', '.join(names)})")
+    return metric
+
+
+def base_candidate(run: PipelineRun) -> Candidate:
+    """The pipeline's own prompt as a candidate (the generator's suggested user message when the config sets none)."""
+    from ragkit.rag import RagPipeline
+
+    prompt = run.config.prompt
+    user = prompt.user
+    if "user" not in prompt.model_fields_set:
+        suggested = getattr(RagPipeline(run.config, name=run.name).generator, "suggested_user_prompt", None)
+        user = suggested or user
+    return Candidate("base", prompt.system, user, origin="base")
+
+
+def optimise(
+    suite: Suite | str | Path,
+    pipeline: str,
+    store_dir: str | Path,
+    settings: OptimiseSettings | None = None,
+    progress: Any = None,
+    say: Say | None = None,
+) -> OptimiseResult:
+    """Search the prompt of ``pipeline`` (a RAG pipeline of ``suite``) and compare the winner on held-out.
+
+    ``progress(stage, done, total, errors)`` follows each batch of answers; ``say(line)`` gets one line
+    per finished step. See :mod:`ragkit.evaluation.optimise` for what is searched.
+    """
+    settings = settings or OptimiseSettings()
+    if settings.candidates < 1:
+        raise ConfigError(f"--candidates must be at least 1, got {settings.candidates}")
+    tell = say or (lambda _line: None)
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    run = _pipeline_run(loaded, pipeline)
+    began = time.perf_counter()
+    splits = split_questions(
+        loaded.load_questions(), settings.train, settings.heldout, settings.pool_size(), settings.seed
+    )
+    evaluator = _Evaluator(loaded, run, Path(store_dir).expanduser(), progress)
+    try:
+        names = evaluator.metric_names
+        metric = _objective(settings.metric, names, loaded)
+        base = base_candidate(run)
+        trials: list[Trial] = []
+
+        def trial(candidate: Candidate) -> Trial:
+            clock = time.perf_counter()
+            stage = f"train {len(trials) + 1}/{settings.candidates} {candidate.name}"
+            scores = _means(evaluator.samples(candidate, splits.train, stage), names)
+            done = Trial(candidate, scores, scores[metric], time.perf_counter() - clock)
+            trials.append(done)
+            tell(f"{stage}: {metric} {done.objective:.3f} on {len(splits.train)} train questions, {done.seconds:.0f} s")
+            return done
+
+        trial(base)
+        demos: list[Demo] = []
+        demo_slots = 0
+        if settings.demos > 0 and settings.candidates > 1:
+            pool = evaluator.samples(base, splits.pool, "bootstrap pool")
+            demos = bootstrap_demos(pool, metric, settings.demo_threshold, 2 * settings.demos)
+            tell(f"bootstrap: {len(demos)} demonstration(s) from {len(pool)} pool questions")
+            if demos:
+                demo_slots = min(2, settings.candidates - 1) if settings.candidates > 2 else 1
+        instructions = hand_written(base.user)
+        if settings.propose > 0:
+            instructions = _proposals(evaluator, base, splits, settings, tell) + instructions
+        for candidate in instructions[: max(0, settings.candidates - 1 - demo_slots)]:
+            trial(candidate)
+        for variant in _demo_variants(trials, base, demos, settings.demos)[:demo_slots]:
+            trial(variant)
+        winner = max(range(len(trials)), key=lambda i: (trials[i].objective, -i))  # ties: the earlier (base first)
+        tell(f"winner on train: {trials[winner].candidate.name} ({metric} {trials[winner].objective:.3f})")
+        held: dict[str, list[EvalSample]] = {"before": evaluator.samples(base, splits.heldout, "held-out: base")}
+        before = _means(held["before"], names)
+        if winner == 0:
+            held["after"], after = held["before"], before
+        else:
+            held["after"] = evaluator.samples(trials[winner].candidate, splits.heldout, "held-out: winner")
+            after = _means(held["after"], names)
+        tell(f"held-out {metric}: {before[metric]:.3f} -> {after[metric]:.3f} on {len(splits.heldout)} questions")
+    finally:
+        evaluator.close()
+    return OptimiseResult(
+        loaded, run, metric, names, settings, splits, demos, trials, winner, before, after, held,
+        time.perf_counter() - began,
+    )  # fmt: skip
+
+
+def _demo_variants(trials: Sequence[Trial], base: Candidate, demos: list[Demo], count: int) -> list[Candidate]:
+    """Few-shot candidates: the best instruction so far with the top demonstrations, then a second variant."""
+    if not demos:
+        return []
+    best = max(trials, key=lambda t: t.objective).candidate
+    first = Candidate(f"{best.name}+{min(count, len(demos))}demos", best.system, best.user, demos[:count], "bootstrap")
+    if best is not base:
+        second = Candidate(f"base+{min(count, len(demos))}demos", base.system, base.user, demos[:count], "bootstrap")
+    elif len(demos) > count:
+        rest = demos[count : 2 * count]
+        second = Candidate(f"{best.name}+{len(rest)}demos-b", best.system, best.user, rest, "bootstrap")
+    else:
+        fewer = demos[: max(1, count // 2)]
+        second = Candidate(f"{best.name}+{len(fewer)}demos", best.system, best.user, fewer, "bootstrap")
+    return [first, second]
+
+
+def _proposals(
+    evaluator: _Evaluator, base: Candidate, splits: Splits, settings: OptimiseSettings, tell: Say
+) -> list[Candidate]:
+    """Instructions written by the pipeline's generator (COPRO/MIPRO's proposal step), deduplicated."""
+    from ragkit.rag import RagPipeline
+
+    generator = RagPipeline(evaluator.run.config, name=evaluator.run.name).generator
+    examples = [(q.question, q.answers[0]) for q in splits.train[:3]]
+    found: list[Candidate] = []
+    seen: set[str] = set()
+    for index in range(settings.propose):
+        text = propose_instruction(generator, base.system, examples, temperature=0.0 if index == 0 else 0.7)
+        if text and text not in seen:
+            seen.add(text)
+            found.append(proposed_candidate(len(found) + 1, text, base.user))
+    tell(f"proposed {len(found)} instruction(s) with {generator.model_name}")
+    return found
