@@ -318,62 +318,143 @@ def _scalar(raw: str) -> Any:
 
 
 def tool_lines(specs: Sequence[Mapping[str, Any]]) -> str:
-    """The tools as the ReAct prompt lists them: name, description, arguments."""
+    """The tools as the ReAct prompt lists them: name, description, and the JSON object its input is."""
     lines = []
     for spec in specs:
         function = spec.get("function", spec)
         params = function.get("parameters") or {}
         required = set(params.get("required") or [])
-        args = ", ".join(
-            f"{name}: {(schema or {}).get('type', 'any')}{'' if name in required else ' (optional)'}"
+        fields = ", ".join(
+            f'"{name}": {(schema or {}).get("type", "any")}{"" if name in required else " (optional)"}'
             for name, schema in (params.get("properties") or {}).items()
         )
         description = " ".join(str(function.get("description") or "").split())
-        lines.append(f"- {function['name']}({args}): {description}")
+        lines.append(f"- {function['name']}: {description} Action Input: {{{fields}}}")
     return "\n".join(lines)
 
 
 def system_prompt(specs: Sequence[Mapping[str, Any]], instructions: str) -> str:
-    """The ReAct system prompt: ``instructions``, the tools and the exact format."""
+    """The ReAct system prompt: ``instructions``, the tools, the rules and one worked example.
+
+    Written for small models, which copy what they see: no placeholder text
+    that could be taken for an answer or a tool name, the exact tool names,
+    and a worked example with the real tools (:func:`worked_example`) whose
+    results are made up and say so.
+    """
     names = ", ".join(str(spec.get("function", spec)["name"]) for spec in specs) or "(none)"
     return (
         f"{instructions.strip()}\n\n"
-        f"You can use these tools:\n{tool_lines(specs)}\n\n"
-        "Answer in this format, one step at a time:\n"
-        "Thought: what you need to do next\n"
-        f"Action: the tool to use, one of [{names}]\n"
-        'Action Input: the tool\'s arguments as a JSON object, e.g. {"name": "value"}\n'
-        "Then stop: the Observation (the tool's result) will be given to you.\n"
-        "When you know the answer, write:\n"
-        "Thought: I know the answer\n"
-        "Final Answer: the answer, citing sources as [n] when observations number them"
-        f"{_example(specs)}"
+        f"Tools:\n{tool_lines(specs)}\n\n"
+        "To use a tool, reply with three lines and then stop: a 'Thought:' line saying what you need next, "
+        f"an 'Action:' line with exactly one tool name (one of: {names}), and an 'Action Input:' line with the "
+        "tool's input as one JSON object. The tool's result comes back to you as 'Observation: ...'; never write "
+        "an Observation yourself.\n"
+        "Rules: look facts up with the tools, never from memory; one tool per reply; do arithmetic with the "
+        "calculator when there is one, with the numbers from the observations.\n"
+        "When the observations hold the answer, reply with a 'Thought:' line and then a line starting with "
+        "'Final Answer:' that gives the answer in one sentence with its numbers, citing sources as [n] when "
+        "observations number them."
+        f"{worked_example(specs)}"
     )
 
 
-def _example(specs: Sequence[Mapping[str, Any]]) -> str:
-    """One example step with the first tool, so a small model sees the exact shape once."""
+def _main_parameter(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(tool name, its one text parameter) when the tool takes one required text, else ``None``."""
+    function = spec.get("function", spec)
+    params = function.get("parameters") or {}
+    properties = params.get("properties") or {}
+    required = list(params.get("required") or [])
+    name = required[0] if len(required) == 1 else (next(iter(properties)) if len(properties) == 1 else None)
+    if name is None or (properties.get(name) or {}).get("type", "string") != "string":
+        return None
+    return str(function["name"]), str(name)
+
+
+def _lookup_input(parameter: str, town: str) -> str:
+    value = f"What is the population of {town}?" if "question" in parameter.lower() else f"population of {town}"
+    return json.dumps({parameter: value})
+
+
+def worked_example(specs: Sequence[Mapping[str, Any]]) -> str:
+    """A whole made-up run with the real tools: look up twice, compute, answer (what small models copy best).
+
+    With a look-up tool (one text argument) and a calculator: two look-ups,
+    one computation, the final answer; with only one of them, a shorter
+    run; with neither, one step with the first tool's argument names.
+    """
     if not specs:
         return ""
-    function = specs[0].get("function", specs[0])
-    properties = (function.get("parameters") or {}).get("properties") or {}
-    arguments = {name: "..." for name in list(properties)[:2]}
-    return (
-        f"\n\nExample of one step:\nThought: I should use {function['name']}.\n"
-        f"Action: {function['name']}\nAction Input: {json.dumps(arguments)}"
+    mains = [_main_parameter(spec) for spec in specs]
+    calculator = next(
+        (m for m in mains if m is not None and (m[0] == "calculator" or m[1] == "expression")),
+        None,
     )
+    lookup = next((m for m in mains if m is not None and m is not calculator), None)
+    lines: list[str] = []
+    if lookup is not None:
+        tool, parameter = lookup
+        lines.append(
+            "Question: How many more people live in Springfield than in Shelbyville?"
+            if calculator
+            else "Question: How many people live in Springfield?"
+        )
+        lines += [
+            "Thought: I need the population of Springfield.",
+            f"Action: {tool}",
+            f"Action Input: {_lookup_input(parameter, 'Springfield')}",
+            "Observation: Springfield has 30,720 people.",
+        ]
+        if calculator is not None:
+            lines += [
+                "Thought: I need the population of Shelbyville.",
+                f"Action: {tool}",
+                f"Action Input: {_lookup_input(parameter, 'Shelbyville')}",
+                "Observation: Shelbyville has 26,145 people.",
+                "Thought: I subtract the two numbers.",
+                f"Action: {calculator[0]}",
+                f"Action Input: {json.dumps({calculator[1]: '30720 - 26145'})}",
+                "Observation: 4575",
+                "Thought: I know the answer.",
+                "Final Answer: Springfield has 4575 more people than Shelbyville (30,720 against 26,145).",
+            ]
+        else:
+            lines += ["Thought: I know the answer.", "Final Answer: Springfield has 30,720 people."]
+    elif calculator is not None:
+        lines += [
+            "Question: What is 17 times 23?",
+            "Thought: I multiply the two numbers.",
+            f"Action: {calculator[0]}",
+            f"Action Input: {json.dumps({calculator[1]: '17 * 23'})}",
+            "Observation: 391",
+            "Thought: I know the answer.",
+            "Final Answer: 17 times 23 is 391.",
+        ]
+    else:
+        function = specs[0].get("function", specs[0])
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        arguments = {name: "..." for name in list(properties)[:2]}
+        lines += [
+            f"Thought: I should use {function['name']}.",
+            f"Action: {function['name']}",
+            f"Action Input: {json.dumps(arguments)}",
+        ]
+        return "\n\nExample of one step:\n" + "\n".join(lines)
+    return "\n\nExample (the tool results in it are made up; only the format matters):\n" + "\n".join(lines)
 
 
 def repair_prompt(error: str, specs: Sequence[Mapping[str, Any]]) -> str:
-    """The one message sent after a malformed reply: what was wrong, and the expected format."""
+    """The one message sent after a malformed reply: what was wrong, and the expected format with a real tool."""
     names = ", ".join(str(spec.get("function", spec)["name"]) for spec in specs) or "(none)"
+    first = next((m for m in (_main_parameter(spec) for spec in specs) if m is not None), None)
+    if first is not None:
+        action = f"Action: {first[0]}\nAction Input: {json.dumps({first[1]: '...'})}\n"
+    else:
+        action = 'Action: the tool\'s name\nAction Input: {"name": "value"}\n'
     return (
         f"Your last reply could not be used: {error}.\n"
-        "Reply again in exactly this format:\n"
-        "Thought: what you need to do next\n"
-        f"Action: one of [{names}]\n"
-        'Action Input: a JSON object of the arguments, e.g. {"name": "value"}\n'
-        "or, if you know the answer:\n"
-        "Thought: I know the answer\n"
-        "Final Answer: the answer"
+        f"Reply again with one tool (one of: {names}) in exactly this format:\n"
+        "Thought: I need to look this up.\n"
+        f"{action}"
+        "or, when the observations already hold the answer, with a 'Thought:' line and then a line starting "
+        "with 'Final Answer:' that gives the answer."
     )
