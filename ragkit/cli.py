@@ -20,6 +20,7 @@ import typer
 
 from ragkit.agents.cli import agent as agent_command
 from ragkit.cli_support import CommandGroup, refuse_flag_values, run_action
+from ragkit.model_server_cli import serve_model_command
 from ragkit.plugins import add_connector_command
 from ragkit.rerank_cli import rerank_app
 from ragkit.sql_cli import sql_command
@@ -49,6 +50,7 @@ app.add_typer(collections_app, name="collections")
 app.add_typer(rerank_app, name="rerank")
 app.command("agent")(agent_command)
 app.command("sql")(sql_command)
+app.command("serve-model")(serve_model_command)
 add_connector_command(app, "mcp", "ragkit-mcp", "Serve collections to MCP clients over stdio (ragkit mcp --help).")
 
 T = TypeVar("T")
