@@ -49,12 +49,13 @@ from typing import Any, Literal
 from ragkit import tracing
 from ragkit.agents import react
 from ragkit.agents.events import AgentEvent
+from ragkit.agents.ledger import PROCESS_LEDGER, ResumeLedger
 from ragkit.agents.native import NativeCall, assistant_tool_calls, calls_in_text, read_tool_calls
 from ragkit.agents.state import SECRET_ENV, open_state, sign_state, signing_key
 from ragkit.agents.tools import Tool, ToolError, ToolOutput, build_tools
 from ragkit.agents.trace import AgentResult, AgentStep, Cap, PendingCall, Status, ToolCallRecord
 from ragkit.component import Component
-from ragkit.errors import ConfigError, InputError
+from ragkit.errors import ConfigError, ConflictError, InputError
 from ragkit.generation.base import (
     Generation,
     GenerationOptions,
@@ -123,6 +124,12 @@ class Agent(Component):
             ``RAGKIT_AGENT_SECRET`` variable, else a random key per process.
             Never saved in :meth:`to_config`.
 
+    A paused state resumes once: the attribute ``ledger``
+    (:mod:`ragkit.agents.ledger`; by default this process's memory, a
+    shared SQLite file in ``ragkit serve``) records each resumed state, and
+    a second resume of the same state raises
+    :class:`~ragkit.errors.ConflictError`.
+
     """
 
     def __init__(
@@ -182,6 +189,7 @@ class Agent(Component):
         self.max_parallel = max_parallel
         self.state_ttl_s = float(state_ttl_s)
         self._key = signing_key(secret, SECRET_ENV)
+        self.ledger: ResumeLedger = PROCESS_LEDGER
 
     # -- config -------------------------------------------------------------------------
 
@@ -389,6 +397,13 @@ class _Run:
                 run.approved.add(call_id)
             else:
                 run.denied[call_id] = reason
+        # claimed last: a request refused above leaves the state usable; one that passes uses it up
+        issued = float(payload.get("issued_at") or time.time())
+        if not agent.ledger.claim(str(payload["nonce"]), issued + agent.state_ttl_s):
+            raise ConflictError(
+                "agent state: this paused run was resumed already (a state resumes once, so approved calls "
+                "never run twice); resume from the state the later pause returned"
+            )
         run.resume_step = run.steps[-1]
         return run
 

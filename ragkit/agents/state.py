@@ -7,7 +7,8 @@ a random key made once per process (a run then resumes only in the process
 that paused it: set a secret when several workers serve the same agent).
 A state whose signature does not match (a client edited its observations or
 counters), that is not a state at all, or that is older than its time to
-live is refused with an :class:`~ragkit.errors.InputError`.
+live is refused with an :class:`~ragkit.errors.InputError`. Each state carries a random
+``nonce``: resuming claims it in a ledger (:mod:`ragkit.agents.ledger`), so a state resumes once.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import json
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from ragkit.errors import InputError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: states carry a ``nonce`` (a state resumes once); version 1 states are refused."""
 SECRET_ENV = "RAGKIT_AGENT_SECRET"
 _PROCESS_KEY = secrets.token_bytes(32)
 
@@ -39,8 +42,8 @@ def signing_key(secret: str | bytes | None, env: str = SECRET_ENV) -> bytes:
 
 
 def sign_state(payload: dict[str, Any], key: bytes) -> str:
-    """``payload`` (with its version and issue time added) as a signed token."""
-    body = {**payload, "v": STATE_VERSION, "issued_at": time.time()}
+    """``payload`` (with its version, issue time and a random ``nonce`` added) as a signed token."""
+    body = {**payload, "v": STATE_VERSION, "issued_at": time.time(), "nonce": secrets.token_urlsafe(18)}
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
     encoded = base64.urlsafe_b64encode(raw).rstrip(b"=")
     signature = hmac.new(key, encoded, hashlib.sha256).hexdigest()
@@ -70,3 +73,25 @@ def open_state(token: Any, key: bytes, max_age_s: float | None = None) -> dict[s
     if max_age_s is not None and isinstance(issued, (int, float)) and time.time() - issued > max_age_s:
         raise InputError(f"agent state: expired (older than {max_age_s:g} s); start the run again")
     return payload
+
+
+def folder_secret(folder: str | Path) -> str:
+    """The signing secret kept in ``folder/agent-secret`` (made once, random, readable by its owner only).
+
+    ``ragkit serve`` uses it when ``RAGKIT_AGENT_SECRET`` is not set, so every worker and replica that
+    shares the store folder can resume the others' paused runs.
+    """
+    path = Path(folder) / "agent-secret"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it first: use theirs
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(made)
+    return made

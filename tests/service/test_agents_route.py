@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,3 +164,34 @@ def test_a_limited_key_cannot_reach_past_its_collections_through_other_tools(
     assert confined.status_code == 200, confined.text
     fake.reset(script=["All listed."])
     assert client.post("/v1/agents/lister/runs", json={"question": "q"}, headers=ADMIN).status_code == 200
+
+
+def test_a_paused_run_resumes_in_another_worker_once(
+    fake: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two apps over one store folder stand for two workers (or replicas): no RAGKIT_AGENT_SECRET is set,
+    yet a state paused by one resumes in the other (the folder's agent-secret), and a replay is a 409."""
+    monkeypatch.delenv("RAGKIT_AGENT_SECRET", raising=False)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    generator = {"type": "openai", "model": "fake-model", "base_url": fake.v1, "api_key": "x", "max_retries": 0}
+    section = {"generator": generator, "tools": [{"type": "calculator", "requires_approval": True}]}
+    (recipes / "careful.yaml").write_text(yaml.safe_dump({"agent": section}))
+    monkeypatch.setenv("RAGKIT_PIPELINES", str(recipes))
+    key = ApiKey.model_validate({"key": ADMIN["Authorization"][7:], "name": "admin", "scopes": ["admin"]})
+    pipelines = {"basic": RagPipeline(PipelineConfig.parse({"generator": generator}), name="basic")}
+    apps = [create_app(ServiceSettings(store_dir=tmp_path / "home", api_keys=[key]), pipelines=pipelines) for _ in "ab"]
+    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
+        fake.reset(script=[tool_call("3 * 3", "calc-9")])
+        paused = first.post("/v1/agents/careful/runs", json={"question": "3 * 3?"}, headers=ADMIN).json()
+        assert paused["status"] == "needs_approval"
+        state = fake.reset(script=["3 * 3 is 9."])
+        body = {"state": paused["state"], "decisions": {"calc-9": "approve"}}
+        resumed = second.post("/v1/agents/careful/runs", json=body, headers=ADMIN)
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["answer"] == "3 * 3 is 9."
+        calls_after_resume = len(state.requests)
+        for client in (first, second):
+            replay = client.post("/v1/agents/careful/runs", json={**body, "stream": True}, headers=ADMIN)
+            assert replay.status_code == 409 and "resumed already" in replay.text
+        assert len(state.requests) == calls_after_resume  # no model call, no tool call for a replay

@@ -7,7 +7,8 @@ with ``stream: true`` Server-Sent Events (``step``, ``thought``,
 mid-run becomes an ``error`` event). A run that stops for approval answers
 ``status: "needs_approval"`` with its ``pending`` calls and a signed
 ``state``; the same route with ``state`` and ``decisions`` resumes it, in
-any worker that shares ``RAGKIT_AGENT_SECRET``. The agent's tools read the
+any worker or replica that shares the store folder (its ``agent-secret`` file, or
+``RAGKIT_AGENT_SECRET`` when set), once: a state resumed already answers 409. The agent's tools read the
 service's store folder; a key limited to some collections may only run
 agents whose tools read those.
 """
@@ -17,9 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -28,7 +31,9 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from ragkit.agents.agent import Agent
 from ragkit.agents.events import sse
+from ragkit.agents.ledger import SqliteLedger
 from ragkit.agents.recipe import service_agent_config
+from ragkit.agents.state import SECRET_ENV, folder_secret
 from ragkit.errors import InputError, RagkitError
 from ragkit.generation.base import Message, iterate_in_thread
 from ragkit.service.auth import Principal, require
@@ -70,7 +75,12 @@ def agent_for(state: ServiceState, name: str) -> Agent:
         found = agents.get(name)
     if found is not None:
         return found
-    built = Agent.from_config(service_agent_config(name, state.settings.store_dir))
+    config = service_agent_config(name, state.settings.store_dir)
+    if not config.get("secret") and not os.environ.get(SECRET_ENV):
+        # workers and replicas sharing the store folder sign and check states with the same key
+        config["secret"] = folder_secret(state.settings.store_dir)
+    built = Agent.from_config(config)
+    built.ledger = SqliteLedger(Path(state.settings.store_dir) / "agent-resumes.sqlite")
     with _lock:
         return _cache.setdefault(state, {}).setdefault(name, built)
 
