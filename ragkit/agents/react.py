@@ -349,8 +349,9 @@ def system_prompt(specs: Sequence[Mapping[str, Any]], instructions: str) -> str:
         f"an 'Action:' line with exactly one tool name (one of: {names}), and an 'Action Input:' line with the "
         "tool's input as one JSON object. The tool's result comes back to you as 'Observation: ...'; never write "
         "an Observation yourself.\n"
-        "Rules: look facts up with the tools, never from memory; one tool per reply; do arithmetic with the "
-        "calculator when there is one, with the numbers from the observations.\n"
+        "Rules: start with a tool, and write a Final Answer only after an Observation; look facts up with the "
+        "tools, never from memory; one tool per reply; do arithmetic with the calculator when there is one, "
+        "with the numbers from the observations.\n"
         "When the observations hold the answer, reply with a 'Thought:' line and then a line starting with "
         "'Final Answer:' that gives the answer in one sentence with its numbers, citing sources as [n] when "
         "observations number them."
@@ -439,7 +440,12 @@ def worked_example(specs: Sequence[Mapping[str, Any]]) -> str:
             f"Action Input: {json.dumps(arguments)}",
         ]
         return "\n\nExample of one step:\n" + "\n".join(lines)
-    return "\n\nExample (the tool results in it are made up; only the format matters):\n" + "\n".join(lines)
+    return (
+        "\n\nExample (its places and numbers are made up; only the format matters):\n"
+        + "\n".join(lines)
+        + "\nEnd of the example. Your question is another one: answer it with the numbers from your own "
+        "observations, never with the example's."
+    )
 
 
 def repair_prompt(error: str, specs: Sequence[Mapping[str, Any]]) -> str:
