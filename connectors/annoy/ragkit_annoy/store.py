@@ -317,6 +317,7 @@ class AnnoyStore(FaissStore):
             "n_trees": self.n_trees,
             "index_vectors": len(self._item_rowids),
             "stale": self._stale,
+            "memory_mapped": isinstance(self._item_vectors, np.memmap),
             "disk_bytes": sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()),
         }
 

@@ -1,0 +1,236 @@
+"""Annoy against FAISS: recall@10, p50 search latency, build time and index size.
+
+Run (each step appends to ``WORK/annoy-N-DATA.json`` and is skipped when
+already there, so an interrupted run resumes)::
+
+    nice -n 10 .venv/bin/python connectors/annoy/benchmarks/bench_annoy.py --n 100000 --work bench-out/annoy
+
+Indexes, on the same vectors, in this process one after the other (each
+freed before the next, so memory stays near twice the data):
+
+* ``faiss-flat``: exact inner product (FAISS ``IndexFlatIP``), the ground truth;
+* ``faiss-hnsw``: FAISS ``IndexHNSWFlat`` (M 32, efConstruction 40, efSearch
+  96 and 256), the approximate index a user would otherwise pick
+  (ragkit's ``store: {type: faiss, index: hnsw}``);
+* ``annoy``: built the way ``store: {type: annoy}`` builds it (the
+  connector's own builder, every core), searched the way the store searches:
+  Annoy's candidates rescored with the exact inner product.
+
+Data (``--data``): ``clustered`` (default) is embeddings-like: the seeded
+mixture of 2,000 Gaussian clusters on the unit sphere of
+``evaluation/benchmarks/store_bench.py`` (the "Vector stores at scale"
+section), queries held out and drawn the same way; ``random`` is random
+normalised vectors (no structure: the worst case for every ANN index).
+Latency: one query at a time, one thread, top 10, p50 over ``--queries``.
+Build: wall time with every core. Size: the index as saved to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from ragkit_annoy import _annoy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "evaluation" / "benchmarks"))
+import store_bench  # the shared synthetic data
+
+TOP_K = 10
+DIM = store_bench.DIM
+
+
+def log(message: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def data(n: int, kind: str) -> np.ndarray:
+    """The ``n`` data vectors (float32, unit length)."""
+    out = np.empty((n, DIM), dtype=np.float32)
+    if kind == "clustered":
+        for start, vectors, _ in store_bench.blocks(n):
+            out[start : start + len(vectors)] = vectors
+        return out
+    rng = np.random.default_rng(1)
+    for start in range(0, n, 100_000):
+        part = rng.standard_normal((min(100_000, n - start), DIM), dtype=np.float32)
+        out[start : start + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return out
+
+
+def queries(count: int, kind: str) -> np.ndarray:
+    """Held-out query vectors, drawn like the data."""
+    if kind == "clustered":
+        held_out: np.ndarray = store_bench.queries(count)
+        return held_out
+    part = np.random.default_rng(2).standard_normal((count, DIM), dtype=np.float32)
+    unit: np.ndarray = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return unit
+
+
+def p50_ms(search: Callable[[np.ndarray], Any], xq: np.ndarray) -> tuple[float, list[Any]]:
+    """Median single-query latency in ms, and each query's result."""
+    times, results = [], []
+    for q in xq:
+        start = time.perf_counter()
+        results.append(search(q))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000, results
+
+
+def recall(found: list[Any], truth: np.ndarray) -> float:
+    """Mean share of the true top 10 found."""
+    shares = [
+        len(set(np.asarray(f)[:TOP_K].tolist()) & set(t.tolist())) / TOP_K for f, t in zip(found, truth, strict=True)
+    ]
+    return float(np.mean(shares))
+
+
+def faiss_size(index: Any) -> int:
+    """Bytes of the index as FAISS saves it."""
+    return len(faiss.serialize_index(index))
+
+
+def run_flat(xb: np.ndarray, xq: np.ndarray, latency_queries: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Exact search: its timings, and the true top 10 of every query."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    start = time.perf_counter()
+    index = faiss.IndexFlatIP(DIM)
+    index.add(xb)
+    build = time.perf_counter() - start
+    _, truth = index.search(xq, TOP_K)  # batched, every core: the ground truth
+    faiss.omp_set_num_threads(1)
+    p50, _ = p50_ms(lambda q: index.search(q[None, :], TOP_K)[1][0], xq[:latency_queries])
+    result = {"build_s": build, "p50_ms": p50, "recall@10": 1.0, "size_bytes": xb.nbytes, "queries": latency_queries}
+    return result, truth
+
+
+def run_hnsw(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, ef_searches: list[int]) -> dict[str, Any]:
+    """FAISS HNSW: build, size, and p50 and recall at each efSearch."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    start = time.perf_counter()
+    index = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    index.add(xb)
+    build = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)
+    out: dict[str, Any] = {"build_s": build, "size_bytes": faiss_size(index), "M": 32, "efConstruction": 40}
+    for ef in ef_searches:
+        index.hnsw.efSearch = ef
+        p50, found = p50_ms(lambda q: index.search(q[None, :], TOP_K)[1][0], xq)
+        out[f"efSearch={ef}"] = {"p50_ms": p50, "recall@10": recall(found, truth)}
+    return out
+
+
+def run_annoy(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, n_trees: int, search_ks: list[int]) -> dict[str, Any]:
+    """Annoy as the store builds and searches it: build, size, and p50 and recall at each search_k."""
+    start = time.perf_counter()
+    index = _annoy.new_index(xb, "angular", n_trees, seed=1, n_jobs=-1)
+    build = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vectors.annoy"
+        index.save(str(path))
+        size = path.stat().st_size
+        out: dict[str, Any] = {"build_s": build, "size_bytes": size, "n_trees": n_trees}
+
+        def search(q: np.ndarray, search_k: int) -> np.ndarray:
+            items = np.asarray(index.get_nns_by_vector(q.tolist(), TOP_K, search_k), dtype=np.int64)
+            scores = xb[items] @ q  # the store's exact rescoring
+            return items[np.argsort(-scores, kind="stable")]
+
+        for search_k in search_ks:
+            p50, found = p50_ms(functools.partial(search, search_k=search_k), xq)
+            effective = n_trees * TOP_K if search_k == -1 else search_k
+            out[f"search_k={effective}"] = {"p50_ms": p50, "recall@10": recall(found, truth)}
+        index.unload()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the steps not yet in the results file, then print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="data vectors")
+    parser.add_argument("--queries", type=int, default=1000, help="queries timed and scored")
+    parser.add_argument("--flat-queries", type=int, default=200, help="queries timed on the (slow) exact index")
+    parser.add_argument("--data", choices=["clustered", "random"], default="clustered")
+    parser.add_argument("--n-trees", default="50,100", help="Annoy forests to build (comma-separated)")
+    parser.add_argument("--search-k", default="-1,2000,10000", help="Annoy search_k values (-1: n_trees * 10)")
+    parser.add_argument("--ef-search", default="96,256", help="FAISS HNSW efSearch values")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the results (resumable)")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_file = args.work / f"annoy-{args.n}-{args.data}.json"
+    truth_file = args.work / f"truth-{args.n}-{args.data}-{args.queries}.npy"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
+    setup = {"n": args.n, "dim": DIM, "data": args.data, "queries": args.queries, "cpus": os.cpu_count()}
+    results.setdefault("setup", setup)
+
+    def save(key: str, value: dict[str, Any]) -> None:
+        value["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        results[key] = value
+        results_file.write_text(json.dumps(results, indent=1))
+        log(f"{key}: {json.dumps(value)}")
+
+    log(f"generating {args.n} {args.data} vectors")
+    xb = data(args.n, args.data)
+    xq = queries(args.queries, args.data)
+    if "faiss-flat" not in results or not truth_file.exists():
+        flat, truth = run_flat(xb, xq, min(args.flat_queries, args.queries))
+        np.save(truth_file, truth)
+        save("faiss-flat", flat)
+    truth = np.load(truth_file)
+    if "faiss-hnsw" not in results:
+        save("faiss-hnsw", run_hnsw(xb, xq, truth, [int(x) for x in args.ef_search.split(",")]))
+    for n_trees in (int(x) for x in args.n_trees.split(",")):
+        if f"annoy-{n_trees}" not in results:
+            save(f"annoy-{n_trees}", run_annoy(xb, xq, truth, n_trees, [int(x) for x in args.search_k.split(",")]))
+    print(report(results))
+    return 0
+
+
+def report(results: dict[str, Any]) -> str:
+    """A markdown table; ratios against FAISS HNSW at efSearch 96 (p50, build, size) and recall against exact."""
+    setup = results["setup"]
+    hnsw = results["faiss-hnsw"]
+    base_key = next(k for k in hnsw if k.startswith("efSearch="))
+    base = hnsw[base_key]
+    rows = [
+        f"{setup['n']:,} {setup['data']} {setup['dim']}-d vectors, {setup['queries']} queries, top {TOP_K}",
+        "",
+        "| index | build s | size MB | p50 ms | recall@10 | p50 / HNSW | build / HNSW | size / HNSW |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    flat = results["faiss-flat"]
+    rows.append(
+        f"| faiss flat (exact) | {flat['build_s']:.1f} | {flat['size_bytes'] / 1e6:.0f} | {flat['p50_ms']:.3f} | 1.000 "
+        f"| {flat['p50_ms'] / base['p50_ms']:.2f} | – | {flat['size_bytes'] / hnsw['size_bytes']:.2f} |"
+    )
+    for key, value in results.items():
+        if key not in ("faiss-hnsw",) and not key.startswith("annoy-"):
+            continue
+        label = "faiss hnsw M 32" if key == "faiss-hnsw" else f"annoy {value['n_trees']} trees"
+        for setting, point in value.items():
+            if not isinstance(point, dict):
+                continue
+            rows.append(
+                f"| {label}, {setting} | {value['build_s']:.1f} | {value['size_bytes'] / 1e6:.0f} "
+                f"| {point['p50_ms']:.3f} | {point['recall@10']:.3f} | {point['p50_ms'] / base['p50_ms']:.2f} "
+                f"| {value['build_s'] / hnsw['build_s']:.2f} | {value['size_bytes'] / hnsw['size_bytes']:.2f} |"
+            )
+    loads = {key: value["load_average"] for key, value in results.items() if "load_average" in value}
+    rows += ["", f"load average (1, 5, 15 min) after each step: {json.dumps(loads)}"]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
