@@ -43,7 +43,7 @@ class OptimiseSettings:
     demos: int = 3
     """Demonstrations per few-shot candidate (0: instructions only)."""
     pool: int | None = None
-    """Bootstrap pool size (default: three questions per demonstration, at least 6)."""
+    """Bootstrap pool size (default: three questions per demonstration, at least 6, at most those left over)."""
     propose: int = 0
     """Instructions written by the pipeline's generator, tried beside the hand-written ones."""
     metric: str | None = None
@@ -119,7 +119,12 @@ def _means(samples: Sequence[EvalSample], names: Sequence[str]) -> dict[str, flo
 
 
 class _Evaluator:
-    """Asks and scores a list of questions with one candidate prompt on the pipeline's config."""
+    """Asks and scores questions with one candidate prompt on the pipeline's config.
+
+    Retrieval does not depend on the prompt, so each question is searched once (in batches, as an eval
+    run's retrieval-only pipelines are) and its hits reused by every candidate; answers go through the
+    answer cache of the eval store (greedy pipelines), keyed as ``ragkit eval run --answer-cache`` keys them.
+    """
 
     def __init__(self, suite: Suite, run: PipelineRun, store: Path, progress: Any) -> None:
         from ragkit.evaluation.answer_cache import AnswerCache
@@ -132,26 +137,102 @@ class _Evaluator:
         self.collection, _ = _ingest(suite, store, progress)
         greedy = run.config is not None and run.config.answer.temperature == 0
         self.cache = AnswerCache(store / "answer-cache") if greedy else None
+        self._hits: dict[str, Any] = {}
 
     @property
     def metric_names(self) -> list[str]:
         """The answer metrics scored."""
         return [m.name for m in self.metrics]
 
+    def _search(self, questions: Sequence[EvalQuestion]) -> None:
+        """Search the questions not searched yet, in one batch; a failure is kept per question."""
+        from ragkit.evaluation.metrics.base import describe_error
+        from ragkit.evaluation.runner import search_pipeline
+
+        todo = [q for q in questions if q.id not in self._hits]
+        if not todo:
+            return
+        pipeline = search_pipeline(self.run)
+        try:
+            found = pipeline.search_many([q.question for q in todo], self.collection)
+        except Exception as exc:  # every question fails the same way: say so on each sample
+            for question in todo:
+                self._hits[question.id] = describe_error(exc)
+            return
+        for question, result in zip(todo, found, strict=True):
+            self._hits[question.id] = result.hits
+
     def samples(self, candidate: Candidate, questions: Sequence[EvalQuestion], stage: str) -> list[EvalSample]:
         """The scored samples of ``questions`` asked with ``candidate``'s prompt."""
-        from ragkit.evaluation.runner import _ask, score_samples
+        from ragkit.evaluation.runner import score_samples
+        from ragkit.rag import RagPipeline
 
+        self._search(questions)
         config = self.run.config.model_copy(update={"prompt": candidate.template()})
-        run = PipelineRun(self.run.name, False, self.run.mode, self.run.top_k, config, self.run.recipe)
-        found, _ = _ask(run, self.collection, list(questions), self.suite.concurrency, self._stage(stage), self.cache)
+        pipeline = RagPipeline(config, name=self.run.name)
+        found: list[EvalSample] = []
+        errors = 0
+        for question in questions:
+            sample = self._answer(pipeline, config, question)
+            errors += sample.error is not None
+            found.append(sample)
+            if self.progress is not None:
+                self.progress(stage, len(found), len(questions), errors)
         score_samples(self.metrics, found, False)
         return found
 
-    def _stage(self, stage: str) -> Any:
-        if self.progress is None:
-            return None
-        return lambda _name, done, total, errors: self.progress(stage, done, total, errors)
+    def _answer(self, pipeline: Any, config: Any, question: EvalQuestion) -> EvalSample:
+        from ragkit.errors import ConfigError, MissingDependencyError
+        from ragkit.evaluation.answer_cache import CachedAnswer, answer_key
+        from ragkit.evaluation.metrics.base import describe_error
+        from ragkit.evaluation.runner import _replayed
+        from ragkit.generation.fingerprint import generator_fingerprint
+
+        hits = self._hits[question.id]
+        if isinstance(hits, str):
+            return EvalSample(question, self.run.name, error=hits)
+        began = time.perf_counter()
+        key = None
+        try:
+            text = pipeline.check_question(question.question)
+            if self.cache is not None:
+                fingerprint = generator_fingerprint(pipeline.generator)
+                key = answer_key(config.model_dump(mode="json"), fingerprint, text, hits)
+                cached = self.cache.get(key, len(hits))
+                if cached is not None:
+                    return _replayed(self.pipeline_run(config), question, hits, cached)
+            answer = pipeline.ask_with_hits(text, hits)
+        except (ConfigError, MissingDependencyError):
+            raise
+        except Exception as exc:
+            return EvalSample(question, self.run.name, error=describe_error(exc), latency=time.perf_counter() - began)
+        sample = EvalSample(
+            question,
+            self.run.name,
+            hits=list(answer.hits),
+            answer=answer.text,
+            citations=[c.to_dict() for c in answer.citations],
+            usage=answer.usage.to_dict(),
+            timings=dict(answer.timings),
+            latency=time.perf_counter() - began,
+        )
+        positions = {id(hit): i for i, hit in enumerate(hits)}
+        used = [positions.get(id(hit)) for hit in answer.hits]
+        if self.cache is not None and key is not None and answer.hits and None not in used:
+            entry = CachedAnswer(
+                sample.answer or "",
+                [i for i in used if i is not None],
+                sample.citations,
+                sample.usage,
+                sample.timings,
+                sample.latency,
+            )
+            self.cache.put(key, entry)
+        return sample
+
+    def pipeline_run(self, config: Any) -> PipelineRun:
+        """The suite's pipeline run with ``config``."""
+        return PipelineRun(self.run.name, False, self.run.mode, self.run.top_k, config, self.run.recipe)
 
     def close(self) -> None:
         """Close the collection and the cache."""
@@ -212,9 +293,12 @@ def optimise(
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     run = _pipeline_run(loaded, pipeline)
     began = time.perf_counter()
-    splits = split_questions(
-        loaded.load_questions(), settings.train, settings.heldout, settings.pool_size(), settings.seed
-    )
+    questions = loaded.load_questions()
+    pool = settings.pool_size()
+    if settings.pool is None:  # the default pool shrinks to the questions left over (a small suite)
+        spare = sum(1 for q in questions if q.answers) - settings.train - settings.heldout
+        pool = max(0, min(pool, spare))
+    splits = split_questions(questions, settings.train, settings.heldout, pool, settings.seed)
     evaluator = _Evaluator(loaded, run, Path(store_dir).expanduser(), progress)
     try:
         names = evaluator.metric_names
@@ -234,10 +318,10 @@ def optimise(
         trial(base)
         demos: list[Demo] = []
         demo_slots = 0
-        if settings.demos > 0 and settings.candidates > 1:
-            pool = evaluator.samples(base, splits.pool, "bootstrap pool")
-            demos = bootstrap_demos(pool, metric, settings.demo_threshold, 2 * settings.demos)
-            tell(f"bootstrap: {len(demos)} demonstration(s) from {len(pool)} pool questions")
+        if settings.demos > 0 and settings.candidates > 1 and splits.pool:
+            answered = evaluator.samples(base, splits.pool, "bootstrap pool")
+            demos = bootstrap_demos(answered, metric, settings.demo_threshold, 2 * settings.demos)
+            tell(f"bootstrap: {len(demos)} demonstration(s) from {len(answered)} pool questions")
             if demos:
                 demo_slots = min(2, settings.candidates - 1) if settings.candidates > 2 else 1
         instructions = hand_written(base.user)
