@@ -29,8 +29,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ragkit.generation.base import Generation, Message
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ragkit.schema import Hit
 
 log = logging.getLogger("ragkit.tracing")
+T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 CONTENT_VARIABLES = ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "RAGKIT_TRACING_CONTENT")
@@ -265,16 +266,81 @@ def span(name: str, attributes: dict[str, Any] | None = None) -> contextlib.Abst
 # -- the seams ------------------------------------------------------------------------------------
 
 
-def ask(pipeline: str, question: str, collection: str | None) -> contextlib.AbstractContextManager[Any]:
-    """The root span of one question answered by a RAG pipeline (``ragkit.ask {pipeline}``)."""
-    if not _on:
-        return _NOOP
+def ask_events(pipeline: str, question: str, collection: str | None, events: Iterator[T]) -> Iterator[T]:
+    """``events`` (one answer's) under a ``ragkit.ask {pipeline}`` span, made current only while each is made.
+
+    A ``with`` around a generator's ``yield`` would leave the span current in the consumer's code between
+    events; here it is attached around each ``next`` and detached before the event is handed on, so a
+    stream read in pieces (the CLI's tokens, a response body) has its stage and model spans under it.
+    """
+    if not _on or _get_tracer() is None:
+        yield from events
+        return
+    span = _start_ask(pipeline, question, collection)
+    try:
+        while True:
+            token = _api["attach"](_api["set_span_in_context"](span))
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            finally:
+                _api["detach"](token)
+            yield event
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        _mark_error(span, exc)
+        raise
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+        span.end()
+
+
+async def ask_events_async(
+    pipeline: str, question: str, collection: str | None, events: AsyncIterator[T]
+) -> AsyncGenerator[T, None]:
+    """The async twin of :func:`ask_events`: the span is current around each ``__anext__``.
+
+    Each step attaches and detaches in the same task, so the stream may move between tasks between
+    events (the service starts an answer in its handler and sends the rest from the response).
+    """
+    if not _on or _get_tracer() is None:
+        async for event in events:
+            yield event
+        return
+    span = _start_ask(pipeline, question, collection)
+    try:
+        while True:
+            token = _api["attach"](_api["set_span_in_context"](span))
+            try:
+                event = await events.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                _api["detach"](token)
+            yield event
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        _mark_error(span, exc)
+        raise
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        span.end()
+
+
+def _start_ask(pipeline: str, question: str, collection: str | None) -> Any:
     attributes: dict[str, Any] = {"ragkit.pipeline": pipeline}
     if collection:
         attributes["gen_ai.data_source.id"] = collection
     if _content:
         attributes["gen_ai.prompt"] = _clip(question)
-    return _span(f"ragkit.ask {pipeline}", attributes)
+    return _get_tracer().start_span(f"ragkit.ask {pipeline}", kind=_api["INTERNAL"], attributes=attributes)
 
 
 def stage(stage: Any, states: Sequence[QueryState]) -> contextlib.AbstractContextManager[Any]:

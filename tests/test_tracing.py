@@ -187,6 +187,40 @@ def test_an_ask_over_http_gives_the_span_tree_with_genai_names_and_no_content(
     assert QUESTION not in repr([dict(s.attributes or {}) for s in finished])
 
 
+def test_a_streamed_ask_over_http_has_its_ragkit_ask_span_over_the_stages(
+    spans: InMemorySpanExporter, store: Path
+) -> None:
+    """The SSE route starts the answer in its handler and streams the rest from the response: the ask span
+    still holds the retrieval, rerank and chat spans, under the HTTP request's span."""
+    from fastapi.testclient import TestClient
+
+    from ragkit.service import ServiceSettings, create_app
+
+    app = create_app(ServiceSettings(store_dir=store), pipelines={"basic": rerank_pipeline()})
+    with TestClient(app) as client:
+        response = client.post("/v1/collections/sample/ask", json={"question": QUESTION, "stream": True})
+    assert response.status_code == 200 and "event: answer" in response.text, response.text
+    finished = spans.get_finished_spans()
+    ask = by_name(finished, "ragkit.ask traced")
+    assert "POST /v1/collections/{name}/ask" in ancestors(ask, finished)
+    for stage in ("retrieval sample", "rerank embedding-rerank", "chat scripted-chat"):
+        assert parent_of(by_name(finished, stage), finished) is ask, stage
+    assert ask.status.is_ok and ask.end_time is not None
+
+
+def test_a_stream_read_in_pieces_leaves_no_span_current_between_events(
+    spans: InMemorySpanExporter, sample: Collection
+) -> None:
+    from opentelemetry import trace
+
+    between: list[bool] = []
+    for _event in rerank_pipeline().stream(QUESTION, sample):
+        between.append(trace.get_current_span().get_span_context().is_valid)
+    assert between and not any(between)  # the consumer's code never runs inside the ask span
+    ask = by_name(spans.get_finished_spans(), "ragkit.ask traced")
+    assert parent_of(by_name(spans.get_finished_spans(), "chat scripted-chat"), spans.get_finished_spans()) is ask
+
+
 def test_content_is_recorded_when_opted_in(spans_with_content: InMemorySpanExporter, sample: Collection) -> None:
     spans = spans_with_content
     answer = rerank_pipeline().ask(QUESTION, sample)

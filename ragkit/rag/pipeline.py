@@ -22,9 +22,11 @@ the whole :class:`Answer`, so a streaming client keeps its citations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
+from collections.abc import Generator as EventStream
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -329,12 +331,12 @@ class RagPipeline:
         used: list[Hit] = []
         spent = 0
         for hit in hits:
-            block = format_block(len(used) + 1, hit)
+            block = format_block(len(used) + 1, hit, neutralise=template.neutralise_tags)
             cost = generator.count_tokens(block) + separator
             if spent + cost > budget:
                 if used:
                     continue
-                block = self._shorten(len(used) + 1, hit, budget - separator)
+                block = self._shorten(len(used) + 1, hit, budget - separator, template.neutralise_tags)
                 cost = generator.count_tokens(block) + separator
             blocks.append(block)
             used.append(hit)
@@ -359,16 +361,16 @@ class RagPipeline:
         summariser = HistorySummariser(self.generator) if self.config.context.summarise_history else None
         return fit_history(history, budget, self.generator.count_tokens, summariser)
 
-    def _shorten(self, number: int, hit: Hit, budget: int) -> str:
+    def _shorten(self, number: int, hit: Hit, budget: int, neutralise: bool = True) -> str:
         text = hit.chunk.text
         low, high = 0, len(text)
         while low < high:  # the longest prefix whose block fits
             middle = (low + high + 1) // 2
-            if self.generator.count_tokens(format_block(number, hit, text[:middle])) <= budget:
+            if self.generator.count_tokens(format_block(number, hit, text[:middle], neutralise=neutralise)) <= budget:
                 low = middle
             else:
                 high = middle - 1
-        return format_block(number, hit, text[:low])
+        return format_block(number, hit, text[:low], neutralise=neutralise)
 
     def _options(self, options: GenerationOptions | None) -> GenerationOptions:
         settings = self.config.answer
@@ -444,8 +446,9 @@ class RagPipeline:
         history is loaded and this turn appended.
         """
         extras = AskExtras(instructions, conversation_id, owner, conversations)
-        with tracing.ask(self.name, question, collection.name):
-            for event in self.stream(question, collection, top_k, filters, mode, options, history, extras=extras):
+        events = self.stream(question, collection, top_k, filters, mode, options, history, extras=extras)
+        with contextlib.closing(events):  # the stream's ragkit.ask span ends with the answer
+            for event in events:
                 if event.answer is not None:
                     return event.answer
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
@@ -461,13 +464,14 @@ class RagPipeline:
         history: list[Message] | None = None,
         *,
         extras: AskExtras | None = None,
-    ) -> Iterator[AskEvent]:
+    ) -> EventStream[AskEvent, None, None]:
         """The answer as events: ``retrieval``, ``token``/``citation``…, then ``answer``.
 
         Closing the iterator early stops the generator. ``extras``: see :meth:`ask`.
         """
         request = self.request(question, top_k, filters, mode, history)
-        yield from iterate_now(self._events(request, collection, options, sync=True, extras=extras))
+        events = iterate_now(self._events(request, collection, options, sync=True, extras=extras))
+        yield from tracing.ask_events(self.name, request.question, collection.name, events)
 
     def ask_with_hits(self, question: str, hits: list[Hit], options: GenerationOptions | None = None) -> Answer:
         """Answer ``question`` from ``hits`` retrieved already (best first, e.g. by :meth:`retrieve`).
@@ -500,11 +504,13 @@ class RagPipeline:
     ) -> Answer:
         """Async twin of :meth:`ask`."""
         extras = AskExtras(instructions, conversation_id, owner, conversations)
-        with tracing.ask(self.name, question, collection.name):
-            events = self.astream(question, collection, top_k, filters, mode, options, history, extras=extras)
+        events = self.astream(question, collection, top_k, filters, mode, options, history, extras=extras)
+        try:  # the stream's ragkit.ask span ends with the answer
             async for event in events:
                 if event.answer is not None:
                     return event.answer
+        finally:
+            await events.aclose()
         raise AssertionError("the stream ended without an answer")  # pragma: no cover
 
     async def astream(
@@ -518,18 +524,19 @@ class RagPipeline:
         history: list[Message] | None = None,
         *,
         extras: AskExtras | None = None,
-    ) -> AsyncIterator[AskEvent]:
+    ) -> AsyncGenerator[AskEvent, None]:
         """Async twin of :meth:`stream`: the stages run in a worker thread, generation streams.
 
         Cancelling the consumer (a client that disconnects) stops the generator.
         """
         request = self.request(question, top_k, filters, mode, history)
         events = self._events(request, collection, options, sync=False, extras=extras)
+        traced = tracing.ask_events_async(self.name, request.question, collection.name, events)
         try:
-            async for event in events:
+            async for event in traced:
                 yield event
         finally:
-            await events.aclose()
+            await traced.aclose()
 
     # -- the one event loop, run directly (sync) or on an event loop (async) ---------------------
 
