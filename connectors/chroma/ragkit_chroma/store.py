@@ -44,7 +44,7 @@ from ragkit.hashing import content_hash
 from ragkit.protocols import Vectors
 from ragkit.schema import Chunk, Hit, SourceRecord
 from ragkit.stores.base import StoreBase
-from ragkit_chroma.where import KEYS, PREFIX, ROW, to_chroma_where
+from ragkit_chroma.where import KEYS, NUMBERS, PREFIX, ROW, to_chroma_where
 
 log = logging.getLogger(__name__)
 
@@ -497,6 +497,18 @@ def _flat_value(value: Any) -> bool:
     return isinstance(value, (str, int, bool))
 
 
+def _filter_value(value: Any) -> Any:
+    """The copy of a metadata value that filters read: integers as floats (exact up to 2**53).
+
+    Chroma compares an integer it holds against a fractional operand after
+    truncating the operand (an int 1 matches ``$eq 1.5`` and ``$gte 1.5``), but
+    compares floats it holds correctly against any operand.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+        return float(value)
+    return value
+
+
 def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     """The Chroma metadata of a chunk row (see the module's docstring)."""
     try:
@@ -514,9 +526,12 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     }
     if chunk.metadata:
         meta[KEYS] = sorted(chunk.metadata)
+    numbers = sorted(k for k, v in chunk.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    if numbers:
+        meta[NUMBERS] = numbers
     for key, value in chunk.metadata.items():
         if _flat_value(value):
-            meta[PREFIX + key] = value
+            meta[PREFIX + key] = _filter_value(value)
     return meta
 
 
