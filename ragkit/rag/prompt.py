@@ -60,6 +60,11 @@ class PromptTemplate(BaseModel):
 
     system: str = DEFAULT_SYSTEM
     user: str = DEFAULT_USER
+    neutralise_tags: bool = True
+    """Neutralise ``<source``/``</source`` inside a chunk (as ``&lt;source``) so it cannot close its block.
+
+    Only for measuring what the defence is worth (``evaluation/suites/injection.yaml`` runs with it off);
+    leave it on."""
 
     @field_validator("system", "user")
     @classmethod
@@ -84,8 +89,11 @@ def _attribute(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")[:200]
 
 
-def format_block(number: int, hit: Hit, text: str | None = None) -> str:
-    """Block ``number`` showing ``hit`` (or ``text``, a shortened version of it)."""
+def format_block(number: int, hit: Hit, text: str | None = None, *, neutralise: bool = True) -> str:
+    """Block ``number`` showing ``hit`` (or ``text``, a shortened version of it).
+
+    ``neutralise=False`` leaves a ``</source>`` inside the text as it is (see :attr:`PromptTemplate.neutralise_tags`).
+    """
     chunk = hit.chunk
     meta = chunk.metadata
     attributes = [f'id="{number}"', f'file="{_attribute(PurePath(chunk.source).name or chunk.source)}"']
@@ -93,5 +101,7 @@ def format_block(number: int, hit: Hit, text: str | None = None) -> str:
         attributes.append(f'section="{_attribute(str(meta["section"]))}"')
     if isinstance(meta.get("page"), int):
         attributes.append(f'page="{meta["page"]}"')
-    body = _TAG.sub(lambda m: m.group(0).replace("<", "&lt;"), chunk.text if text is None else text)
+    body = chunk.text if text is None else text
+    if neutralise:
+        body = _TAG.sub(lambda m: m.group(0).replace("<", "&lt;"), body)
     return f"<source {' '.join(attributes)}>\n{body.strip()}\n</source>"

@@ -2,7 +2,8 @@
 
 Built in (no LLM): ``answer_hit``, ``answer_hit_normalised``, ``recall``,
 ``precision``, ``ndcg`` (each per cut-off ``k``), ``mrr``, ``exact_match``,
-``f1`` and ``answer_contains``. Other metrics come from connectors through the ``metric`` role
+``f1``, ``answer_contains`` and ``attack_success`` (prompt injection). Other
+metrics come from connectors through the ``metric`` role
 of :mod:`ragkit.registry` (entry points ``metric.<name>``), e.g. the ragas
 metrics of ``ragkit-ragas``.
 """
@@ -17,6 +18,7 @@ from ragkit import registry
 from ragkit.errors import ConfigError, NotFoundError, RagkitError
 from ragkit.evaluation.metrics.answer import AnswerContains, ExactMatch, TokenF1
 from ragkit.evaluation.metrics.base import NEEDS, BaseMetric, Metric, MetricProgress, checked, safe_score
+from ragkit.evaluation.metrics.injection import AttackSuccess
 from ragkit.evaluation.metrics.retrieval import (
     MRR,
     NDCG,
@@ -34,6 +36,7 @@ __all__ = [
     "AnswerContains",
     "AnswerHit",
     "AnswerHitNormalised",
+    "AttackSuccess",
     "BaseMetric",
     "ExactMatch",
     "Metric",
