@@ -203,7 +203,12 @@ class ChromaStore(StoreBase):
                 name, embedding_function=None, configuration=configuration, metadata={DIMENSION_KEY: dimension}
             )
         held = (found.metadata or {}).get(DIMENSION_KEY)
-        if held is not None and int(held) != dimension:
+        if held is None:
+            raise ConflictError(
+                f"{self.where}: collection {name!r} was not made by ragkit (its metadata has no {DIMENSION_KEY!r}); "
+                "name another collection"
+            )
+        if int(held) != dimension:
             raise ConflictError(
                 f"{self.where}: collection {name!r} holds {held}-dimensional vectors; "
                 f"this store was opened for {dimension}-dimensional ones (re-ingest into a new collection)"
