@@ -9,6 +9,7 @@ own scoring gives known values: two items per list; verdicts alternate
 contextual recall and hallucination come out at 0.5, contextual precision
 at 1.0); a number (G-Eval's ``score`` out of 10) is ``7`` (0.7); integers alternate
 ``1``, ``0`` as the ragas fake's do, so ragas prompts get the ragas fake's answers.
+A prompt without a schema (a pipeline's question) gets :data:`PLAIN_ANSWER`.
 The knobs of the ragas fake apply: ``fail_every``, ``delay``, ``garbage``
 (text that is not JSON), ``array_items``.
 """
@@ -22,8 +23,10 @@ from ragkit_ragas.testing import GARBAGE_ANSWER, FakeOpenAIJudgeServer, extract_
 
 GEVAL_SCORE = 7
 """What the fake gives G-Eval's ``score`` (out of 10)."""
+PLAIN_ANSWER = "Landmark answers are in the sources [1]."
+"""What the fake answers a prompt that states no JSON Schema (a pipeline's question, in a suite test)."""
 
-__all__ = ["GEVAL_SCORE", "FakeDeepEvalJudgeServer", "answer_for_prompt"]
+__all__ = ["GEVAL_SCORE", "PLAIN_ANSWER", "FakeDeepEvalJudgeServer", "answer_for_prompt"]
 
 
 class FakeDeepEvalJudgeServer(FakeOpenAIJudgeServer):  # type: ignore[misc,unused-ignore]
@@ -33,7 +36,10 @@ class FakeDeepEvalJudgeServer(FakeOpenAIJudgeServer):  # type: ignore[misc,unuse
         if self.garbage:
             return str(GARBAGE_ANSWER)
         first = next((m for m in messages if m.get("role") == "user"), {})
-        return json.dumps(answer_for_prompt(str(first.get("content") or ""), self.array_items))
+        prompt = str(first.get("content") or "")
+        if extract_schema(prompt) is None:
+            return PLAIN_ANSWER
+        return json.dumps(answer_for_prompt(prompt, self.array_items))
 
 
 def answer_for_prompt(prompt: str, array_items: int = 2) -> Any:
