@@ -185,3 +185,25 @@ def test_only_loopback_is_contacted(pinecone_store, monkeypatch, tmp_path: Path)
     assert store.search(np.ones((1, 4), dtype=np.float32), 1)[0][0].chunk.id == "id-a"
     store.close()
     assert elsewhere == []
+
+
+def test_the_control_plane_host_can_come_from_the_environment(fake_pinecone, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PINECONE_CONTROLLER_HOST", fake_pinecone.url)
+    store = PineconeStore(path=tmp_path, dimension=4, name="from-env")
+    assert "ragkit" in fake_pinecone.indexes
+    store.close()
+
+
+def test_a_smaller_record_replaces_all_parts_of_a_bigger_one(pinecone_store, fake_pinecone, tmp_path: Path) -> None:
+    from ragkit.schema import SourceRecord
+
+    store = pinecone_store(tmp_path / "parts", 4)
+    many = [f"{i:064x}" for i in range(2000)]  # about 134 KB of ids: several parts of at most 30 KB
+    store.commit_sources([SourceRecord("big.jsonl", "h1", document_ids=many, chunk_count=2000)])
+    book = fake_pinecone.indexes["conformance"].namespaces["parts:ragkit-book"]
+    assert len(book) >= 5
+    store.commit_sources([SourceRecord("big.jsonl", "h2", document_ids=["one"], chunk_count=1)])
+    assert len(book) == 1  # the leftover parts are deleted
+    assert store.sources()["big.jsonl"].document_ids == ["one"]
+    assert store.delete_sources(["big.jsonl"]) == 0
+    assert store.sources() == {} and not book
