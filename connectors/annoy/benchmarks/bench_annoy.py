@@ -22,7 +22,8 @@ mixture of 2,000 Gaussian clusters on the unit sphere of
 ``evaluation/benchmarks/store_bench.py`` (the "Vector stores at scale"
 section), queries held out and drawn the same way; ``random`` is random
 normalised vectors (no structure: the worst case for every ANN index).
-Latency: one query at a time, one thread, top 10, p50 over ``--queries``.
+Latency: one query at a time, one thread, top 10, p50 over ``--queries``;
+the settings of one index take turns query by query.
 Build: wall time with every core. Size: the index as saved to disk.
 """
 
@@ -36,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,20 @@ def queries(count: int, kind: str) -> np.ndarray:
     return unit
 
 
-def p50_ms(search: Callable[[np.ndarray], Any], xq: np.ndarray) -> tuple[float, list[Any]]:
-    """Median single-query latency in ms, and each query's result."""
-    times, results = [], []
+def p50_ms(searches: Mapping[str, Callable[[np.ndarray], Any]], xq: np.ndarray) -> dict[str, tuple[float, list[Any]]]:
+    """Median single-query latency in ms and each query's results, per named search.
+
+    The searches take turns query by query, so a shared machine's changing
+    load falls on all of them alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in searches}
+    results: dict[str, list[Any]] = {name: [] for name in searches}
     for q in xq:
-        start = time.perf_counter()
-        results.append(search(q))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000, results
+        for name, search in searches.items():
+            start = time.perf_counter()
+            results[name].append(search(q))
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]) * 1000, results[name]) for name in searches}
 
 
 def recall(found: list[Any], truth: np.ndarray) -> float:
@@ -112,7 +119,7 @@ def run_flat(xb: np.ndarray, xq: np.ndarray, latency_queries: int) -> tuple[dict
     build = time.perf_counter() - start
     _, truth = index.search(xq, TOP_K)  # batched, every core: the ground truth
     faiss.omp_set_num_threads(1)
-    p50, _ = p50_ms(lambda q: index.search(q[None, :], TOP_K)[1][0], xq[:latency_queries])
+    p50, _ = p50_ms({"flat": lambda q: index.search(q[None, :], TOP_K)[1][0]}, xq[:latency_queries])["flat"]
     result = {"build_s": build, "p50_ms": p50, "recall@10": 1.0, "size_bytes": xb.nbytes, "queries": latency_queries}
     return result, truth
 
@@ -126,10 +133,15 @@ def run_hnsw(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, ef_searches: lis
     build = time.perf_counter() - start
     faiss.omp_set_num_threads(1)
     out: dict[str, Any] = {"build_s": build, "size_bytes": faiss_size(index), "M": 32, "efConstruction": 40}
-    for ef in ef_searches:
+
+    def search(q: np.ndarray, ef: int) -> np.ndarray:
         index.hnsw.efSearch = ef
-        p50, found = p50_ms(lambda q: index.search(q[None, :], TOP_K)[1][0], xq)
-        out[f"efSearch={ef}"] = {"p50_ms": p50, "recall@10": recall(found, truth)}
+        found: np.ndarray = index.search(q[None, :], TOP_K)[1][0]
+        return found
+
+    timed = p50_ms({f"efSearch={ef}": functools.partial(search, ef=ef) for ef in ef_searches}, xq)
+    for name, (p50, found) in timed.items():
+        out[name] = {"p50_ms": p50, "recall@10": recall(found, truth)}
     return out
 
 
@@ -149,10 +161,11 @@ def run_annoy(xb: np.ndarray, xq: np.ndarray, truth: np.ndarray, n_trees: int, s
             scores = xb[items] @ q  # the store's exact rescoring
             return items[np.argsort(-scores, kind="stable")]
 
-        for search_k in search_ks:
-            p50, found = p50_ms(functools.partial(search, search_k=search_k), xq)
-            effective = n_trees * TOP_K if search_k == -1 else search_k
-            out[f"search_k={effective}"] = {"p50_ms": p50, "recall@10": recall(found, truth)}
+        searches = {
+            f"search_k={n_trees * TOP_K if k == -1 else k}": functools.partial(search, search_k=k) for k in search_ks
+        }
+        for name, (p50, found) in p50_ms(searches, xq).items():
+            out[name] = {"p50_ms": p50, "recall@10": recall(found, truth)}
         index.unload()
     return out
 
