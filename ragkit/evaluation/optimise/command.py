@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ragkit.evaluation.optimise.search import OptimiseSettings
@@ -11,6 +12,17 @@ from ragkit.evaluation.optimise.search import OptimiseSettings
 def default_out(suite: Path, pipeline: str) -> Path:
     """``eval-out/<suite file stem>-<pipeline>-optimise``: fixed, so running the command again resumes there."""
     return Path("eval-out") / f"{suite.stem}-{pipeline}-optimise"
+
+
+def _lines(note: Callable[[str], None], every: int = 5) -> Callable[[str, int, int, int], None]:
+    """Progress as a line every ``every`` answers (a log or a background run, where no bar is drawn)."""
+
+    def update(stage: str, done: int, total: int, errors: int) -> None:
+        if stage.startswith("ingest") or not total or (done % every and done != total):
+            return
+        note(f"  {stage}: {done}/{total}" + (f" ({errors} failed)" if errors else ""))
+
+    return update
 
 
 def run_command(
@@ -42,7 +54,8 @@ def run_command(
     def note(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with progress_bar(not as_json) as progress:
+    with progress_bar(not as_json) as bar:
+        progress = bar if bar is not None else _lines(note)
         result = optimise(suite, pipeline, store, settings, progress, note)
     recipe_path = write_recipe(result, recipe if recipe is not None else folder / f"{pipeline}-optimised.yaml")
     paths = {**write_report(result, folder, recipe_path), "recipe": recipe_path}
