@@ -73,7 +73,7 @@ class AnnoyStore(FaissStore):
         dimension: int,
         name: str = "",
         n_trees: int = 50,
-        search_k: int = -1,
+        search_k: int = 10_000,
         metric: str = "angular",
         exact_below: int = 10_000,
         exact_filter_limit: int = 50_000,
@@ -84,9 +84,10 @@ class AnnoyStore(FaissStore):
         """Open (or create) the store in ``path``.
 
         ``n_trees``: trees in the forest (more: better recall, bigger index,
-        slower build). ``search_k``: tree nodes inspected per query for
-        ``top_k`` results, scaled up when over-fetching; ``-1`` is Annoy's
-        default, ``n_trees * candidates``. ``metric``: ``angular`` (cosine;
+        slower build). ``search_k``: candidate items Annoy gathers from the
+        trees per query for ``top_k`` results (scaled up when over-fetching);
+        ``-1`` is Annoy's own default, ``n_trees * top_k``: fast, but it finds
+        only part of the true neighbours of 384-d embeddings. ``metric``: ``angular`` (cosine;
         right for normalised embeddings) or ``dot``. ``exact_below``: below
         this many vectors no forest is built and search is exact.
         ``exact_filter_limit``: filters matching at most this many chunks are

@@ -36,8 +36,8 @@ def fill(store: AnnoyStore, vectors: np.ndarray, start: int = 0) -> list:
 
 def test_the_forest_finds_most_true_neighbours_with_default_search_options(tmp_path: Path) -> None:
     """Approximate by default: recall@10 against brute force stays high on embeddings-like data."""
-    store = AnnoyStore(tmp_path / "s", DIM, exact_below=0)
-    vectors = clustered(3000, seed=1)
+    store = AnnoyStore(tmp_path / "s", DIM, exact_below=0)  # more vectors than search_k gathers candidates
+    vectors = clustered(12_000, seed=1)
     fill(store, vectors)
     queries = clustered(50, seed=2)
     results = store.search(queries, 10)
@@ -150,7 +150,7 @@ def test_registered_as_store_annoy_and_round_trips_its_config(tmp_path: Path) ->
     assert config == {
         "type": "annoy",
         "n_trees": 7,
-        "search_k": -1,
+        "search_k": 10_000,
         "metric": "dot",
         "exact_below": 10_000,
         "exact_filter_limit": 50_000,
