@@ -6,7 +6,6 @@ OpenAI-compatible embedding server (ragkit's), so the test needs no model.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -52,4 +51,3 @@ def test_a_collection_ingests_searches_and_is_deleted(fake_pinecone, tmp_path: P
         Collection.delete("geo", store_dir=tmp_path / "home")
         assert "geo" not in fake_pinecone.indexes["e2e"].namespaces
         assert "e2e" in fake_pinecone.indexes  # the index stays
-    assert os.environ["PINECONE_API_KEY"] == fake_pinecone.api_key
