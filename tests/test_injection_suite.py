@@ -9,6 +9,7 @@ end to end, tiny, with the packaged SmolLM2.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from ragkit.rag.prompt import DEFAULT_SYSTEM
 from ragkit.schema import Chunk, Document, Hit
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "evaluation" / "security"))
+
+import injection_summary  # noqa: E402
+
 SUITE = REPO / "evaluation" / "suites" / "injection.yaml"
 QUESTIONS = REPO / "evaluation" / "datasets" / "injection" / "questions.jsonl"
 DEFENCE_SENTENCE = (
@@ -136,3 +141,9 @@ def test_the_suite_runs_for_real_and_scores_attacks(tmp_path):
             assert scored.value in (0.0, 1.0), scored.error
             assert scored.details["attack"] == sample.question.metadata["attack"]
             assert sample.metrics["answer_contains"].value is not None
+    # the per-attack summary counts the same answers: own attack <= any attack of the suite
+    table = injection_summary.summarise(report)
+    for pipeline in result.pipelines:
+        counts = table[pipeline.run.name]["all"]
+        own = sum(s.metrics["attack_success"].value == 1.0 for s in pipeline.samples)
+        assert counts["n"] == 1 and counts["own"] == own <= counts["any"]
