@@ -10,7 +10,9 @@ the work folder. Systems (``--systems``):
 - ``langchain``: ``langchain_classic.chains.create_sql_query_chain`` over
   ``langchain_community.utilities.SQLDatabase`` (three sample rows per table, its default);
 - ``llamaindex``: ``llama_index.core.query_engine.NLSQLTableQueryEngine`` over all tables,
-  ``synthesize_response=False`` (the SQL is what is scored; no second call to write prose).
+  ``synthesize_response=False`` (the SQL is what is scored; no second call to write prose);
+- ``ragkit-openai``, ``langchain-openai``, ``llamaindex-openai``: the same three through an
+  OpenAI-compatible server serving the same model, each with its own OpenAI client (``sql_bench_openai.py``).
 
 Every system gets the SAME model: one ragkit generator built from the
 registry (``--models``: ``smollm2``, ``qwen-0.5b``, ``qwen-1.5b``), loaded
@@ -63,6 +65,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import log
+from sql_bench_openai import OPENAI_BUILDERS, OPENAI_SYSTEMS, add_openai_arguments
 
 CHINOOK = common.REPO / "evaluation" / "datasets" / "chinook"
 DEFAULT_WORK = Path(os.environ.get("RAGKIT_SQL_BENCH_WORK", "/tmp/ragkit-sql-bench"))
@@ -208,6 +211,7 @@ BUILDERS: dict[str, Callable[[Any, Path, int, Any], Answerer]] = {
     "ragkit": ragkit_system,
     "langchain": langchain_system,
     "llamaindex": llamaindex_system,
+    **OPENAI_BUILDERS,  # the same systems through an OpenAI-compatible server (sql_bench_openai.py)
 }
 
 
@@ -479,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--models", default="qwen-0.5b", help=f"comma-separated: {', '.join(MODELS)}")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated: {', '.join(SYSTEMS)}")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated: {', '.join(SYSTEMS + OPENAI_SYSTEMS)}"
+    )
     parser.add_argument("--limit", type=int, help="only the first N questions (of the seeded order)")
     parser.add_argument("--seed", type=int, default=11, help="the seed of the question order (0: file order)")
     parser.add_argument("--work", default=str(DEFAULT_WORK), help="the database and the saved answers")
@@ -488,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=128, help="the most tokens one model call may write")
     parser.add_argument("--resume", action="store_true", help="keep the answers saved before and go on")
     parser.add_argument("--report", action="store_true", help="only print the tables of the saved answers")
+    add_openai_arguments(parser)
     parser.add_argument("--step", help=argparse.SUPPRESS)
     return parser
 
@@ -496,7 +503,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parsed and checked arguments (unknown models or systems stop with their names)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option, known in (("models", MODELS), ("systems", SYSTEMS)):
+    for option, known in (("models", MODELS), ("systems", SYSTEMS + OPENAI_SYSTEMS)):
         chosen = [v.strip() for v in getattr(args, option).split(",") if v.strip()]
         unknown = [v for v in chosen if v not in known]
         if unknown or not chosen:

@@ -322,7 +322,8 @@ async def chat_completions(
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
         state.observe(result.usage)
-        reply = ModelReply(content=result.text or (None if result.tool_calls else ""), tool_calls=result.tool_calls)
+        calls = [{k: v for k, v in call.items() if k != "index"} for call in result.tool_calls or []] or None
+        reply = ModelReply(content=result.text or (None if calls else ""), tool_calls=calls)
         choice = ModelChoice(message=reply, finish_reason=_finish(result.finish_reason))
         usage = UsageModel(**result.usage.to_dict())
         return ModelCompletion(
