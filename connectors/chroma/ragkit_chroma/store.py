@@ -79,7 +79,8 @@ class ChromaStore(StoreBase):
     variable whose value is sent as ``Authorization: Bearer <token>``.
     ``collection`` names the Chroma collection (default: derived from the
     ragkit collection's name). ``ef_search`` and ``ef_construction`` size
-    Chroma's HNSW index (set at creation; larger is closer to exact).
+    Chroma's HNSW index (applied when the Chroma collection is created, not
+    when an existing one is reopened; larger is closer to exact).
 
     Filters are translated to Chroma's ``where`` (see :mod:`ragkit_chroma.where`);
     a prefix filter, or ``<``/``>`` against a string, is refused with a

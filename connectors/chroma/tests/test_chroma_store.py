@@ -219,3 +219,23 @@ def test_scores_are_cosine_for_vectors_that_are_not_unit_length(store):
     [hits] = store.search(np.array([[2.0] + [0.0] * (DIM - 1)], dtype=np.float32), top_k=2)
     assert [h.chunk.id for h in hits] == ["id-x", "id-xy"]
     assert [h.score for h in hits] == pytest.approx([1.0, 2**-0.5], abs=1e-4)
+
+
+def test_two_stores_on_one_embedded_folder_share_it(tmp_path):
+    """Closing one store leaves another open on the same folder working (Chroma shares one system per path)."""
+    first = ChromaStore(path=tmp_path, dimension=DIM, name="shared")
+    second = ChromaStore(path=tmp_path, dimension=DIM, name="shared")
+    try:
+        first.upsert([make_chunk("a")], unit_vectors(1, DIM, 0))
+        assert second.count() == 1
+        first.close()
+        second.upsert([make_chunk("b")], unit_vectors(1, DIM, 1))
+        assert second.count() == 2
+    finally:
+        first.close()
+        second.close()
+    again = ChromaStore(path=tmp_path, dimension=DIM, name="shared")
+    try:
+        assert sorted(c.id for c in again.get(["id-a", "id-b"])) == ["id-a", "id-b"]
+    finally:
+        again.close()
