@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,10 @@ with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
     import deepeval.metrics as deepeval_metrics
     from deepeval.models import DeepEvalBaseLLM
     from deepeval.test_case import LLMTestCase, SingleTurnParams
+
+# their notices that READ_ONLY (set above) skips DeepEval's disk caches are expected, not news
+for _logger in ("deepeval.prompt.prompt", "deepeval.test_run.cache"):
+    logging.getLogger(_logger).setLevel(logging.ERROR)
 
 from ragkit_ragas._sync import run_sync  # noqa: E402  (after the environment is set)
 from ragkit_ragas.judge import Judge  # noqa: E402

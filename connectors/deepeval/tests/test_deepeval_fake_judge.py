@@ -12,16 +12,20 @@ README); where it is not installed this module is skipped, saying so.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("deepeval", reason="deepeval is not installed here: run these tests with .venv-deepeval")
+if importlib.util.find_spec("deepeval") is None:  # (not imported here: ragkit_deepeval quiets it first)
+    pytest.skip("deepeval is not installed here: run these tests with .venv-deepeval", allow_module_level=True)
 
 from ragkit_deepeval import FaithfulnessMetric, GEvalMetric
 from ragkit_deepeval.testing import FakeDeepEvalJudgeServer
@@ -80,6 +84,22 @@ def no_network_no_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
     monkeypatch.chdir(work)
     yield work
     assert sorted(p.name for p in work.iterdir()) == []  # no .deepeval folder, no test-run files
+
+
+def test_importing_deepeval_through_the_connector_writes_nothing_and_opts_out(tmp_path: Path) -> None:
+    """In a fresh process and an empty folder: telemetry off, no .deepeval folder, no .env read."""
+    (tmp_path / ".env").write_text("DEEPEVAL_TELEMETRY_OPT_OUT=NO\nRAGKIT_DEEPEVAL_DOTENV_READ=yes\n", encoding="utf-8")
+    code = (
+        "import os, ragkit_deepeval._library as lib, deepeval.telemetry.client as c;"
+        "print(c.telemetry_opt_out(), os.environ.get('RAGKIT_DEEPEVAL_DOTENV_READ'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPEVAL_", "CONFIDENT_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "None"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "cwd"]
 
 
 def judge_config(server: FakeDeepEvalJudgeServer) -> dict[str, Any]:
@@ -149,8 +169,9 @@ def test_unparsable_judgements_are_retried_then_fail_with_a_reason(fake) -> None
 
 
 def test_failed_calls_are_retried_and_the_sample_still_scores(fake) -> None:
-    fake.fail_every = 2
-    metric = build("metric", {"type": "deepeval_contextual_recall", "judge": judge_config(fake), "backoff": 0.0})
+    fake.fail_every = 2  # one request at a time: every call's first retry succeeds
+    options = {"judge": judge_config(fake), "backoff": 0.0, "concurrency": 1}
+    metric = build("metric", {"type": "deepeval_contextual_recall", **options})
     results = metric.score_many(SAMPLES)
     assert [r.value for r in results] == pytest.approx([0.5] * len(SAMPLES))
     assert sum(r.details["judge_retries"] for r in results) >= 1
