@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from pinecone import Pinecone, RetryConfig
-from pinecone.errors import ApiError, ConflictError, NotFoundError, UnauthorizedError
-from ragkit_pinecone.testing import API_VERSION, FakePineconeServer
+
+INSTALL = "pip install -c constraints.txt -e connectors/pinecone"
+pytest.importorskip("pinecone", reason=f"needs the official pinecone client: {INSTALL}")
+pytest.importorskip("ragkit_pinecone", reason=f"needs the connector installed: {INSTALL}")
+
+from pinecone import Pinecone, RetryConfig  # noqa: E402
+from pinecone.errors import ApiError, ConflictError, NotFoundError, UnauthorizedError  # noqa: E402
+from ragkit_pinecone.testing import API_VERSION, FakePineconeServer  # noqa: E402
 
 DEPLOYMENT = {"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"}
 

@@ -14,6 +14,11 @@ from ragkit import Collection
 from ragkit.errors import FilterError
 from ragkit.testing.fake_openai import FakeOpenAIServer
 
+INSTALL = "pip install -c constraints.txt -e connectors/pinecone"
+pytest.importorskip("pinecone", reason=f"needs the official pinecone client: {INSTALL}")
+pytest.importorskip("ragkit_pinecone", reason=f"needs the connector installed: {INSTALL}")
+
+
 pytest.importorskip("ragkit_openai", reason="needs the openai connector installed (pip install -e connectors/openai)")
 
 
