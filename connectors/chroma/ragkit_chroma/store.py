@@ -2,12 +2,8 @@
 
 Each ragkit collection uses two Chroma collections:
 
-- ``<collection>`` holds the chunks: the id, the vector (cosine space), the
-  text as Chroma's document, and metadata: ``source``, ``document_id``,
-  ``rk:start``, ``rk:end``, ``rk:hash``, the whole chunk metadata as JSON
-  (``rk:meta``, so nested values come back unchanged), each scalar metadata
-  value as ``m:<key>`` (what filters read) and the list of metadata key names
-  (``rk:keys``; see :mod:`ragkit_chroma.where`);
+- ``<collection>`` holds the chunks, one row each, in cosine space (the row
+  layout is :mod:`ragkit_chroma.layout`'s);
 - ``<collection>.sources`` holds the committed source records and the names
   of the metadata fields seen (with a two-dimensional placeholder vector).
 
@@ -44,7 +40,8 @@ from ragkit.hashing import content_hash
 from ragkit.protocols import Vectors
 from ragkit.schema import Chunk, Hit, SourceRecord
 from ragkit.stores.base import StoreBase
-from ragkit_chroma.where import KEYS, NUMBERS, PREFIX, ROW, to_chroma_where
+from ragkit_chroma.layout import chunk_metadata, row_to_chunk
+from ragkit_chroma.where import to_chroma_where
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +259,7 @@ class ChromaStore(StoreBase):
                         ids=[chunks[i].id for i in batch],
                         embeddings=vectors[batch],
                         documents=[chunks[i].text for i in batch],
-                        metadatas=[_chunk_metadata(chunks[i]) for i in batch],
+                        metadatas=[chunk_metadata(chunks[i]) for i in batch],
                     )
             new_fields = sorted(fields - self._known_fields)
             if new_fields:
@@ -365,7 +362,7 @@ class ChromaStore(StoreBase):
             ):
                 results.append(
                     [
-                        Hit(_row_to_chunk(i, text, meta), 1.0 - float(distance), "dense")
+                        Hit(row_to_chunk(i, text, meta), 1.0 - float(distance), "dense")
                         for i, text, meta, distance in zip(ids, documents, metadatas, distances, strict=True)
                     ]
                 )
@@ -379,7 +376,7 @@ class ChromaStore(StoreBase):
             with self._errors("reading chunks"):
                 rows = self._chunks.get(ids=batch, include=_INCLUDE)
             for i, text, meta in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True):
-                found[i] = _row_to_chunk(i, text, meta)
+                found[i] = row_to_chunk(i, text, meta)
         return [found[i] for i in chunk_ids if i in found]
 
     def chunks_of_documents(self, document_ids: Sequence[str]) -> list[Chunk]:
@@ -430,7 +427,7 @@ class ChromaStore(StoreBase):
     def _chunks_where(self, where: dict[str, Any] | None, batch_size: int) -> Iterator[list[Chunk]]:
         for rows in self._pages(self._chunks, where, _INCLUDE, batch_size):
             yield [
-                _row_to_chunk(i, text, meta)
+                row_to_chunk(i, text, meta)
                 for i, text, meta in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
             ]
 
@@ -495,63 +492,6 @@ def collection_name_for(name: str) -> str:
     if cleaned != name or len(base) > 200:
         base = f"{base[:200]}-{content_hash(name)[:8]}"
     return base
-
-
-def _flat_value(value: Any) -> bool:
-    if isinstance(value, float):
-        return bool(np.isfinite(value))
-    return isinstance(value, (str, int, bool))
-
-
-def _filter_value(value: Any) -> Any:
-    """The copy of a metadata value that filters read: integers as floats (exact up to 2**53).
-
-    Chroma compares an integer it holds against a fractional operand after
-    truncating the operand (an int 1 matches ``$eq 1.5`` and ``$gte 1.5``), but
-    compares floats it holds correctly against any operand.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
-        return float(value)
-    return value
-
-
-def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
-    """The Chroma metadata of a chunk row (see the module's docstring)."""
-    try:
-        encoded = json.dumps(chunk.metadata, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"the metadata of chunk {chunk.id[:80]!r} of {chunk.source[:200]!r}: {exc}") from None
-    meta: dict[str, Any] = {
-        ROW: 1,
-        "source": chunk.source,
-        "document_id": chunk.document_id,
-        "rk:start": int(chunk.start),
-        "rk:end": int(chunk.end),
-        "rk:hash": chunk.content_hash,
-        "rk:meta": encoded,
-    }
-    if chunk.metadata:
-        meta[KEYS] = sorted(chunk.metadata)
-    numbers = sorted(k for k, v in chunk.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-    if numbers:
-        meta[NUMBERS] = numbers
-    for key, value in chunk.metadata.items():
-        if _flat_value(value):
-            meta[PREFIX + key] = _filter_value(value)
-    return meta
-
-
-def _row_to_chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
-    return Chunk(
-        id=chunk_id,
-        document_id=str(meta["document_id"]),
-        source=str(meta["source"]),
-        text=text or "",
-        start=int(meta["rk:start"]),
-        end=int(meta["rk:end"]),
-        metadata=json.loads(meta["rk:meta"]),
-        content_hash=str(meta["rk:hash"]),
-    )
 
 
 def _batches(values: list[T], size: int) -> Iterator[list[T]]:
