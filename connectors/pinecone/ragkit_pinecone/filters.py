@@ -1,18 +1,19 @@
 """Translate ragkit filters into Pinecone metadata filters.
 
-``page >= 2 and source == "a.md"`` becomes::
+``page >= 2 and source != "a.md"`` becomes::
 
-    {"$and": [{"page": {"$exists": true, "$gte": 2}},
-              {"source": {"$exists": true, "$eq": "a.md"}}]}
+    {"$and": [{"page": {"$gte": 2}},
+              {"$and": [{"source": {"$exists": true}}, {"source": {"$ne": "a.md"}}]}]}
 
 Pinecone has no ``$not``, so a ``not`` is pushed down to the comparisons
 (De Morgan: ``not (a and b)`` is ``not a or not b``), each negated
 comparison becoming its opposite operator. ragkit's rule that a comparison
 on a field a chunk lacks is false, and its negation true, is spelled out
-rather than left to the service: a comparison carries ``$exists: true``, a
-negated one is ``{"$or": [{field: {"$exists": false}}, {field: opposite}]}``,
-so the result does not depend on how Pinecone reads ``$ne`` on a missing
-field.
+rather than left to the service: ``$ne`` and ``$nin`` (which Pinecone lets
+match a record without the field) come with ``$exists: true``, and a
+negated comparison is ``{"$or": [{field: {"$exists": false}}, {field:
+opposite}]}``, so the result does not depend on how the service reads a
+missing field.
 
 What Pinecone cannot express is refused with a :class:`~ragkit.errors.FilterError`,
 never dropped: a prefix (``field.startswith("x")``), and an ordering
@@ -72,10 +73,16 @@ def _comparison(flt: Comparison, negated: bool) -> dict[str, Any]:
 
 
 def _and_exists(field: str, condition: dict[str, Any]) -> dict[str, Any]:
-    """``condition`` on ``field`` with ``$exists: true`` folded in when it is a plain operator object."""
+    """``condition``, and for ``$ne`` / ``$nin`` (or a combination) that ``field`` exists.
+
+    ``$eq``, ``$in`` and the orderings never match a record without the
+    field; ``$ne`` and ``$nin`` do in Pinecone, so they get an explicit
+    ``$exists: true`` beside them (one operator per object, as the client's
+    own filter builder writes them).
+    """
     ops = condition.get(field)
-    if len(condition) == 1 and isinstance(ops, dict) and "$exists" not in ops:
-        return {field: {"$exists": True, **ops}}
+    if len(condition) == 1 and isinstance(ops, dict) and set(ops) <= {"$eq", "$in", "$gt", "$gte", "$lt", "$lte"}:
+        return condition
     return {"$and": [{field: {"$exists": True}}, condition]}
 
 

@@ -54,11 +54,12 @@ def test_translation_selects_what_ragkit_selects(flt: str | dict) -> None:
 
 
 def test_a_comparison_requires_the_field_and_its_negation_admits_records_without_it() -> None:
-    assert translated("page >= 2") == {"page": {"$exists": True, "$gte": 2}}
+    assert translated("page >= 2") == {"page": {"$gte": 2}}  # $gte never matches a record without the field
+    assert translated("page != 2") == {"$and": [{"page": {"$exists": True}}, {"page": {"$ne": 2}}]}
     assert translated("not (page == 3)") == {"$or": [{"page": {"$exists": False}}, {"page": {"$ne": 3}}]}
     assert translated('lang == "en" and not draft') == {
         "$and": [
-            {"lang": {"$exists": True, "$eq": "en"}},
+            {"lang": {"$eq": "en"}},
             {"$or": [{"draft": {"$exists": False}}, {"draft": {"$ne": True}}]},
         ]
     }
