@@ -226,7 +226,9 @@ def _delete(index: FakeIndex, body: dict[str, Any]) -> dict[str, Any]:
     selectors = [key for key in ("ids", "filter", "deleteAll") if body.get(key)]
     if len(selectors) != 1:
         raise bad("Exactly one of ids, filter or deleteAll must be given")
-    records = index.namespaces.get(namespace, {})
+    if namespace not in index.namespaces:  # a namespace exists while it holds records
+        raise FakeRequestError(404, f"Namespace not found: {namespace}")
+    records = index.namespaces[namespace]
     if body.get("deleteAll"):
         index.namespaces.pop(namespace, None)
     elif "ids" in selectors:

@@ -78,6 +78,8 @@ def test_errors_come_in_pinecone_bodies(pc: Pinecone, fake_pinecone: FakePinecon
     with pytest.raises(ApiError, match="at most 1000 when includeMetadata"):
         index.query(vector=[1.0, 0.0, 0.0], top_k=1001, namespace="n", include_metadata=True)
     assert index.describe_index_stats().total_vector_count == 0  # a refused batch writes nothing
+    with pytest.raises(NotFoundError, match="Namespace not found"):
+        index.delete(delete_all=True, namespace="never-written")
 
 
 def test_data_plane_reads_and_writes(pc: Pinecone) -> None:

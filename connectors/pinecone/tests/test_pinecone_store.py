@@ -171,6 +171,7 @@ def test_drop_empties_its_namespace_and_leaves_the_others(pinecone_store, fake_p
     index = fake_pinecone.indexes["conformance"]
     assert "mine" not in index.namespaces and "mine:ragkit-book" not in index.namespaces
     assert theirs.count() == 2
+    pinecone_store(tmp_path / "empty", 4).drop()  # namespaces that were never written: nothing to delete
 
 
 def test_only_loopback_is_contacted(pinecone_store, monkeypatch, tmp_path: Path) -> None:
