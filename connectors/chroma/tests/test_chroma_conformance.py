@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
+
+if importlib.util.find_spec("chromadb") is None or importlib.util.find_spec("ragkit_chroma") is None:
+    pytest.skip(
+        "ragkit-chroma or chromadb is not installed: pip install -c constraints.txt -e connectors/chroma",
+        allow_module_level=True,
+    )
+
 from ragkit_chroma import ChromaStore
 
 from ragkit.hashing import content_hash

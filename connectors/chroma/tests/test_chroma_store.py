@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
+if importlib.util.find_spec("chromadb") is None or importlib.util.find_spec("ragkit_chroma") is None:
+    pytest.skip(
+        "ragkit-chroma or chromadb is not installed: pip install -c constraints.txt -e connectors/chroma",
+        allow_module_level=True,
+    )
+
 import os
 import socket
 import subprocess
@@ -9,7 +19,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 from ragkit_chroma import ChromaStore, collection_name_for
 
 from ragkit import registry

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
+import importlib.util
+
 import pytest
+
+if importlib.util.find_spec("chromadb") is None or importlib.util.find_spec("ragkit_chroma") is None:
+    pytest.skip(
+        "ragkit-chroma or chromadb is not installed: pip install -c constraints.txt -e connectors/chroma",
+        allow_module_level=True,
+    )
+
+import numpy as np
 from ragkit_chroma import ChromaStore, to_chroma_where
 from ragkit_chroma.where import FALSE, KEYS, NUMBERS, TRUE
 
