@@ -260,9 +260,10 @@ class PineconeStore(StoreBase):
     def search(self, vectors: Vectors, top_k: int, filter: Filter | None = None) -> list[list[Hit]]:
         """The ``top_k`` (at most 10,000) nearest chunks for each query vector, best first.
 
-        Scores are Pinecone's: cosine similarity (the default metric), dot
-        product, or squared Euclidean distance. Pinecone filters before it
-        ranks, so a filtered search returns the best ``top_k`` matching chunks.
+        Scores are Pinecone's, bigger meaning nearer: cosine similarity (the
+        default metric), dot product, or the squared Euclidean distance
+        negated. Pinecone filters before it ranks, so a filtered search
+        returns the best ``top_k`` matching chunks.
         """
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if queries.ndim != 2 or queries.shape[1] != self._dimension:
@@ -276,6 +277,7 @@ class PineconeStore(StoreBase):
         limit = min(top_k, MAX_TOP_K)
         with_metadata = limit <= TOP_K_WITH_METADATA
         client = self._pc()
+        sign = -1.0 if self.metric == "euclidean" else 1.0  # a distance: smaller is nearer
         results: list[list[Hit]] = []
         for query in queries:
             matches = client.query(query.tolist(), limit, self.namespace, flt, with_metadata)
@@ -286,7 +288,7 @@ class PineconeStore(StoreBase):
             for _, score, metadata in matches:
                 chunk = rec.metadata_chunk(metadata or {})
                 if chunk is not None:  # a record ragkit did not write, or deleted since the query
-                    hits.append(Hit(chunk, score, "dense"))
+                    hits.append(Hit(chunk, sign * score, "dense"))
             results.append(hits)
         return results
 

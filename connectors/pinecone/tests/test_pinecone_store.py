@@ -213,3 +213,12 @@ def test_a_smaller_record_replaces_all_parts_of_a_bigger_one(pinecone_store, fak
     assert store.sources()["big.jsonl"].document_ids == ["one"]
     assert store.delete_sources(["big.jsonl"]) == 0
     assert store.sources() == {} and not book
+
+
+def test_euclidean_scores_are_negated_distances_best_first(pinecone_store, tmp_path: Path) -> None:
+    store = pinecone_store(tmp_path / "l2", 2, index="euclid", metric="euclidean")
+    vectors = np.array([[0.0, 1.0], [3.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    store.upsert([make_chunk(f"e{i}") for i in range(3)], vectors)
+    [hits] = store.search(np.array([[1.0, 1.0]], dtype=np.float32), 3)
+    assert [hit.chunk.id for hit in hits] == ["id-e2", "id-e0", "id-e1"]
+    assert [hit.score for hit in hits] == pytest.approx([0.0, -1.0, -5.0])
