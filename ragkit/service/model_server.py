@@ -313,8 +313,11 @@ async def chat_completions(
     if not body.stream:
 
         async def whole() -> Generation:
-            async with slots:
-                pieces = [delta async for delta in state.generator.astream(messages, options)]
+            run = await GenerationRun.open(slots, state.generator, messages, options)
+            try:
+                pieces = [delta async for delta in run.deltas()]
+            finally:  # also when the client leaves and this task is cancelled: the model stops at once
+                await asyncio.shield(run.close())
             return join_stream(iter(pieces), body.model)
 
         try:

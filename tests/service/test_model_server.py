@@ -8,9 +8,12 @@ calls tools).
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -21,7 +24,7 @@ from ragkit.registry import build
 from ragkit.service import ApiKey
 from ragkit.service.model_server import create_model_app
 from ragkit.testing.fake_openai import FakeOpenAIServer
-from tests.service.conftest import LOCAL_GENERATOR, LiveServer
+from tests.service.conftest import LOCAL_GENERATOR, ExplodingGenerator, LiveServer, SpyGenerator
 
 KEY = "model-server-key-0123456789"
 PROMPT = [{"role": "user", "content": "Name three colours."}]
@@ -134,3 +137,29 @@ def test_tools_pass_through_to_a_generator_that_calls_them():
             assert [(call.function.name, call.function.arguments) for call in calls] == [("lookup", '{"q": "chinook"}')]
         upstream.close()
         assert fake.state.requests[-1]["body"]["tools"] == [tool], "the tools reached the upstream model"
+
+
+def test_a_client_that_leaves_stops_the_model(local: Any):
+    spy = SpyGenerator(local)
+    with LiveServer(create_model_app(spy)) as live:
+        long = [{"role": "user", "content": "Count from 1 to 500, one number per line."}]  # far past the timeout
+        body = {"model": spy.model_name, "messages": long, "max_tokens": 400, "temperature": 0}
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=live.url, timeout=1.0) as impatient:
+            impatient.post("/v1/chat/completions", json=body)
+        for _ in range(600):  # the server notices the hang-up and closes the stream (bounded wait, not a timing)
+            if spy.runs and spy.runs[0]["ended_at"] is not None:
+                break
+            time.sleep(0.2)
+        assert spy.runs[0]["closed_early"] and not spy.runs[0]["completed"]
+        assert spy.runs[0]["deltas"] < 400
+
+
+def test_a_failure_mid_stream_is_an_error_event_before_done():
+    with LiveServer(create_model_app(ExplodingGenerator())) as live:
+        body = {"model": "ExplodingGenerator", "messages": PROMPT, "stream": True}
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            events = [line[6:] for line in client.post("/v1/chat/completions", json=body).text.splitlines() if line]
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Santa"}
+    assert chunks[-1]["error"]["type"] == "api_error" and "fake generator bug" in chunks[-1]["error"]["message"]
+    assert events[-1] == "[DONE]"
