@@ -49,7 +49,8 @@ class OptimiseSettings:
     metric: str | None = None
     """The metric to maximise (default: ``f1`` if the suite has it, else its first answer metric)."""
     demo_threshold: float = 0.5
-    """A pool answer becomes a demonstration when the metric reaches this (and it cites a source)."""
+    """A pool answer becomes a demonstration when it cites a source and its ``answer_contains`` (when the suite
+    scores it: the reference answer is in the answer) or else the optimised metric reaches this."""
     seed: int = 0
 
     def pool_size(self) -> int:
@@ -320,7 +321,8 @@ def optimise(
         demo_slots = 0
         if settings.demos > 0 and settings.candidates > 1 and splits.pool:
             answered = evaluator.samples(base, splits.pool, "bootstrap pool")
-            demos = bootstrap_demos(answered, metric, settings.demo_threshold, 2 * settings.demos)
+            judge = "answer_contains" if "answer_contains" in names else metric  # "correct", as DSPy's SQuAD metric
+            demos = bootstrap_demos(answered, judge, settings.demo_threshold, 2 * settings.demos)
             tell(f"bootstrap: {len(demos)} demonstration(s) from {len(answered)} pool questions")
             if demos:
                 demo_slots = min(2, settings.candidates - 1) if settings.candidates > 2 else 1
@@ -360,9 +362,11 @@ def _demo_variants(trials: Sequence[Trial], base: Candidate, demos: list[Demo], 
     elif len(demos) > count:
         rest = demos[count : 2 * count]
         second = Candidate(f"{best.name}+{len(rest)}demos-b", best.system, best.user, rest, "bootstrap")
-    else:
-        fewer = demos[: max(1, count // 2)]
+    elif len(demos) > 1 and count > 1:
+        fewer = demos[: max(1, min(count, len(demos)) // 2)]
         second = Candidate(f"{best.name}+{len(fewer)}demos", best.system, best.user, fewer, "bootstrap")
+    else:
+        return [first]  # one demonstration, on the base instruction: no second variant to try
     return [first, second]
 
 
