@@ -94,6 +94,8 @@ class ModelChatRequest(ChatCompletionRequest):
     model: str = Field(min_length=1, description="The served model's id (GET /v1/models)")
     messages: list[ModelChatMessage] = Field(min_length=1)  # type: ignore[assignment]
     max_tokens: int | None = Field(default=None, ge=1, description="At most the context window minus the prompt")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Only for a model that calls tools natively")
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Passed on with tools")
 
     def refusal(self, supports_tools: bool) -> tuple[str, str] | None:
         """``(param, why)`` for the first parameter this model cannot honour, else ``None``."""
