@@ -325,7 +325,7 @@ def optimise(
             demos = bootstrap_demos(answered, judge, settings.demo_threshold, 2 * settings.demos)
             tell(f"bootstrap: {len(demos)} demonstration(s) from {len(answered)} pool questions")
             if demos:
-                demo_slots = min(2, settings.candidates - 1) if settings.candidates > 2 else 1
+                demo_slots = 2 if settings.candidates > 3 else 1  # K <= 3: one instruction, one few-shot
         instructions = hand_written(base.user)
         if settings.propose > 0:
             instructions = _proposals(evaluator, base, splits, settings, tell) + instructions
