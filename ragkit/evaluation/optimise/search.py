@@ -335,13 +335,12 @@ def optimise(
             trial(variant)
         winner = max(range(len(trials)), key=lambda i: (trials[i].objective, -i))  # ties: the earlier (base first)
         tell(f"winner on train: {trials[winner].candidate.name} ({metric} {trials[winner].objective:.3f})")
-        held: dict[str, list[EvalSample]] = {"before": evaluator.samples(base, splits.heldout, "held-out: base")}
-        before = _means(held["before"], names)
-        if winner == 0:
-            held["after"], after = held["before"], before
-        else:
+        held: dict[str, list[EvalSample]] = {}
+        if winner != 0:  # the winner first: a second process can answer the base's held-out meanwhile (cached)
             held["after"] = evaluator.samples(trials[winner].candidate, splits.heldout, "held-out: winner")
-            after = _means(held["after"], names)
+        held["before"] = evaluator.samples(base, splits.heldout, "held-out: base")
+        held.setdefault("after", held["before"])
+        before, after = _means(held["before"], names), _means(held["after"], names)
         tell(f"held-out {metric}: {before[metric]:.3f} -> {after[metric]:.3f} on {len(splits.heldout)} questions")
     finally:
         evaluator.close()
