@@ -345,10 +345,11 @@ def system_prompt(specs: Sequence[Mapping[str, Any]], instructions: str) -> str:
     return (
         f"{instructions.strip()}\n\n"
         f"Tools:\n{tool_lines(specs)}\n\n"
+        "Every reply of yours begins with 'Thought:'. "
         "To use a tool, reply with three lines and then stop: a 'Thought:' line saying what you need next, "
         f"an 'Action:' line with exactly one tool name (one of: {names}), and an 'Action Input:' line with the "
-        "tool's input as one JSON object. The tool's result comes back to you as 'Observation: ...'; never write "
-        "an Observation yourself.\n"
+        "tool's input as one JSON object. The user then sends you the tool's result as 'Observation: ...'; never "
+        "write an Observation yourself.\n"
         "Rules: start with a tool, and write a Final Answer only after an Observation; look facts up with the "
         "tools, never from memory; one tool per reply; do arithmetic with the calculator when there is one, "
         "with the numbers from the observations.\n"
@@ -377,11 +378,14 @@ def _lookup_input(parameter: str, town: str) -> str:
 
 
 def worked_example(specs: Sequence[Mapping[str, Any]]) -> str:
-    """A whole made-up run with the real tools: look up twice, compute, answer (what small models copy best).
+    """A whole made-up run with the real tools, as the turns of the chat: look up twice, compute, answer.
 
+    Small models copy its shape, so it shows whose turn each line is: the
+    user asks and sends the observations, the assistant's turns begin with
+    ``Thought:`` and end after ``Action Input:`` (or at ``Final Answer:``).
     With a look-up tool (one text argument) and a calculator: two look-ups,
-    one computation, the final answer; with only one of them, a shorter
-    run; with neither, one step with the first tool's argument names.
+    one computation, the answer; with only one of them, a shorter run; with
+    neither, one step with the first tool's argument names.
     """
     if not specs:
         return ""
@@ -391,59 +395,69 @@ def worked_example(specs: Sequence[Mapping[str, Any]]) -> str:
         None,
     )
     lookup = next((m for m in mains if m is not None and m is not calculator), None)
-    lines: list[str] = []
+    turns: list[tuple[str, str]] = []
     if lookup is not None:
         tool, parameter = lookup
-        lines.append(
-            "Question: How many more people live in Springfield than in Shelbyville?"
+        question = (
+            "How many more people live in Springfield than in Shelbyville?"
             if calculator
-            else "Question: How many people live in Springfield?"
+            else "How many people live in Springfield?"
         )
-        lines += [
-            "Thought: I need the population of Springfield.",
-            f"Action: {tool}",
-            f"Action Input: {_lookup_input(parameter, 'Springfield')}",
-            "Observation: Springfield has 30,720 people.",
+        turns += [
+            ("User", question),
+            (
+                "Assistant",
+                "Thought: I need the population of Springfield.\n"
+                f"Action: {tool}\nAction Input: {_lookup_input(parameter, 'Springfield')}",
+            ),
+            ("User", "Observation: Springfield has 30,720 people."),
         ]
         if calculator is not None:
-            lines += [
-                "Thought: I need the population of Shelbyville.",
-                f"Action: {tool}",
-                f"Action Input: {_lookup_input(parameter, 'Shelbyville')}",
-                "Observation: Shelbyville has 26,145 people.",
-                "Thought: I subtract the two numbers.",
-                f"Action: {calculator[0]}",
-                f"Action Input: {json.dumps({calculator[1]: '30720 - 26145'})}",
-                "Observation: 4575",
-                "Thought: I know the answer.",
-                "Final Answer: Springfield has 4575 more people than Shelbyville (30,720 against 26,145).",
+            turns += [
+                (
+                    "Assistant",
+                    "Thought: I need the population of Shelbyville.\n"
+                    f"Action: {tool}\nAction Input: {_lookup_input(parameter, 'Shelbyville')}",
+                ),
+                ("User", "Observation: Shelbyville has 26,145 people."),
+                (
+                    "Assistant",
+                    "Thought: I subtract the two numbers.\n"
+                    f"Action: {calculator[0]}\nAction Input: {json.dumps({calculator[1]: '30720 - 26145'})}",
+                ),
+                ("User", "Observation: 4575"),
+                (
+                    "Assistant",
+                    "Thought: I know the answer.\n"
+                    "Final Answer: Springfield has 4575 more people than Shelbyville (30,720 against 26,145).",
+                ),
             ]
         else:
-            lines += ["Thought: I know the answer.", "Final Answer: Springfield has 30,720 people."]
+            turns.append(("Assistant", "Thought: I know the answer.\nFinal Answer: Springfield has 30,720 people."))
     elif calculator is not None:
-        lines += [
-            "Question: What is 17 times 23?",
-            "Thought: I multiply the two numbers.",
-            f"Action: {calculator[0]}",
-            f"Action Input: {json.dumps({calculator[1]: '17 * 23'})}",
-            "Observation: 391",
-            "Thought: I know the answer.",
-            "Final Answer: 17 times 23 is 391.",
+        turns += [
+            ("User", "What is 17 times 23?"),
+            (
+                "Assistant",
+                "Thought: I multiply the two numbers.\n"
+                f"Action: {calculator[0]}\nAction Input: {json.dumps({calculator[1]: '17 * 23'})}",
+            ),
+            ("User", "Observation: 391"),
+            ("Assistant", "Thought: I know the answer.\nFinal Answer: 17 times 23 is 391."),
         ]
     else:
         function = specs[0].get("function", specs[0])
         properties = (function.get("parameters") or {}).get("properties") or {}
         arguments = {name: "..." for name in list(properties)[:2]}
-        lines += [
-            f"Thought: I should use {function['name']}.",
-            f"Action: {function['name']}",
-            f"Action Input: {json.dumps(arguments)}",
-        ]
-        return "\n\nExample of one step:\n" + "\n".join(lines)
+        return (
+            f"\n\nExample of one step:\nThought: I should use {function['name']}.\n"
+            f"Action: {function['name']}\nAction Input: {json.dumps(arguments)}"
+        )
+    shown = "\n".join(f"[{who}]\n{text}" for who, text in turns)
     return (
         "\n\nExample (its places and numbers are made up; only the format matters):\n"
-        + "\n".join(lines)
-        + "\nEnd of the example. Your question is another one: answer it with the numbers from your own "
+        + shown
+        + "\n[End of the example]\nYour question is another one: answer it with the numbers from your own "
         "observations, never with the example's."
     )
 
@@ -458,7 +472,7 @@ def repair_prompt(error: str, specs: Sequence[Mapping[str, Any]]) -> str:
         action = 'Action: the tool\'s name\nAction Input: {"name": "value"}\n'
     return (
         f"Your last reply could not be used: {error}.\n"
-        f"Reply again with one tool (one of: {names}) in exactly this format:\n"
+        f"Reply again, beginning with 'Thought:', with one tool (one of: {names}) in exactly this format:\n"
         "Thought: I need to look this up.\n"
         f"{action}"
         "or, when the observations already hold the answer, with a 'Thought:' line and then a line starting "
