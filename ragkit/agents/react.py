@@ -259,7 +259,8 @@ def match_tool(name: str, names: Sequence[str]) -> str | None:
 def parse_arguments(tool_input: str | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments for a tool with JSON schema ``parameters`` from the raw action input.
 
-    Accepted, in order: a JSON object; a Python dict literal; ``key=value``
+    Accepted, in order: a JSON object (for a tool with one parameter, one
+    value under another name is taken as that parameter); a Python dict literal; ``key=value``
     (or ``key: value``) pairs naming the tool's parameters; any other value
     (a JSON or quoted string, a number, bare text) as the one argument of a
     tool with one parameter (or one required parameter). Anything else
@@ -278,7 +279,11 @@ def parse_arguments(tool_input: str | None, parameters: Mapping[str, Any]) -> di
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(value, dict):
-            return {str(k): v for k, v in value.items()}
+            arguments = {str(k): v for k, v in value.items()}
+            if len(properties) == 1 and len(arguments) == 1 and not set(arguments) & set(properties):
+                # a one-argument tool given its one argument under another tool's name ({"expression": ...} to sql)
+                return {next(iter(properties)): next(iter(arguments.values()))}
+            return arguments
         return _single(value, properties, required, text)
     if text.startswith("{"):
         raise ValueError(
