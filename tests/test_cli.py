@@ -184,12 +184,14 @@ COMMANDS = [
     ["search"],
     ["ask"],
     ["serve"],
+    ["serve-model"],
     ["collections", "list"],
     ["collections", "show"],
     ["collections", "delete"],
     ["eval", "run"],
     ["eval", "compare"],
     ["eval", "testset"],
+    ["eval", "optimise"],
     ["rerank", "train"],
 ]
 
