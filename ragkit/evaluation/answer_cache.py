@@ -36,13 +36,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.kvstore import JsonStore
 from ragkit.rag.answer import Citation
 from ragkit.schema import Hit
+
+if TYPE_CHECKING:
+    from ragkit.evaluation.sample import EvalSample
 
 CACHE_FILE = "answers.sqlite3"
 """The cache's file inside ``<store>/answer-cache/``."""
@@ -92,6 +96,25 @@ class CachedAnswer:
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
         return asdict(self)
+
+    @classmethod
+    def of(cls, sample: EvalSample, retrieved: Sequence[Any], prompt_hits: Sequence[Any]) -> CachedAnswer | None:
+        """The entry for ``sample``, answered from ``prompt_hits`` taken out of ``retrieved``.
+
+        ``None`` when a prompt hit is not one of the retrieved objects themselves (its position cannot be kept).
+        """
+        positions = {id(hit): i for i, hit in enumerate(retrieved)}
+        used = [positions.get(id(hit)) for hit in prompt_hits]
+        if None in used:
+            return None
+        return cls(
+            sample.answer or "",
+            [i for i in used if i is not None],
+            sample.citations,
+            sample.usage,
+            sample.timings,
+            sample.latency,
+        )
 
     @classmethod
     def from_dict(cls, data: Any, hit_count: int) -> CachedAnswer | None:

@@ -215,17 +215,8 @@ def _ask_one(
     # keep every answer a model wrote, cited or not (``grounded`` says whether it cites): only the no-answer
     # reply, given when no hit reached the prompt, cost no model call and is not worth keeping
     if cached is not None and answer.hits:
-        positions = {id(hit): i for i, hit in enumerate(hits)}
-        used = [positions.get(id(hit)) for hit in answer.hits]
-        if None not in used:  # the prompt's hits are the retrieved objects themselves
-            entry = CachedAnswer(
-                sample.answer or "",
-                [i for i in used if i is not None],
-                sample.citations,
-                sample.usage,
-                sample.timings,
-                sample.latency,
-            )
+        entry = CachedAnswer.of(sample, hits, answer.hits)
+        if entry is not None:  # the prompt's hits are the retrieved objects themselves
             cached.cache.put(key, entry)
     return sample
 

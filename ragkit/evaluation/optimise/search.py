@@ -217,18 +217,10 @@ class _Evaluator:
             timings=dict(answer.timings),
             latency=time.perf_counter() - began,
         )
-        positions = {id(hit): i for i, hit in enumerate(hits)}
-        used = [positions.get(id(hit)) for hit in answer.hits]
-        if self.cache is not None and key is not None and answer.hits and None not in used:
-            entry = CachedAnswer(
-                sample.answer or "",
-                [i for i in used if i is not None],
-                sample.citations,
-                sample.usage,
-                sample.timings,
-                sample.latency,
-            )
-            self.cache.put(key, entry)
+        if self.cache is not None and key is not None and answer.hits:
+            entry = CachedAnswer.of(sample, hits, answer.hits)
+            if entry is not None:
+                self.cache.put(key, entry)
         return sample
 
     def pipeline_run(self, config: Any) -> PipelineRun:
