@@ -69,9 +69,9 @@ class SqliteLedger:
             raise StorageError(f"agent resume ledger {self.path}: cannot be opened ({exc})") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        # the default rollback journal: switching a new file to WAL takes a lock that the busy timeout does not
+        # wait for, so workers opening the ledger at once failed with "database is locked"; claims are tiny writes
+        return sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
 
     def claim(self, nonce: str, expires_at: float) -> bool:
         """Claim ``nonce``; ``False`` if any process sharing the file claimed it before."""

@@ -80,3 +80,24 @@ def test_the_sqlite_ledger_is_shared_by_every_instance_over_one_file(tmp_path: P
     assert second.claim("n2", 4e9) is True
     assert first.claim("old", 1.0) is True  # expired records are purged at the next claim ...
     assert second.claim("old", 4e9) is True  # ... (a state that old is refused as expired before this)
+
+
+def test_workers_opening_a_new_ledger_at_once_never_fail(tmp_path: Path) -> None:
+    """Service workers start together: each opens the ledger file, one of them creating it (with WAL this failed
+    with "database is locked" about one time in five)."""
+
+    def open_and_claim(path: Path, results: list[object]) -> None:
+        try:
+            results.append(SqliteLedger(path).claim("nonce", 4e9))
+        except Exception as exc:  # recorded, so the assertion shows it
+            results.append(exc)
+
+    for attempt in range(50):
+        results: list[object] = []
+        path = tmp_path / f"ledger-{attempt}.sqlite"
+        threads = [threading.Thread(target=open_and_claim, args=(path, results)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(map(repr, results)) == ["False", "False", "False", "True"], results
