@@ -152,13 +152,11 @@ class FakePineconeServer:
         with self.lock:
             del self.indexes[name]
         listener = index.listener
-        if listener is not None:  # shut down from another thread: this one is serving the request
-            threading.Thread(target=_close_listener, args=(listener,), daemon=True).start()
-
-
-def _close_listener(listener: ThreadingHTTPServer) -> None:
-    listener.shutdown()
-    listener.server_close()
+        if listener is not None:
+            # Closed before the reply goes out, so the host refuses connections once the client hears back.
+            # This thread serves the control plane, not the index's listener, so waiting on it is safe.
+            listener.shutdown()
+            listener.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
