@@ -20,7 +20,11 @@ task (mean; also the calls that ran without error), the share of runs that
 made at least the task's ``min_tool_calls`` calls that ran, statuses (completed, capped, failed) and seconds per
 task.
 
-Each result is appended to ``<work>/agent-<model>.jsonl``; ``--resume``
+``--mode`` picks the agent's protocol: ``auto`` (the recipe's: native tool
+calls where the model has them, as the packaged Qwen models do through their
+chat template; ReAct for SmolLM2), ``react`` or ``native``. Each result is
+appended to ``<work>/agent-<model>.jsonl`` (``agent-<model>-<mode>.jsonl``
+for ``react`` and ``native``), with the protocol the run used; ``--resume``
 keeps them and goes on.
 
     .venv/bin/python evaluation/benchmarks/agent_bench.py --models qwen-0.5b --limit 3
@@ -142,7 +146,7 @@ def run_model(args: argparse.Namespace, model: str) -> None:
     build = load_module("chinook_build", CHINOOK / "build.py")
     database = build.ensure(work=work)
     tasks = load_tasks()[: args.limit]
-    path = work / f"agent-{model}.jsonl"
+    path = results_path(work, model, args.mode)
     keep = (
         [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         if args.resume and path.is_file()
@@ -159,6 +163,8 @@ def run_model(args: argparse.Namespace, model: str) -> None:
     caps = {
         k: recipe[k] for k in ("mode", "max_steps", "max_tool_calls", "max_tokens", "step_max_tokens") if k in recipe
     }
+    if args.mode != "auto":
+        caps["mode"] = args.mode
     config = {**MODELS[model], "threads": args.threads}
     generator = registry.build("generator", config)
     log(f"{model}: loading {config['model']}")
@@ -169,6 +175,7 @@ def run_model(args: argparse.Namespace, model: str) -> None:
     began = time.perf_counter()
     for index, task in enumerate(todo, start=1):
         agent = Agent(generator=generator, tools=tools_for(task, generator, database, store), **caps)
+        protocol = agent.resolved_mode
         started = time.perf_counter()
         try:
             result = agent.run(task["question"])
@@ -192,15 +199,21 @@ def run_model(args: argparse.Namespace, model: str) -> None:
             "min_tool_calls": task["min_tool_calls"],
             "calls": calls,
             "seconds": round(seconds, 2),
+            "protocol": protocol,
         }
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         wins += int(success)
         log(
-            f"{model} {index}/{len(todo)} {task['id']}: {'success' if success else 'no'} "
+            f"{model} ({protocol}) {index}/{len(todo)} {task['id']}: {'success' if success else 'no'} "
             f"({status}, {len(calls)} calls, "
             f"{seconds:.0f} s; {wins}/{len(keep) + index} so far; elapsed {(time.perf_counter() - began) / 60:.1f} min)"
         )
+
+
+def results_path(work: Path, model: str, mode: str) -> Path:
+    """Where ``model``'s results under ``--mode mode`` go (``auto``: the recipe's own mode)."""
+    return work / (f"agent-{model}.jsonl" if mode == "auto" else f"agent-{model}-{mode}.jsonl")
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,10 +242,11 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     models = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        path = work / f"agent-{model}.jsonl"
-        rows = saved(path)
-        if rows:
-            models[model] = summarise(rows)
+        for mode in ("auto", "react", "native"):
+            rows = saved(results_path(work, model, mode))
+            if rows:
+                protocols = sorted({row.get("protocol", "react") for row in rows})
+                models[f"{model}:{mode}"] = {"model": model, "protocol": "/".join(protocols), **summarise(rows)}
     data = {"date": time.strftime("%Y-%m-%d"), "machine": common.machine(), "of": len(load_tasks()), "models": models}
     common.write_json(Path(args.out), data)
     return data
@@ -241,14 +255,14 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
 def table(data: dict[str, Any]) -> str:
     """Markdown: one row per model."""
     lines = [
-        "| model | tasks run | success | tool calls/task | of them ok | model steps/task | made min. ok calls "
-        "| statuses | s/task |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | protocol | tasks run | success | tool calls/task | of them ok | model steps/task "
+        "| made min. ok calls | statuses | s/task |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for model, s in data["models"].items():
+    for s in data["models"].values():
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items()))
         lines.append(
-            f"| {MODELS[model]['model']} | {s['tasks']}/{data['of']} | {s['success']:.3f} "
+            f"| {MODELS[s['model']]['model']} | {s['protocol']} | {s['tasks']}/{data['of']} | {s['success']:.3f} "
             f"| {s['tool_calls_per_task']:.2f} | {s['ok_tool_calls_per_task']:.2f} "
             f"| {s['steps_per_task']:.2f} | {s['enough_calls']:.3f} | {statuses} | {s['seconds_per_task']:.1f} |"
         )
@@ -263,6 +277,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(DEFAULT_WORK), help="the database, the collection and the results")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="the results file")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "react", "native"),
+        default="auto",
+        help="the agent's protocol (auto: pipelines/agent.yaml's, native tool calls where the model has them)",
+    )
     parser.add_argument("--resume", action="store_true", help="keep the results saved before and go on")
     parser.add_argument("--report", action="store_true", help="only print the table of the saved results")
     parser.add_argument("--step", help=argparse.SUPPRESS)

@@ -84,6 +84,9 @@ FORCED_INSTRUCTIONS = (
     "Cite numbered sources as [n]. If the observations are not enough, say what is missing."
 )
 _EMPTY_REPLY = "the reply was empty"
+_UNREADABLE_CALL = (
+    'its <tool_call> block could not be read; write <tool_call>{"name": <tool>, "arguments": {...}}</tool_call>'
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -536,6 +539,8 @@ class _Run:
             if calls:  # the server did not parse its model's tool-call text: these are the calls, not a thought
                 generation.text = ""
         thought = generation.text.strip()
+        if not calls and "<tool_call>" in thought:  # a call the model began but nobody could read
+            return (yield from self._repair(number, generation, _UNREADABLE_CALL, begun))
         if not calls:
             if thought:
                 step = AgentStep(number, "final", text=generation.text, usage=generation.usage)

@@ -67,7 +67,7 @@ def test_the_shipped_recipe_builds_with_a_collection():
     assert search["collection"] == "handbook" and search["home"] == "/tmp/somewhere"
     agent = Agent.from_config(config)
     assert [t.name for t in agent.tools] == ["search", "calculator"]
-    assert agent.resolved_mode == "react"  # the local model has no native tool calls
+    assert agent.resolved_mode == "native"  # the packaged Qwen takes tools through its chat template
 
 
 def test_empty_question_is_an_input_error():

@@ -151,9 +151,20 @@ def test_agent_tasks_all_parse_and_the_report_reads_saved_results(
     for row, seconds in zip(rows, (10, 30), strict=True):
         row.update(tool_calls=len(row["calls"]), min_tool_calls=2, seconds=seconds)
     (tmp_path / "agent-qwen-0.5b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # a --mode native run keeps its own file, and its rows say which protocol they ran
+    native = {**rows[0], "protocol": "native", "steps": 2}
+    (tmp_path / "agent-qwen-0.5b-native.jsonl").write_text(json.dumps(native) + "\n", encoding="utf-8")
     assert agent_bench.main(["--report", "--work", str(tmp_path), "--out", str(tmp_path / "a.json")]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| qwen"))
-    assert line.startswith(f"| qwen2.5-coder-0.5b-instruct | 2/{len(tasks)} | 0.500 | 2.50 | 1.50 | 6.00 | 0.500 |")
-    assert "capped 1, completed 1" in line
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| qwen")]
+    assert len(lines) == 2
+    # rows from before the protocol was recorded ran ReAct (the local model had no native tool calls then)
+    assert lines[0].startswith(
+        f"| qwen2.5-coder-0.5b-instruct | react | 2/{len(tasks)} | 0.500 | 2.50 | 1.50 | 6.00 | 0.500 |"
+    )
+    assert "capped 1, completed 1" in lines[0]
+    assert lines[1].startswith(
+        f"| qwen2.5-coder-0.5b-instruct | native | 1/{len(tasks)} | 1.000 | 2.00 | 2.00 | 2.00 |"
+    )
+    assert agent_bench.results_path(tmp_path, "qwen-0.5b", "react").name == "agent-qwen-0.5b-react.jsonl"
     with pytest.raises(SystemExit):
         agent_bench.parse_args(["--models", "nope"])

@@ -2,8 +2,8 @@
 loopback, used by the REAL ``openai`` client and by ragkit's own OpenAI connector (``generator: {type: openai}``).
 
 Answers are greedy and short (a few tokens), so each takes about a second. Tool calls go through a generator that
-calls tools natively: ragkit's OpenAI connector in front of the FAKE OpenAI-compatible server (no local model here
-calls tools).
+calls tools natively: ragkit's OpenAI connector in front of the FAKE OpenAI-compatible server, and the local
+Qwen2.5-Coder-0.5B, whose chat template takes tools (SmolLM2's does not: tools are refused).
 """
 
 from __future__ import annotations
@@ -137,6 +137,57 @@ def test_tools_pass_through_to_a_generator_that_calls_them():
             assert [(call.function.name, call.function.arguments) for call in calls] == [("lookup", '{"q": "chinook"}')]
         upstream.close()
         assert fake.state.requests[-1]["body"]["tools"] == [tool], "the tools reached the upstream model"
+
+
+def _qwen_installed() -> bool:
+    try:
+        from ragkit_transformers.packaged import QWEN_CODER_05B, installed
+    except ImportError:
+        return False
+    return installed(QWEN_CODER_05B)
+
+
+@pytest.mark.skipif(not _qwen_installed(), reason="ragkit-transformers[qwen-0-5b] not installed")
+def test_the_served_local_qwen_answers_with_native_tool_calls_whole_and_streamed():
+    calculator = {
+        "type": "function",
+        "function": {
+            "name": "calculator",
+            "description": "Evaluate an arithmetic expression.",
+            "parameters": {
+                "type": "object",
+                "properties": {"expression": {"type": "string"}},
+                "required": ["expression"],
+            },
+        },
+    }
+    question = [{"role": "user", "content": "What is 1234 * 5678? Use the calculator."}]
+    qwen = shared_generator({"type": "transformers", "model": "qwen2.5-coder-0.5b-instruct", "max_new_tokens": 96})
+    with LiveServer(create_model_app(qwen)) as live, openai.OpenAI(base_url=f"{live.url}/v1", api_key="x") as c:
+        reply = c.chat.completions.create(
+            model="qwen2.5-coder-0.5b-instruct",
+            messages=question,  # type: ignore[arg-type]
+            tools=[calculator],  # type: ignore[list-item]
+            temperature=0,
+        )
+        assert reply.choices[0].finish_reason == "tool_calls"
+        calls = reply.choices[0].message.tool_calls or []
+        assert [call.function.name for call in calls] == ["calculator"]  # type: ignore[union-attr]
+        expression = json.loads(calls[0].function.arguments)["expression"]  # type: ignore[union-attr]
+        assert "1234" in expression and "5678" in expression
+        chunks = list(
+            c.chat.completions.create(
+                model="qwen2.5-coder-0.5b-instruct",
+                messages=question,  # type: ignore[arg-type]
+                tools=[calculator],  # type: ignore[list-item]
+                temperature=0,
+                stream=True,
+            )
+        )
+        streamed = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or []]
+        assert [call.function.name for call in streamed] == ["calculator"]  # type: ignore[union-attr]
+        assert streamed[0].function.arguments == calls[0].function.arguments  # type: ignore[union-attr]
+        assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "tool_calls"
 
 
 def test_a_client_that_leaves_stops_the_model(local: Any):

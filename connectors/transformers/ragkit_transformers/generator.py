@@ -21,6 +21,7 @@ from ragkit.options import check_int
 from ragkit_transformers.selection import check_device_dtype, validate_device, validate_dtype
 from ragkit_transformers.source import PACKAGED_MODEL_NAME, ModelSource, resolve_model
 from ragkit_transformers.stops import StopScanner, normalize_stops
+from ragkit_transformers.tool_calls import ToolCallScanner, calls_in_json, parse_tool_calls, template_arguments
 
 if TYPE_CHECKING:
     from ragkit_transformers.runtime import GenerationJob, LoadedModel, SamplingSettings
@@ -82,6 +83,14 @@ class TransformersGenerator(BaseGenerator):
     token and is joined before ``close()`` returns. The stream's
     :meth:`DeltaStream.cancel` does the same from any other thread.
 
+    Tools: a model whose chat template lists tools and asks for
+    ``<tool_call>`` blocks (the packaged Qwen2.5-Coder models; see
+    :attr:`supports_tools`) takes ``GenerationOptions.tools``. The template
+    writes them into the prompt; the text before the first ``<tool_call>``
+    streams as usual, and the calls come in the last delta as OpenAI
+    ``tool_calls`` with ``finish_reason="tool_calls"``. Assistant messages
+    with ``tool_calls`` and ``tool`` messages are rendered by the template.
+
     """
 
     role = "generator"
@@ -139,6 +148,15 @@ class TransformersGenerator(BaseGenerator):
         never answered from an old entry. Reading it loads nothing.
         """
         return self._source.fingerprint()
+
+    @property
+    def supports_tools(self) -> bool:  # type: ignore[override]
+        """Whether the model's chat template takes tools and asks for ``<tool_call>`` blocks (loads the model).
+
+        True for the packaged Qwen2.5-Coder models, False for SmolLM2 (its
+        template knows no tools: agents speak ReAct to it).
+        """
+        return self.load().template_takes_tools
 
     @property
     def suggested_user_prompt(self) -> str | None:  # type: ignore[override]
@@ -239,10 +257,16 @@ class TransformersGenerator(BaseGenerator):
         here, before anything streams. Closing the returned iterator stops
         the model within a token.
         """
-        settings = self._settings(options)
+        merged = self.options(options)
+        tools = merged.tools or None
+        if tools is not None and (merged.tool_choice == "none" or not self.supports_tools):
+            if merged.tool_choice != "none":
+                raise InputError(f"generator {self.model_name} (transformers) does not support tools")
+            tools = None
+        settings = self._settings(merged)
         conversation = _conversation(messages)
         loaded = self.load()
-        prompt_ids = loaded.encode_messages(conversation)
+        prompt_ids = loaded.encode_messages(conversation, tools)
         window = loaded.context_window(self._context_window)
         if settings.max_new_tokens >= window:
             raise InputError(
@@ -258,7 +282,7 @@ class TransformersGenerator(BaseGenerator):
         from ragkit_transformers.runtime import GenerationJob
 
         job = GenerationJob(loaded, prompt_ids, settings)
-        return DeltaStream(self._run(job), job)
+        return DeltaStream(self._run(job, _tool_names(tools)), job)
 
     async def astream(
         self, messages: Sequence[Message], options: GenerationOptions | None = None
@@ -300,12 +324,9 @@ class TransformersGenerator(BaseGenerator):
                 await loop.run_in_executor(executor, stream.close)  # joins the model's worker thread
             executor.shutdown(wait=False)
 
-    def _settings(self, options: GenerationOptions | None) -> SamplingSettings:
+    def _settings(self, merged: GenerationOptions) -> SamplingSettings:
         from ragkit_transformers.runtime import SamplingSettings
 
-        merged = self.options(options)
-        if merged.tools:
-            raise InputError(f"generator {self.model_name} (transformers) does not support tools")
         max_tokens = merged.max_tokens
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InputError(f"option 'max_tokens': expected an integer of at least 1, got {max_tokens!r}")
@@ -325,20 +346,34 @@ class TransformersGenerator(BaseGenerator):
             threads=self._threads,
         )
 
-    def _run(self, job: GenerationJob) -> Iterator[GenerationDelta]:
-        """The generator behind :class:`DeltaStream`: starts the job on the first ``next()``."""
+    def _run(self, job: GenerationJob, tool_names: set[str] | None = None) -> Iterator[GenerationDelta]:
+        """The generator behind :class:`DeltaStream`: starts the job on the first ``next()``.
+
+        With ``tool_names`` (tools were given), text from the first
+        ``<tool_call>`` on is held and comes back parsed, as the last delta's
+        ``tool_calls``; a reply with no such block is searched for calls
+        written as plain JSON naming one of the tools.
+        """
         scanner = StopScanner(job.settings.stops)
+        calls = ToolCallScanner() if tool_names is not None else None
+        written: list[str] = []
         finished = False
         job.start()
         try:
             for piece in job.pieces():
                 text, stopped = scanner.feed(piece)
+                if calls is not None:
+                    text = calls.feed(text)
+                    written.append(text)
                 if text:
                     yield GenerationDelta(text=text)
                 if stopped:
                     job.cancel()  # the stop-string criterion has most likely ended it already
                     break
             tail = scanner.flush()
+            if calls is not None:
+                tail = calls.feed(tail) + calls.flush()
+                written.append(tail)
             if tail:
                 yield GenerationDelta(text=tail)
             job.join()
@@ -346,7 +381,17 @@ class TransformersGenerator(BaseGenerator):
                 raise self._failure(job)
             finished = True
             usage = Usage(prompt_tokens=len(job.prompt_ids), completion_tokens=len(job.generated_ids))
-            yield GenerationDelta(finish_reason=_finish_reason(job, scanner.stopped), usage=usage)
+            reason = _finish_reason(job, scanner.stopped)
+            if calls is not None and tool_names is not None:
+                parsed, left = parse_tool_calls(calls.held) if calls.calling else ([], "")
+                if left:  # a block with no readable tool name: it stays text, as the model wrote it
+                    yield GenerationDelta(text=left)
+                if not calls.calling:
+                    parsed = calls_in_json("".join(written), tool_names)
+                if parsed:
+                    yield GenerationDelta(tool_calls=parsed)
+                    reason = "tool_calls" if reason == "stop" else reason
+            yield GenerationDelta(finish_reason=reason, usage=usage)
         finally:
             if not finished:  # the consumer closed the stream early, or generation failed
                 job.cancel()
@@ -415,8 +460,13 @@ def _quantize(value: Any) -> str | None:
     raise ConfigError(f"generator option 'quantize': expected int8, none or auto, got {value!r}")
 
 
-def _conversation(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """Messages as the ``{"role", "content"}`` dicts a chat template reads."""
+def _conversation(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages as the ``{"role", "content"}`` dicts a chat template reads.
+
+    An assistant message's ``tool_calls`` go along, their arguments decoded
+    from JSON text (templates write them with ``tojson``); a ``tool``
+    message keeps its ``tool_call_id`` and ``name``.
+    """
     if isinstance(messages, Message | str) or not isinstance(messages, Sequence) or not messages:
         raise InputError("messages: expected a non-empty list of chat messages")
     conversation = []
@@ -425,8 +475,31 @@ def _conversation(messages: Sequence[Message]) -> list[dict[str, str]]:
             message = Message.from_dict(message)
         if not isinstance(message, Message):
             raise InputError(f"messages: expected Message objects, got {type(message).__name__}")
-        conversation.append({"role": message.role, "content": message.content})
+        entry: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            entry["tool_calls"] = [_template_call(call) for call in message.tool_calls]
+        if message.role == "tool":
+            entry.update({k: v for k, v in (("tool_call_id", message.tool_call_id), ("name", message.name)) if v})
+        conversation.append(entry)
     return conversation
+
+
+def _tool_names(tools: list[dict[str, Any]] | None) -> set[str] | None:
+    """The names of OpenAI tool definitions (``None`` when no tools were given)."""
+    if tools is None:
+        return None
+    names = set()
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
+
+
+def _template_call(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function") or {})
+    function["arguments"] = template_arguments(function.get("arguments", {}))
+    return {**call, "function": function}
 
 
 def _finish_reason(job: GenerationJob, stopped_by_string: bool) -> FinishReason:

@@ -89,20 +89,29 @@ class LoadedModel:
             ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         return list(ids)
 
-    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+    @property
+    def template_takes_tools(self) -> bool:
+        """Whether the chat template renders a ``tools`` list (Qwen2.5's does: Hermes-style ``<tool_call>``)."""
+        template = getattr(self.tokenizer, "chat_template", None) if self.has_chat_template else None
+        return isinstance(template, str) and "tools" in template and "tool_call" in template
+
+    def encode_messages(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
         """Token ids of the prompt: the chat template applied, with the assistant's turn opened.
 
-        A tokenizer without a chat template gets ``role: content`` lines and
-        a final ``assistant:``.
+        ``tools`` (OpenAI function definitions) go to the template, which
+        writes them into the system turn (only when
+        :attr:`template_takes_tools`). A tokenizer without a chat template
+        gets ``role: content`` lines and a final ``assistant:``.
         """
         if not self.has_chat_template:
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
             with self.tokenizer_lock:
                 return list(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+        extra = {"tools": tools} if tools else {}
         try:
             with self.tokenizer_lock:
                 encoded = self.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=True, return_dict=True
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=True, **extra
                 )
         except Exception as exc:  # jinja2 errors: a template that refuses these roles or this order
             raise InputError(f"the chat template of {self.source.name} refused the messages: {exc}") from None
