@@ -60,6 +60,9 @@ class _Endpoint:
 
     def __init__(self, base_url: str, model: str, counts: bool) -> None:
         self.base_url, self.model, self.counts = base_url, model, counts
+        self.server: Any = None
+        """The uvicorn server when the bench serves its own model (``None`` for a given URL)."""
+        self.thread: threading.Thread | None = None
 
 
 _endpoint: _Endpoint | None = None
@@ -92,14 +95,28 @@ def endpoint(generator: Any, counter: Any) -> _Endpoint:
     app = create_model_app(generator, on_usage=count)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    threading.Thread(target=server.run, name="sql-bench-model-server", daemon=True).start()
+    thread = threading.Thread(target=server.run, name="sql-bench-model-server", daemon=True)
+    thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
             raise RuntimeError("the model server did not start")
         time.sleep(0.05)
     _endpoint = _Endpoint(f"http://127.0.0.1:{port}/v1", generator.model_name, counts=True)
+    _endpoint.server, _endpoint.thread = server, thread
     return _endpoint
+
+
+def close_endpoint() -> None:
+    """Stop the model server this process started (if it did) and forget the endpoint."""
+    global _endpoint
+    current, _endpoint = _endpoint, None
+    if current is None or current.server is None:
+        return
+    current.server.should_exit = True
+    if current.thread is not None:
+        current.thread.join(timeout=30)
 
 
 def _api_key() -> str:

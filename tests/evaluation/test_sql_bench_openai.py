@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,13 @@ def test_the_bench_serves_its_own_model_and_counts_its_calls(database: Path, mon
         monkeypatch.setattr(sys, "argv", ["sql_bench.py"])
         monkeypatch.setattr(sql_bench_openai, "_endpoint", None)
         counter = CallCounter()
-        answer = sql_bench.BUILDERS["langchain-openai"](loaded, database, 64, counter)("How many artists are there?")
-        loaded.close()
+        try:
+            answer = sql_bench.BUILDERS["langchain-openai"](loaded, database, 64, counter)(
+                "How many artists are there?"
+            )
+        finally:
+            sql_bench_openai.close_endpoint()
+            loaded.close()
     assert answer["sql"].strip() == SQL
     assert counter.calls == 1 and counter.completion_tokens > 0, "the bench's server counted the call"
+    assert not [t for t in threading.enumerate() if t.name == "sql-bench-model-server"], "the server was stopped"

@@ -19,7 +19,6 @@ import uvicorn
 from ragkit.collection import Collection
 from ragkit.generation import BaseGenerator, GenerationDelta, GenerationOptions, Message
 from ragkit.rag import PipelineConfig, RagPipeline, shared_generator
-from ragkit.rag.prompt import SMOLLM2_USER
 from ragkit.service import ApiKey, ServiceSettings, build_pipelines, create_app
 from ragkit.testing.fake_openai import FakeOpenAIServer
 
@@ -41,18 +40,16 @@ def tiny_pipeline(
 ) -> dict[str, Any]:
     """A pipeline config with short answers and a small context, so each answer takes about a second.
 
-    On the local SmolLM2 it uses SmolLM2's own prompt (``SMOLLM2_USER``): with the recipes' prompt, written for
-    Qwen2.5-Coder, SmolLM2 writes no citation marker.
+    It sets no prompt: on the local SmolLM2 the pipeline then takes the generator's ``suggested_user_prompt``
+    (SmolLM2's own, ``SMOLLM2_USER``; with the recipes' prompt, written for Qwen2.5-Coder, SmolLM2 writes no
+    citation marker).
     """
-    config: dict[str, Any] = {
+    return {
         "retrieval": {"top_k": 2, "min_score": min_score},
         "context": {"max_tokens": 256},
         "generator": generator or LOCAL_GENERATOR,
         "answer": {"max_tokens": max_tokens, "temperature": 0.0},
     }
-    if generator is None:
-        config["prompt"] = {"user": SMOLLM2_USER}
-    return config
 
 
 QUESTION = "Where was Super Bowl 50 played?"
