@@ -63,7 +63,8 @@ def calls_in_text(text: str, step: int, names: set[str]) -> list[NativeCall]:
     """Tool calls a server left in the text, unparsed (started without its tool-call parser).
 
     ``<tool_call>{...}</tool_call>`` blocks (Hermes, Qwen), or a reply that
-    is only ``{"name": <a tool>, "arguments": {...}}``. Only calls naming one
+    is only ``{"name": <a tool>, "arguments": {...}}`` (fenced or not; several
+    such objects in a row are several calls). Only calls naming one
     of ``names`` count, so an answer that merely shows JSON stays an answer.
     """
     blocks = _HERMES.findall(text) if "<tool_call>" in text else []
@@ -73,12 +74,32 @@ def calls_in_text(text: str, step: int, names: set[str]) -> list[NativeCall]:
         blocks = [fenced.group(1) if fenced else stripped] if stripped.startswith(("{", "```")) else []
     found: list[dict[str, Any]] = []
     for block in blocks:
-        try:
-            value = json.loads(block)
-        except ValueError:
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dict) and item.get("name") in names:
-                arguments = item.get("arguments", item.get("parameters", {}))
-                found.append({"function": {"name": item["name"], "arguments": arguments}})
+        for value in _json_values(block):
+            found += _named_calls(value, names)
     return read_tool_calls(found, step)
+
+
+def _json_values(block: str) -> list[Any]:
+    """The JSON values of ``block``, one after another (a small model may write several calls in a row)."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    position, text = 0, block.strip()
+    while position < len(text):
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            break
+        values.append(value)
+        while position < len(text) and text[position] in " \t\r\n,;":
+            position += 1
+    return values
+
+
+def _named_calls(value: Any, names: set[str]) -> list[dict[str, Any]]:
+    """The calls in one JSON value (an object or a list of them) that name one of ``names``."""
+    found: list[dict[str, Any]] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict) and item.get("name") in names:
+            arguments = item.get("arguments", item.get("parameters", {}))
+            found.append({"function": {"name": item["name"], "arguments": arguments}})
+    return found

@@ -355,3 +355,14 @@ def test_tool_calls_a_server_left_in_the_text_are_run(fake):
     result = Agent(generator=openai(fake), tools=[add]).run("Add 2+2 and 3+3.")
     assert [c.observation for c in result.tool_calls] == ["4", "6"]
     assert result.answer.startswith("The sums are 4 and 6")  # JSON naming no tool stays part of the answer
+
+
+def test_several_json_calls_in_a_row_are_several_calls_not_the_answer(fake):
+    """Small models write one call object after another in one reply; none of it may become the answer."""
+    fake.state.script = [
+        '```json\n{"name": "add", "arguments": {"a": 1, "b": 1}}\n{"name": "add", "arguments": {"a": 2, "b": 2}}\n```',
+        "The sums are 2 and 4.",
+    ]
+    result = Agent(generator=openai(fake), tools=[add]).run("Add 1+1 and 2+2.")
+    assert [c.observation for c in result.tool_calls] == ["2", "4"]
+    assert result.answer == "The sums are 2 and 4."
