@@ -93,6 +93,12 @@ class Agent(Component):
         max_observation_chars: Observations are cut to this many characters
             for the model (the trace keeps them whole).
         max_parallel: Most tool calls of one reply run at once.
+        repeat_calls: Whether a call that already ran without error (the
+            same tool, the same arguments) may run again in the same run.
+            ``False`` (default): it does not run; the model is told it
+            already has that result and should use it, try other arguments
+            or answer (small models otherwise loop on one call until a cap).
+            Set ``True`` for tools whose answer changes between calls.
         state_ttl_s: How long a paused run's state may be resumed.
         secret: The key that signs paused states; ``None``: the
             ``RAGKIT_AGENT_SECRET`` variable, else a random key per process.
@@ -120,6 +126,7 @@ class Agent(Component):
         temperature: float = 0.0,
         max_observation_chars: int = 2000,
         max_parallel: int = 8,
+        repeat_calls: bool = False,
         state_ttl_s: float = 86400.0,
         secret: str | None = None,
     ) -> None:
@@ -161,6 +168,7 @@ class Agent(Component):
         self.temperature = float(temperature)
         self.max_observation_chars = max_observation_chars
         self.max_parallel = max_parallel
+        self.repeat_calls = bool(repeat_calls)
         self.state_ttl_s = float(state_ttl_s)
         self._key = signing_key(secret, SECRET_ENV)
         self.ledger: ResumeLedger = PROCESS_LEDGER

@@ -398,6 +398,24 @@ class AgentRun:
             listed = ", ".join(available) or "none"
             message = f"{record.tool}: disabled after repeated errors; use another tool ({listed}) or answer"
             self._reject(record, message)
+        elif not self.agent.repeat_calls and (earlier := self._earlier_run_of(record)) is not None:
+            # not a tool error: the tool stays available, with other arguments
+            self._reject(
+                record,
+                f"{record.tool} was already called with these arguments (step {earlier}) and its result is above; "
+                "do not repeat it: use that result, call a tool with other arguments, or give your final answer",
+            )
+
+    def _earlier_run_of(self, record: ToolCallRecord) -> int | None:
+        """The step in which the same tool already ran with the same arguments without error, if one did."""
+        if record.arguments is None:
+            return None
+        key = _call_key(record.tool, record.arguments)
+        for step in self.steps:
+            for call in step.calls:
+                if call.status == "ok" and call.arguments is not None and _call_key(call.tool, call.arguments) == key:
+                    return step.number
+        return None
 
     def _reject(self, record: ToolCallRecord, message: str) -> None:
         record.status = "error"
@@ -693,6 +711,11 @@ class AgentRun:
             base = with_hits[citation.number - 1].citation
             out.append(dataclasses.replace(base, positions=list(citation.positions), inferred=True))
         return out, dropped
+
+
+def _call_key(tool: str, arguments: Mapping[str, Any]) -> str:
+    """A call's identity for spotting repeats: the tool and its arguments, key order and spacing ignored."""
+    return tool + "\0" + json.dumps(arguments, sort_keys=True, default=str, ensure_ascii=False)
 
 
 _CAP_NAMES = {"steps": "step", "tool_calls": "tool-call", "tokens": "token", "time": "time"}

@@ -185,3 +185,42 @@ def test_a_state_resumes_only_the_agent_that_made_it():
     other = Agent(generator=ScriptedGenerator(), tools=[wipe], secret="k", system_prompt="Be someone else.")
     with pytest.raises(InputError, match="made by another agent"):
         other.resume(paused.state or "", {paused.pending[0].id: "approve"})
+
+
+def test_a_call_repeated_with_the_same_arguments_does_not_run_again_and_the_model_is_told():
+    ran: list[str] = []
+
+    @tool
+    def lookup(city: str) -> str:
+        """Population of a city."""
+        ran.append(city)
+        return "1,000"
+
+    call = 'Thought: look it up\nAction: lookup\nAction Input: {"city": "Oslo"}'
+    generator = ScriptedGenerator(
+        [call, 'Thought: again\nAction: lookup\nAction Input: {  "city":"Oslo" }', "Final Answer: 1,000 people."]
+    )
+    result = Agent(generator=generator, tools=[lookup], mode="react").run("How many people live in Oslo?")
+    assert ran == ["Oslo"]  # the repeat (same arguments, other spacing) never reached the tool
+    first, repeat = result.tool_calls
+    assert first.status == "ok"
+    assert repeat.status == "error" and "already called with these arguments (step 1)" in repeat.observation
+    assert "use that result" in generator.calls[2][0][-1].content  # what the model read before answering
+    assert result.status == "completed" and result.answer == "1,000 people."
+
+
+def test_repeat_calls_lets_a_tool_whose_answer_changes_run_again():
+    ticks: list[int] = []
+
+    @tool
+    def clock() -> str:
+        """The current tick."""
+        ticks.append(len(ticks))
+        return str(len(ticks))
+
+    call = "Thought: read the clock\nAction: clock\nAction Input: {}"
+    generator = ScriptedGenerator([call, call, "Final Answer: it moved."])
+    agent = Agent(generator=generator, tools=[clock], mode="react", repeat_calls=True)
+    assert agent.to_config()["repeat_calls"] is True
+    result = agent.run("Does the clock move?")
+    assert ticks == [0, 1] and [c.status for c in result.tool_calls] == ["ok", "ok"]
