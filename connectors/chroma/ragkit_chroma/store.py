@@ -390,8 +390,24 @@ class ChromaStore(StoreBase):
         return chunks
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[list[Chunk]]:
-        """Every stored chunk, in batches (by offset: do not write while iterating)."""
-        yield from self._chunks_where(None, max(1, batch_size))
+        """Every chunk stored when iteration starts, in batches.
+
+        The ids are read first and the chunks fetched by id, so writes while
+        iterating neither skip nor repeat a chunk (Chroma pages only by
+        offset): a chunk deleted meanwhile is left out, one added is not seen.
+        """
+        size = max(1, batch_size)
+        ids = [i for rows in self._pages(self._chunks, None, [], _BATCH) for i in rows["ids"]]
+        for start in range(0, len(ids), size):
+            with self._errors("reading"):
+                rows = self._chunks.get(ids=ids[start : start + size], include=_INCLUDE)
+            found = {
+                i: row_to_chunk(i, text, meta)
+                for i, text, meta in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
+            }
+            batch = [found[i] for i in ids[start : start + size] if i in found]
+            if batch:
+                yield batch
 
     def count(self) -> int:
         """Number of stored chunks."""

@@ -209,6 +209,21 @@ def test_more_chunks_than_one_chroma_batch(store):
     assert store.delete_documents([chunks[0].document_id]) == 2500 and store.count() == 0
 
 
+def test_writes_while_iterating_neither_skip_nor_repeat_a_chunk(store):
+    kept = [make_chunk(f"k{i:02d}", document_id="keep") for i in range(20)]
+    gone = [make_chunk(f"g{i:02d}", document_id="gone") for i in range(10)]
+    store.upsert(gone + kept, unit_vectors(30, DIM, 5))
+    seen: list[str] = []
+    for number, batch in enumerate(store.iter_chunks(batch_size=7)):
+        seen += [chunk.id for chunk in batch]
+        if number == 0:  # by offset, deleting ten rows here would skip ten of the kept ones
+            store.delete_documents(["gone"])
+            store.upsert([make_chunk("late", document_id="late")], unit_vectors(1, DIM, 6))
+    assert len(seen) == len(set(seen)), "no chunk twice"
+    assert {c.id for c in kept} <= set(seen), "every chunk that stayed was seen"
+    assert "id-late" not in seen  # added after iteration began
+
+
 def test_stats(store):
     store.upsert([make_chunk("a")], unit_vectors(1, DIM, 0))
     stats = store.stats()
