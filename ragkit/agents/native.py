@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?=</tool_call>|<tool_call>|\Z)", re.DOTALL)
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```", re.DOTALL)
+"""A fenced block at the start of a reply (prose may follow it)."""
 
 
 @dataclass(slots=True)
@@ -63,8 +64,9 @@ def calls_in_text(text: str, step: int, names: set[str]) -> list[NativeCall]:
     """Tool calls a server left in the text, unparsed (started without its tool-call parser).
 
     ``<tool_call>{...}</tool_call>`` blocks (Hermes, Qwen), or a reply that
-    is only ``{"name": <a tool>, "arguments": {...}}`` (fenced or not; several
-    such objects in a row are several calls). Only calls naming one
+    starts with ``{"name": <a tool>, "arguments": {...}}`` (fenced or not,
+    prose may follow; several such objects in a row are several calls).
+    Only calls naming one
     of ``names`` count, so an answer that merely shows JSON stays an answer.
     """
     blocks = _HERMES.findall(text) if "<tool_call>" in text else []

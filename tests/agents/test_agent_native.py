@@ -366,3 +366,13 @@ def test_several_json_calls_in_a_row_are_several_calls_not_the_answer(fake):
     result = Agent(generator=openai(fake), tools=[add]).run("Add 1+1 and 2+2.")
     assert [c.observation for c in result.tool_calls] == ["2", "4"]
     assert result.answer == "The sums are 2 and 4."
+
+
+def test_a_fenced_call_followed_by_prose_is_a_call_not_the_answer(fake):
+    fake.state.script = [
+        '```json\n{"name": "add", "arguments": {"a": 5, "b": 5}}\n```\nThis call adds the two numbers.',
+        "The sum is 10.",
+    ]
+    result = Agent(generator=openai(fake), tools=[add]).run("Add 5+5.")
+    assert [c.observation for c in result.tool_calls] == ["10"]
+    assert result.answer == "The sum is 10."
