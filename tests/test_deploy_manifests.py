@@ -446,6 +446,9 @@ PROFILE_SERVICES = {
 
 
 @pytest.mark.skipif(not Path(PODMAN_COMPOSE).exists(), reason="podman-compose (the dev extra) is missing")
+@pytest.mark.skipif(
+    shutil.which("podman") is None, reason="podman-compose needs the podman binary: apt-get install podman"
+)
 @pytest.mark.parametrize("profile", PROFILE_SERVICES, ids=lambda p: p or "default")
 def test_podman_compose_starts_what_each_profile_names(profile: str) -> None:
     """podman-compose (what brings the stack up here) reads the file and picks each profile's services."""
