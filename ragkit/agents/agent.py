@@ -5,11 +5,13 @@ config, a list of tools and caps, in Python or from a recipe's ``agent:``
 section (:meth:`Agent.load`). It talks to the model one of two ways:
 
 * **native** tool calling (the ``openai`` connector: OpenAI, vLLM, TGI's
-  Messages API ...): the tools go out as ``GenerationOptions.tools`` and the
+  Messages API ...; the local ``transformers`` generator for models whose
+  chat template takes tools, such as the packaged Qwen2.5-Coder models):
+  the tools go out as ``GenerationOptions.tools`` and the
   assistant's ``tool_calls`` are run, several at once when the model asks
   for several, their results sent back as ``role="tool"`` messages in order;
 * the text **ReAct** protocol (:mod:`ragkit.agents.react`) for models
-  without tool calling (the local model): ``Thought / Action / Action
+  without tool calling (SmolLM2): ``Thought / Action / Action
   Input``, stopped at ``Observation:``; a reply that cannot be read gets one
   repair prompt, and a second failure ends the run with a clean answer that
   says so (``status="failed"``), never the raw text.

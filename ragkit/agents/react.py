@@ -1,4 +1,4 @@
-"""The text ReAct protocol, for models without native tool calling (the local model).
+"""The text ReAct protocol, for models without native tool calling (SmolLM2; any model with ``mode="react"``).
 
 The model writes::
 
