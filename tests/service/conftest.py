@@ -148,6 +148,11 @@ class SpyGenerator(BaseGenerator):
     def context_window(self) -> int:
         return int(self.inner.context_window)
 
+    @property
+    def suggested_user_prompt(self) -> str | None:  # type: ignore[override]
+        """The wrapped model's own RAG prompt (SmolLM2's), so a pipeline over the spy prompts it the same way."""
+        return self.inner.suggested_user_prompt  # type: ignore[no-any-return]
+
     def count_tokens(self, text: str) -> int:
         return int(self.inner.count_tokens(text))
 
