@@ -196,6 +196,7 @@ class ContextWriter:
         self._cache: JsonStore | None = None
         self._loaded = False
         self._load_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the answer cache (the generator stays, shared with the process)."""
@@ -204,9 +205,11 @@ class ContextWriter:
             self._cache = None
 
     def _store(self) -> JsonStore | None:
-        if self._cache is None and self.cache_path is not None:
-            self._cache = JsonStore(self.cache_path, "chunk context cache", CACHE_VERSION)
-        return self._cache
+        # the pool's threads all ask at once on the first chunks: one store, opened once
+        with self._cache_lock:
+            if self._cache is None and self.cache_path is not None:
+                self._cache = JsonStore(self.cache_path, "chunk context cache", CACHE_VERSION)
+            return self._cache
 
     def write(
         self,

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from ragkit.errors import InputError, NotFoundError, StorageError, UpstreamError
 from ragkit.generation.base import Generation, GenerationOptions, Message
 from ragkit.generation.base import generate_within as base_generate_within
+from ragkit.sqlite_wal import connect_wal
 
 if TYPE_CHECKING:
     from ragkit.generation.base import Generator
@@ -201,13 +202,10 @@ class ConversationStore:
         self._conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            conn = connect_wal(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"conversation store {self.path} cannot be opened: {exc}") from None
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
             found = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if found > SCHEMA_VERSION:
                 raise StorageError(

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ragkit.sqlite_wal import connect_wal
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,17 +41,23 @@ class JsonStore:
         self._conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-            )
-            found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if found != version:
-                conn.execute("DELETE FROM entries")
-                conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn = connect_wal(self.path)
+            try:
+                # one writer at a time: two stores opening a new file at once must not both see "no version"
+                # and the later one empty what the earlier one already cached
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS entries "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+                )
+                found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if found != version:
+                    conn.execute("DELETE FROM entries")
+                    conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         except (OSError, sqlite3.Error) as exc:
             logger.warning("%s %s cannot be used (%s); nothing will be cached", purpose, self.path, exc)

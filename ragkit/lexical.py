@@ -38,6 +38,7 @@ from ragkit.errors import ConfigError, MissingDependencyError, StorageError
 from ragkit.filters import Filter, check_kinds, field_kinds
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.sqlite_wal import connect_wal
 from ragkit.stores.files import writable
 
 log = logging.getLogger(__name__)
@@ -414,10 +415,7 @@ class BM25Index(Component):
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     if read_only:
         return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
+    return connect_wal(path)
 
 
 def _initialise(conn: sqlite3.Connection) -> None:

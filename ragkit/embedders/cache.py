@@ -26,6 +26,7 @@ import numpy as np
 
 from ragkit.hashing import content_hash
 from ragkit.protocols import Embedder, Preloadable, Vectors, counts_tokens
+from ragkit.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,8 @@ class EmbeddingCache:
             self._disable(f"cannot create {self.path.parent}: {exc}")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        conn = connect_wal(self.path)
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, _SCHEMA_VERSION):
                 logger.warning("embedding cache %s has schema %s; starting a fresh one", self.path, version)

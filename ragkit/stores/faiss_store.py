@@ -36,6 +36,7 @@ from ragkit.filters import Filter, check_kinds
 from ragkit.protocols import Vectors
 from ragkit.registry import register
 from ragkit.schema import Chunk, Hit, SourceRecord
+from ragkit.sqlite_wal import connect_wal
 from ragkit.stores.base import StoreBase
 from ragkit.stores.columns import MetadataColumns
 from ragkit.stores.faiss_gpu import (
@@ -213,9 +214,7 @@ class FaissStore(StoreBase):
                     uri = f"file:{self._db_path}?mode=ro&immutable=1"
                     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
                 else:
-                    conn = sqlite3.connect(self._db_path, check_same_thread=False, timeout=30, isolation_level=None)
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn = connect_wal(self._db_path)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot open {self._db_path}: {exc}") from None
             self._local.conn = conn
