@@ -139,6 +139,9 @@ class SpyGenerator(BaseGenerator):
         self.inner = inner
         self.runs: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        # set by a test that needs the answer to outlast the client: after the first delta the stream waits
+        # for this event (at most 30 s), so how fast the real model answers on this machine cannot matter
+        self.hold_after_first: threading.Event | None = None
 
     @property
     def model_name(self) -> str:
@@ -176,6 +179,9 @@ class SpyGenerator(BaseGenerator):
             for delta in inner:
                 run["deltas"] += 1
                 yield delta
+                hold = self.hold_after_first
+                if hold is not None and run["deltas"] == 1:
+                    hold.wait(30)
             run["completed"] = True
         except GeneratorExit:
             run["closed_early"] = True

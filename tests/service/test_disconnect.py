@@ -67,7 +67,13 @@ def test_disconnect_mid_chat_stream_stops_generation(service: Service, baseline:
 
 def test_client_timing_out_on_a_whole_answer_stops_generation(service: Service, baseline: int) -> None:
     runs = len(service.spy.runs)
-    with service.client(timeout=httpx.Timeout(10, read=1.5)) as client, pytest.raises(httpx.ReadTimeout):
-        client.post("/v1/collections/docs/ask", json={"question": QUESTION, "pipeline": "spy"})
+    release = threading.Event()
+    service.spy.hold_after_first = release  # the answer cannot finish before the client's read timeout
+    try:
+        with service.client(timeout=httpx.Timeout(10, read=1.5)) as client, pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/collections/docs/ask", json={"question": QUESTION, "pipeline": "spy"})
+    finally:
+        service.spy.hold_after_first = None
+        release.set()
     _wait(lambda: len(service.spy.runs) > runs, 10, "the run to start")
     _check_stopped(service, service.spy.runs[runs], baseline)
