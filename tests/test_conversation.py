@@ -310,7 +310,7 @@ def test_a_summary_replaces_the_cut_turns_and_is_cached(tmp_path):
 )
 def test_a_failed_summary_falls_back_to_the_note(output, reason):
     fake = FakeScriptedGenerator([output], hang=3.0)
-    summarise = HistorySummariser(fake, timeout=0.5)
+    summarise = HistorySummariser(fake, timeout=0.5 if output == "<hang>" else 30)  # a busy machine: no false timeouts
     fitted = fit_history(history(10), budget_tokens=60, count_tokens=words, summarise=summarise, summary_tokens=20)
     assert fitted.summary is None
     assert fitted.messages[0] == Message("system", "7 earlier turns of this conversation were left out.")

@@ -183,7 +183,8 @@ def test_without_history_the_stage_is_skipped_and_says_so(landmarks):
     ],
 )
 def test_unusable_model_output_keeps_the_question_as_asked(landmarks, output, reason):
-    state = ask(pipeline(output, timeout=0.3), landmarks, FOLLOW_UP, HISTORY)
+    # only the hanging model gets the short limit: a busy machine must not turn the others into timeouts
+    state = ask(pipeline(output, timeout=0.3 if output == "<hang>" else 30), landmarks, FOLLOW_UP, HISTORY)
     entry = state.current("condense")
     assert entry.error is None  # handled, not a stage failure
     assert any(reason in note and note.endswith("used as asked") for note in entry.notes), entry.notes
