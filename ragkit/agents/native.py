@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?=</tool_call>|<tool_call>|\Z)", re.DOTALL)
+from ragkit.generation.tool_calls import json_values, named_call, parse_tool_calls
+
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```", re.DOTALL)
 """A fenced block at the start of a reply (prose may follow it)."""
 
@@ -63,45 +64,26 @@ def assistant_tool_calls(calls: list[NativeCall]) -> list[dict[str, Any]]:
 def calls_in_text(text: str, step: int, names: set[str]) -> list[NativeCall]:
     """Tool calls a server left in the text, unparsed (started without its tool-call parser).
 
-    ``<tool_call>{...}</tool_call>`` blocks (Hermes, Qwen), or a reply that
-    starts with ``{"name": <a tool>, "arguments": {...}}`` (fenced or not,
-    prose may follow; several such objects in a row are several calls).
-    Only calls naming one
-    of ``names`` count, so an answer that merely shows JSON stays an answer.
+    ``<tool_call>{...}</tool_call>`` blocks (Hermes, Qwen): every block with a
+    tool name is a call (an unknown name or arguments that are not JSON are
+    refused by the agent with a message the model can act on). Otherwise a
+    reply that starts with ``{"name": <a tool>, "arguments": {...}}`` (or
+    OpenAI's ``{"function": {...}}``), fenced or not, prose may follow;
+    several such objects in a row are several calls. Only objects naming one
+    of ``names`` count there, so an answer that merely shows JSON stays an
+    answer.
     """
-    blocks = _HERMES.findall(text) if "<tool_call>" in text else []
-    if not blocks:
-        stripped = text.strip()
-        fenced = _FENCE.match(stripped)
-        blocks = [fenced.group(1) if fenced else stripped] if stripped.startswith(("{", "```")) else []
-    found: list[dict[str, Any]] = []
-    for block in blocks:
-        for value in _json_values(block):
-            found += _named_calls(value, names)
-    return read_tool_calls(found, step)
-
-
-def _json_values(block: str) -> list[Any]:
-    """The JSON values of ``block``, one after another (a small model may write several calls in a row)."""
-    decoder = json.JSONDecoder()
-    values: list[Any] = []
-    position, text = 0, block.strip()
-    while position < len(text):
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except ValueError:
-            break
-        values.append(value)
-        while position < len(text) and text[position] in " \t\r\n,;":
-            position += 1
-    return values
-
-
-def _named_calls(value: Any, names: set[str]) -> list[dict[str, Any]]:
-    """The calls in one JSON value (an object or a list of them) that name one of ``names``."""
-    found: list[dict[str, Any]] = []
-    for item in value if isinstance(value, list) else [value]:
-        if isinstance(item, dict) and item.get("name") in names:
-            arguments = item.get("arguments", item.get("parameters", {}))
-            found.append({"function": {"name": item["name"], "arguments": arguments}})
-    return found
+    if "<tool_call>" in text:
+        found, _ = parse_tool_calls(text)
+        return read_tool_calls(found, step)
+    stripped = text.strip()
+    if not stripped.startswith(("{", "```")):
+        return []
+    fenced = _FENCE.match(stripped)
+    calls: list[dict[str, Any]] = []
+    for value in json_values(fenced.group(1) if fenced else stripped):
+        for item in value if isinstance(value, list) else [value]:
+            named = named_call(item) if isinstance(item, dict) else None
+            if named is not None and named[0] in names:
+                calls.append({"function": {"name": named[0], "arguments": named[1]}})
+    return read_tool_calls(calls, step)

@@ -376,3 +376,22 @@ def test_a_fenced_call_followed_by_prose_is_a_call_not_the_answer(fake):
     result = Agent(generator=openai(fake), tools=[add]).run("Add 5+5.")
     assert [c.observation for c in result.tool_calls] == ["10"]
     assert result.answer == "The sum is 10."
+
+
+def test_text_calls_in_openai_shape_or_with_broken_arguments_are_calls_the_model_can_repair(fake):
+    """The same text reading as the local generator: OpenAI's shape counts, and a broken block is sent back."""
+    fake.state.script = [
+        '{"function": {"name": "add", "arguments": {"a": 1, "b": 2}}}',
+        '<tool_call>{"name": "add", "arguments": {"a": 4, "b": }}</tool_call>',
+        '<tool_call>{"name": "multiply", "arguments": {"a": 4, "b": 5}}</tool_call>',
+        "The sum is 3.",
+    ]
+    result = Agent(generator=openai(fake), tools=[add]).run("Add 1+2.")
+    first, broken, unknown = result.tool_calls
+    assert (first.tool, first.observation) == ("add", "3")
+    assert broken.tool == "add" and broken.status == "error" and "not valid JSON" in broken.observation
+    assert unknown.status == "error" and "there is no tool named 'multiply'" in unknown.observation
+    assert result.answer == "The sum is 3."
+    # what the model was told reached it: both refusals are in the next requests' tool messages
+    told = [m["content"] for body in chat_bodies(fake) for m in body["messages"] if m["role"] == "tool"]
+    assert any("not valid JSON" in t for t in told) and any("no tool named 'multiply'" in t for t in told)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError, InputError, RagkitError, UnavailableError
 from ragkit.generation.base import BaseGenerator, FinishReason, GenerationDelta, GenerationOptions, Message, Usage
+from ragkit.generation.tool_calls import ToolCallScanner, calls_in_json, parse_tool_calls, template_arguments
 from ragkit.options import check_int
 from ragkit_transformers.selection import check_device_dtype, validate_device, validate_dtype
 from ragkit_transformers.source import PACKAGED_MODEL_NAME, ModelSource, resolve_model
 from ragkit_transformers.stops import StopScanner, normalize_stops
-from ragkit_transformers.tool_calls import ToolCallScanner, calls_in_json, parse_tool_calls, template_arguments
 
 if TYPE_CHECKING:
     from ragkit_transformers.runtime import GenerationJob, LoadedModel, SamplingSettings

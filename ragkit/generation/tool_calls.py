@@ -1,17 +1,22 @@
-"""Native tool calls of a local model, written as text the way its chat template taught it.
+"""Tool calls a model wrote as text, read into OpenAI-shaped ``tool_calls``.
 
-Qwen2.5's chat template (and other Hermes-style ones) lists the tools in the
-system turn and asks for each call as::
+A local model's chat template (Qwen2.5 and other Hermes-style ones) lists
+the tools in the system turn and asks for each call as::
 
     <tool_call>
     {"name": "calculator", "arguments": {"expression": "2 + 2"}}
     </tool_call>
 
-:class:`ToolCallScanner` streams the text before the first ``<tool_call>``
-and holds back the rest; :func:`parse_tool_calls` turns the held text into
-OpenAI-shaped ``tool_calls`` (what vLLM's and TGI's Hermes parsers return);
-:func:`calls_in_json` finds calls a small model wrote as plain (often fenced)
-JSON instead.
+and a server started without its tool-call parser (vLLM, TGI, llama.cpp)
+returns that text as it is. :class:`ToolCallScanner` streams the text before
+the first ``<tool_call>`` and holds back the rest; :func:`parse_tool_calls`
+turns the held text into ``tool_calls`` (what vLLM's and TGI's Hermes
+parsers return); :func:`calls_in_json` finds calls a small model wrote as
+plain (often fenced) JSON instead; :func:`json_values` and
+:func:`named_call` are the pieces both use, for callers with their own
+rules (the agent's native protocol). Used by ``ragkit-transformers``'
+generator and :mod:`ragkit.agents.native`.
+
 A block whose JSON cannot be read still becomes a call when its tool name can
 be found, with the raw text as its arguments, so the agent sends the error
 back to the model instead of taking the broken call for an answer. Nothing
@@ -121,13 +126,13 @@ def calls_in_json(text: str, names: set[str]) -> list[dict[str, Any]]:
             position = start + 1
             continue
         position = end
-        named = _named_call(value) if isinstance(value, dict) else None
+        named = named_call(value) if isinstance(value, dict) else None
         if named is not None and named[0] in names and named[2]:
             calls.append(_call(len(calls), named[0], named[1]))
     return calls
 
 
-def _named_call(item: dict[str, Any]) -> tuple[str, str, bool] | None:
+def named_call(item: dict[str, Any]) -> tuple[str, str, bool] | None:
     """``(name, arguments as JSON text, whether arguments were given)`` of one call object, else ``None``.
 
     Accepts ``{"name": ..., "arguments": ...}`` (Hermes), ``"parameters"``
@@ -170,7 +175,7 @@ def _calls_in_block(block: str) -> list[tuple[str, str]]:
         return [(name.group(1).strip(), _raw_arguments(body))] if name else []
     found = []
     for item in value if isinstance(value, list) else [value]:
-        named = _named_call(item) if isinstance(item, dict) else None
+        named = named_call(item) if isinstance(item, dict) else None
         if named is not None:
             found.append((named[0], named[1]))
     return found
@@ -185,6 +190,26 @@ def _raw_arguments(body: str) -> str:
     return raw[:-1].rstrip() if raw.endswith("}") and raw.count("{") < raw.count("}") else raw
 
 
+def json_values(text: str) -> list[Any]:
+    """The JSON values at the start of ``text``, one after another (a small model may write several calls in a row).
+
+    Whitespace, commas and semicolons between them are skipped; reading
+    stops at the first thing that is not JSON.
+    """
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    position, body = 0, text.strip()
+    while position < len(body):
+        try:
+            value, position = decoder.raw_decode(body, position)
+        except ValueError:
+            break
+        values.append(value)
+        while position < len(body) and body[position] in " \t\r\n,;":
+            position += 1
+    return values
+
+
 def template_arguments(arguments: Any) -> Any:
     """A call's arguments as a chat template wants them: a JSON object's text decoded (templates ``tojson`` it)."""
     if isinstance(arguments, str):
@@ -196,4 +221,11 @@ def template_arguments(arguments: Any) -> Any:
     return arguments
 
 
-__all__ = ["ToolCallScanner", "calls_in_json", "parse_tool_calls", "template_arguments"]
+__all__ = [
+    "ToolCallScanner",
+    "calls_in_json",
+    "json_values",
+    "named_call",
+    "parse_tool_calls",
+    "template_arguments",
+]
