@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -39,6 +38,7 @@ from ragkit.hashing import content_hash
 from ragkit.protocols import Vectors
 from ragkit.schema import Chunk, Hit, SourceRecord
 from ragkit.stores.base import StoreBase
+from ragkit.stores.source_parts import assemble_source_record, split_source_record
 from ragkit_milvus.expressions import quote, to_milvus_expr
 
 log = logging.getLogger(__name__)
@@ -403,30 +403,19 @@ class MilvusStore(StoreBase):
 
     def _write_record(self, record: SourceRecord) -> None:
         _check_bytes(record.source, MAX_VARCHAR_BYTES, f"source name {record.source[:80]!r}")
-        commit = uuid.uuid4().hex
-        parts = _split_ids(record.document_ids, _RECORD_PART_BYTES)
+        parts = split_source_record(record, _RECORD_PART_BYTES)
         source_key = content_hash(record.source)
-        rows = []
-        for number, ids in enumerate(parts):
-            data: dict[str, Any] = {"commit": commit, "document_ids": ids}
-            if number == 0:
-                data.update(
-                    content_hash=record.content_hash,
-                    size=record.size,
-                    mtime=record.mtime,
-                    chunk_count=record.chunk_count,
-                    parts=len(parts),
-                )
-            rows.append(
-                {
-                    "key": f"s:{number}:{source_key}",
-                    "kind": "source",
-                    "source": record.source,
-                    "part": number,
-                    "data": data,
-                    "vector": _PLACEHOLDER_VECTOR,
-                }
-            )
+        rows = [
+            {
+                "key": f"s:{number}:{source_key}",
+                "kind": "source",
+                "source": record.source,
+                "part": number,
+                "data": data,
+                "vector": _PLACEHOLDER_VECTOR,
+            }
+            for number, data in enumerate(parts)
+        ]
         with self._errors(f"saving the record of {record.source!r}"):
             # the first part, which says how many parts there are, goes last
             self._client.upsert(self.sources_collection, rows[1:])
@@ -443,21 +432,11 @@ class MilvusStore(StoreBase):
             parts.setdefault(row["source"], {})[int(row["part"])] = row["data"]
         records = {}
         for source, by_number in parts.items():
-            head = by_number.get(0)
-            if head is None or "parts" not in head:
-                continue
-            pieces = [by_number.get(n) for n in range(int(head["parts"]))]
-            if any(piece is None or piece.get("commit") != head.get("commit") for piece in pieces):
+            record = assemble_source_record(source, by_number)
+            if record is None:
                 log.warning("source record of %r in %s is incomplete; it will be ingested again", source, self.uri)
                 continue
-            records[source] = SourceRecord(
-                source=source,
-                content_hash=head["content_hash"],
-                size=int(head["size"]),
-                mtime=float(head["mtime"]),
-                document_ids=[i for piece in pieces for i in piece["document_ids"]],  # type: ignore[index]
-                chunk_count=int(head["chunk_count"]),
-            )
+            records[source] = record
         return records
 
     def delete_sources(self, sources: Sequence[str]) -> int:
@@ -808,20 +787,6 @@ def _write_batches(rows: list[dict[str, Any]], dimension: int) -> Iterator[list[
 def _batches(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _split_ids(ids: Sequence[str], max_bytes: int) -> list[list[str]]:
-    """Document ids in parts whose JSON stays under ``max_bytes`` (always at least one part)."""
-    parts: list[list[str]] = [[]]
-    size = 0
-    for doc_id in ids:
-        cost = len(json.dumps(doc_id, ensure_ascii=False).encode("utf-8")) + 2
-        if parts[-1] and size + cost > max_bytes:
-            parts.append([])
-            size = 0
-        parts[-1].append(doc_id)
-        size += cost
-    return parts
 
 
 __all__ = ["MilvusStore", "collection_name_for"]

@@ -30,12 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ragkit.errors import InputError
 from ragkit.schema import Chunk, SourceRecord
+from ragkit.stores.source_parts import assemble_source_record, split_source_record
 
 CHUNK_KEY = "_ragkit_chunk"
 MAX_METADATA_BYTES = 40 * 1024
@@ -121,30 +121,13 @@ def source_key(source: str) -> str:
 
 def source_parts(record: SourceRecord) -> list[tuple[str, dict[str, Any]]]:
     """``(id, metadata)`` of each part of a source record, the head (part 0) first."""
-    commit = uuid.uuid4().hex
-    groups: list[list[str]] = [[]]
-    used = 0
-    for document_id in record.document_ids:
-        size = len(json.dumps(document_id, ensure_ascii=False).encode()) + 1
-        if groups[-1] and used + size > PART_BYTES:
-            groups.append([])
-            used = 0
-        groups[-1].append(document_id)
-        used += size
-    parts = []
-    for number, ids in enumerate(groups):
-        data: dict[str, Any] = {"commit": commit, "document_ids": ids}
-        if number == 0:
-            data.update(
-                content_hash=record.content_hash,
-                size=record.size,
-                mtime=record.mtime,
-                chunk_count=record.chunk_count,
-                parts=len(groups),
-            )
-        metadata = {"kind": "source", "source": record.source, "part": number, "data": json.dumps(data)}
-        parts.append((f"{source_key(record.source)}:{number}", metadata))
-    return parts
+    return [
+        (
+            f"{source_key(record.source)}:{number}",
+            {"kind": "source", "source": record.source, "part": number, "data": json.dumps(data)},
+        )
+        for number, data in enumerate(split_source_record(record, PART_BYTES))
+    ]
 
 
 def assemble_sources(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, SourceRecord], list[str]]:
@@ -156,22 +139,11 @@ def assemble_sources(metadata: Mapping[str, Mapping[str, Any]]) -> tuple[dict[st
     records: dict[str, SourceRecord] = {}
     torn: list[str] = []
     for source, by_number in parts.items():
-        head = by_number.get(0)
-        if head is None:
+        record = assemble_source_record(source, by_number)
+        if record is None:
             torn.append(source)
-            continue
-        pieces = [by_number.get(n) for n in range(int(head["parts"]))]
-        if any(piece is None or piece.get("commit") != head["commit"] for piece in pieces):
-            torn.append(source)
-            continue
-        records[source] = SourceRecord(
-            source=source,
-            content_hash=head["content_hash"],
-            size=int(head["size"]),
-            mtime=float(head["mtime"]),
-            document_ids=[i for piece in pieces for i in piece["document_ids"]],  # type: ignore[index]
-            chunk_count=int(head["chunk_count"]),
-        )
+        else:
+            records[source] = record
     return records, torn
 
 
