@@ -42,15 +42,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ragkit_ragas._sync import run_sync
-from ragkit_ragas.judge import Judge, JudgeError, build_judge_generator
+from ragkit_ragas.judge import Judge, JudgeError, JudgeSetup
 from ragkit_ragas.sample import RagasSample
 
 from ragkit.component import Component
 from ragkit.errors import ConfigError
 from ragkit.evaluation.sample import MetricResult
-
-DEFAULT_JUDGE: dict[str, Any] = {"type": "transformers"}
-"""The judge when none is configured: the packaged local SmolLM2 (offline, small: expect failed judgements)."""
 
 # test-case field -> (ragkit sample field named in messages, what the metric then needs)
 _FIELDS: dict[str, tuple[str, str | None]] = {
@@ -117,42 +114,29 @@ class DeepEvalMetric(Component):
             raise ConfigError(f"metric {self.name!r}: 'include_reason' must be true or false")
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(f"metric {self.name!r}: 'options' must be a mapping of DeepEval metric options")
-        if judge is not None and not isinstance(judge, Mapping) and not callable(getattr(judge, "agenerate", None)):
-            raise ConfigError(
-                f"metric {self.name!r}: 'judge' must be a generator config like {{'type': 'transformers'}}"
-            )
-        if cache_dir is not None and not isinstance(cache_dir, str) and not hasattr(cache_dir, "__fspath__"):
-            raise ConfigError(f"metric {self.name!r}: 'cache_dir' must be a folder path, got {cache_dir!r}")
-        self.judge_config = judge if judge is not None else dict(DEFAULT_JUDGE)
-        self.cache_dir = cache_dir
         self.concurrency = concurrency
         self.include_reason = include_reason
         self.deepeval_options = dict(options or {})
-        self._judge_options: dict[str, Any] = {
-            "retries": retries,
-            "timeout": timeout,
-            "concurrency": concurrency,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "backoff": backoff,
-        }
-        Judge(_NoGenerator(), **self._judge_options)  # type: ignore[arg-type,unused-ignore]  # checks the numbers
+        self._judge = JudgeSetup(
+            self.name,
+            judge,
+            cache_dir,
+            retries=retries,
+            timeout=timeout,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            backoff=backoff,
+        )
         self.needs = frozenset({"judge"} | {need for f in self.fields if (need := _FIELDS[f][1])})
         self._lock = threading.Lock()
         self._model: Any = None
-        self._judge: Judge | None = None
 
     # -- the judge ----------------------------------------------------------------------------------------
 
     def judge(self) -> Judge:
         """The ragkit judge (its generator built on first use)."""
-        if self._judge is None:
-            from ragkit_ragas.cache import JudgeCache
-
-            generator = build_judge_generator(self.judge_config)
-            cache = JudgeCache(self.cache_dir) if self.cache_dir is not None else None
-            self._judge = Judge(generator, cache=cache, **self._judge_options)
-        return self._judge
+        return self._judge.judge()
 
     def deepeval_model(self) -> Any:
         """DeepEval's model object over the judge (imports deepeval on first use)."""
@@ -272,8 +256,7 @@ class DeepEvalMetric(Component):
 
     def close(self) -> None:
         """Release the judge's cache file."""
-        if self._judge is not None and self._judge.cache is not None:
-            self._judge.cache.close()
+        self._judge.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -412,15 +395,6 @@ class GEvalMetric(DeepEvalMetric):
         steps = getattr(metric, "evaluation_steps", None)
         if steps:
             details["evaluation_steps"] = list(steps)
-
-
-class _NoGenerator:
-    """Stands in for the generator while the judge's options are checked."""
-
-    model_name = "none"
-
-    async def agenerate(self, messages: Any, options: Any = None) -> Any:
-        raise NotImplementedError
 
 
 def _bad_value(value: Any) -> str | None:

@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import logging
 import math
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -355,6 +356,70 @@ def build_judge_generator(config: Mapping[str, Any] | Generator) -> Generator:
     from ragkit.registry import build
 
     return build("generator", dict(config))  # type: ignore[no-any-return]
+
+
+DEFAULT_JUDGE: dict[str, Any] = {"type": "transformers"}
+"""The judge when none is configured: the packaged local SmolLM2 (offline, but too small to judge well)."""
+
+
+class JudgeSetup:
+    """A metric's judge as configured: checked when the metric is built, built on first use, closed with it.
+
+    The ragas and DeepEval metrics hold one each, so a bad ``judge``,
+    ``cache_dir`` or number fails when the suite is read, not on the first
+    sample, and no generator or cache file is opened before a sample is
+    scored.
+
+    Args:
+        metric: The metric's name, for error messages.
+        judge: A generator config (``{"type": ...}``) or a built generator;
+            ``None``: :data:`DEFAULT_JUDGE`.
+        cache_dir: The folder of the judge's SQLite cache (``None``: none).
+        options: :class:`Judge`'s keyword arguments (``retries``,
+            ``timeout``, ``concurrency`` ...), checked here.
+
+    """
+
+    def __init__(self, metric: str, judge: Mapping[str, Any] | Any | None, cache_dir: Any, **options: Any) -> None:
+        if judge is not None and not isinstance(judge, Mapping) and not callable(getattr(judge, "agenerate", None)):
+            raise ConfigError(f"metric {metric!r}: 'judge' must be a generator config like {{'type': 'transformers'}}")
+        if cache_dir is not None and not isinstance(cache_dir, str | bytes) and not hasattr(cache_dir, "__fspath__"):
+            raise ConfigError(f"metric {metric!r}: 'cache_dir' must be a folder path, got {cache_dir!r}")
+        self.config: Mapping[str, Any] | Any = judge if judge is not None else dict(DEFAULT_JUDGE)
+        self.cache_dir = cache_dir
+        self.options = options
+        Judge(_UnusedGenerator(), **options)  # type: ignore[arg-type]  # checks the numbers now
+        self._judge: Judge | None = None
+        self._lock = threading.Lock()
+
+    def judge(self) -> Judge:
+        """The :class:`Judge` (its generator and cache opened on the first call)."""
+        with self._lock:
+            if self._judge is None:
+                generator = build_judge_generator(self.config)
+                cache = JudgeCache(self.cache_dir) if self.cache_dir is not None else None
+                self._judge = Judge(generator, cache=cache, **self.options)
+            return self._judge
+
+    @property
+    def built(self) -> Judge | None:
+        """The judge if a sample has needed it yet, else ``None``."""
+        return self._judge
+
+    def close(self) -> None:
+        """Release the judge's cache file (the generator stays, shared with the process)."""
+        judge = self._judge
+        if judge is not None and judge.cache is not None:
+            judge.cache.close()
+
+
+class _UnusedGenerator:
+    """Stands in for the generator while the judge's options are checked."""
+
+    model_name = "none"
+
+    async def agenerate(self, messages: Any, options: Any = None) -> Any:
+        raise NotImplementedError
 
 
 def _attempts(count: int) -> str:

@@ -46,13 +46,11 @@ from typing import Any, ClassVar
 from ragkit.component import Component
 from ragkit.errors import ConfigError
 from ragkit_ragas._sync import run_sync
-from ragkit_ragas.judge import Judge, JudgeError, build_judge_generator
+from ragkit_ragas.judge import Judge, JudgeError, JudgeSetup
 from ragkit_ragas.sample import MetricScore, ProgressCallback, RagasSample
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_JUDGE: dict[str, Any] = {"type": "transformers"}
-"""The judge when none is configured: the packaged local SmolLM2 (offline, small: expect many unparsable answers)."""
 DEFAULT_EMBEDDER: dict[str, Any] = {"type": "sentence-transformers"}
 """The embedder when a metric needs one and none is configured: the packaged all-MiniLM-L6-v2."""
 
@@ -176,7 +174,7 @@ class RagasMetric(Component):
         self._metric: Any = None
         self._kind = ""
         self._inputs: list[tuple[str, bool]] = []
-        self._judge: Judge | None = None
+        self._judge: JudgeSetup | None = None
 
     # -- what subclasses provide ---------------------------------------------------------------------
 
@@ -350,9 +348,8 @@ class RagasMetric(Component):
 
     def close(self) -> None:
         """Release the judge's cache file."""
-        judge = self._judge
-        if judge is not None and judge.cache is not None:
-            judge.cache.close()
+        if self._judge is not None:
+            self._judge.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -422,37 +419,25 @@ class RagasLLMMetric(RagasMetric):
         temperature: float,
         backoff: float,
     ) -> None:
-        if judge is not None and not isinstance(judge, Mapping) and not callable(getattr(judge, "agenerate", None)):
-            raise ConfigError(
-                f"metric {self.name!r}: 'judge' must be a generator config like {{'type': 'transformers'}}"
-            )
         if embedder is not None and not isinstance(embedder, Mapping) and not hasattr(embedder, "embed_queries"):
             raise ConfigError(f"metric {self.name!r}: 'embedder' must be an embedder config like {{'type': ...}}")
-        if cache_dir is not None and not isinstance(cache_dir, str | bytes) and not hasattr(cache_dir, "__fspath__"):
-            raise ConfigError(f"metric {self.name!r}: 'cache_dir' must be a folder path, got {cache_dir!r}")
-        self.judge_config = judge if judge is not None else dict(DEFAULT_JUDGE)
         self.embedder_config = embedder
-        self.cache_dir = cache_dir
-        # checks the numbers now, so a bad config fails when the metric is built
-        self._judge_options: dict[str, Any] = {
-            "retries": retries,
-            "timeout": timeout,
-            "concurrency": self.concurrency,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "backoff": backoff,
-        }
-        Judge(_NullGenerator(), **self._judge_options)  # type: ignore[arg-type]  # (not a full Generator)
+        self._judge = JudgeSetup(
+            self.name,
+            judge,
+            cache_dir,
+            retries=retries,
+            timeout=timeout,
+            concurrency=self.concurrency,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            backoff=backoff,
+        )
 
     def judge(self) -> Judge:
         """The :class:`Judge` (its generator built on first use)."""
-        if self._judge is None:
-            from ragkit_ragas.cache import JudgeCache
-
-            generator = build_judge_generator(self.judge_config)
-            cache = JudgeCache(self.cache_dir) if self.cache_dir is not None else None
-            self._judge = Judge(generator, cache=cache, **self._judge_options)
-        return self._judge
+        assert self._judge is not None
+        return self._judge.judge()
 
     def _components(self, cls: type, kind: str) -> dict[str, Any]:
         from ragkit_ragas.llm import RagkitRagasEmbeddings, RagkitRagasLLM
@@ -464,15 +449,6 @@ class RagasLLMMetric(RagasMetric):
         if wants_embeddings:
             components["embeddings"] = RagkitRagasEmbeddings(_build_embedder(self.embedder_config))
         return components
-
-
-class _NullGenerator:
-    """Stands in for the generator while the judge's options are checked."""
-
-    model_name = "none"
-
-    async def agenerate(self, messages: Any, options: Any = None) -> Any:
-        raise NotImplementedError
 
 
 class FaithfulnessMetric(RagasLLMMetric):
