@@ -387,7 +387,8 @@ def test_an_evaluation_report_opens_in_the_page(page: Any, web: WebService) -> N
     open_with_key(page, web)
     page.get_by_role("button", name=f"Open the report of web-smoke ({run_id})").click()
     frame = page.frame_locator("#report")
-    frame.locator("body").wait_for()
+    # the frame shows an empty page until the report's srcdoc has loaded: wait for the report itself
+    frame.locator("body", has_text="web-smoke").wait_for(timeout=30_000)
     assert "web-smoke" in frame.locator("body").inner_text()
     assert page.is_visible("#report")
 
