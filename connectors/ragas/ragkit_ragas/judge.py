@@ -401,11 +401,6 @@ class JudgeSetup:
                 self._judge = Judge(generator, cache=cache, **self.options)
             return self._judge
 
-    @property
-    def built(self) -> Judge | None:
-        """The judge if a sample has needed it yet, else ``None``."""
-        return self._judge
-
     def close(self) -> None:
         """Release the judge's cache file (the generator stays, shared with the process)."""
         judge = self._judge
